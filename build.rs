@@ -1,0 +1,38 @@
+//! Compiles the Petit contract (`proto/petit/v1/*.proto`) with protox (no protoc needed)
+//! into Rust types, tonic clients/servers (per the `client`/`server` features), and a
+//! file descriptor set used by server reflection and the REST shim.
+
+use std::path::PathBuf;
+
+use prost::Message;
+
+const PROTOS: &[&str] = &[
+    "petit/v1/types.proto",
+    "petit/v1/scheduler.proto",
+    "petit/v1/job.proto",
+    "petit/v1/run.proto",
+];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-changed=proto");
+    let out = PathBuf::from(std::env::var("OUT_DIR")?);
+
+    let fds = protox::Compiler::new(["proto"])?
+        .include_imports(true)
+        .include_source_info(true)
+        .open_files(PROTOS)?
+        .file_descriptor_set();
+    let bytes = fds.encode_to_vec();
+    std::fs::write(out.join("petit_descriptor.bin"), &bytes)?;
+    let fds = prost_types::FileDescriptorSet::decode(bytes.as_slice())?;
+
+    let client = std::env::var_os("CARGO_FEATURE_CLIENT").is_some();
+    let server = std::env::var_os("CARGO_FEATURE_SERVER").is_some();
+    tonic_prost_build::configure()
+        .build_client(client)
+        .build_server(server)
+        .build_transport(client)
+        .emit_rerun_if_changed(false)
+        .compile_fds(fds)?;
+    Ok(())
+}

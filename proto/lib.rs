@@ -1,0 +1,23 @@
+//! The Petit contract: protobuf types of package `petit.v1`, tonic clients (feature
+//! `client`) and servers (feature `server`), and the encoded file descriptor set that
+//! server reflection and the REST shim read.
+
+/// Package `petit.v1`.
+pub mod v1 {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("petit.v1");
+}
+
+/// The encoded `FileDescriptorSet` of every Petit proto and its imports
+/// (`google/api/*`, `google/protobuf/*`).
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/petit_descriptor.bin"));
+
+/// Fully-qualified names of the Petit services.
+pub const SERVICES: &[&str] = &[
+    "petit.v1.SchedulerService",
+    "petit.v1.JobService",
+    "petit.v1.RunService",
+];
+
+pub use prost_types;

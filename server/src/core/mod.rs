@@ -1,0 +1,15 @@
+//! Pure domain types: job and task definitions, schedules, the task DAG, retry and
+//! condition policies, run and task statuses. No I/O lives here.
+
+pub mod dag;
+pub mod job;
+pub mod schedule;
+pub mod status;
+
+pub use dag::{Dag, DagError};
+pub use job::{
+    Backoff, Condition, DepCondition, JobDef, JobDependency, RetryCondition, RetryPolicy, TaskDef,
+    TaskKind,
+};
+pub use schedule::{Schedule, ScheduleError};
+pub use status::{LogStream, RunStatus, TaskStatus, TriggerReason};

@@ -1,0 +1,124 @@
+//! The event bus: every state change of the engine is one `Event`, broadcast to every
+//! subscriber (watch streams, the dashboard feed, tests). Nothing polls.
+
+use chrono::{DateTime, Utc};
+use tokio::sync::broadcast;
+
+use crate::store::{LogRecord, RunRecord, TaskRunRecord};
+
+/// What changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    RunStarted,
+    RunSucceeded,
+    RunFailed,
+    RunCancelled,
+    RunInterrupted,
+    TaskStarted,
+    TaskSucceeded,
+    TaskFailed,
+    TaskRetrying,
+    TaskSkipped,
+    TaskTimedOut,
+    TaskCancelled,
+    TaskInterrupted,
+    LogLine,
+    SchedulerPaused,
+    SchedulerResumed,
+    /// A fire or trigger did not start a run (overlap, unmet dependency).
+    JobSkipped,
+}
+
+/// One state change, with the state it produced.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub kind: EventKind,
+    pub time: DateTime<Utc>,
+    /// Empty for scheduler events.
+    pub job_id: String,
+    /// Run events: the run as it now stands.
+    pub run: Option<RunRecord>,
+    /// Task events: the task run as it now stands.
+    pub task_run: Option<TaskRunRecord>,
+    /// Log events.
+    pub log: Option<LogRecord>,
+    /// Why (skips, errors).
+    pub message: Option<String>,
+}
+
+impl Event {
+    pub fn new(kind: EventKind, job_id: impl Into<String>) -> Event {
+        Event {
+            kind,
+            time: Utc::now(),
+            job_id: job_id.into(),
+            run: None,
+            task_run: None,
+            log: None,
+            message: None,
+        }
+    }
+
+    pub fn with_run(mut self, run: RunRecord) -> Event {
+        self.run = Some(run);
+        self
+    }
+
+    pub fn with_task(mut self, task: TaskRunRecord) -> Event {
+        self.task_run = Some(task);
+        self
+    }
+
+    pub fn with_log(mut self, log: LogRecord) -> Event {
+        self.log = Some(log);
+        self
+    }
+
+    pub fn with_message(mut self, message: impl Into<String>) -> Event {
+        self.message = Some(message.into());
+        self
+    }
+
+    /// The run this event is about, if any.
+    pub fn run_id(&self) -> Option<&str> {
+        self.run
+            .as_ref()
+            .map(|r| r.id.as_str())
+            .or_else(|| self.task_run.as_ref().map(|t| t.run_id.as_str()))
+            .or_else(|| self.log.as_ref().map(|l| l.run_id.as_str()))
+    }
+
+    /// Whether this event ends a run.
+    pub fn ends_run(&self) -> bool {
+        matches!(
+            self.kind,
+            EventKind::RunSucceeded
+                | EventKind::RunFailed
+                | EventKind::RunCancelled
+                | EventKind::RunInterrupted
+        )
+    }
+}
+
+/// A broadcast bus of events. Slow subscribers lose the oldest events (and learn it
+/// from `RecvError::Lagged`); publishers never wait.
+#[derive(Debug, Clone)]
+pub struct EventBus {
+    tx: broadcast::Sender<Event>,
+}
+
+impl EventBus {
+    pub fn new(capacity: usize) -> EventBus {
+        let (tx, _) = broadcast::channel(capacity);
+        EventBus { tx }
+    }
+
+    pub fn publish(&self, event: Event) {
+        // No subscriber is fine: nobody is watching.
+        let _ = self.tx.send(event);
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.tx.subscribe()
+    }
+}

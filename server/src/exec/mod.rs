@@ -1,0 +1,1 @@
+//! Runs one DAG run.

@@ -1,0 +1,15 @@
+//! Petit's engine and daemon: job files, schedules, DAG runs, SQLite storage, and the
+//! gRPC/REST API. `petitd` (src/main.rs) only parses flags and calls into this.
+
+pub mod api;
+pub mod config;
+pub mod core;
+pub mod engine;
+pub mod events;
+pub mod exec;
+pub mod scheduler;
+pub mod serve;
+pub mod store;
+pub mod testing;
+
+pub use engine::{Engine, EngineError, EngineOptions, SchedulerInfo};

@@ -1,0 +1,1 @@
+//! One listener for gRPC, reflection, health and REST.

@@ -1,0 +1,127 @@
+//! Where runs, task runs, outputs and logs are kept: the `Store` trait, with a SQLite
+//! implementation (the default, a file) and an in-memory one (tests, `--in-memory`).
+//! Store calls never block the async executor.
+
+mod memory;
+mod sqlite;
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+
+pub use memory::MemoryStore;
+pub use sqlite::SqliteStore;
+
+use crate::core::{LogStream, RunStatus, TaskStatus, TriggerReason};
+
+/// A storage failure. Always an internal error for API callers.
+#[derive(Debug, thiserror::Error)]
+#[error("storage: {0}")]
+pub struct StoreError(pub String);
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A job as last loaded (kept so that history outlives a job file's removal).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRecord {
+    pub id: String,
+    pub name: String,
+    pub source: String,
+    pub schedule: Option<String>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One run of a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRecord {
+    pub id: String,
+    pub job_id: String,
+    pub status: RunStatus,
+    pub trigger: TriggerReason,
+    pub params: BTreeMap<String, String>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub error: Option<String>,
+}
+
+/// One task of one run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskRunRecord {
+    pub run_id: String,
+    pub task_id: String,
+    pub status: TaskStatus,
+    /// Attempts made so far (0 = not started).
+    pub attempts: u32,
+    pub exit_code: Option<i32>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub error: Option<String>,
+    pub outputs: BTreeMap<String, String>,
+}
+
+/// One line of a task's output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogRecord {
+    pub run_id: String,
+    /// Position of the line among all lines of this task run (all attempts, both
+    /// streams), from 1. Followers use it to skip lines they already have.
+    pub seq: u64,
+    pub task_id: String,
+    pub attempt: u32,
+    pub stream: LogStream,
+    pub line: String,
+    pub time: DateTime<Utc>,
+}
+
+/// Which page of a job's runs to read: newest first.
+#[derive(Debug, Clone, Default)]
+pub struct RunPage {
+    /// At most this many runs.
+    pub limit: usize,
+    /// Skip this many of the newest runs.
+    pub offset: usize,
+}
+
+/// Persistence of Petit's history. Every write is durable when its future completes.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Records the jobs of the current job directory.
+    async fn upsert_jobs(&self, jobs: Vec<JobRecord>) -> StoreResult<()>;
+
+    /// Inserts a new run with its task runs (all pending), atomically.
+    async fn create_run(&self, run: RunRecord, tasks: Vec<TaskRunRecord>) -> StoreResult<()>;
+
+    /// Replaces a run's mutable fields (status, times, error).
+    async fn update_run(&self, run: RunRecord) -> StoreResult<()>;
+
+    /// Replaces a task run's mutable fields (status, attempts, exit code, times,
+    /// error, outputs).
+    async fn update_task_run(&self, task: TaskRunRecord) -> StoreResult<()>;
+
+    /// Appends log lines, keeping at most `max_bytes_per_stream` bytes of each
+    /// (run, task, stream): when over, the oldest lines are dropped (the tail is kept).
+    async fn append_logs(&self, lines: Vec<LogRecord>) -> StoreResult<()>;
+
+    async fn get_run(&self, run_id: &str) -> StoreResult<Option<RunRecord>>;
+
+    /// Runs of a job (or of every job when `job_id` is `None`), newest first.
+    async fn list_runs(&self, job_id: Option<&str>, page: RunPage) -> StoreResult<Vec<RunRecord>>;
+
+    /// The newest run of a job whose status is one of `statuses` (any when empty).
+    async fn last_run(
+        &self,
+        job_id: &str,
+        statuses: &[RunStatus],
+    ) -> StoreResult<Option<RunRecord>>;
+
+    /// A run's task runs, in the order they were created.
+    async fn task_runs(&self, run_id: &str) -> StoreResult<Vec<TaskRunRecord>>;
+
+    /// A run's stored log lines (of one task, or of all when `task_id` is `None`), in
+    /// the order they were written.
+    async fn logs(&self, run_id: &str, task_id: Option<&str>) -> StoreResult<Vec<LogRecord>>;
+
+    /// Runs whose status is `pending` or `running` (left so by a crash, at start-up).
+    async fn unfinished_runs(&self) -> StoreResult<Vec<RunRecord>>;
+}
