@@ -17,12 +17,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
 
-    let fds = protox::Compiler::new(["proto"])?
+    let mut compiler = protox::Compiler::new(["proto"])?;
+    compiler
         .include_imports(true)
         .include_source_info(true)
-        .open_files(PROTOS)?
-        .file_descriptor_set();
-    let bytes = fds.encode_to_vec();
+        .open_files(PROTOS)?;
+    // `encode_file_descriptor_set` keeps extension options (the `google.api.http` rules
+    // the REST shim routes by); `file_descriptor_set().encode_to_vec()` drops them.
+    let bytes = compiler.encode_file_descriptor_set();
     std::fs::write(out.join("petit_descriptor.bin"), &bytes)?;
     let fds = prost_types::FileDescriptorSet::decode(bytes.as_slice())?;
 

@@ -1,1 +1,246 @@
-//! Helpers for the end-to-end tests.
+//! Helpers for the end-to-end tests: start the real `petitd` binary on an ephemeral
+//! loopback port with a temp SQLite file, wait until it serves, connect clients.
+//!
+//! The binaries come from the workspace's target directory (`cargo test --workspace`
+//! builds them before running any test; `make test` does too).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+/// The path of a workspace binary (`petitd`, `petitctl`, `petit-tui`), next to the
+/// test executable's `deps/` directory.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace binaries first (cargo build --workspace --bins, or make test)",
+        path.display()
+    );
+    path
+}
+
+/// Writes `files` (name, YAML) into a fresh directory.
+pub fn jobs_dir(files: &[(&str, &str)]) -> TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).expect("write job file");
+    }
+    dir
+}
+
+/// A running `petitd` child process; killed when dropped.
+pub struct Daemon {
+    pub child: Child,
+    pub addr: std::net::SocketAddr,
+    pub db: PathBuf,
+    pub jobs: PathBuf,
+    /// Keeps the temp directory (database, logs) alive.
+    pub data: TempDir,
+    pub stderr_path: PathBuf,
+}
+
+impl Daemon {
+    /// Starts petitd on `jobs` with a new temp database, and waits until it answers.
+    pub fn start(jobs: &Path) -> Daemon {
+        Self::start_with(jobs, &[])
+    }
+
+    /// As `start`, with extra command-line arguments.
+    pub fn start_with(jobs: &Path, extra: &[&str]) -> Daemon {
+        let data = tempfile::tempdir().expect("tempdir");
+        let db = data.path().join("petit.db");
+        Self::start_on(jobs, data, db, extra)
+    }
+
+    /// Starts petitd on an existing data directory and database (for restarts).
+    pub fn start_on(jobs: &Path, data: TempDir, db: PathBuf, extra: &[&str]) -> Daemon {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+        Self::start_at(jobs, data, db, addr, extra)
+    }
+
+    /// As `start_on`, listening on `addr` (a restart where clients already point).
+    pub fn start_at(
+        jobs: &Path,
+        data: TempDir,
+        db: PathBuf,
+        addr: std::net::SocketAddr,
+        extra: &[&str],
+    ) -> Daemon {
+        let port = addr.port();
+        let stderr_path = data.path().join(format!("petitd-{port}.log"));
+        let stderr = std::fs::File::create(&stderr_path).expect("log file");
+        let child = Command::new(bin("petitd"))
+            .arg("--jobs")
+            .arg(jobs)
+            .arg("--db")
+            .arg(&db)
+            .arg("--listen")
+            .arg(addr.to_string())
+            .args(extra)
+            .env_remove("PETIT_JOBS")
+            .env_remove("PETIT_DB")
+            .env_remove("PETIT_LISTEN")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn petitd");
+        let mut daemon = Daemon {
+            child,
+            addr,
+            db,
+            jobs: jobs.to_path_buf(),
+            data,
+            stderr_path,
+        };
+        daemon.wait_ready(Duration::from_secs(20));
+        daemon
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// What the daemon wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    fn wait_ready(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("petitd exited early ({status}):\n{}", self.stderr());
+            }
+            if std::net::TcpStream::connect_timeout(&self.addr, Duration::from_millis(100)).is_ok()
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "petitd did not listen on {} in {timeout:?}:\n{}",
+                self.addr,
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends a signal (e.g. `libc::SIGTERM`-like number via `kill`) to the daemon.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// Waits for the daemon to exit, up to `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "petitd did not exit in {timeout:?}:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the daemon (SIGKILL) and hands back its data directory and database path.
+    pub fn crash(mut self) -> (TempDir, PathBuf) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let data = std::mem::replace(&mut self.data, tempfile::tempdir().expect("tempdir"));
+        (data, self.db.clone())
+    }
+
+    /// Stops the daemon with SIGTERM and hands back its data directory and database path.
+    pub fn stop(mut self) -> (TempDir, PathBuf) {
+        self.signal("TERM");
+        let _ = self.wait_exit(Duration::from_secs(60));
+        let data = std::mem::replace(&mut self.data, tempfile::tempdir().expect("tempdir"));
+        (data, self.db.clone())
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// Polls `f` until it returns `Some`, or panics with `what` after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+impl Daemon {
+    /// A gRPC channel to the daemon (HTTP/2 over plain TCP, as every gRPC client).
+    pub async fn channel(&self) -> tonic::transport::Channel {
+        tonic::transport::Endpoint::from_shared(self.url())
+            .expect("daemon url")
+            .connect()
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to petitd at {}: {e}", self.addr))
+    }
+}
+
+/// Runs a command that should exit by itself (e.g. `petitd validate`), capturing its
+/// output; kills it and panics if it is still running after `timeout`.
+pub fn run_to_exit(command: &mut Command, timeout: Duration) -> std::process::Output {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + timeout;
+    while child.try_wait().expect("try_wait").is_none() {
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let output = child.wait_with_output().expect("wait");
+            panic!(
+                "{command:?} still running after {timeout:?}; stderr:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("wait")
+}

@@ -171,9 +171,11 @@ mod tests {
         assert_eq!(dag.topological_order(), &[0, 1, 2, 3]);
     }
 
+    type Spec<'a> = &'a [(&'a str, &'a [&'a str])];
+
     #[test]
     fn reports_every_error() {
-        let cases: &[(&[(&str, &[&str])], &[DagError])] = &[
+        let cases: &[(Spec, &[DagError])] = &[
             (&[("a", &["a"])], &[DagError::SelfDependency("a".into())]),
             (
                 &[("a", &["nope"])],

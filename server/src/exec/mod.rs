@@ -1,1 +1,711 @@
-//! Runs one DAG run.
+//! Runs one DAG run: starts each task the moment its dependencies settle (if its
+//! condition holds, else skips it), within the per-run task limit and the named
+//! resource pools, retries failed attempts per policy, and records every change in the
+//! store before publishing it on the bus.
+
+mod command;
+pub mod substitute;
+mod task;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use rand::Rng;
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+
+pub use command::CommandTask;
+pub use task::{StopReason, Task, TaskContext, TaskOutcome};
+
+use crate::core::{Condition, JobDef, LogStream, RetryCondition, RunStatus, TaskDef, TaskStatus};
+use crate::events::{Event, EventBus, EventKind};
+use crate::store::{LogRecord, RunRecord, Store, TaskRunRecord};
+use substitute::{substitute, Scope};
+
+/// Log lines buffered between a task and the store before the task is slowed down.
+const LOG_CHANNEL: usize = 1024;
+/// Log lines written in one store call at most.
+const LOG_BATCH: usize = 512;
+
+/// What every run of an engine shares.
+pub struct ExecEnv {
+    pub store: Arc<dyn Store>,
+    pub bus: EventBus,
+    /// Named resource pools, shared by all runs.
+    pub pools: HashMap<String, Arc<Semaphore>>,
+    /// Tasks running at once within one run.
+    pub max_concurrent_tasks: usize,
+    /// Between SIGTERM and SIGKILL.
+    pub kill_grace: Duration,
+    /// Where `$PETIT_OUTPUT` files are created.
+    pub scratch_dir: PathBuf,
+    /// Embedded task implementations, by (job id, task id), used instead of the task's
+    /// command.
+    pub custom_tasks: HashMap<(String, String), Arc<dyn Task>>,
+}
+
+/// Executes `run` of `job` to its end and returns the final run record.
+///
+/// `tasks` are the run's task records: all pending for a new run; for a run resumed
+/// after a crash, settled tasks are kept and `interrupted` ones are retried if their
+/// policy allows, else failed.
+pub async fn execute_run(
+    env: Arc<ExecEnv>,
+    job: Arc<JobDef>,
+    mut run: RunRecord,
+    tasks: Vec<TaskRunRecord>,
+    stop: watch::Receiver<Option<StopReason>>,
+) -> RunRecord {
+    run.status = RunStatus::Running;
+    run.started_at.get_or_insert_with(Utc::now);
+    run.error = None;
+    if let Err(e) = env.store.update_run(run.clone()).await {
+        tracing::error!(run = %run.id, "cannot record run start: {e}");
+    }
+    env.bus
+        .publish(Event::new(EventKind::RunStarted, &job.id).with_run(run.clone()));
+    tracing::info!(job = %job.id, run = %run.id, trigger = %run.trigger, "run started");
+
+    let mut walk = Walk::new(env.clone(), job.clone(), &run, tasks, stop.clone());
+    walk.run_to_end().await;
+
+    let reason = *stop.borrow();
+    let (status, error) = match reason {
+        Some(StopReason::Interrupt) => (
+            RunStatus::Interrupted,
+            Some("interrupted: the daemon shut down".to_string()),
+        ),
+        Some(StopReason::Cancel) => (RunStatus::Cancelled, Some("cancelled".to_string())),
+        _ => match walk.first_failure() {
+            Some(msg) => (RunStatus::Failed, Some(msg)),
+            None => (RunStatus::Succeeded, None),
+        },
+    };
+    if reason == Some(StopReason::Cancel) {
+        walk.cancel_unstarted().await;
+    }
+    run.status = status;
+    run.error = error;
+    run.ended_at = Some(Utc::now());
+    if let Err(e) = env.store.update_run(run.clone()).await {
+        tracing::error!(run = %run.id, "cannot record run end: {e}");
+    }
+    let kind = match status {
+        RunStatus::Succeeded => EventKind::RunSucceeded,
+        RunStatus::Cancelled => EventKind::RunCancelled,
+        RunStatus::Interrupted => EventKind::RunInterrupted,
+        _ => EventKind::RunFailed,
+    };
+    tracing::info!(job = %job.id, run = %run.id, status = %status, "run ended");
+    env.bus
+        .publish(Event::new(kind, &job.id).with_run(run.clone()));
+    run
+}
+
+/// The walk over one run's DAG.
+struct Walk {
+    env: Arc<ExecEnv>,
+    job: Arc<JobDef>,
+    run_id: String,
+    config: Arc<BTreeMap<String, String>>,
+    records: Vec<TaskRunRecord>,
+    started: Vec<bool>,
+    run_slots: Arc<Semaphore>,
+    stop: watch::Receiver<Option<StopReason>>,
+    running: JoinSet<(usize, TaskRunRecord)>,
+    by_tokio_id: HashMap<tokio::task::Id, usize>,
+}
+
+impl Walk {
+    fn new(
+        env: Arc<ExecEnv>,
+        job: Arc<JobDef>,
+        run: &RunRecord,
+        tasks: Vec<TaskRunRecord>,
+        stop: watch::Receiver<Option<StopReason>>,
+    ) -> Walk {
+        let mut config = job.config.clone();
+        config.extend(run.params.clone());
+        // Records in job order, whatever order the store gave them in.
+        let mut by_id: HashMap<String, TaskRunRecord> =
+            tasks.into_iter().map(|t| (t.task_id.clone(), t)).collect();
+        let records: Vec<TaskRunRecord> = job
+            .tasks
+            .iter()
+            .map(|t| {
+                by_id
+                    .remove(&t.id)
+                    .unwrap_or_else(|| pending_record(&run.id, &t.id))
+            })
+            .collect();
+        let started = records.iter().map(|r| r.status.is_terminal()).collect();
+        Walk {
+            run_slots: Arc::new(Semaphore::new(env.max_concurrent_tasks.max(1))),
+            env,
+            job,
+            run_id: run.id.clone(),
+            config: Arc::new(config),
+            records,
+            started,
+            stop,
+            running: JoinSet::new(),
+            by_tokio_id: HashMap::new(),
+        }
+    }
+
+    async fn run_to_end(&mut self) {
+        self.advance().await;
+        while let Some(joined) = self.running.join_next_with_id().await {
+            let (idx, record) = match joined {
+                Ok((id, (idx, record))) => {
+                    self.by_tokio_id.remove(&id);
+                    (idx, record)
+                }
+                Err(e) => {
+                    let idx = self
+                        .by_tokio_id
+                        .remove(&e.id())
+                        .expect("every task is indexed");
+                    let mut record = self.records[idx].clone();
+                    record.status = TaskStatus::Failed;
+                    record.error = Some(format!("task panicked: {e}"));
+                    record.ended_at = Some(Utc::now());
+                    self.record(EventKind::TaskFailed, &record, None).await;
+                    (idx, record)
+                }
+            };
+            self.records[idx] = record;
+            self.advance().await;
+        }
+    }
+
+    /// Starts or skips every task whose dependencies have all settled. One pass in
+    /// topological order suffices: a skip settles at once, before its children are seen.
+    async fn advance(&mut self) {
+        if self.stop.borrow().is_some() {
+            return;
+        }
+        let job = self.job.clone();
+        for &i in job.dag.topological_order() {
+            if self.started[i] {
+                continue;
+            }
+            let parents = job.dag.parents(i);
+            if !parents
+                .iter()
+                .all(|&p| self.records[p].status.is_terminal())
+            {
+                continue;
+            }
+            self.started[i] = true;
+            let task = &job.tasks[i];
+            let statuses: Vec<TaskStatus> =
+                parents.iter().map(|&p| self.records[p].status).collect();
+            if condition_holds(task.condition, &statuses) {
+                self.spawn(i);
+            } else {
+                let mut record = self.records[i].clone();
+                record.status = TaskStatus::Skipped;
+                record.ended_at = Some(Utc::now());
+                let why = format!(
+                    "condition {} not met by its dependencies",
+                    task.condition.as_str()
+                );
+                record.error = Some(why.clone());
+                self.record(EventKind::TaskSkipped, &record, Some(why))
+                    .await;
+                self.records[i] = record;
+            }
+        }
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let task = self.job.tasks[i].clone();
+        let mut outputs = BTreeMap::new();
+        for &p in self.job.dag.parents(i) {
+            collect_upstream_outputs(&self.job, &self.records, p, &mut outputs);
+        }
+        let attempt = TaskAttempts {
+            env: self.env.clone(),
+            job_id: self.job.id.clone(),
+            run_id: self.run_id.clone(),
+            task,
+            config: self.config.clone(),
+            outputs,
+            run_slots: self.run_slots.clone(),
+            stop: self.stop.clone(),
+        };
+        let record = self.records[i].clone();
+        let handle = self
+            .running
+            .spawn(async move { (i, attempt.run(record).await) });
+        self.by_tokio_id.insert(handle.id(), i);
+    }
+
+    /// The first failed task's error, in job order.
+    fn first_failure(&self) -> Option<String> {
+        self.records
+            .iter()
+            .find(|r| matches!(r.status, TaskStatus::Failed | TaskStatus::TimedOut))
+            .map(|r| {
+                format!(
+                    "task '{}' {}: {}",
+                    r.task_id,
+                    r.status,
+                    r.error.as_deref().unwrap_or("failed")
+                )
+            })
+    }
+
+    /// Marks tasks that never started `cancelled`.
+    async fn cancel_unstarted(&mut self) {
+        for i in 0..self.records.len() {
+            if !self.records[i].status.is_terminal() {
+                let mut record = self.records[i].clone();
+                record.status = TaskStatus::Cancelled;
+                record.ended_at = Some(Utc::now());
+                self.record(EventKind::TaskCancelled, &record, None).await;
+                self.records[i] = record;
+            }
+        }
+    }
+
+    async fn record(&self, kind: EventKind, record: &TaskRunRecord, message: Option<String>) {
+        record_task(&self.env, &self.job.id, kind, record, message).await;
+    }
+}
+
+/// Whether a task runs, given its dependencies' final statuses.
+fn condition_holds(condition: Condition, parents: &[TaskStatus]) -> bool {
+    match condition {
+        Condition::AllSuccess => parents.iter().all(|s| *s == TaskStatus::Succeeded),
+        Condition::OnFailure => parents
+            .iter()
+            .any(|s| matches!(s, TaskStatus::Failed | TaskStatus::TimedOut)),
+        Condition::AllDone => true,
+    }
+}
+
+/// Outputs of task `p` and of everything upstream of it, by task id.
+fn collect_upstream_outputs(
+    job: &JobDef,
+    records: &[TaskRunRecord],
+    p: usize,
+    into: &mut BTreeMap<String, BTreeMap<String, String>>,
+) {
+    if into.contains_key(&records[p].task_id) {
+        return;
+    }
+    if records[p].status == TaskStatus::Succeeded {
+        into.insert(records[p].task_id.clone(), records[p].outputs.clone());
+    }
+    for &g in job.dag.parents(p) {
+        collect_upstream_outputs(job, records, g, into);
+    }
+}
+
+fn pending_record(run_id: &str, task_id: &str) -> TaskRunRecord {
+    TaskRunRecord {
+        run_id: run_id.to_string(),
+        task_id: task_id.to_string(),
+        status: TaskStatus::Pending,
+        attempts: 0,
+        exit_code: None,
+        started_at: None,
+        ended_at: None,
+        error: None,
+        outputs: BTreeMap::new(),
+    }
+}
+
+/// Stores a task record, then publishes its event.
+async fn record_task(
+    env: &ExecEnv,
+    job_id: &str,
+    kind: EventKind,
+    record: &TaskRunRecord,
+    message: Option<String>,
+) {
+    if let Err(e) = env.store.update_task_run(record.clone()).await {
+        tracing::error!(run = %record.run_id, task = %record.task_id, "cannot record task state: {e}");
+    }
+    let mut event = Event::new(kind, job_id).with_task(record.clone());
+    if let Some(m) = message {
+        event = event.with_message(m);
+    }
+    env.bus.publish(event);
+}
+
+/// All attempts of one task in one run.
+struct TaskAttempts {
+    env: Arc<ExecEnv>,
+    job_id: String,
+    run_id: String,
+    task: TaskDef,
+    config: Arc<BTreeMap<String, String>>,
+    outputs: BTreeMap<String, BTreeMap<String, String>>,
+    run_slots: Arc<Semaphore>,
+    stop: watch::Receiver<Option<StopReason>>,
+}
+
+impl TaskAttempts {
+    async fn run(self, mut record: TaskRunRecord) -> TaskRunRecord {
+        let policy = &self.task.retry;
+        let mut seq = 0;
+        if record.status == TaskStatus::Interrupted {
+            // Resumed after a crash: an interruption is a transient failure.
+            let allowed =
+                policy.condition != RetryCondition::Never && record.attempts <= policy.max_attempts;
+            if !allowed {
+                record.status = TaskStatus::Failed;
+                record.ended_at = Some(Utc::now());
+                record.error = Some(format!(
+                    "interrupted by a daemon restart during attempt {} and not retried (max_attempts {})",
+                    record.attempts, policy.max_attempts
+                ));
+                self.record(EventKind::TaskFailed, &record, None).await;
+                return record;
+            }
+            seq = self
+                .env
+                .store
+                .logs(&self.run_id, Some(&self.task.id))
+                .await
+                .ok()
+                .and_then(|l| l.last().map(|l| l.seq))
+                .unwrap_or(0);
+        }
+        loop {
+            let Some(_permits) = self.acquire().await else {
+                return self.stopped(record, self.stop_reason()).await;
+            };
+            record.attempts += 1;
+            record.status = TaskStatus::Running;
+            record.started_at.get_or_insert_with(Utc::now);
+            record.ended_at = None;
+            record.exit_code = None;
+            record.error = None;
+            self.record(EventKind::TaskStarted, &record, None).await;
+
+            let (outcome, last_seq) = self.attempt(record.attempts, seq).await;
+            seq = last_seq;
+            drop(_permits);
+            record.ended_at = Some(Utc::now());
+            let (exit_code, error, transient, timed_out) = match outcome {
+                TaskOutcome::Succeeded { outputs, exit_code } => {
+                    record.status = TaskStatus::Succeeded;
+                    record.exit_code = exit_code;
+                    record.outputs = outputs;
+                    self.record(EventKind::TaskSucceeded, &record, None).await;
+                    return record;
+                }
+                TaskOutcome::Stopped(StopReason::Timeout) => {
+                    let t = self.task.timeout.unwrap_or_default();
+                    (
+                        None,
+                        format!("timed out after {}s", t.as_secs_f64()),
+                        true,
+                        true,
+                    )
+                }
+                TaskOutcome::Stopped(reason) => return self.stopped(record, Some(reason)).await,
+                TaskOutcome::Failed {
+                    exit_code,
+                    error,
+                    transient,
+                } => (exit_code, error, transient, false),
+            };
+            record.exit_code = exit_code;
+            record.error = Some(error.clone());
+            let retry = record.attempts; // the retry this would be
+            let may_retry = retry <= policy.max_attempts
+                && match policy.condition {
+                    RetryCondition::Always => true,
+                    RetryCondition::TransientOnly => transient,
+                    RetryCondition::Never => false,
+                };
+            if !may_retry {
+                record.status = if timed_out {
+                    TaskStatus::TimedOut
+                } else {
+                    TaskStatus::Failed
+                };
+                let kind = if timed_out {
+                    EventKind::TaskTimedOut
+                } else {
+                    EventKind::TaskFailed
+                };
+                self.record(kind, &record, Some(error)).await;
+                return record;
+            }
+            let mut delay = policy.delay_before(retry);
+            if policy.jitter && !delay.is_zero() {
+                // Up to ±25 %, so that many tasks retrying together spread out.
+                let factor = rand::rng().random_range(0.75..=1.25);
+                delay = delay.mul_f64(factor);
+            }
+            record.status = TaskStatus::Retrying;
+            let message = format!(
+                "attempt {} failed ({error}); retry {retry} of {} in {:.1}s",
+                record.attempts,
+                policy.max_attempts,
+                delay.as_secs_f64()
+            );
+            self.record(EventKind::TaskRetrying, &record, Some(message))
+                .await;
+            let mut stop = self.stop.clone();
+            let stopped = tokio::select! {
+                _ = tokio::time::sleep(delay) => false,
+                r = stop.wait_for(Option::is_some) => r.is_ok(),
+            };
+            if stopped {
+                return self.stopped(record, self.stop_reason()).await;
+            }
+        }
+    }
+
+    fn stop_reason(&self) -> Option<StopReason> {
+        *self.stop.borrow()
+    }
+
+    /// Waits for a slot of the run and of each pool the task uses (in name order, so
+    /// two tasks never wait on each other). `None` if the run is stopped meanwhile.
+    async fn acquire(&self) -> Option<Vec<OwnedSemaphorePermit>> {
+        let mut stop = self.stop.clone();
+        let acquire = async {
+            let mut permits = Vec::with_capacity(1 + self.task.resources.len());
+            permits.push(self.run_slots.clone().acquire_owned().await.ok()?);
+            for (pool, &slots) in &self.task.resources {
+                if let Some(sem) = self.env.pools.get(pool) {
+                    permits.push(sem.clone().acquire_many_owned(slots).await.ok()?);
+                }
+            }
+            Some(permits)
+        };
+        tokio::select! {
+            biased;
+            r = stop.wait_for(Option::is_some) => {
+                drop(r);
+                None
+            }
+            permits = acquire => permits,
+        }
+    }
+
+    /// Runs one attempt; returns its outcome and the last log sequence number used.
+    async fn attempt(&self, attempt: u32, seq: u64) -> (TaskOutcome, u64) {
+        let (log_tx, log_rx) = mpsc::channel(LOG_CHANNEL);
+        let (finish_tx, finish_rx) = oneshot::channel();
+        let pump = tokio::spawn(pump_logs(
+            self.env.clone(),
+            self.job_id.clone(),
+            (self.run_id.clone(), self.task.id.clone(), attempt),
+            seq,
+            log_rx,
+            finish_rx,
+        ));
+        let ctx = TaskContext::new(
+            (
+                self.run_id.clone(),
+                self.job_id.clone(),
+                self.task.id.clone(),
+            ),
+            attempt,
+            log_tx,
+            self.stop.clone(),
+            self.task.timeout,
+        );
+        let outcome = match self.implementation() {
+            Ok(task) => task.run(ctx).await,
+            Err(error) => {
+                drop(ctx);
+                TaskOutcome::Failed {
+                    exit_code: None,
+                    error,
+                    transient: false,
+                }
+            }
+        };
+        let _ = finish_tx.send(());
+        let last = pump.await.unwrap_or(seq);
+        (outcome, last)
+    }
+
+    /// The embedded implementation of this task, or its command with every
+    /// placeholder substituted.
+    fn implementation(&self) -> Result<Arc<dyn Task>, String> {
+        if let Some(custom) = self
+            .env
+            .custom_tasks
+            .get(&(self.job_id.clone(), self.task.id.clone()))
+        {
+            return Ok(custom.clone());
+        }
+        let scope = Scope {
+            config: &self.config,
+            outputs: &self.outputs,
+            run_id: &self.run_id,
+            job_id: &self.job_id,
+        };
+        let (program, args) = self.task.kind.argv();
+        let program = substitute(&program, &scope)?;
+        let args = args
+            .iter()
+            .map(|a| substitute(a, &scope))
+            .collect::<Result<Vec<_>, _>>()?;
+        let environment = self
+            .task
+            .environment
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), substitute(v, &scope)?)))
+            .collect::<Result<BTreeMap<_, _>, String>>()?;
+        let working_dir = self
+            .task
+            .working_dir
+            .as_deref()
+            .map(|d| substitute(d, &scope))
+            .transpose()?
+            .map(PathBuf::from);
+        let output_file =
+            self.env
+                .scratch_dir
+                .join(format!("{}-{}.out", self.run_id, sanitize(&self.task.id)));
+        Ok(Arc::new(CommandTask {
+            program,
+            args,
+            environment,
+            working_dir,
+            kill_grace: self.env.kill_grace,
+            output_file,
+        }))
+    }
+
+    /// Settles a task its run stopped: `cancelled` or `interrupted`.
+    async fn stopped(
+        &self,
+        mut record: TaskRunRecord,
+        reason: Option<StopReason>,
+    ) -> TaskRunRecord {
+        let (status, kind, error) = match reason {
+            Some(StopReason::Interrupt) => (
+                TaskStatus::Interrupted,
+                EventKind::TaskInterrupted,
+                "interrupted: the daemon shut down",
+            ),
+            _ => (TaskStatus::Cancelled, EventKind::TaskCancelled, "cancelled"),
+        };
+        record.status = status;
+        record.error = Some(error.to_string());
+        record.ended_at = Some(Utc::now());
+        self.record(kind, &record, None).await;
+        record
+    }
+
+    async fn record(&self, kind: EventKind, record: &TaskRunRecord, message: Option<String>) {
+        record_task(&self.env, &self.job_id, kind, record, message).await;
+    }
+}
+
+fn sanitize(id: &str) -> String {
+    id.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Moves a task's log lines to the store in batches, then onto the bus (stored before
+/// published, so a follower that reads the store after subscribing misses nothing).
+/// Returns the last sequence number used.
+async fn pump_logs(
+    env: Arc<ExecEnv>,
+    job_id: String,
+    (run_id, task_id, attempt): (String, String, u32),
+    mut seq: u64,
+    mut rx: mpsc::Receiver<(LogStream, String)>,
+    mut finish: oneshot::Receiver<()>,
+) -> u64 {
+    let mut finishing = false;
+    loop {
+        let first = if finishing {
+            rx.recv().await
+        } else {
+            tokio::select! {
+                line = rx.recv() => line,
+                _ = &mut finish => {
+                    // The attempt is over: take what is buffered, then stop.
+                    finishing = true;
+                    rx.close();
+                    continue;
+                }
+            }
+        };
+        let Some(first) = first else { return seq };
+        let mut batch = Vec::with_capacity(16);
+        batch.push(first);
+        while batch.len() < LOG_BATCH {
+            match rx.try_recv() {
+                Ok(line) => batch.push(line),
+                Err(_) => break,
+            }
+        }
+        let now = Utc::now();
+        let records: Vec<LogRecord> = batch
+            .into_iter()
+            .map(|(stream, line)| {
+                seq += 1;
+                LogRecord {
+                    run_id: run_id.clone(),
+                    seq,
+                    task_id: task_id.clone(),
+                    attempt,
+                    stream,
+                    line,
+                    time: now,
+                }
+            })
+            .collect();
+        if let Err(e) = env.store.append_logs(records.clone()).await {
+            tracing::error!(run = %run_id, task = %task_id, "cannot store log lines: {e}");
+        }
+        for record in records {
+            env.bus
+                .publish(Event::new(EventKind::LogLine, &job_id).with_log(record));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conditions() {
+        use TaskStatus::*;
+        let cases: &[(Condition, &[TaskStatus], bool)] = &[
+            (Condition::AllSuccess, &[], true),
+            (Condition::AllSuccess, &[Succeeded, Succeeded], true),
+            (Condition::AllSuccess, &[Succeeded, Skipped], false),
+            (Condition::AllSuccess, &[Failed], false),
+            (Condition::OnFailure, &[Succeeded, Failed], true),
+            (Condition::OnFailure, &[TimedOut], true),
+            (Condition::OnFailure, &[Succeeded, Skipped], false),
+            (Condition::OnFailure, &[], false),
+            (Condition::AllDone, &[Failed, Skipped, Succeeded], true),
+        ];
+        for (cond, parents, want) in cases {
+            assert_eq!(
+                condition_holds(*cond, parents),
+                *want,
+                "{cond:?} {parents:?}"
+            );
+        }
+    }
+}

@@ -1,2 +1,254 @@
-//! STUB
-pub struct MemoryStore;
+//! The in-memory store: every record in maps behind one mutex, gone at exit. Used by
+//! tests and `petitd --in-memory`; ordering, log cap and errors match the SQLite store.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Mutex, MutexGuard};
+
+use super::{
+    check_new_run, JobRecord, LogRecord, RunPage, RunRecord, Store, StoreError, StoreOptions,
+    StoreResult, TaskRunRecord,
+};
+use crate::core::{LogStream, RunStatus};
+
+/// A [`Store`] that keeps everything in memory.
+pub struct MemoryStore {
+    options: StoreOptions,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    jobs: BTreeMap<String, JobRecord>,
+    runs: HashMap<String, RunEntry>,
+    /// Id of the next log line. Lines of different tasks and streams live in separate
+    /// queues; this global counter is what puts them back in write order, as SQLite's
+    /// rowid does.
+    next_log_id: u64,
+}
+
+struct RunEntry {
+    run: RunRecord,
+    /// In creation order.
+    tasks: Vec<TaskRunRecord>,
+    /// Keyed by (task id, stream): the unit the byte cap applies to.
+    logs: HashMap<(String, LogStream), StreamLog>,
+}
+
+#[derive(Default)]
+struct StreamLog {
+    /// (log id, line), oldest first.
+    lines: VecDeque<(u64, LogRecord)>,
+    bytes: usize,
+}
+
+impl MemoryStore {
+    pub fn new(options: StoreOptions) -> MemoryStore {
+        MemoryStore {
+            options,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// The recorded jobs (the trait has no reader for them), for tests.
+    #[cfg(test)]
+    pub(super) fn stored_jobs(&self) -> StoreResult<Vec<JobRecord>> {
+        Ok(self.state()?.jobs.values().cloned().collect())
+    }
+
+    /// The state, or an error if a thread panicked while holding it (the maps may be
+    /// half-updated, so refusing is safer than going on).
+    fn state(&self) -> StoreResult<MutexGuard<'_, State>> {
+        self.state
+            .lock()
+            .map_err(|_| StoreError("in-memory store is unusable after an earlier panic".into()))
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore::new(StoreOptions::default())
+    }
+}
+
+/// Newest first: by creation time, then by id so that runs created in the same
+/// instant still have one stable order (the same as the SQLite store's).
+fn newest_first(a: &RunRecord, b: &RunRecord) -> std::cmp::Ordering {
+    (&b.created_at, &b.id).cmp(&(&a.created_at, &a.id))
+}
+
+#[async_trait::async_trait]
+impl Store for MemoryStore {
+    async fn upsert_jobs(&self, jobs: Vec<JobRecord>) -> StoreResult<()> {
+        let mut state = self.state()?;
+        for job in jobs {
+            state.jobs.insert(job.id.clone(), job);
+        }
+        Ok(())
+    }
+
+    async fn create_run(&self, run: RunRecord, tasks: Vec<TaskRunRecord>) -> StoreResult<()> {
+        check_new_run(&run, &tasks)?;
+        let mut state = self.state()?;
+        if state.runs.contains_key(&run.id) {
+            return Err(StoreError(format!("run '{}' already exists", run.id)));
+        }
+        state.runs.insert(
+            run.id.clone(),
+            RunEntry {
+                run,
+                tasks,
+                logs: HashMap::new(),
+            },
+        );
+        Ok(())
+    }
+
+    async fn update_run(&self, run: RunRecord) -> StoreResult<()> {
+        let mut state = self.state()?;
+        let entry = state
+            .runs
+            .get_mut(&run.id)
+            .ok_or_else(|| StoreError(format!("run '{}' not found", run.id)))?;
+        let stored = &mut entry.run;
+        stored.status = run.status;
+        stored.started_at = run.started_at;
+        stored.ended_at = run.ended_at;
+        stored.error = run.error;
+        Ok(())
+    }
+
+    async fn update_task_run(&self, task: TaskRunRecord) -> StoreResult<()> {
+        let mut state = self.state()?;
+        let stored = state
+            .runs
+            .get_mut(&task.run_id)
+            .and_then(|entry| entry.tasks.iter_mut().find(|t| t.task_id == task.task_id))
+            .ok_or_else(|| {
+                StoreError(format!(
+                    "task run '{}' of run '{}' not found",
+                    task.task_id, task.run_id
+                ))
+            })?;
+        stored.status = task.status;
+        stored.attempts = task.attempts;
+        stored.exit_code = task.exit_code;
+        stored.started_at = task.started_at;
+        stored.ended_at = task.ended_at;
+        stored.error = task.error;
+        stored.outputs = task.outputs;
+        Ok(())
+    }
+
+    async fn append_logs(&self, lines: Vec<LogRecord>) -> StoreResult<()> {
+        let cap = self.options.max_log_bytes_per_stream;
+        let mut state = self.state()?;
+        // All or nothing, like the SQLite store's transaction: check before changing.
+        if let Some(line) = lines.iter().find(|l| !state.runs.contains_key(&l.run_id)) {
+            return Err(StoreError(format!(
+                "cannot append logs: run '{}' not found",
+                line.run_id
+            )));
+        }
+        for line in lines {
+            let id = state.next_log_id;
+            state.next_log_id += 1;
+            let Some(entry) = state.runs.get_mut(&line.run_id) else {
+                continue; // checked above
+            };
+            let log = entry
+                .logs
+                .entry((line.task_id.clone(), line.stream))
+                .or_default();
+            log.bytes += line.line.len();
+            log.lines.push_back((id, line));
+            while log.bytes > cap {
+                let Some((_, oldest)) = log.lines.pop_front() else {
+                    break;
+                };
+                log.bytes -= oldest.line.len();
+            }
+        }
+        Ok(())
+    }
+
+    async fn get_run(&self, run_id: &str) -> StoreResult<Option<RunRecord>> {
+        let state = self.state()?;
+        Ok(state.runs.get(run_id).map(|entry| entry.run.clone()))
+    }
+
+    async fn list_runs(&self, job_id: Option<&str>, page: RunPage) -> StoreResult<Vec<RunRecord>> {
+        let state = self.state()?;
+        let mut runs: Vec<&RunRecord> = state
+            .runs
+            .values()
+            .map(|entry| &entry.run)
+            .filter(|run| job_id.is_none_or(|job| run.job_id == job))
+            .collect();
+        runs.sort_by(|a, b| newest_first(a, b));
+        let limit = if page.limit == 0 {
+            usize::MAX
+        } else {
+            page.limit
+        };
+        Ok(runs
+            .into_iter()
+            .skip(page.offset)
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn last_run(
+        &self,
+        job_id: &str,
+        statuses: &[RunStatus],
+    ) -> StoreResult<Option<RunRecord>> {
+        let state = self.state()?;
+        Ok(state
+            .runs
+            .values()
+            .map(|entry| &entry.run)
+            .filter(|run| run.job_id == job_id)
+            .filter(|run| statuses.is_empty() || statuses.contains(&run.status))
+            .min_by(|a, b| newest_first(a, b))
+            .cloned())
+    }
+
+    async fn task_runs(&self, run_id: &str) -> StoreResult<Vec<TaskRunRecord>> {
+        let state = self.state()?;
+        Ok(state
+            .runs
+            .get(run_id)
+            .map(|entry| entry.tasks.clone())
+            .unwrap_or_default())
+    }
+
+    async fn logs(&self, run_id: &str, task_id: Option<&str>) -> StoreResult<Vec<LogRecord>> {
+        let state = self.state()?;
+        let Some(entry) = state.runs.get(run_id) else {
+            return Ok(Vec::new());
+        };
+        let mut lines: Vec<&(u64, LogRecord)> = entry
+            .logs
+            .iter()
+            .filter(|((task, _), _)| task_id.is_none_or(|wanted| task == wanted))
+            .flat_map(|(_, log)| log.lines.iter())
+            .collect();
+        lines.sort_by_key(|(id, _)| *id);
+        Ok(lines.into_iter().map(|(_, line)| line.clone()).collect())
+    }
+
+    async fn unfinished_runs(&self) -> StoreResult<Vec<RunRecord>> {
+        let state = self.state()?;
+        let mut runs: Vec<RunRecord> = state
+            .runs
+            .values()
+            .map(|entry| &entry.run)
+            .filter(|run| matches!(run.status, RunStatus::Pending | RunStatus::Running))
+            .cloned()
+            .collect();
+        // Oldest first, so that settling them at start-up follows their history.
+        runs.sort_by(|a, b| newest_first(b, a));
+        Ok(runs)
+    }
+}

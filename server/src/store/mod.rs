@@ -4,6 +4,8 @@
 
 mod memory;
 mod sqlite;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 
@@ -20,6 +22,44 @@ use crate::core::{LogStream, RunStatus, TaskStatus, TriggerReason};
 pub struct StoreError(pub String);
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Limits shared by every store implementation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Bytes of log text kept per (run, task, stream), counted as the UTF-8 length of
+    /// the lines; see [`Store::append_logs`]. Lines are dropped whole, oldest first, so
+    /// a single line longer than this is not kept at all.
+    pub max_log_bytes_per_stream: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            max_log_bytes_per_stream: 1024 * 1024,
+        }
+    }
+}
+
+/// Refuses a new run whose task runs name another run or repeat a task, so that both
+/// stores reject the same input with the same message.
+fn check_new_run(run: &RunRecord, tasks: &[TaskRunRecord]) -> StoreResult<()> {
+    let mut seen = std::collections::HashSet::new();
+    for task in tasks {
+        if task.run_id != run.id {
+            return Err(StoreError(format!(
+                "task run '{}' names run '{}', not the run being created '{}'",
+                task.task_id, task.run_id, run.id
+            )));
+        }
+        if !seen.insert(task.task_id.as_str()) {
+            return Err(StoreError(format!(
+                "run '{}' lists task '{}' twice",
+                run.id, task.task_id
+            )));
+        }
+    }
+    Ok(())
+}
 
 /// A job as last loaded (kept so that history outlives a job file's removal).
 #[derive(Debug, Clone, PartialEq, Eq)]

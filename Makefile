@@ -1,0 +1,51 @@
+# Petit: the daemon (petitd), the CLI (petitctl) and the dashboard (petit-tui).
+# `make ci` is what CI runs (through .ci/run): formatting, lints, crate boundaries, tests.
+
+CARGO ?= cargo
+JOBS ?= examples/jobs
+CONFIG ?= examples/petit.yaml
+
+.PHONY: all fmt fmt-check lint test check build bench boundaries run ci
+
+all: fmt lint boundaries test build
+
+fmt:
+	$(CARGO) fmt --all
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+lint:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# The end-to-end tests drive the real binaries: build them first.
+test:
+	$(CARGO) build --workspace --bins
+	$(CARGO) test --workspace
+
+check:
+	$(CARGO) check --workspace --all-targets
+
+build:
+	$(CARGO) build --workspace --release
+
+# Engine overhead as ratios against the raw cost of the same work (see server/benches).
+bench:
+	$(CARGO) bench -p petit-server --bench engine
+
+# The clients must never depend on server code, SQLite, YAML parsing or the REST stack.
+boundaries:
+	@set -e; \
+	check() { pkg=$$1; shift; deps=$$($(CARGO) tree -e normal -p $$pkg --prefix none --format '{p}' | awk '{print $$1}' | sort -u); \
+	  for forbidden in "$$@"; do \
+	    if echo "$$deps" | grep -qx "$$forbidden"; then echo "boundary violated: $$pkg depends on $$forbidden"; exit 1; fi; \
+	  done; echo "boundaries ok: $$pkg"; }; \
+	check petit-client petit-server rusqlite serde_yaml axum tonic-reflection ratatui crossterm; \
+	check petit-tui petit-server rusqlite serde_yaml axum tonic-reflection; \
+	check petit-server ratatui crossterm petit-client; \
+	check petit-proto petit-server petit-client rusqlite axum
+
+run:
+	$(CARGO) run --release -p petit-server --bin petitd -- --jobs $(JOBS) --config $(CONFIG)
+
+ci: fmt-check lint boundaries test

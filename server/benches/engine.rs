@@ -1,0 +1,145 @@
+//! Engine overhead, as ratios against the raw cost of the same work.
+//!
+//! Each case runs a job through a real engine (SQLite file store, real processes) and
+//! the same processes spawned directly, and prints both medians and their ratio.
+//! Run with `make bench`. Nothing here asserts a time: the figures go in notes.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use petit_server::config::{parse_job, GlobalConfig};
+use petit_server::core::RunStatus;
+use petit_server::store::{SqliteStore, StoreOptions};
+use petit_server::testing::run_to_end;
+use petit_server::{Engine, EngineOptions};
+
+const ROUNDS: usize = 7;
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// The raw cost: spawn `argv` `n` times, `parallel` at a time, and wait for each.
+fn raw(argv: &[&str], n: usize, parallel: usize) -> Duration {
+    let start = Instant::now();
+    let mut left = n;
+    while left > 0 {
+        let batch = left.min(parallel);
+        let children: Vec<_> = (0..batch)
+            .map(|_| {
+                Command::new(argv[0])
+                    .args(&argv[1..])
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("spawn")
+            })
+            .collect();
+        for c in children {
+            c.wait_with_output().expect("wait");
+        }
+        left -= batch;
+    }
+    start.elapsed()
+}
+
+fn job_yaml(id: &str, n: usize, chain: bool, argv: &[&str]) -> String {
+    let mut y = format!("id: {id}\nmax_concurrency: 1\ntasks:\n");
+    let args: Vec<String> = argv[1..].iter().map(|a| format!("{a:?}")).collect();
+    for i in 0..n {
+        y += &format!(
+            "  - id: t{i}\n    command: {:?}\n    args: [{}]\n",
+            argv[0],
+            args.join(", ")
+        );
+        if chain && i > 0 {
+            y += &format!("    depends_on: [t{}]\n", i - 1);
+        }
+    }
+    y
+}
+
+async fn engine_case(name: &str, n: usize, chain: bool, parallel: usize, argv: &[&str]) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let job = parse_job(
+        &job_yaml("bench", n, chain, argv),
+        Path::new("bench.yaml"),
+        &GlobalConfig::default(),
+    )
+    .expect("job");
+    let store = Arc::new(
+        SqliteStore::open(&dir.path().join("bench.db"), StoreOptions::default()).expect("store"),
+    );
+    let options = EngineOptions {
+        max_concurrent_tasks: parallel,
+        ..Default::default()
+    };
+    let engine = Engine::start(vec![job], store, options)
+        .await
+        .expect("engine");
+
+    let mut petit = Vec::new();
+    let mut direct = Vec::new();
+    for _ in 0..ROUNDS {
+        let start = Instant::now();
+        let out = run_to_end(&engine, "bench", BTreeMap::new(), false)
+            .await
+            .expect("run");
+        assert_eq!(out.run.status, RunStatus::Succeeded);
+        petit.push(start.elapsed());
+        let argv: Vec<String> = argv.iter().map(|a| a.to_string()).collect();
+        let p = if chain { 1 } else { parallel };
+        direct.push(
+            tokio::task::spawn_blocking(move || {
+                let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+                raw(&argv, n, p)
+            })
+                .await
+                .expect("raw"),
+        );
+    }
+    let (p, d) = (median(petit), median(direct));
+    println!(
+        "{name:<44} petit {:>9.2} ms   raw {:>9.2} ms   ratio {:>5.2}x   per task +{:.3} ms",
+        p.as_secs_f64() * 1e3,
+        d.as_secs_f64() * 1e3,
+        p.as_secs_f64() / d.as_secs_f64(),
+        (p.as_secs_f64() - d.as_secs_f64()) * 1e3 / n as f64,
+    );
+    engine.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::main]
+async fn main() {
+    // `cargo bench` passes `--bench`; any other argument filters nothing here.
+    println!("median of {ROUNDS} rounds; raw = the same processes spawned directly and awaited");
+    engine_case(
+        "100 independent `true` tasks, 8 at a time",
+        100,
+        false,
+        8,
+        &["true"],
+    )
+    .await;
+    engine_case("50 `true` tasks in a chain", 50, true, 8, &["true"]).await;
+    engine_case(
+        "1 task printing 100k lines",
+        1,
+        false,
+        1,
+        &["seq", "100000"],
+    )
+    .await;
+    engine_case(
+        "20 tasks printing 5k lines each, 4 at a time",
+        20,
+        false,
+        4,
+        &["seq", "5000"],
+    )
+    .await;
+}

@@ -1,0 +1,391 @@
+//! The global `petit.yaml`: default time zone, concurrency limits, resource pools,
+//! storage and log caps. Every field is optional. The original Petit's own names
+//! (`default_timezone`, `max_concurrent_jobs`, `storage: {type, path}`,
+//! `default_retry`, `environment`) are accepted too, so its files keep working.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use chrono_tz::Tz;
+use serde::Deserialize;
+
+use super::de::{ByteSize, ScalarText};
+use super::job::{retry_policy, RawRetry};
+use super::lines::Outline;
+use super::{ConfigError, ConfigErrors};
+use crate::core::RetryPolicy;
+
+/// Settings of the whole daemon, from `petit.yaml`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GlobalConfig {
+    /// The zone of schedules that name none. Default UTC.
+    pub timezone: Tz,
+    /// Runs executing at once across all jobs. Default 16.
+    pub max_concurrent_runs: usize,
+    /// Tasks executing at once within one run. Default 8.
+    pub max_concurrent_tasks: usize,
+    /// Named resource pools and their slot counts (`resources: {pools: {gpu: 2}}`).
+    pub pools: BTreeMap<String, u32>,
+    /// The SQLite database (`storage: {path: ...}`), relative paths resolved against
+    /// the directory of `petit.yaml`. `None`: the daemon's default.
+    pub storage_path: Option<PathBuf>,
+    /// Bytes of stdout (and of stderr) kept per task attempt. Default 1 MiB.
+    pub max_log_bytes_per_stream: usize,
+    /// Days of finished runs' logs to keep; `None` keeps them forever.
+    pub log_retention_days: Option<u32>,
+    /// The retry policy of tasks that declare none (the original's `default_retry`).
+    pub default_retry: Option<RetryPolicy>,
+    /// Environment variables given to every task; a task's own values win.
+    pub environment: BTreeMap<String, String>,
+}
+
+impl Default for GlobalConfig {
+    fn default() -> Self {
+        GlobalConfig {
+            timezone: Tz::UTC,
+            max_concurrent_runs: 16,
+            max_concurrent_tasks: 8,
+            pools: BTreeMap::new(),
+            storage_path: None,
+            max_log_bytes_per_stream: 1 << 20,
+            log_retention_days: None,
+            default_retry: None,
+            environment: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGlobal {
+    timezone: Option<String>,
+    default_timezone: Option<String>,
+    max_concurrent_runs: Option<usize>,
+    max_concurrent_jobs: Option<usize>,
+    max_concurrent_tasks: Option<usize>,
+    resources: Option<RawResources>,
+    storage: Option<RawStorage>,
+    logs: Option<RawLogs>,
+    default_retry: Option<RawRetry>,
+    #[serde(default)]
+    environment: BTreeMap<String, ScalarText>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawResources {
+    #[serde(default)]
+    pools: BTreeMap<String, u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStorage {
+    /// The original's `sqlite` or `memory`.
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    path: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLogs {
+    max_bytes_per_stream: Option<ByteSize>,
+    retention_days: Option<u32>,
+}
+
+impl GlobalConfig {
+    /// Reads and validates `petit.yaml`; a missing file is an error (callers that make
+    /// it optional check for it first).
+    pub fn load(path: &Path) -> Result<GlobalConfig, ConfigErrors> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new(path, None, format!("cannot read: {e}")))?;
+        GlobalConfig::parse(&text, path)
+    }
+
+    /// Parses the text of `petit.yaml`; `path` names it in errors and anchors a
+    /// relative storage path.
+    pub fn parse(text: &str, path: &Path) -> Result<GlobalConfig, ConfigErrors> {
+        let raw: RawGlobal = if super::job::is_blank(text) {
+            RawGlobal::default()
+        } else {
+            serde_yaml::from_str(text).map_err(|e| super::job::yaml_error(path, &e))?
+        };
+        let outline = Outline::new(text);
+        let mut errors = Vec::new();
+        let mut error = |line: Option<usize>, message: String| {
+            errors.push(ConfigError::new(path, line, message));
+        };
+        let mut config = GlobalConfig::default();
+
+        match (&raw.timezone, &raw.default_timezone) {
+            (Some(_), Some(_)) => error(
+                outline.key("default_timezone"),
+                "give either `timezone` or `default_timezone`, not both".to_string(),
+            ),
+            (Some(name), None) | (None, Some(name)) => match name.parse::<Tz>() {
+                Ok(tz) => config.timezone = tz,
+                Err(_) => error(
+                    outline.key("timezone").or(outline.key("default_timezone")),
+                    format!("unknown time zone '{name}' (use an IANA name such as Europe/Paris)"),
+                ),
+            },
+            (None, None) => {}
+        }
+
+        match (raw.max_concurrent_runs, raw.max_concurrent_jobs) {
+            (Some(_), Some(_)) => error(
+                outline.key("max_concurrent_jobs"),
+                "give either `max_concurrent_runs` or `max_concurrent_jobs`, not both".to_string(),
+            ),
+            (Some(0), _) | (_, Some(0)) => error(
+                outline
+                    .key("max_concurrent_runs")
+                    .or(outline.key("max_concurrent_jobs")),
+                "max_concurrent_runs must be at least 1".to_string(),
+            ),
+            (Some(n), None) | (None, Some(n)) => config.max_concurrent_runs = n,
+            (None, None) => {}
+        }
+        match raw.max_concurrent_tasks {
+            Some(0) => error(
+                outline.key("max_concurrent_tasks"),
+                "max_concurrent_tasks must be at least 1".to_string(),
+            ),
+            Some(n) => config.max_concurrent_tasks = n,
+            None => {}
+        }
+
+        if let Some(resources) = raw.resources {
+            for (name, slots) in resources.pools {
+                let line = outline.nested_key("resources", &name);
+                if name.trim().is_empty() {
+                    error(line, "a resource pool needs a name".to_string());
+                } else if slots == 0 {
+                    error(
+                        line,
+                        format!("resource pool '{name}' must have at least 1 slot"),
+                    );
+                } else {
+                    config.pools.insert(name, slots);
+                }
+            }
+        }
+
+        if let Some(storage) = raw.storage {
+            let line = outline.key("storage");
+            let resolve = |p: PathBuf| match path.parent() {
+                Some(dir) if p.is_relative() => dir.join(p),
+                _ => p,
+            };
+            match (storage.kind.as_deref(), storage.path) {
+                (Some("memory"), Some(_)) => {
+                    error(line, "storage of type memory takes no path".to_string())
+                }
+                (Some("memory"), None) => {}
+                (Some("sqlite") | None, Some(p)) => config.storage_path = Some(resolve(p)),
+                (Some("sqlite"), None) => {
+                    error(line, "storage of type sqlite needs a path".to_string())
+                }
+                (None, None) => {}
+                (Some(other), _) => error(
+                    outline.nested_key("storage", "type").or(line),
+                    format!("unknown storage type '{other}' (expected sqlite or memory)"),
+                ),
+            }
+        }
+
+        if let Some(logs) = raw.logs {
+            if let Some(ByteSize(bytes)) = logs.max_bytes_per_stream {
+                match usize::try_from(bytes) {
+                    Ok(0) | Err(_) => error(
+                        outline.nested_key("logs", "max_bytes_per_stream"),
+                        format!("max_bytes_per_stream must be between 1 and {}", usize::MAX),
+                    ),
+                    Ok(n) => config.max_log_bytes_per_stream = n,
+                }
+            }
+            match logs.retention_days {
+                Some(0) => error(
+                    outline.nested_key("logs", "retention_days"),
+                    "retention_days must be at least 1 (leave it out to keep logs forever)"
+                        .to_string(),
+                ),
+                days => config.log_retention_days = days,
+            }
+        }
+
+        if let Some(retry) = &raw.default_retry {
+            match retry_policy(retry) {
+                Ok(policy) => config.default_retry = Some(policy),
+                Err(message) => error(outline.key("default_retry"), message),
+            }
+        }
+        config.environment = raw.environment.into_iter().map(|(k, v)| (k, v.0)).collect();
+
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn parse(text: &str) -> Result<GlobalConfig, ConfigErrors> {
+        GlobalConfig::parse(text, Path::new("/etc/petit/petit.yaml"))
+    }
+
+    #[test]
+    fn defaults() {
+        for text in ["", "# nothing\n", "{}"] {
+            assert_eq!(parse(text).unwrap(), GlobalConfig::default(), "{text:?}");
+        }
+        let d = GlobalConfig::default();
+        assert_eq!(d.timezone, Tz::UTC);
+        assert_eq!(
+            (
+                d.max_concurrent_runs,
+                d.max_concurrent_tasks,
+                d.max_log_bytes_per_stream
+            ),
+            (16, 8, 1 << 20)
+        );
+    }
+
+    #[test]
+    fn every_field() {
+        let text = "\
+timezone: Europe/Paris
+max_concurrent_runs: 4
+max_concurrent_tasks: 2
+resources:
+  pools:
+    gpu: 2
+    db: 1
+storage:
+  path: data/petit.db
+logs:
+  max_bytes_per_stream: 512KiB
+  retention_days: 30
+default_retry:
+  max_attempts: 2
+  delay: 5s
+environment:
+  LOG_LEVEL: info
+  DEBUG: true
+";
+        let c = parse(text).unwrap();
+        assert_eq!(c.timezone, chrono_tz::Europe::Paris);
+        assert_eq!((c.max_concurrent_runs, c.max_concurrent_tasks), (4, 2));
+        assert_eq!(
+            c.pools,
+            BTreeMap::from([("db".to_string(), 1), ("gpu".to_string(), 2)])
+        );
+        assert_eq!(
+            c.storage_path,
+            Some(PathBuf::from("/etc/petit/data/petit.db"))
+        );
+        assert_eq!(c.max_log_bytes_per_stream, 512 * 1024);
+        assert_eq!(c.log_retention_days, Some(30));
+        let retry = c.default_retry.unwrap();
+        assert_eq!(
+            (retry.max_attempts, retry.delay),
+            (2, Duration::from_secs(5))
+        );
+        assert_eq!(c.environment.get("DEBUG").map(String::as_str), Some("true"));
+    }
+
+    #[test]
+    fn original_names() {
+        let text = "\
+default_timezone: America/New_York
+max_concurrent_jobs: 10
+storage:
+  type: sqlite
+  path: /var/lib/petit/petit.db
+";
+        let c = parse(text).unwrap();
+        assert_eq!(c.timezone, chrono_tz::America::New_York);
+        assert_eq!(c.max_concurrent_runs, 10);
+        assert_eq!(
+            c.storage_path,
+            Some(PathBuf::from("/var/lib/petit/petit.db"))
+        );
+        let memory = parse("storage: {type: memory}\n").unwrap();
+        assert_eq!(memory.storage_path, None);
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let cases = [
+            (
+                "timezone: Mars/Olympus\n",
+                1,
+                "unknown time zone 'Mars/Olympus'",
+            ),
+            (
+                "max_concurrent_runs: 0\n",
+                1,
+                "max_concurrent_runs must be at least 1",
+            ),
+            (
+                "\nmax_concurrent_tasks: 0\n",
+                2,
+                "max_concurrent_tasks must be at least 1",
+            ),
+            (
+                "resources:\n  pools:\n    gpu: 0\n",
+                3,
+                "pool 'gpu' must have at least 1 slot",
+            ),
+            (
+                "logs:\n  retention_days: 0\n",
+                2,
+                "retention_days must be at least 1",
+            ),
+            (
+                "logs:\n  max_bytes_per_stream: 0\n",
+                2,
+                "max_bytes_per_stream must be",
+            ),
+            (
+                "logs:\n  max_bytes_per_stream: 5 parsecs\n",
+                2,
+                "unknown unit 'parsecs'",
+            ),
+            ("storage:\n  type: s3\n", 2, "unknown storage type 's3'"),
+            ("storage: {type: sqlite}\n", 1, "needs a path"),
+            ("timezone: UTC\ndefault_timezone: UTC\n", 2, "not both"),
+            ("workers: 3\n", 1, "unknown field `workers`"),
+            ("logs:\n  max_lines: 3\n", 2, "unknown field `max_lines`"),
+            ("max_concurrent_runs: many\n", 1, "invalid type"),
+            (
+                "default_retry:\n  delay: 5s\n",
+                2,
+                "missing field `max_attempts`",
+            ),
+        ];
+        for (text, line, want) in cases {
+            let errors = parse(text).unwrap_err().0;
+            assert_eq!(errors.len(), 1, "{text}: {errors:?}");
+            assert_eq!(errors[0].line, Some(line), "{text}: {errors:?}");
+            assert!(errors[0].message.contains(want), "{text}: {errors:?}");
+            assert_eq!(errors[0].file, PathBuf::from("/etc/petit/petit.yaml"));
+        }
+    }
+
+    #[test]
+    fn missing_file() {
+        let err = GlobalConfig::load(Path::new("/nonexistent/petit.yaml")).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("/nonexistent/petit.yaml: cannot read"),
+            "{err}"
+        );
+    }
+}

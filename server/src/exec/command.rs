@@ -1,0 +1,229 @@
+//! `CommandTask`: spawns a program (no shell) in its own process group, streams its
+//! stdout and stderr line by line while waiting for it, and on timeout or cancel sends
+//! SIGTERM to the whole group, then SIGKILL after a grace period.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
+use tokio::process::Command;
+use tokio::sync::mpsc;
+
+use super::substitute::parse_outputs;
+use super::task::{Task, TaskContext, TaskOutcome};
+use crate::core::LogStream;
+
+/// Longest line kept whole; longer lines are split (a task printing megabytes without a
+/// newline must not exhaust memory).
+const MAX_LINE_BYTES: usize = 64 * 1024;
+
+/// How long stdout/stderr may stay open after the main process exits (a background
+/// child holding the pipes) before the rest of the process group is terminated.
+const PIPE_DRAIN: Duration = Duration::from_secs(2);
+
+/// Exit code of a temporary failure (sysexits.h `EX_TEMPFAIL`): retried by
+/// `transient_only`.
+const EX_TEMPFAIL: i32 = 75;
+
+/// One attempt of a command, fully resolved (placeholders substituted).
+#[derive(Debug, Clone)]
+pub struct CommandTask {
+    pub program: String,
+    pub args: Vec<String>,
+    pub environment: BTreeMap<String, String>,
+    pub working_dir: Option<PathBuf>,
+    /// Between SIGTERM and SIGKILL.
+    pub kill_grace: Duration,
+    /// Where the task may write `key=value` outputs (`$PETIT_OUTPUT`).
+    pub output_file: PathBuf,
+}
+
+#[async_trait::async_trait]
+impl Task for CommandTask {
+    async fn run(&self, ctx: TaskContext) -> TaskOutcome {
+        if let Err(e) = std::fs::File::create(&self.output_file) {
+            return TaskOutcome::Failed {
+                exit_code: None,
+                error: format!(
+                    "cannot create output file {}: {e}",
+                    self.output_file.display()
+                ),
+                transient: true,
+            };
+        }
+        let outcome = self.spawn_and_wait(&ctx).await;
+        let outcome = match outcome {
+            TaskOutcome::Succeeded { exit_code, .. } => {
+                match std::fs::read_to_string(&self.output_file) {
+                    Ok(text) => match parse_outputs(&text) {
+                        Ok(outputs) => TaskOutcome::Succeeded { outputs, exit_code },
+                        Err(error) => TaskOutcome::Failed {
+                            exit_code,
+                            error,
+                            transient: false,
+                        },
+                    },
+                    Err(e) => TaskOutcome::Failed {
+                        exit_code,
+                        error: format!(
+                            "cannot read output file {}: {e}",
+                            self.output_file.display()
+                        ),
+                        transient: true,
+                    },
+                }
+            }
+            other => other,
+        };
+        let _ = std::fs::remove_file(&self.output_file);
+        outcome
+    }
+}
+
+impl CommandTask {
+    async fn spawn_and_wait(&self, ctx: &TaskContext) -> TaskOutcome {
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&self.args)
+            .envs(&self.environment)
+            .env("PETIT_OUTPUT", &self.output_file)
+            .env("PETIT_RUN_ID", &ctx.run_id)
+            .env("PETIT_JOB_ID", &ctx.job_id)
+            .env("PETIT_TASK_ID", &ctx.task_id)
+            .env("PETIT_ATTEMPT", ctx.attempt.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        if let Some(dir) = &self.working_dir {
+            cmd.current_dir(dir);
+        }
+        let mut child = match cmd.spawn() {
+            Ok(child) => child,
+            Err(e) => {
+                let place = self
+                    .working_dir
+                    .as_ref()
+                    .map(|d| format!(" in {}", d.display()))
+                    .unwrap_or_default();
+                return TaskOutcome::Failed {
+                    exit_code: None,
+                    error: format!("cannot start '{}'{place}: {e}", self.program),
+                    transient: true,
+                };
+            }
+        };
+        let pgid = child.id().map(|id| Pid::from_raw(id as i32));
+        let mut readers = tokio::task::JoinSet::new();
+        if let Some(out) = child.stdout.take() {
+            readers.spawn(read_lines(out, LogStream::Stdout, ctx.log_sender()));
+        }
+        if let Some(err) = child.stderr.take() {
+            readers.spawn(read_lines(err, LogStream::Stderr, ctx.log_sender()));
+        }
+
+        let status = tokio::select! {
+            status = child.wait() => status,
+            reason = ctx.stopped() => {
+                terminate(&mut child, pgid, self.kill_grace).await;
+                drain(&mut readers, pgid).await;
+                return TaskOutcome::Stopped(reason);
+            }
+        };
+        drain(&mut readers, pgid).await;
+        match status {
+            Ok(status) if status.success() => TaskOutcome::Succeeded {
+                outputs: BTreeMap::new(),
+                exit_code: Some(0),
+            },
+            Ok(status) => match status.code() {
+                Some(code) => TaskOutcome::Failed {
+                    exit_code: Some(code),
+                    error: format!("exited with code {code}"),
+                    transient: code == EX_TEMPFAIL,
+                },
+                None => {
+                    use std::os::unix::process::ExitStatusExt;
+                    let signal = status
+                        .signal()
+                        .and_then(|s| Signal::try_from(s).ok())
+                        .map_or_else(|| "a signal".to_string(), |s| s.as_str().to_string());
+                    TaskOutcome::Failed {
+                        exit_code: None,
+                        error: format!("killed by {signal}"),
+                        transient: true,
+                    }
+                }
+            },
+            Err(e) => TaskOutcome::Failed {
+                exit_code: None,
+                error: format!("cannot wait for '{}': {e}", self.program),
+                transient: true,
+            },
+        }
+    }
+}
+
+/// SIGTERM to the group, then SIGKILL once `grace` has passed without the main process
+/// exiting; the group is SIGKILLed in the end either way so no straggler survives.
+async fn terminate(child: &mut tokio::process::Child, pgid: Option<Pid>, grace: Duration) {
+    if let Some(pgid) = pgid {
+        let _ = killpg(pgid, Signal::SIGTERM);
+    }
+    if tokio::time::timeout(grace, child.wait()).await.is_err() {
+        if let Some(pgid) = pgid {
+            let _ = killpg(pgid, Signal::SIGKILL);
+        }
+        let _ = child.kill().await;
+    }
+    if let Some(pgid) = pgid {
+        let _ = killpg(pgid, Signal::SIGKILL);
+    }
+}
+
+/// Waits for both output readers to reach end of file. If a leftover process of the
+/// group keeps the pipes open past `PIPE_DRAIN`, the group is killed.
+async fn drain(readers: &mut tokio::task::JoinSet<()>, pgid: Option<Pid>) {
+    let all = async { while readers.join_next().await.is_some() {} };
+    if tokio::time::timeout(PIPE_DRAIN, all).await.is_err() {
+        if let Some(pgid) = pgid {
+            let _ = killpg(pgid, Signal::SIGKILL);
+        }
+        readers.abort_all();
+        while readers.join_next().await.is_some() {}
+    }
+}
+
+async fn read_lines<R: AsyncRead + Unpin>(
+    stream: R,
+    which: LogStream,
+    tx: mpsc::Sender<(LogStream, String)>,
+) {
+    let mut reader = BufReader::with_capacity(16 * 1024, stream);
+    let mut buf = Vec::with_capacity(256);
+    loop {
+        buf.clear();
+        // Read up to a newline, but never hold more than MAX_LINE_BYTES.
+        let mut limited = (&mut reader).take(MAX_LINE_BYTES as u64);
+        match limited.read_until(b'\n', &mut buf).await {
+            Ok(0) => return,
+            Ok(_) => {
+                if buf.last() == Some(&b'\n') {
+                    buf.pop();
+                    if buf.last() == Some(&b'\r') {
+                        buf.pop();
+                    }
+                }
+                let line = String::from_utf8_lossy(&buf).into_owned();
+                if tx.send((which, line)).await.is_err() {
+                    return;
+                }
+            }
+            Err(_) => return,
+        }
+    }
+}

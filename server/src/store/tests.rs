@@ -1,0 +1,702 @@
+//! The store conformance suite, written once and run against both implementations,
+//! plus the SQLite store's own guarantees: persistence across reopen, group commit
+//! under concurrency, durability of a write issued right before drop.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeZone, Utc};
+use futures::FutureExt;
+use tempfile::TempDir;
+
+use super::{
+    JobRecord, LogRecord, MemoryStore, RunPage, RunRecord, SqliteStore, Store, StoreOptions,
+    StoreResult, TaskRunRecord,
+};
+use crate::core::{LogStream, RunStatus, TaskStatus, TriggerReason};
+
+/// Small enough that the log tests reach it with a few lines.
+const TEST_LOG_CAP: usize = 100;
+
+fn test_options() -> StoreOptions {
+    StoreOptions {
+        max_log_bytes_per_stream: TEST_LOG_CAP,
+    }
+}
+
+/// A store under test, with what the suite needs beyond the trait.
+enum Subject {
+    Memory(Arc<MemoryStore>),
+    Sqlite {
+        store: Arc<SqliteStore>,
+        /// Removed when the subject is dropped, after the store (field order).
+        _dir: TempDir,
+    },
+}
+
+impl Subject {
+    fn memory() -> Subject {
+        Subject::Memory(Arc::new(MemoryStore::new(test_options())))
+    }
+
+    fn sqlite() -> Subject {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::open(&dir.path().join("petit.db"), test_options())
+            .expect("open the database");
+        Subject::Sqlite {
+            store: Arc::new(store),
+            _dir: dir,
+        }
+    }
+
+    fn store(&self) -> Arc<dyn Store> {
+        match self {
+            Subject::Memory(store) => store.clone(),
+            Subject::Sqlite { store, .. } => store.clone(),
+        }
+    }
+
+    async fn jobs(&self) -> StoreResult<Vec<JobRecord>> {
+        match self {
+            Subject::Memory(store) => store.stored_jobs(),
+            Subject::Sqlite { store, .. } => store.stored_jobs().await,
+        }
+    }
+}
+
+/// Generates one `#[tokio::test]` per implementation for each conformance check.
+macro_rules! conformance {
+    ($($check:ident),+ $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test]
+                async fn $check() -> super::StoreResult<()> {
+                    super::$check(&super::Subject::memory()).await
+                }
+            )+
+        }
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $check() -> super::StoreResult<()> {
+                    super::$check(&super::Subject::sqlite()).await
+                }
+            )+
+        }
+    };
+}
+
+conformance!(
+    create_get_and_update_run,
+    create_run_rejects_bad_input_atomically,
+    list_runs_is_newest_first_and_paged,
+    last_run_filters_by_status,
+    task_runs_keep_creation_order_and_updates,
+    logs_keep_write_order,
+    logs_keep_the_tail_of_each_stream,
+    append_logs_to_unknown_run_fails_whole,
+    unfinished_runs_are_pending_or_running,
+    upsert_jobs_inserts_and_replaces,
+);
+
+/// A fixed instant `secs` after a base, with nanoseconds so that any precision lost
+/// on the way through a store shows.
+fn at(secs: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(1_700_000_000 + secs, 123_456_789)
+        .single()
+        .expect("valid time")
+}
+
+fn run(id: &str, job_id: &str, status: RunStatus, created: i64) -> RunRecord {
+    RunRecord {
+        id: id.into(),
+        job_id: job_id.into(),
+        status,
+        trigger: TriggerReason::Manual,
+        params: BTreeMap::from([("env".into(), "prod".into())]),
+        created_at: at(created),
+        started_at: None,
+        ended_at: None,
+        error: None,
+    }
+}
+
+fn task(run_id: &str, task_id: &str) -> TaskRunRecord {
+    TaskRunRecord {
+        run_id: run_id.into(),
+        task_id: task_id.into(),
+        status: TaskStatus::Pending,
+        attempts: 0,
+        exit_code: None,
+        started_at: None,
+        ended_at: None,
+        error: None,
+        outputs: BTreeMap::new(),
+    }
+}
+
+fn log(run_id: &str, task_id: &str, stream: LogStream, seq: u64, line: &str) -> LogRecord {
+    LogRecord {
+        run_id: run_id.into(),
+        seq,
+        task_id: task_id.into(),
+        attempt: 1,
+        stream,
+        line: line.into(),
+        time: at(seq as i64),
+    }
+}
+
+fn ids(runs: &[RunRecord]) -> Vec<&str> {
+    runs.iter().map(|r| r.id.as_str()).collect()
+}
+
+fn lines(logs: &[LogRecord]) -> Vec<&str> {
+    logs.iter().map(|l| l.line.as_str()).collect()
+}
+
+async fn create_get_and_update_run(subject: &Subject) -> StoreResult<()> {
+    let store = subject.store();
+    let created = run("r1", "job", RunStatus::Pending, 1);
+    store
+        .create_run(created.clone(), vec![task("r1", "a"), task("r1", "b")])
+        .await?;
+    assert_eq!(store.get_run("r1").await?, Some(created.clone()));
+    assert_eq!(store.get_run("missing").await?, None);
+
+    let running = RunRecord {
+        status: RunStatus::Failed,
+        started_at: Some(at(2)),
+        ended_at: Some(at(3)),
+        error: Some("task 'b' failed: exit code 2 — «unicode»".into()),
+        ..created.clone()
+    };
+    store.update_run(running.clone()).await?;
+    assert_eq!(store.get_run("r1").await?, Some(running.clone()));
+
+    // Only the mutable fields change; what the run was created with stays.
+    let tampered = RunRecord {
+        job_id: "other".into(),
+        trigger: TriggerReason::Schedule,
+        params: BTreeMap::new(),
+        created_at: at(99),
+        ..running.clone()
+    };
+    store.update_run(tampered).await?;
+    assert_eq!(store.get_run("r1").await?, Some(running));
+
+    let unknown = run("nope", "job", RunStatus::Running, 1);
+    assert!(store.update_run(unknown).await.is_err());
+    Ok(())
+}
+
+async fn create_run_rejects_bad_input_atomically(subject: &Subject) -> StoreResult<()> {
+    let store = subject.store();
+    let cases = [
+        (
+            "duplicate task",
+            run("r1", "job", RunStatus::Pending, 1),
+            vec![task("r1", "a"), task("r1", "a")],
+        ),
+        (
+            "task of another run",
+            run("r2", "job", RunStatus::Pending, 1),
+            vec![task("r2", "a"), task("elsewhere", "b")],
+        ),
+    ];
+    for (name, bad_run, tasks) in cases {
+        let id = bad_run.id.clone();
+        assert!(store.create_run(bad_run, tasks).await.is_err(), "{name}");
+        assert_eq!(store.get_run(&id).await?, None, "{name}: nothing stored");
+        assert!(
+            store.task_runs(&id).await?.is_empty(),
+            "{name}: no task runs"
+        );
+    }
+
+    let first = run("r3", "job", RunStatus::Pending, 1);
+    store
+        .create_run(first.clone(), vec![task("r3", "a")])
+        .await?;
+    let again = run("r3", "job", RunStatus::Running, 5);
+    assert!(
+        store.create_run(again, vec![]).await.is_err(),
+        "duplicate run id"
+    );
+    assert_eq!(store.get_run("r3").await?, Some(first));
+    Ok(())
+}
+
+async fn list_runs_is_newest_first_and_paged(subject: &Subject) -> StoreResult<()> {
+    let store = subject.store();
+    // Created out of order; "a3" and "a4" share an instant, so the id breaks the tie.
+    for (id, job, created) in [
+        ("a2", "a", 2),
+        ("b1", "b", 1),
+        ("a1", "a", 1),
+        ("a4", "a", 3),
+        ("a3", "a", 3),
+        ("b2", "b", 4),
+        ("a5", "a", 5),
+    ] {
+        store
+            .create_run(run(id, job, RunStatus::Succeeded, created), vec![])
+            .await?;
+    }
+
+    let cases: &[(Option<&str>, usize, usize, &[&str])] = &[
+        (Some("a"), 0, 0, &["a5", "a4", "a3", "a2", "a1"]),
+        (Some("a"), 2, 0, &["a5", "a4"]),
+        (Some("a"), 2, 1, &["a4", "a3"]),
+        (Some("a"), 0, 3, &["a2", "a1"]),
+        (Some("a"), 10, 4, &["a1"]),
+        (Some("a"), 3, 5, &[]),
+        (Some("b"), 0, 0, &["b2", "b1"]),
+        (Some("nobody"), 0, 0, &[]),
+        (None, 0, 0, &["a5", "b2", "a4", "a3", "a2", "b1", "a1"]),
+        (None, 3, 2, &["a4", "a3", "a2"]),
+    ];
+    for &(job, limit, offset, expected) in cases {
+        let runs = store.list_runs(job, RunPage { limit, offset }).await?;
+        assert_eq!(
+            ids(&runs),
+            expected,
+            "job {job:?} limit {limit} offset {offset}"
+        );
+    }
+    Ok(())
+}
+
+async fn last_run_filters_by_status(subject: &Subject) -> StoreResult<()> {
+    let store = subject.store();
+    for (id, status, created) in [
+        ("s1", RunStatus::Succeeded, 1),
+        ("f1", RunStatus::Failed, 2),
+        ("s2", RunStatus::Succeeded, 3),
+        ("c1", RunStatus::Cancelled, 4),
+        ("p1", RunStatus::Pending, 5),
+    ] {
+        store
+            .create_run(run(id, "job", status, created), vec![])
+            .await?;
+    }
+    store
+        .create_run(run("other", "job2", RunStatus::Succeeded, 9), vec![])
+        .await?;
+
+    let cases: &[(&str, &[RunStatus], Option<&str>)] = &[
+        ("job", &[], Some("p1")),
+        ("job", &[RunStatus::Succeeded], Some("s2")),
+        ("job", &[RunStatus::Failed], Some("f1")),
+        (
+            "job",
+            &[RunStatus::Failed, RunStatus::Cancelled],
+            Some("c1"),
+        ),
+        ("job", &[RunStatus::Interrupted], None),
+        ("job2", &[], Some("other")),
+        ("nobody", &[], None),
+    ];
+    for &(job, statuses, expected) in cases {
+        let found = store.last_run(job, statuses).await?;
+        assert_eq!(
+            found.as_ref().map(|r| r.id.as_str()),
+            expected,
+            "job {job} statuses {statuses:?}"
+        );
+    }
+    Ok(())
+}
+
+async fn task_runs_keep_creation_order_and_updates(subject: &Subject) -> StoreResult<()> {
+    let store = subject.store();
+    // Not alphabetical, to show the order is creation order, not the key's.
+    let tasks = vec![task("r1", "zeta"), task("r1", "alpha"), task("r1", "mid")];
+    store
+        .create_run(run("r1", "job", RunStatus::Running, 1), tasks.clone())
+        .await?;
+    assert_eq!(store.task_runs("r1").await?, tasks);
+
+    let done = TaskRunRecord {
+        status: TaskStatus::Succeeded,
+        attempts: 2,
+        exit_code: Some(0),
+        started_at: Some(at(2)),
+        ended_at: Some(at(3)),
+        error: Some("first attempt timed out".into()),
+        outputs: BTreeMap::from([
+            ("count".into(), "42".into()),
+            ("json".into(), r#"{"a": [1, "two"]}"#.into()),
+            ("multi".into(), "line one\nline two\ttabbed".into()),
+            ("unicode".into(), "héllo 🌍".into()),
+            ("empty".into(), String::new()),
+        ]),
+        ..task("r1", "alpha")
+    };
+    store.update_task_run(done.clone()).await?;
+    let failed = TaskRunRecord {
+        status: TaskStatus::Failed,
+        attempts: 1,
+        exit_code: Some(-9),
+        ..task("r1", "mid")
+    };
+    store.update_task_run(failed.clone()).await?;
+    assert_eq!(
+        store.task_runs("r1").await?,
+        vec![task("r1", "zeta"), done, failed]
+    );
+
+    assert!(store.update_task_run(task("r1", "unknown")).await.is_err());
+    assert!(store.update_task_run(task("nope", "alpha")).await.is_err());
+    assert!(store.task_runs("nope").await?.is_empty());
+    Ok(())
+}
+
+async fn logs_keep_write_order(subject: &Subject) -> StoreResult<()> {
+    let store = subject.store();
+    for id in ["r1", "r2"] {
+        store
+            .create_run(
+                run(id, "job", RunStatus::Running, 1),
+                vec![task(id, "a"), task(id, "b")],
+            )
+            .await?;
+    }
+    use LogStream::{Stderr, Stdout};
+    let batches = [
+        vec![
+            log("r1", "a", Stdout, 1, "a1"),
+            log("r1", "b", Stderr, 1, "b1"),
+        ],
+        vec![log("r2", "a", Stdout, 1, "other run")],
+        vec![
+            log("r1", "a", Stderr, 2, "a2"),
+            log("r1", "b", Stdout, 2, "b2"),
+        ],
+        vec![log("r1", "a", Stdout, 3, "a3")],
+    ];
+    for batch in &batches {
+        store.append_logs(batch.clone()).await?;
+    }
+    store.append_logs(vec![]).await?;
+
+    let all = store.logs("r1", None).await?;
+    assert_eq!(lines(&all), ["a1", "b1", "a2", "b2", "a3"]);
+    assert_eq!(all[0], batches[0][0], "every field round-trips");
+    assert_eq!(all[1], batches[0][1], "every field round-trips");
+    assert_eq!(
+        lines(&store.logs("r1", Some("a")).await?),
+        ["a1", "a2", "a3"]
+    );
+    assert_eq!(lines(&store.logs("r1", Some("b")).await?), ["b1", "b2"]);
+    assert_eq!(lines(&store.logs("r2", None).await?), ["other run"]);
+    assert!(store.logs("r1", Some("nope")).await?.is_empty());
+    assert!(store.logs("nope", None).await?.is_empty());
+    Ok(())
+}
+
+async fn logs_keep_the_tail_of_each_stream(subject: &Subject) -> StoreResult<()> {
+    let store = subject.store();
+    store
+        .create_run(
+            run("r1", "job", RunStatus::Running, 1),
+            vec![task("r1", "a"), task("r1", "b"), task("r1", "huge")],
+        )
+        .await?;
+    use LogStream::{Stderr, Stdout};
+    // 20 bytes per line: the 100-byte cap holds five.
+    let line = |n: u64| format!("stdout line {n:08}");
+    assert_eq!(line(0).len(), 20);
+
+    store
+        .append_logs(vec![log("r1", "a", Stderr, 1, "kept err")])
+        .await?;
+    // Over several calls, then one call that alone overflows the cap.
+    for n in 1..=4 {
+        store
+            .append_logs(vec![log("r1", "a", Stdout, n, &line(n))])
+            .await?;
+    }
+    store
+        .append_logs(vec![log("r1", "b", Stdout, 1, "other task")])
+        .await?;
+    store
+        .append_logs(
+            (5..=12)
+                .map(|n| log("r1", "a", Stdout, n, &line(n)))
+                .collect(),
+        )
+        .await?;
+    store
+        .append_logs(vec![log("r1", "a", Stderr, 13, "late err")])
+        .await?;
+
+    let expected_stdout: Vec<String> = (8..=12).map(line).collect();
+    let kept = store.logs("r1", Some("a")).await?;
+    let mut expected: Vec<&str> = vec!["kept err"];
+    expected.extend(expected_stdout.iter().map(String::as_str));
+    expected.push("late err");
+    assert_eq!(
+        lines(&kept),
+        expected,
+        "stdout trimmed to its tail, stderr untouched"
+    );
+    let seqs: Vec<u64> = kept.iter().map(|l| l.seq).collect();
+    assert_eq!(
+        seqs,
+        [1, 8, 9, 10, 11, 12, 13],
+        "sequence numbers are kept as given"
+    );
+
+    // Exactly at the cap is kept; one byte more pushes out the oldest line.
+    store
+        .append_logs(vec![log("r1", "b", Stderr, 2, &"x".repeat(TEST_LOG_CAP))])
+        .await?;
+    assert_eq!(store.logs("r1", Some("b")).await?.len(), 2);
+    store
+        .append_logs(vec![log("r1", "b", Stderr, 3, "y")])
+        .await?;
+    assert_eq!(
+        lines(&store.logs("r1", Some("b")).await?),
+        ["other task", "y"]
+    );
+
+    // A line longer than the cap cannot be kept at all.
+    store
+        .append_logs(vec![
+            log("r1", "huge", Stdout, 1, "small"),
+            log("r1", "huge", Stdout, 2, &"z".repeat(TEST_LOG_CAP + 1)),
+        ])
+        .await?;
+    assert!(store.logs("r1", Some("huge")).await?.is_empty());
+    store
+        .append_logs(vec![log("r1", "huge", Stdout, 3, "after")])
+        .await?;
+    assert_eq!(lines(&store.logs("r1", Some("huge")).await?), ["after"]);
+    Ok(())
+}
+
+async fn append_logs_to_unknown_run_fails_whole(subject: &Subject) -> StoreResult<()> {
+    let store = subject.store();
+    store
+        .create_run(
+            run("r1", "job", RunStatus::Running, 1),
+            vec![task("r1", "a")],
+        )
+        .await?;
+    let batch = vec![
+        log("r1", "a", LogStream::Stdout, 1, "fine"),
+        log("ghost", "a", LogStream::Stdout, 1, "orphan"),
+    ];
+    assert!(store.append_logs(batch).await.is_err());
+    assert!(
+        store.logs("r1", None).await?.is_empty(),
+        "nothing of the call stored"
+    );
+    Ok(())
+}
+
+async fn unfinished_runs_are_pending_or_running(subject: &Subject) -> StoreResult<()> {
+    let store = subject.store();
+    assert!(store.unfinished_runs().await?.is_empty());
+    for (id, status, created) in [
+        ("running-late", RunStatus::Running, 4),
+        ("done", RunStatus::Succeeded, 1),
+        ("pending", RunStatus::Pending, 2),
+        ("failed", RunStatus::Failed, 3),
+        ("running-early", RunStatus::Running, 1),
+        ("cancelled", RunStatus::Cancelled, 5),
+        ("interrupted", RunStatus::Interrupted, 6),
+    ] {
+        store
+            .create_run(run(id, "job", status, created), vec![])
+            .await?;
+    }
+    let unfinished = store.unfinished_runs().await?;
+    assert_eq!(
+        ids(&unfinished),
+        ["running-early", "pending", "running-late"]
+    );
+
+    let settled = RunRecord {
+        status: RunStatus::Interrupted,
+        ended_at: Some(at(10)),
+        ..unfinished[0].clone()
+    };
+    store.update_run(settled).await?;
+    assert_eq!(
+        ids(&store.unfinished_runs().await?),
+        ["pending", "running-late"]
+    );
+    Ok(())
+}
+
+async fn upsert_jobs_inserts_and_replaces(subject: &Subject) -> StoreResult<()> {
+    let store = subject.store();
+    let job = |id: &str, name: &str, schedule: Option<&str>, updated: i64| JobRecord {
+        id: id.into(),
+        name: name.into(),
+        source: format!("/etc/petit/jobs/{id}.yaml"),
+        schedule: schedule.map(str::to_owned),
+        updated_at: at(updated),
+    };
+    store
+        .upsert_jobs(vec![
+            job("b", "B", None, 1),
+            job("a", "A", Some("@daily"), 1),
+        ])
+        .await?;
+    store.upsert_jobs(vec![]).await?;
+    store
+        .upsert_jobs(vec![
+            job("a", "A renamed", None, 2),
+            job("c", "C", Some("0 * * * *"), 2),
+        ])
+        .await?;
+    assert_eq!(
+        subject.jobs().await?,
+        vec![
+            job("a", "A renamed", None, 2),
+            job("b", "B", None, 1),
+            job("c", "C", Some("0 * * * *"), 2),
+        ],
+        "upserting replaces a job and keeps jobs not mentioned"
+    );
+    Ok(())
+}
+
+// ---- SQLite only ----
+
+fn open_at(dir: &TempDir) -> SqliteStore {
+    SqliteStore::open(&dir.path().join("petit.db"), test_options()).expect("open the database")
+}
+
+#[tokio::test]
+async fn sqlite_data_survives_reopen() -> StoreResult<()> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let finished = RunRecord {
+        status: RunStatus::Succeeded,
+        started_at: Some(at(2)),
+        ended_at: Some(at(3)),
+        ..run("r1", "job", RunStatus::Pending, 1)
+    };
+    let done = TaskRunRecord {
+        status: TaskStatus::Succeeded,
+        attempts: 1,
+        exit_code: Some(0),
+        outputs: BTreeMap::from([("k".into(), "v".into())]),
+        ..task("r1", "a")
+    };
+    let logs = vec![
+        log("r1", "a", LogStream::Stdout, 1, "out"),
+        log("r1", "a", LogStream::Stderr, 2, "err"),
+    ];
+    {
+        let store = open_at(&dir);
+        store
+            .create_run(
+                run("r1", "job", RunStatus::Pending, 1),
+                vec![task("r1", "a"), task("r1", "b")],
+            )
+            .await?;
+        store.update_run(finished.clone()).await?;
+        store.update_task_run(done.clone()).await?;
+        store.append_logs(logs.clone()).await?;
+    }
+    let store = open_at(&dir);
+    assert_eq!(store.get_run("r1").await?, Some(finished));
+    assert_eq!(store.task_runs("r1").await?, vec![done, task("r1", "b")]);
+    assert_eq!(store.logs("r1", None).await?, logs);
+
+    // The byte totals survive too: the cap keeps counting what was written before.
+    let filler = "f".repeat(TEST_LOG_CAP - 3);
+    store
+        .append_logs(vec![log("r1", "a", LogStream::Stdout, 3, &filler)])
+        .await?;
+    assert_eq!(
+        lines(&store.logs("r1", Some("a")).await?),
+        ["out", "err", filler.as_str()]
+    );
+    store
+        .append_logs(vec![log("r1", "a", LogStream::Stdout, 4, "!")])
+        .await?;
+    assert_eq!(
+        lines(&store.logs("r1", Some("a")).await?),
+        ["err", filler.as_str(), "!"]
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_concurrent_appends_all_commit() -> StoreResult<()> {
+    const WRITERS: u64 = 200;
+    const LINES: u64 = 3;
+    let subject = Subject::sqlite();
+    let store = subject.store();
+    let tasks: Vec<TaskRunRecord> = (0..WRITERS).map(|n| task("r1", &format!("t{n}"))).collect();
+    store
+        .create_run(run("r1", "job", RunStatus::Running, 1), tasks)
+        .await?;
+
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|n| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let task_id = format!("t{n}");
+                let batch = (1..=LINES)
+                    .map(|seq| {
+                        log(
+                            "r1",
+                            &task_id,
+                            LogStream::Stdout,
+                            seq,
+                            &format!("{n}:{seq}"),
+                        )
+                    })
+                    .collect();
+                store.append_logs(batch).await
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.expect("writer task")?;
+    }
+
+    let all = store.logs("r1", None).await?;
+    assert_eq!(all.len() as u64, WRITERS * LINES);
+    for n in 0..WRITERS {
+        let mine = store.logs("r1", Some(&format!("t{n}"))).await?;
+        let expected: Vec<String> = (1..=LINES).map(|seq| format!("{n}:{seq}")).collect();
+        assert_eq!(lines(&mine), expected, "writer {n}: all lines, in order");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn sqlite_write_issued_right_before_drop_is_durable() -> StoreResult<()> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    {
+        let store = open_at(&dir);
+        store
+            .create_run(
+                run("r1", "job", RunStatus::Running, 1),
+                vec![task("r1", "a")],
+            )
+            .await?;
+        // Polling once hands each write to the writer thread; then nobody waits for
+        // them, and the store is dropped with them most likely still queued.
+        let _ = store
+            .append_logs(vec![log("r1", "a", LogStream::Stdout, 1, "last words")])
+            .now_or_never();
+        let ended = RunRecord {
+            status: RunStatus::Succeeded,
+            ..run("r1", "job", RunStatus::Running, 1)
+        };
+        let _ = store.update_run(ended).now_or_never();
+    }
+    let store = open_at(&dir);
+    assert_eq!(lines(&store.logs("r1", None).await?), ["last words"]);
+    let run = store.get_run("r1").await?.expect("run stored");
+    assert_eq!(run.status, RunStatus::Succeeded);
+    Ok(())
+}

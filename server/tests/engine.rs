@@ -1,0 +1,772 @@
+//! The engine end to end: real processes, real SQLite files, the real scheduler.
+//! Each test waits on engine events (or polls with a deadline), never on a fixed sleep.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use petit_server::config::{parse_job, GlobalConfig};
+use petit_server::core::{JobDef, RunStatus, TaskStatus, TriggerReason};
+use petit_server::events::{Event, EventKind};
+use petit_server::exec::{StopReason, Task, TaskContext, TaskOutcome};
+use petit_server::store::{RunRecord, SqliteStore, Store, StoreOptions, TaskRunRecord};
+use petit_server::testing::{run_to_end, Harness, MockTaskContext};
+use petit_server::{Engine, EngineError, EngineOptions};
+use tokio::sync::broadcast;
+
+fn job(yaml: &str) -> JobDef {
+    parse_job(yaml, Path::new("test.yaml"), &GlobalConfig::default())
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn sqlite(dir: &Path) -> Arc<dyn Store> {
+    Arc::new(SqliteStore::open(&dir.join("petit.db"), StoreOptions::default()).expect("open store"))
+}
+
+/// Waits for the first event matching `pred`, up to `timeout`.
+async fn wait_event(
+    rx: &mut broadcast::Receiver<Event>,
+    timeout: Duration,
+    pred: impl Fn(&Event) -> bool,
+) -> Event {
+    tokio::time::timeout(timeout, async {
+        loop {
+            match rx.recv().await {
+                Ok(e) if pred(&e) => return e,
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => panic!("bus closed"),
+            }
+        }
+    })
+    .await
+    .expect("event did not arrive in time")
+}
+
+/// Polls `f` until true, up to `timeout`.
+async fn until(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !f() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn pid_alive(pid: i32) -> bool {
+    // Zombies count as dead: read the state from /proc.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat.split(") ").nth(1).is_some_and(|s| s.starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+#[tokio::test]
+async fn dag_runs_in_dependency_order_and_in_parallel() {
+    let yaml = r#"
+id: diamond
+tasks:
+  - {id: a, command: echo, args: [a]}
+  - {id: b, command: sleep, args: ["0.3"], depends_on: [a]}
+  - {id: c, command: sleep, args: ["0.3"], depends_on: [a]}
+  - {id: d, command: echo, args: [d], depends_on: [b, c]}
+"#;
+    let out = Harness::new(job(yaml)).run().await.unwrap();
+    assert_eq!(out.run.status, RunStatus::Succeeded);
+    out.tracker.assert_completed_before("a", "b");
+    out.tracker.assert_completed_before("a", "c");
+    out.tracker.assert_completed_before("b", "d");
+    out.tracker.assert_completed_before("c", "d");
+    assert_eq!(out.tracker.max_parallelism(), 2, "b and c run together");
+
+    let limited = EngineOptions {
+        max_concurrent_tasks: 1,
+        ..Default::default()
+    };
+    let out = Harness::new(job(yaml))
+        .with_options(limited)
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(out.run.status, RunStatus::Succeeded);
+    assert_eq!(
+        out.tracker.max_parallelism(),
+        1,
+        "max_concurrent_tasks 1 serializes b and c"
+    );
+}
+
+#[tokio::test]
+async fn conditions_decide_what_runs_and_skips_do_not_fail_a_run() {
+    let yaml = r#"
+id: conditions
+tasks:
+  - {id: setup, command: "true"}
+  - {id: will_fail, command: sh, args: ["-c", "echo oops >&2; exit 3"], depends_on: [setup]}
+  - {id: after_success, command: echo, args: [never], depends_on: [will_fail]}
+  - {id: grandchild, command: echo, args: [never], depends_on: [after_success]}
+  - {id: cleanup, command: echo, args: [cleaning], depends_on: [will_fail], condition: on_failure}
+  - {id: report, command: echo, args: [report], depends_on: [will_fail, after_success], condition: all_done}
+  - {id: always_alias, command: echo, args: [x], depends_on: [will_fail], condition: always}
+"#;
+    let out = Harness::new(job(yaml)).run().await.unwrap();
+    let status = |id: &str| out.task(id).status;
+    assert_eq!(out.run.status, RunStatus::Failed);
+    assert!(
+        out.run.error.as_deref().unwrap().contains("will_fail"),
+        "{:?}",
+        out.run.error
+    );
+    assert_eq!(status("will_fail"), TaskStatus::Failed);
+    assert_eq!(out.task("will_fail").exit_code, Some(3));
+    assert_eq!(status("after_success"), TaskStatus::Skipped);
+    assert_eq!(
+        status("grandchild"),
+        TaskStatus::Skipped,
+        "a skipped dependency is not a success"
+    );
+    assert_eq!(status("cleanup"), TaskStatus::Succeeded);
+    assert_eq!(status("report"), TaskStatus::Succeeded);
+    assert_eq!(status("always_alias"), TaskStatus::Succeeded);
+    assert_eq!(out.logs("will_fail").await, vec!["oops"]);
+
+    // A task skipped by its condition does not fail the run.
+    let yaml = r#"
+id: fine
+tasks:
+  - {id: work, command: "true"}
+  - {id: on_error, command: "false", depends_on: [work], condition: on_failure}
+"#;
+    let out = Harness::new(job(yaml)).run().await.unwrap();
+    assert_eq!(out.task("on_error").status, TaskStatus::Skipped);
+    assert_eq!(out.run.status, RunStatus::Succeeded);
+}
+
+#[tokio::test]
+async fn retries_count_attempts_and_follow_their_condition() {
+    let dir = tempfile::tempdir().unwrap();
+    let counter = dir.path().join("count");
+    let flaky = format!(
+        r#"n=$(cat {c} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {c}; echo "attempt $n"; [ $n -ge 3 ]"#,
+        c = counter.display()
+    );
+    let yaml = format!(
+        r#"
+id: retries
+tasks:
+  - id: flaky
+    command: sh
+    args: ["-c", '{flaky}']
+    retry: {{max_attempts: 3, delay_secs: 0}}
+  - id: hopeless
+    command: "false"
+    retry: {{max_attempts: 2, delay: 10ms, backoff: exponential}}
+  - id: never
+    command: "false"
+    retry: {{max_attempts: 5, condition: never}}
+  - id: transient_exit_1
+    command: "false"
+    retry: {{max_attempts: 5, condition: transient_only}}
+  - id: transient_tempfail
+    command: sh
+    args: ["-c", "exit 75"]
+    retry: {{max_attempts: 2, condition: transient_only, delay_secs: 0}}
+"#
+    );
+    let out = Harness::new(job(&yaml)).run().await.unwrap();
+    let flaky = out.task("flaky");
+    assert_eq!((flaky.status, flaky.attempts), (TaskStatus::Succeeded, 3));
+    assert_eq!(out.tracker.count("flaky", EventKind::TaskRetrying), 2);
+    assert_eq!(
+        out.logs("flaky").await,
+        vec!["attempt 1", "attempt 2", "attempt 3"]
+    );
+    let expect = [
+        ("hopeless", 3),
+        ("never", 1),
+        ("transient_exit_1", 1),
+        ("transient_tempfail", 3),
+    ];
+    for (id, attempts) in expect {
+        let t = out.task(id);
+        assert_eq!(
+            (t.status, t.attempts),
+            (TaskStatus::Failed, attempts),
+            "{id}"
+        );
+    }
+    assert_eq!(out.run.status, RunStatus::Failed);
+}
+
+#[tokio::test]
+async fn a_timeout_kills_the_whole_process_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("child.pid");
+    let yaml = format!(
+        r#"
+id: slow
+tasks:
+  - id: slow
+    command: sh
+    args: ["-c", "sleep 30 & echo $! > {}; echo started; wait"]
+    timeout_secs: 1
+"#,
+        pidfile.display()
+    );
+    let out = Harness::new(job(&yaml)).run().await.unwrap();
+    let t = out.task("slow");
+    assert_eq!(t.status, TaskStatus::TimedOut);
+    assert_eq!(out.run.status, RunStatus::Failed);
+    assert!(
+        t.error.as_deref().unwrap().contains("timed out"),
+        "{:?}",
+        t.error
+    );
+    assert_eq!(out.logs("slow").await, vec!["started"]);
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    until(
+        Duration::from_secs(5),
+        "the background sleep to die",
+        || !pid_alive(pid),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn outputs_flow_downstream_without_a_shell() {
+    let yaml = r#"
+id: outputs
+config: {greeting: hello}
+tasks:
+  - id: extract
+    command: sh
+    args: ["-c", 'echo "rows=42" >> "$PETIT_OUTPUT"; echo "path=/tmp/a b;c" >> "$PETIT_OUTPUT"; echo "$PETIT_JOB_ID/$PETIT_TASK_ID"']
+  - id: transform
+    command: printf
+    args: ["%s|", "${tasks.extract.outputs.rows}", "${tasks.extract.outputs.path}", "${config.greeting}"]
+    depends_on: [extract]
+    environment: {ROWS: "${tasks.extract.outputs.rows}"}
+  - id: env
+    command: sh
+    args: ["-c", 'echo "$ROWS $PETIT_RUN_ID"']
+    depends_on: [transform]
+    environment: {ROWS: "${tasks.extract.outputs.rows}"}
+"#;
+    let out = Harness::new(job(yaml))
+        .run_with(BTreeMap::from([("greeting".into(), "bonjour".into())]))
+        .await
+        .unwrap();
+    assert_eq!(out.run.status, RunStatus::Succeeded, "{:?}", out.tasks);
+    assert_eq!(
+        out.task("extract").outputs.get("rows").map(String::as_str),
+        Some("42")
+    );
+    assert_eq!(out.logs("extract").await, vec!["outputs/extract"]);
+    assert_eq!(out.logs("transform").await, vec!["42|/tmp/a b;c|bonjour|"]);
+    assert_eq!(out.logs("env").await, vec![format!("42 {}", out.run.id)]);
+    assert_eq!(
+        out.run.params.get("greeting").map(String::as_str),
+        Some("bonjour")
+    );
+}
+
+#[tokio::test]
+async fn big_output_on_both_streams_does_not_deadlock() {
+    let yaml = r#"
+id: chatty
+tasks:
+  - id: chatty
+    command: sh
+    args: ["-c", "i=0; while [ $i -lt 3000 ]; do echo out$i; echo err$i >&2; i=$((i+1)); done"]
+"#;
+    let out = Harness::new(job(yaml)).run().await.unwrap();
+    assert_eq!(out.run.status, RunStatus::Succeeded);
+    let lines = out.logs("chatty").await;
+    assert_eq!(lines.len(), 6000);
+    assert_eq!(
+        lines
+            .iter()
+            .rfind(|l| l.starts_with("out"))
+            .map(String::as_str),
+        Some("out2999")
+    );
+}
+
+#[tokio::test]
+async fn a_missing_program_fails_with_a_clear_error() {
+    let yaml = "id: missing\ntasks:\n  - {id: t, command: /no/such/program}\n";
+    let out = Harness::new(job(yaml)).run().await.unwrap();
+    let t = out.task("t");
+    assert_eq!(t.status, TaskStatus::Failed);
+    assert!(
+        t.error
+            .as_deref()
+            .unwrap()
+            .contains("cannot start '/no/such/program'"),
+        "{:?}",
+        t.error
+    );
+}
+
+#[tokio::test]
+async fn cross_job_dependencies_gate_runs_unless_forced() {
+    let upstream = job("id: upstream\nconfig: {code: '0'}\ntasks:\n  - {id: t, command: sh, args: ['-c', 'exit ${config.code}']}\n");
+    let downstream =
+        job("id: downstream\ndepends_on: [upstream]\ntasks:\n  - {id: t, command: 'true'}\n");
+    let windowed = job(
+        "id: windowed\ndepends_on:\n  - job: upstream\n    condition: {within_window: {seconds: 3600}}\ntasks:\n  - {id: t, command: 'true'}\n",
+    );
+    let engine = Harness::new(downstream)
+        .with_job(upstream)
+        .with_job(windowed)
+        .start()
+        .await
+        .unwrap();
+
+    match engine.trigger("downstream", BTreeMap::new(), false).await {
+        Err(EngineError::DependencyUnmet { dependency, .. }) => assert_eq!(dependency, "upstream"),
+        other => panic!("expected DependencyUnmet, got {other:?}"),
+    }
+    let forced = run_to_end(&engine, "downstream", BTreeMap::new(), true)
+        .await
+        .unwrap();
+    assert_eq!(forced.run.status, RunStatus::Succeeded);
+
+    let failed = run_to_end(
+        &engine,
+        "upstream",
+        BTreeMap::from([("code".into(), "1".into())]),
+        false,
+    )
+    .await
+    .unwrap();
+    assert_eq!(failed.run.status, RunStatus::Failed);
+    let err = engine
+        .trigger("downstream", BTreeMap::new(), false)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("failed"), "{err}");
+
+    run_to_end(&engine, "upstream", BTreeMap::new(), false)
+        .await
+        .unwrap();
+    let ok = run_to_end(&engine, "downstream", BTreeMap::new(), false)
+        .await
+        .unwrap();
+    assert_eq!(ok.run.status, RunStatus::Succeeded);
+    let ok = run_to_end(&engine, "windowed", BTreeMap::new(), false)
+        .await
+        .unwrap();
+    assert_eq!(ok.run.status, RunStatus::Succeeded);
+}
+
+#[tokio::test]
+async fn unknown_params_are_refused() {
+    let engine = Harness::new(job(
+        "id: j\nconfig: {a: 1}\ntasks:\n  - {id: t, command: 'true'}\n",
+    ))
+    .start()
+    .await
+    .unwrap();
+    let err = engine
+        .trigger("j", BTreeMap::from([("b".into(), "2".into())]), false)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, EngineError::InvalidArgument(_)), "{err}");
+    assert!(matches!(
+        engine.trigger("nope", BTreeMap::new(), false).await,
+        Err(EngineError::JobNotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn cancel_kills_the_processes_and_ends_the_run_cancelled() {
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("pid");
+    let yaml = format!(
+        "id: long\ntasks:\n  - {{id: wait, command: sh, args: ['-c', 'echo $$ > {}; exec sleep 30']}}\n  - {{id: after, command: 'true', depends_on: [wait]}}\n",
+        pidfile.display()
+    );
+    let engine = Harness::new(job(&yaml))
+        .with_store(sqlite(dir.path()))
+        .start()
+        .await
+        .unwrap();
+    let mut events = engine.subscribe();
+    let run = engine
+        .trigger("long", BTreeMap::new(), false)
+        .await
+        .unwrap();
+    wait_event(&mut events, Duration::from_secs(10), |e| {
+        e.kind == EventKind::TaskStarted
+    })
+    .await;
+    until(Duration::from_secs(5), "the pid file", || {
+        std::fs::read_to_string(&pidfile).is_ok_and(|s| s.ends_with('\n'))
+    })
+    .await;
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+
+    let ended = engine.cancel(&run.id).await.unwrap();
+    assert_eq!(ended.status, RunStatus::Cancelled);
+    let tasks = engine.store().task_runs(&run.id).await.unwrap();
+    assert_eq!(tasks[0].status, TaskStatus::Cancelled);
+    assert_eq!(tasks[1].status, TaskStatus::Cancelled);
+    until(Duration::from_secs(5), "the task process to die", || {
+        !pid_alive(pid)
+    })
+    .await;
+    assert!(matches!(
+        engine.cancel(&run.id).await,
+        Err(EngineError::RunEnded { .. })
+    ));
+    assert!(matches!(
+        engine.cancel("nope").await,
+        Err(EngineError::RunNotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn max_concurrency_refuses_overlapping_triggers() {
+    let engine = Harness::new(job(
+        "id: one\ntasks:\n  - {id: t, command: sleep, args: ['30']}\n",
+    ))
+    .start()
+    .await
+    .unwrap();
+    let first = engine.trigger("one", BTreeMap::new(), false).await.unwrap();
+    let err = engine
+        .trigger("one", BTreeMap::new(), false)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, EngineError::ConcurrencyLimit { limit: 1, .. }),
+        "{err}"
+    );
+    engine.cancel(&first.id).await.unwrap();
+    let second = engine.trigger("one", BTreeMap::new(), false).await.unwrap();
+    engine.cancel(&second.id).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_global_run_limit_keeps_runs_pending() {
+    let a = job("id: a\ntasks:\n  - {id: t, command: sleep, args: ['30']}\n");
+    let b = job("id: b\ntasks:\n  - {id: t, command: 'true'}\n");
+    let options = EngineOptions {
+        max_concurrent_runs: 1,
+        ..Default::default()
+    };
+    let engine = Harness::new(a)
+        .with_job(b)
+        .with_options(options)
+        .start()
+        .await
+        .unwrap();
+    let mut events = engine.subscribe();
+    let first = engine.trigger("a", BTreeMap::new(), false).await.unwrap();
+    wait_event(&mut events, Duration::from_secs(10), |e| {
+        e.kind == EventKind::TaskStarted
+    })
+    .await;
+    let second = engine.trigger("b", BTreeMap::new(), false).await.unwrap();
+    assert_eq!(
+        engine.get_run(&second.id).await.unwrap().status,
+        RunStatus::Pending
+    );
+    engine.cancel(&first.id).await.unwrap();
+    let done = wait_event(&mut events, Duration::from_secs(10), |e| {
+        e.ends_run() && e.run.as_ref().is_some_and(|r| r.id == second.id)
+    })
+    .await;
+    assert_eq!(done.run.unwrap().status, RunStatus::Succeeded);
+}
+
+#[tokio::test]
+async fn resource_pools_limit_tasks_across_branches() {
+    let yaml = r#"
+id: gpu
+tasks:
+  - {id: a, command: sleep, args: ["0.2"], resources: {slots: {gpu: 1}}}
+  - {id: b, command: sleep, args: ["0.2"], resources: {slots: {gpu: 1}}}
+  - {id: c, command: sleep, args: ["0.2"]}
+"#;
+    let global = GlobalConfig {
+        pools: BTreeMap::from([("gpu".to_string(), 1)]),
+        ..Default::default()
+    };
+    let def = parse_job(yaml, Path::new("gpu.yaml"), &global).unwrap();
+    let options = EngineOptions {
+        pools: global.pools.clone(),
+        ..Default::default()
+    };
+    let out = Harness::new(def).with_options(options).run().await.unwrap();
+    assert_eq!(out.run.status, RunStatus::Succeeded);
+    let (a_start, a_end) = (
+        out.tracker.started("a").unwrap(),
+        out.tracker.completed("a").unwrap(),
+    );
+    let (b_start, b_end) = (
+        out.tracker.started("b").unwrap(),
+        out.tracker.completed("b").unwrap(),
+    );
+    assert!(
+        a_end < b_start || b_end < a_start,
+        "a and b never hold the one gpu slot together"
+    );
+    assert_eq!(
+        out.tracker.max_parallelism(),
+        2,
+        "c runs beside whichever holds the gpu"
+    );
+}
+
+#[tokio::test]
+async fn an_every_second_job_fires_on_the_second_and_pause_stops_it() {
+    let engine = Harness::new(job(
+        "id: tick\nschedule: '* * * * * *'\ntasks:\n  - {id: t, command: 'true'}\n",
+    ))
+    .start()
+    .await
+    .unwrap();
+    let mut events = engine.subscribe();
+    let started = wait_event(&mut events, Duration::from_secs(5), |e| {
+        e.kind == EventKind::RunStarted
+    })
+    .await;
+    let run = started.run.unwrap();
+    assert_eq!(run.trigger, TriggerReason::Schedule);
+    let late_ms = run.created_at.timestamp_subsec_millis();
+    assert!(late_ms < 250, "fired {late_ms} ms after the second");
+
+    engine.pause().await;
+    assert!(engine.state().paused);
+    // Drain what was already under way, then no scheduled run may start for 2.5 s.
+    let quiet = tokio::time::timeout(Duration::from_millis(2500), async {
+        loop {
+            if let Ok(e) = events.recv().await {
+                if e.kind == EventKind::RunStarted
+                    && e.run.as_ref().unwrap().created_at
+                        > chrono::Utc::now() - chrono::Duration::milliseconds(500)
+                {
+                    return e;
+                }
+            }
+        }
+    })
+    .await;
+    assert!(quiet.is_err(), "a run started while paused: {quiet:?}");
+    // Manual triggers still work while paused.
+    let manual = run_to_end(&engine, "tick", BTreeMap::new(), false)
+        .await
+        .unwrap();
+    assert_eq!(manual.run.trigger, TriggerReason::Manual);
+
+    engine.resume().await;
+    let resumed = wait_event(&mut events, Duration::from_secs(5), |e| {
+        e.kind == EventKind::RunStarted
+            && e.run.as_ref().unwrap().trigger == TriggerReason::Schedule
+    })
+    .await;
+    assert!(resumed.run.unwrap().created_at > manual.run.created_at);
+}
+
+#[tokio::test]
+async fn shutdown_interrupts_runs_after_the_grace_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Harness::new(job(
+        "id: long\ntasks:\n  - {id: t, command: sleep, args: ['30']}\n",
+    ))
+    .with_store(sqlite(dir.path()))
+    .start()
+    .await
+    .unwrap();
+    let mut events = engine.subscribe();
+    let run = engine
+        .trigger("long", BTreeMap::new(), false)
+        .await
+        .unwrap();
+    wait_event(&mut events, Duration::from_secs(10), |e| {
+        e.kind == EventKind::TaskStarted
+    })
+    .await;
+    let began = std::time::Instant::now();
+    engine.shutdown(Duration::from_millis(200)).await;
+    assert!(began.elapsed() < Duration::from_secs(10));
+    let run = engine.get_run(&run.id).await.unwrap();
+    assert_eq!(run.status, RunStatus::Interrupted);
+    assert_eq!(
+        engine.store().task_runs(&run.id).await.unwrap()[0].status,
+        TaskStatus::Interrupted
+    );
+    assert!(matches!(
+        engine.trigger("long", BTreeMap::new(), false).await,
+        Err(EngineError::ShuttingDown)
+    ));
+}
+
+/// A crash leaves a run `running` in the database; the next start settles it: the
+/// interrupted task is retried if its policy allows, else failed, and finished runs
+/// are untouched.
+#[tokio::test]
+async fn recovery_settles_runs_a_crash_left_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = r#"
+id: pipeline
+tasks:
+  - {id: extract, command: echo, args: [extract]}
+  - {id: transform, command: echo, args: [again], depends_on: [extract], retry: {max_attempts: 2}}
+  - {id: load, command: echo, args: [load], depends_on: [transform]}
+"#;
+    let no_retry = "id: fragile\ntasks:\n  - {id: only, command: 'true'}\n";
+    let now = chrono::Utc::now();
+    let task = |run: &str, id: &str, status: TaskStatus, attempts: u32| TaskRunRecord {
+        run_id: run.into(),
+        task_id: id.into(),
+        status,
+        attempts,
+        exit_code: None,
+        started_at: (attempts > 0).then_some(now),
+        ended_at: None,
+        error: None,
+        outputs: BTreeMap::new(),
+    };
+    let run = |id: &str, job: &str, status: RunStatus| RunRecord {
+        id: id.into(),
+        job_id: job.into(),
+        status,
+        trigger: TriggerReason::Schedule,
+        params: BTreeMap::new(),
+        created_at: now,
+        started_at: Some(now),
+        ended_at: status.is_terminal().then_some(now),
+        error: None,
+    };
+    {
+        // The state a kill -9 leaves behind.
+        let store = sqlite(dir.path());
+        let mut extract = task("crashed", "extract", TaskStatus::Succeeded, 1);
+        extract.ended_at = Some(now);
+        let tasks = vec![
+            extract,
+            task("crashed", "transform", TaskStatus::Running, 1),
+            task("crashed", "load", TaskStatus::Pending, 0),
+        ];
+        store
+            .create_run(run("crashed", "pipeline", RunStatus::Running), tasks)
+            .await
+            .unwrap();
+        store
+            .create_run(
+                run("fragile-run", "fragile", RunStatus::Running),
+                vec![task("fragile-run", "only", TaskStatus::Running, 1)],
+            )
+            .await
+            .unwrap();
+        store
+            .create_run(run("gone-run", "deleted_job", RunStatus::Pending), vec![])
+            .await
+            .unwrap();
+        store
+            .create_run(run("done", "pipeline", RunStatus::Succeeded), vec![])
+            .await
+            .unwrap();
+    }
+    let store = sqlite(dir.path());
+    let engine = Harness::new(job(yaml))
+        .with_job(job(no_retry))
+        .with_store(store.clone())
+        .start()
+        .await
+        .unwrap();
+    let mut ended = None;
+    for _ in 0..500 {
+        let crashed = store.get_run("crashed").await.unwrap().unwrap();
+        let fragile = store.get_run("fragile-run").await.unwrap().unwrap();
+        if crashed.status.is_terminal() && fragile.status.is_terminal() {
+            ended = Some((crashed, fragile));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (crashed, fragile) = ended.expect("recovered runs end");
+    assert_eq!(crashed.status, RunStatus::Succeeded);
+    let tasks = store.task_runs("crashed").await.unwrap();
+    assert_eq!(
+        (tasks[1].status, tasks[1].attempts),
+        (TaskStatus::Succeeded, 2),
+        "transform retried: {tasks:?}"
+    );
+    assert_eq!(tasks[2].status, TaskStatus::Succeeded);
+    assert_eq!(fragile.status, RunStatus::Failed);
+    let only = &store.task_runs("fragile-run").await.unwrap()[0];
+    assert_eq!(only.status, TaskStatus::Failed);
+    assert!(
+        only.error.as_deref().unwrap().contains("interrupted"),
+        "{:?}",
+        only.error
+    );
+    assert_eq!(
+        store.get_run("gone-run").await.unwrap().unwrap().status,
+        RunStatus::Failed
+    );
+    assert_eq!(
+        store.get_run("done").await.unwrap().unwrap(),
+        run("done", "pipeline", RunStatus::Succeeded)
+    );
+    assert!(store.unfinished_runs().await.unwrap().is_empty());
+    drop(engine);
+}
+
+/// An embedded task, exercised both through the harness and on its own.
+struct Countdown;
+
+#[async_trait::async_trait]
+impl Task for Countdown {
+    async fn run(&self, ctx: TaskContext) -> TaskOutcome {
+        for i in (1..=3).rev() {
+            ctx.log(petit_server::core::LogStream::Stdout, i.to_string())
+                .await;
+        }
+        tokio::select! {
+            biased;
+            reason = ctx.stopped() => TaskOutcome::Stopped(reason),
+            _ = std::future::ready(()) => TaskOutcome::Succeeded { outputs: BTreeMap::from([("left".into(), "0".into())]), exit_code: None },
+        }
+    }
+}
+
+#[tokio::test]
+async fn custom_tasks_run_in_the_harness_and_in_a_mock_context() {
+    let yaml = "id: custom\ntasks:\n  - {id: count, command: 'false'}\n  - {id: show, command: echo, args: ['${tasks.count.outputs.left}'], depends_on: [count]}\n";
+    let out = Harness::new(job(yaml))
+        .with_task("count", Countdown)
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(out.run.status, RunStatus::Succeeded);
+    assert_eq!(out.logs("count").await, vec!["3", "2", "1"]);
+    assert_eq!(out.logs("show").await, vec!["0"]);
+    out.tracker.assert_completed_before("count", "show");
+
+    let (ctx, mut mock) = MockTaskContext::new("count", None);
+    mock.stop(StopReason::Cancel);
+    let outcome = Countdown.run(ctx).await;
+    assert_eq!(outcome, TaskOutcome::Stopped(StopReason::Cancel));
+    assert_eq!(mock.lines().len(), 3);
+}
+
+#[allow(dead_code)]
+fn assert_send_sync() {
+    fn is<T: Send + Sync>() {}
+    is::<Engine>();
+}
