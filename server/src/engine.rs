@@ -31,6 +31,9 @@ pub struct EngineOptions {
     pub kill_grace: Duration,
     /// Capacity of the event bus (events a slow subscriber may lag behind).
     pub event_capacity: usize,
+    /// Log lines of runs that ended longer ago than this are deleted (checked at start
+    /// and then hourly). `None` keeps logs forever.
+    pub log_retention: Option<Duration>,
 }
 
 impl Default for EngineOptions {
@@ -41,6 +44,7 @@ impl Default for EngineOptions {
             pools: BTreeMap::new(),
             kill_grace: Duration::from_secs(5),
             event_capacity: 4096,
+            log_retention: None,
         }
     }
 }
@@ -207,6 +211,9 @@ impl Engine {
         });
         let scheduler = Scheduler::new(engine.inner.jobs.values().cloned(), false, fire);
         tokio::spawn(scheduler.run(scheduler_rx));
+        if let Some(retention) = engine.inner.options.log_retention {
+            tokio::spawn(prune_logs_hourly(Arc::downgrade(&engine.inner), retention));
+        }
         Ok(engine)
     }
 
@@ -712,5 +719,27 @@ impl Engine {
             Some(t) => tokio::time::timeout(t, idle).await.unwrap_or(false),
             None => idle.await,
         }
+    }
+}
+
+/// Applies the log retention now and then every hour, for as long as the engine lives.
+async fn prune_logs_hourly(inner: std::sync::Weak<Inner>, retention: Duration) {
+    const EVERY: Duration = Duration::from_secs(3600);
+    loop {
+        let Some(engine) = inner.upgrade() else {
+            return;
+        };
+        let cutoff =
+            Utc::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+        match engine.store.prune_logs(cutoff).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                lines = n,
+                "deleted log lines older than the retention period"
+            ),
+            Err(e) => tracing::warn!("cannot apply log retention: {e}"),
+        }
+        drop(engine);
+        tokio::time::sleep(EVERY).await;
     }
 }

@@ -770,3 +770,56 @@ fn assert_send_sync() {
     fn is<T: Send + Sync>() {}
     is::<Engine>();
 }
+
+#[tokio::test]
+async fn log_retention_prunes_logs_of_old_runs_at_start() {
+    let store: Arc<dyn Store> = Arc::new(petit_server::store::MemoryStore::new(
+        StoreOptions::default(),
+    ));
+    let long_ago = chrono::Utc::now() - chrono::Duration::days(40);
+    let old = RunRecord {
+        id: "old".into(),
+        job_id: "j".into(),
+        status: RunStatus::Succeeded,
+        trigger: TriggerReason::Manual,
+        params: BTreeMap::new(),
+        created_at: long_ago,
+        started_at: Some(long_ago),
+        ended_at: Some(long_ago),
+        error: None,
+    };
+    store.create_run(old, vec![]).await.unwrap();
+    let line = petit_server::store::LogRecord {
+        run_id: "old".into(),
+        seq: 1,
+        task_id: "t".into(),
+        attempt: 1,
+        stream: petit_server::core::LogStream::Stdout,
+        line: "old news".into(),
+        time: long_ago,
+    };
+    store.append_logs(vec![line]).await.unwrap();
+    let options = EngineOptions {
+        log_retention: Some(Duration::from_secs(30 * 86400)),
+        ..Default::default()
+    };
+    let engine = Harness::new(job("id: j\ntasks:\n  - {id: t, command: 'true'}\n"))
+        .with_store(store.clone())
+        .with_options(options)
+        .start()
+        .await
+        .unwrap();
+    let fresh = run_to_end(&engine, "j", BTreeMap::new(), false)
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !store.logs("old", None).await.unwrap().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "old logs were not pruned"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(store.get_run("old").await.unwrap().is_some());
+    assert_eq!(fresh.run.status, RunStatus::Succeeded);
+}

@@ -4,6 +4,8 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 
+use chrono::{DateTime, Utc};
+
 use super::{
     check_new_run, JobRecord, LogRecord, RunPage, RunRecord, Store, StoreError, StoreOptions,
     StoreResult, TaskRunRecord,
@@ -169,6 +171,22 @@ impl Store for MemoryStore {
             }
         }
         Ok(())
+    }
+
+    async fn prune_logs(&self, cutoff: DateTime<Utc>) -> StoreResult<u64> {
+        let mut state = self.state()?;
+        let mut pruned = 0;
+        for entry in state.runs.values_mut() {
+            if entry.run.ended_at.is_some_and(|t| t < cutoff) {
+                pruned += entry
+                    .logs
+                    .values()
+                    .map(|l| l.lines.len() as u64)
+                    .sum::<u64>();
+                entry.logs.clear();
+            }
+        }
+        Ok(pruned)
     }
 
     async fn get_run(&self, run_id: &str) -> StoreResult<Option<RunRecord>> {

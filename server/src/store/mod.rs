@@ -162,6 +162,10 @@ pub trait Store: Send + Sync + 'static {
     /// the order they were written.
     async fn logs(&self, run_id: &str, task_id: Option<&str>) -> StoreResult<Vec<LogRecord>>;
 
+    /// Deletes the log lines of runs that ended before `cutoff` (log retention);
+    /// returns how many lines went. Runs and task runs are kept.
+    async fn prune_logs(&self, cutoff: DateTime<Utc>) -> StoreResult<u64>;
+
     /// Runs whose status is `pending` or `running` (left so by a crash, at start-up).
     async fn unfinished_runs(&self) -> StoreResult<Vec<RunRecord>>;
 }

@@ -126,6 +126,8 @@ enum Write {
     UpdateRun(RunRecord),
     UpdateTaskRun(TaskRunRecord),
     AppendLogs(Vec<LogRecord>),
+    /// The cutoff, and where the number of deleted lines goes.
+    PruneLogs(DateTime<Utc>, Arc<std::sync::atomic::AtomicU64>),
     /// Makes the writer thread panic, to test that callers get errors, not hangs.
     #[cfg(test)]
     Crash,
@@ -407,6 +409,12 @@ fn apply(conn: &Connection, write: &Write, cap: usize) -> StoreResult<()> {
             Ok(())
         }
         Write::AppendLogs(lines) => append_logs(conn, lines, cap),
+        Write::PruneLogs(cutoff, pruned) => {
+            let n = prune_logs(conn, cutoff)
+                .map_err(|e| StoreError(format!("cannot prune logs: {e}")))?;
+            pruned.store(n as u64, std::sync::atomic::Ordering::Relaxed);
+            Ok(())
+        }
         #[cfg(test)]
         Write::Crash => panic!("store writer crash requested by a test"),
     }
@@ -560,6 +568,21 @@ fn append_logs(conn: &Connection, lines: &[LogRecord], cap: usize) -> StoreResul
     Ok(())
 }
 
+/// Deletes the lines of runs that ended before `cutoff`, and their byte totals.
+fn prune_logs(conn: &Connection, cutoff: &DateTime<Utc>) -> rusqlite::Result<usize> {
+    let cutoff = time_to_sql(cutoff);
+    let ended = "SELECT id FROM runs WHERE ended_at IS NOT NULL AND ended_at < ?1";
+    let lines = conn.execute(
+        &format!("DELETE FROM logs WHERE run_id IN ({ended})"),
+        [&cutoff],
+    )?;
+    conn.execute(
+        &format!("DELETE FROM log_totals WHERE run_id IN ({ended})"),
+        [&cutoff],
+    )?;
+    Ok(lines)
+}
+
 /// Deletes the oldest lines of one stream until at least `excess` bytes are gone.
 fn trim_stream(
     conn: &Connection,
@@ -660,6 +683,12 @@ impl Store for SqliteStore {
             return Ok(());
         }
         self.write(Write::AppendLogs(lines)).await
+    }
+
+    async fn prune_logs(&self, cutoff: DateTime<Utc>) -> StoreResult<u64> {
+        let pruned = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        self.write(Write::PruneLogs(cutoff, pruned.clone())).await?;
+        Ok(pruned.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     async fn get_run(&self, run_id: &str) -> StoreResult<Option<RunRecord>> {

@@ -97,6 +97,7 @@ conformance!(
     append_logs_to_unknown_run_fails_whole,
     unfinished_runs_are_pending_or_running,
     upsert_jobs_inserts_and_replaces,
+    prune_logs_drops_lines_of_old_runs_only,
 );
 
 /// A fixed instant `secs` after a base, with nanoseconds so that any precision lost
@@ -392,6 +393,35 @@ async fn logs_keep_write_order(subject: &Subject) -> StoreResult<()> {
     assert_eq!(lines(&store.logs("r2", None).await?), ["other run"]);
     assert!(store.logs("r1", Some("nope")).await?.is_empty());
     assert!(store.logs("nope", None).await?.is_empty());
+    Ok(())
+}
+
+async fn prune_logs_drops_lines_of_old_runs_only(subject: &Subject) -> StoreResult<()> {
+    let store = subject.store();
+    let mut old = run("old", "job", RunStatus::Succeeded, 1);
+    old.ended_at = Some(at(10));
+    let mut recent = run("recent", "job", RunStatus::Failed, 2);
+    recent.ended_at = Some(at(100));
+    let going = run("going", "job", RunStatus::Running, 3);
+    for r in [old, recent, going] {
+        let id = r.id.clone();
+        store.create_run(r, vec![task(&id, "a")]).await?;
+        store
+            .append_logs(vec![
+                log(&id, "a", LogStream::Stdout, 1, "x"),
+                log(&id, "a", LogStream::Stderr, 2, "y"),
+            ])
+            .await?;
+    }
+    assert_eq!(store.prune_logs(at(50)).await?, 2);
+    assert!(store.logs("old", None).await?.is_empty());
+    assert_eq!(lines(&store.logs("recent", None).await?), ["x", "y"]);
+    assert_eq!(lines(&store.logs("going", None).await?), ["x", "y"]);
+    assert!(
+        store.get_run("old").await?.is_some(),
+        "the run itself is kept"
+    );
+    assert_eq!(store.prune_logs(at(50)).await?, 0);
     Ok(())
 }
 
