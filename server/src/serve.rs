@@ -1,1 +1,134 @@
-//! One listener for gRPC, reflection, health and REST.
+//! One listener for everything petitd answers: the `petit.v1` gRPC services, server
+//! reflection (v1 and v1alpha), `grpc.health.v1`, and the REST shim under `/api`.
+//! HTTP/1.1 and HTTP/2 without TLS (h2c, as gRPC clients speak it) share the port:
+//! each connection's protocol is detected from its first bytes.
+
+use std::future::{Future, IntoFuture};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::response::{IntoResponse, Response};
+use axum::serve::ListenerExt;
+use http::{header, StatusCode};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tonic_health::server::HealthReporter;
+use tonic_health::ServingStatus;
+
+use crate::api::grpc::{PetitApi, StreamShutdown};
+use crate::api::rest;
+use crate::engine::Engine;
+
+/// How long connections may take to close once the engine has stopped and every
+/// stream has been ended; past it the server stops anyway.
+const DRAIN: Duration = Duration::from_secs(5);
+
+/// Serves the API on `listener` until `shutdown` resolves, then stops in order: health
+/// says NOT_SERVING, the engine stops (running tasks get `grace`, then are killed and
+/// their runs marked interrupted), open streams end, connections close.
+pub async fn serve(
+    listener: TcpListener,
+    engine: Engine,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) -> anyhow::Result<()> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    set_health(&health, ServingStatus::Serving).await;
+    let streams = StreamShutdown::new();
+
+    // Both reflection versions list everything this port answers: the Petit services,
+    // health, and both reflection versions (each builder would list only itself).
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .include_reflection_service(false)
+            .register_encoded_file_descriptor_set(petit_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(
+                tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+            )
+    };
+    let grpc = PetitApi::new(engine.clone(), streams.clone())
+        .routes()
+        .add_service(health_service)
+        .add_service(reflection().build_v1()?)
+        .add_service(reflection().build_v1alpha()?)
+        .prepare()
+        .into_axum_router()
+        .fallback(unknown_path);
+    // REST routes are all under `/api`; gRPC paths (`/package.Service/Method`) never
+    // are, so the two sets merge without overlap. Paths neither answers reach
+    // `unknown_path`.
+    let app = grpc.clone().merge(rest::router(grpc));
+
+    let listener = listener.tap_io(|tcp| {
+        // gRPC sends small frames: without this, Nagle's algorithm delays them.
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("cannot set TCP_NODELAY: {e}");
+        }
+    });
+    let (close_tx, close_rx) = oneshot::channel::<()>();
+    // The server runs on its own task, so that it keeps answering (health says
+    // NOT_SERVING, runs show as interrupted) while the engine stops below.
+    let mut server = tokio::spawn(
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = close_rx.await;
+            })
+            .into_future(),
+    );
+    tokio::select! {
+        ended = &mut server => {
+            ended??;
+            anyhow::bail!("the server stopped by itself");
+        }
+        () = shutdown => {}
+    }
+
+    tracing::info!(grace = ?grace, "shutting down: running tasks get the grace period");
+    // Load balancers and `grpc_health_probe` stop sending work first.
+    set_health(&health, ServingStatus::NotServing).await;
+    engine.shutdown(grace).await;
+    streams.trigger();
+    let _ = close_tx.send(());
+    match tokio::time::timeout(DRAIN, &mut server).await {
+        Ok(ended) => ended??,
+        Err(_) => {
+            tracing::warn!("connections still open {DRAIN:?} after shutdown; closing them");
+            server.abort();
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn set_health(health: &HealthReporter, status: ServingStatus) {
+    // "" is the server as a whole.
+    health.set_service_status("", status).await;
+    for service in petit_proto::SERVICES {
+        health.set_service_status(service, status).await;
+    }
+}
+
+/// A path no service answers: gRPC clients get UNIMPLEMENTED, anyone else a 404 that
+/// says where the API lives.
+async fn unknown_path(request: Request) -> Response {
+    let path = request.uri().path().to_string();
+    let is_grpc = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"));
+    if is_grpc {
+        let status = tonic::Status::unimplemented(format!("unknown gRPC method {path}"));
+        let (parts, ()) = status.into_http::<()>().into_parts();
+        return Response::from_parts(parts, Body::empty());
+    }
+    let body = serde_json::json!({
+        "code": tonic::Code::NotFound as i32,
+        "message": format!("no such path: {path} (the REST API is under /api, e.g. GET /api/jobs)"),
+        "details": [],
+    });
+    (StatusCode::NOT_FOUND, axum::Json(body)).into_response()
+}

@@ -1,1 +1,6 @@
-//! The gRPC services and the REST shim.
+//! The API over the engine: the gRPC services (`grpc`, the contract's own transport)
+//! and the REST shim (`rest`), which answers `/api/...` by calling the gRPC services in
+//! process.
+
+pub mod grpc;
+pub mod rest;

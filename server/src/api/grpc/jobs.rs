@@ -1,0 +1,102 @@
+//! `JobService`: list and describe jobs, trigger a run, list a job's runs.
+
+use chrono::Utc;
+use petit_proto::v1 as pb;
+use petit_proto::v1::job_service_server::JobService;
+use tonic::{Request, Response, Status};
+
+use super::error::required;
+use super::page::Page;
+use super::{convert, PetitApi};
+use crate::core::JobDef;
+use crate::engine::{Engine, EngineError};
+use crate::store::RunPage;
+
+/// Fire instants shown with a job's schedule.
+const NEXT_FIRES: usize = 5;
+
+/// A job as the API shows it: its definition, next fire instants and last run.
+pub(super) async fn job_view(engine: &Engine, def: &JobDef) -> Result<pb::Job, Status> {
+    let next = engine.next_fires(&def.id, NEXT_FIRES);
+    let last = engine.store().last_run(&def.id, &[]).await?;
+    Ok(convert::job(def, &next, last.as_ref(), Utc::now()))
+}
+
+#[tonic::async_trait]
+impl JobService for PetitApi {
+    async fn list_jobs(
+        &self,
+        request: Request<pb::ListJobsRequest>,
+    ) -> Result<Response<pb::ListJobsResponse>, Status> {
+        let request = request.into_inner();
+        let page = Page::parse(request.page_size, &request.page_token)?;
+        let all = self.engine.jobs();
+        let mut jobs = Vec::new();
+        for def in all.iter().skip(page.offset).take(page.size) {
+            jobs.push(job_view(&self.engine, def).await?);
+        }
+        Ok(Response::new(pb::ListJobsResponse {
+            jobs,
+            next_page_token: page.next_token(all.len()),
+        }))
+    }
+
+    async fn get_job(
+        &self,
+        request: Request<pb::GetJobRequest>,
+    ) -> Result<Response<pb::GetJobResponse>, Status> {
+        let request = request.into_inner();
+        let job_id = required("job_id", &request.job_id)?;
+        let def = self
+            .engine
+            .job(job_id)
+            .ok_or_else(|| EngineError::JobNotFound(job_id.to_string()))?;
+        Ok(Response::new(pb::GetJobResponse {
+            job: Some(job_view(&self.engine, &def).await?),
+        }))
+    }
+
+    async fn trigger_job(
+        &self,
+        request: Request<pb::TriggerJobRequest>,
+    ) -> Result<Response<pb::TriggerJobResponse>, Status> {
+        let request = request.into_inner();
+        let job_id = required("job_id", &request.job_id)?;
+        let params = request.params.into_iter().collect();
+        let run = self.engine.trigger(job_id, params, request.force).await?;
+        Ok(Response::new(pb::TriggerJobResponse {
+            run: Some(convert::run(&run, Utc::now())),
+        }))
+    }
+
+    async fn list_job_runs(
+        &self,
+        request: Request<pb::ListJobRunsRequest>,
+    ) -> Result<Response<pb::ListJobRunsResponse>, Status> {
+        let request = request.into_inner();
+        let job_id = required("job_id", &request.job_id)?;
+        let page = Page::parse(request.page_size, &request.page_token)?;
+        let store = self.engine.store();
+        // A job whose file was removed still has its history.
+        if self.engine.job(job_id).is_none() && store.last_run(job_id, &[]).await?.is_none() {
+            return Err(EngineError::JobNotFound(job_id.to_string()).into());
+        }
+        // One more than a page tells whether another page follows.
+        let mut runs = store
+            .list_runs(
+                Some(job_id),
+                RunPage {
+                    limit: page.size + 1,
+                    offset: page.offset,
+                },
+            )
+            .await?;
+        let next_page_token = page.next_token(page.offset + runs.len());
+        runs.truncate(page.size);
+        let now = Utc::now();
+        Ok(Response::new(pb::ListJobRunsResponse {
+            runs: runs.iter().map(|r| convert::run(r, now)).collect(),
+            next_page_token,
+        }))
+    }
+}

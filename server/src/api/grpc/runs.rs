@@ -1,0 +1,449 @@
+//! `RunService`: a run, its task runs, cancellation, stored logs, and the two live
+//! streams (`WatchRun`, `FollowTaskLogs`).
+//!
+//! Both streams subscribe to the event bus before they read the store, and the engine
+//! stores a change before it publishes its event: so a change is either in what was
+//! read, or in an event still to come (or both, which the streams tolerate).
+
+use std::collections::HashMap;
+
+use chrono::Utc;
+use petit_proto::v1 as pb;
+use petit_proto::v1::run_service_server::RunService;
+use tokio::sync::broadcast::{self, error::RecvError};
+use tonic::{Request, Response, Status};
+
+use super::error::required;
+use super::stream::{self, ClientGone, Outbox, ResponseStream};
+use super::{convert, PetitApi};
+use crate::engine::Engine;
+use crate::events::{Event, EventKind};
+use crate::store::{LogRecord, RunRecord, TaskRunRecord};
+
+#[tonic::async_trait]
+impl RunService for PetitApi {
+    async fn get_run(
+        &self,
+        request: Request<pb::GetRunRequest>,
+    ) -> Result<Response<pb::GetRunResponse>, Status> {
+        let request = request.into_inner();
+        let run = self
+            .engine
+            .get_run(required("run_id", &request.run_id)?)
+            .await?;
+        Ok(Response::new(pb::GetRunResponse {
+            run: Some(convert::run(&run, Utc::now())),
+        }))
+    }
+
+    async fn list_task_runs(
+        &self,
+        request: Request<pb::ListTaskRunsRequest>,
+    ) -> Result<Response<pb::ListTaskRunsResponse>, Status> {
+        let request = request.into_inner();
+        let (_, tasks) = run_state(&self.engine, required("run_id", &request.run_id)?).await?;
+        let now = Utc::now();
+        Ok(Response::new(pb::ListTaskRunsResponse {
+            task_runs: tasks.iter().map(|t| convert::task_run(t, now)).collect(),
+        }))
+    }
+
+    async fn cancel_run(
+        &self,
+        request: Request<pb::CancelRunRequest>,
+    ) -> Result<Response<pb::CancelRunResponse>, Status> {
+        let request = request.into_inner();
+        let run = self
+            .engine
+            .cancel(required("run_id", &request.run_id)?)
+            .await?;
+        Ok(Response::new(pb::CancelRunResponse {
+            run: Some(convert::run(&run, Utc::now())),
+        }))
+    }
+
+    type WatchRunStream = ResponseStream<pb::WatchRunResponse>;
+
+    async fn watch_run(
+        &self,
+        request: Request<pb::WatchRunRequest>,
+    ) -> Result<Response<Self::WatchRunStream>, Status> {
+        let request = request.into_inner();
+        let run_id = required("run_id", &request.run_id)?.to_string();
+        let mut events = self.engine.subscribe();
+        let (run, tasks) = run_state(&self.engine, &run_id).await?;
+        let engine = self.engine.clone();
+        let stream = stream::spawn(&self.streams, move |out| async move {
+            let mut run = run;
+            if send_whole_run(&out, &run, &tasks).await? {
+                return Ok(());
+            }
+            loop {
+                let event = match events.recv().await {
+                    Ok(event) => event,
+                    Err(RecvError::Lagged(_)) => {
+                        // Changes were lost: send the whole run again.
+                        match run_state(&engine, &run_id).await {
+                            Ok((now, tasks)) => {
+                                if send_whole_run(&out, &now, &tasks).await? {
+                                    return Ok(());
+                                }
+                                run = now;
+                                continue;
+                            }
+                            Err(status) => return out.fail(status).await,
+                        }
+                    }
+                    Err(RecvError::Closed) => return Ok(()),
+                };
+                // Log lines are for FollowTaskLogs; a run's watcher wants state changes.
+                if event.kind == EventKind::LogLine || event.run_id() != Some(run_id.as_str()) {
+                    continue;
+                }
+                if let Some(now) = &event.run {
+                    run = now.clone();
+                }
+                out.send(pb::WatchRunResponse {
+                    run: Some(convert::run(&run, event.time)),
+                    task_runs: event
+                        .task_run
+                        .iter()
+                        .map(|t| convert::task_run(t, event.time))
+                        .collect(),
+                    event: Some(convert::event(&event)),
+                })
+                .await?;
+                if event.ends_run() {
+                    return Ok(());
+                }
+            }
+        });
+        Ok(Response::new(stream))
+    }
+
+    async fn get_task_logs(
+        &self,
+        request: Request<pb::GetTaskLogsRequest>,
+    ) -> Result<Response<pb::GetTaskLogsResponse>, Status> {
+        let request = request.into_inner();
+        let run_id = required("run_id", &request.run_id)?;
+        let task_id = Some(request.task_id.as_str()).filter(|t| !t.is_empty());
+        let (_, tasks) = run_state(&self.engine, run_id).await?;
+        if let Some(task_id) = task_id {
+            find_task(&tasks, run_id, task_id)?;
+        }
+        let lines = self.engine.store().logs(run_id, task_id).await?;
+        Ok(Response::new(pb::GetTaskLogsResponse {
+            lines: lines.iter().map(convert::log_line).collect(),
+        }))
+    }
+
+    type FollowTaskLogsStream = ResponseStream<pb::FollowTaskLogsResponse>;
+
+    async fn follow_task_logs(
+        &self,
+        request: Request<pb::FollowTaskLogsRequest>,
+    ) -> Result<Response<Self::FollowTaskLogsStream>, Status> {
+        let request = request.into_inner();
+        let run_id = required("run_id", &request.run_id)?.to_string();
+        let task_id = Some(request.task_id).filter(|t| !t.is_empty());
+        let events = self.engine.subscribe();
+        // Check the task exists now, so that a typo is NOT_FOUND rather than a stream
+        // that never says anything.
+        let (_, tasks) = run_state(&self.engine, &run_id).await?;
+        if let Some(task_id) = &task_id {
+            find_task(&tasks, &run_id, task_id)?;
+        }
+        let mut follower = LogFollower {
+            engine: self.engine.clone(),
+            run_id,
+            cursor: LogCursor {
+                task_id,
+                sent: HashMap::new(),
+            },
+        };
+        let stream = stream::spawn(&self.streams, move |out| async move {
+            follower.follow(events, &out).await
+        });
+        Ok(Response::new(stream))
+    }
+}
+
+/// A run and its task runs, as stored; NOT_FOUND for an unknown run.
+async fn run_state(
+    engine: &Engine,
+    run_id: &str,
+) -> Result<(RunRecord, Vec<TaskRunRecord>), Status> {
+    let run = engine.get_run(run_id).await?;
+    let tasks = engine.store().task_runs(run_id).await?;
+    Ok((run, tasks))
+}
+
+fn find_task<'a>(
+    tasks: &'a [TaskRunRecord],
+    run_id: &str,
+    task_id: &str,
+) -> Result<&'a TaskRunRecord, Status> {
+    tasks.iter().find(|t| t.task_id == task_id).ok_or_else(|| {
+        let known: Vec<&str> = tasks.iter().map(|t| t.task_id.as_str()).collect();
+        Status::not_found(format!(
+            "run '{run_id}' has no task '{task_id}' (its tasks: {})",
+            known.join(", ")
+        ))
+    })
+}
+
+/// Sends the run with every task run; true when the run has ended (the stream is done).
+async fn send_whole_run(
+    out: &Outbox<pb::WatchRunResponse>,
+    run: &RunRecord,
+    tasks: &[TaskRunRecord],
+) -> Result<bool, ClientGone> {
+    let now = Utc::now();
+    out.send(pb::WatchRunResponse {
+        run: Some(convert::run(run, now)),
+        task_runs: tasks.iter().map(|t| convert::task_run(t, now)).collect(),
+        event: None,
+    })
+    .await?;
+    Ok(run.status.is_terminal())
+}
+
+/// Follows the log of one run (or one task of it): stored lines, then live ones.
+struct LogFollower {
+    engine: Engine,
+    run_id: String,
+    cursor: LogCursor,
+}
+
+/// Which lines a follower still has to send.
+#[derive(Debug, Default)]
+struct LogCursor {
+    /// The task followed; every task of the run when `None`.
+    task_id: Option<String>,
+    /// The highest `seq` sent, per task: a live line at or below it was already sent
+    /// from the store.
+    sent: HashMap<String, u64>,
+}
+
+impl LogCursor {
+    fn wants(&self, line: &LogRecord) -> bool {
+        self.task_id.as_ref().is_none_or(|t| *t == line.task_id)
+            && self
+                .sent
+                .get(&line.task_id)
+                .is_none_or(|&seq| line.seq > seq)
+    }
+
+    fn record(&mut self, line: &LogRecord) {
+        self.sent.insert(line.task_id.clone(), line.seq);
+    }
+
+    /// Whether this event says the followed task has settled.
+    fn settles_task(&self, event: &Event) -> bool {
+        match (&self.task_id, &event.task_run) {
+            (Some(task_id), Some(task)) => task.task_id == *task_id && task.status.is_terminal(),
+            _ => false,
+        }
+    }
+
+    /// Whether the followed task has settled, in a run's stored task runs.
+    fn task_settled(&self, tasks: &[TaskRunRecord]) -> bool {
+        self.task_id.as_ref().is_some_and(|task_id| {
+            tasks
+                .iter()
+                .any(|t| t.task_id == *task_id && t.status.is_terminal())
+        })
+    }
+}
+
+impl LogFollower {
+    async fn follow(
+        &mut self,
+        mut events: broadcast::Receiver<Event>,
+        out: &Outbox<pb::FollowTaskLogsResponse>,
+    ) -> Result<(), ClientGone> {
+        if self.catch_up(out).await? {
+            return Ok(());
+        }
+        loop {
+            let event = match events.recv().await {
+                Ok(event) => event,
+                Err(RecvError::Lagged(_)) => {
+                    // Live lines were lost, but they are in the store by now.
+                    if self.catch_up(out).await? {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                Err(RecvError::Closed) => return Ok(()),
+            };
+            if event.run_id() != Some(self.run_id.as_str()) {
+                continue;
+            }
+            if let Some(line) = &event.log {
+                if self.cursor.wants(line) {
+                    self.send(out, line).await?;
+                }
+            } else if event.ends_run() || self.cursor.settles_task(&event) {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Sends the stored lines not sent yet; true when there will be no more lines.
+    async fn catch_up(
+        &mut self,
+        out: &Outbox<pb::FollowTaskLogsResponse>,
+    ) -> Result<bool, ClientGone> {
+        // The state is read before the lines: a task seen settled has all its lines
+        // stored already, so the lines read next are the last ones.
+        let store = self.engine.store();
+        let state = match run_state(&self.engine, &self.run_id).await {
+            Ok(state) => state,
+            Err(status) => return out.fail(status).await.map(|()| true),
+        };
+        let lines = match store
+            .logs(&self.run_id, self.cursor.task_id.as_deref())
+            .await
+        {
+            Ok(lines) => lines,
+            Err(e) => return out.fail(e.into()).await.map(|()| true),
+        };
+        for line in &lines {
+            if self.cursor.wants(line) {
+                self.send(out, line).await?;
+            }
+        }
+        let (run, tasks) = state;
+        Ok(run.status.is_terminal() || self.cursor.task_settled(&tasks))
+    }
+
+    async fn send(
+        &mut self,
+        out: &Outbox<pb::FollowTaskLogsResponse>,
+        line: &LogRecord,
+    ) -> Result<(), ClientGone> {
+        self.cursor.record(line);
+        out.send(pb::FollowTaskLogsResponse {
+            line: Some(convert::log_line(line)),
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::{LogStream, TaskStatus};
+    use chrono::TimeZone;
+
+    fn line(task: &str, seq: u64) -> LogRecord {
+        LogRecord {
+            run_id: "r".into(),
+            seq,
+            task_id: task.into(),
+            attempt: 1,
+            stream: LogStream::Stdout,
+            line: format!("{task} {seq}"),
+            time: Utc.timestamp_opt(0, 0).single().unwrap_or_default(),
+        }
+    }
+
+    fn task(task_id: &str, status: TaskStatus) -> TaskRunRecord {
+        TaskRunRecord {
+            run_id: "r".into(),
+            task_id: task_id.into(),
+            status,
+            attempts: 1,
+            exit_code: None,
+            started_at: None,
+            ended_at: None,
+            error: None,
+            outputs: Default::default(),
+        }
+    }
+
+    #[test]
+    fn cursor_skips_lines_already_sent_and_other_tasks() {
+        // (followed task, line, wanted)
+        let cases = [
+            (None, line("a", 3), false),
+            (None, line("a", 4), true),
+            (None, line("b", 1), true),
+            (Some("a"), line("b", 1), false),
+            (Some("a"), line("a", 2), false),
+            (Some("a"), line("a", 9), true),
+        ];
+        for (followed, l, want) in cases {
+            let cursor = LogCursor {
+                task_id: followed.map(String::from),
+                sent: HashMap::from([("a".to_string(), 3)]),
+            };
+            assert_eq!(
+                cursor.wants(&l),
+                want,
+                "{followed:?} {} {}",
+                l.task_id,
+                l.seq
+            );
+        }
+    }
+
+    #[test]
+    fn cursor_records_what_it_sent() {
+        let mut cursor = LogCursor::default();
+        assert!(cursor.wants(&line("a", 1)));
+        cursor.record(&line("a", 1));
+        assert!(!cursor.wants(&line("a", 1)));
+        assert!(cursor.wants(&line("a", 2)));
+    }
+
+    #[test]
+    fn cursor_sees_its_task_settle() {
+        let settled = |followed: Option<&str>, task_id: &str, status| {
+            let cursor = LogCursor {
+                task_id: followed.map(String::from),
+                sent: HashMap::new(),
+            };
+            let event = Event::new(EventKind::TaskSucceeded, "j").with_task(task(task_id, status));
+            let by_event = cursor.settles_task(&event);
+            assert_eq!(by_event, cursor.task_settled(&[task(task_id, status)]));
+            by_event
+        };
+        let cases = [
+            (Some("a"), "a", TaskStatus::Succeeded, true),
+            (Some("a"), "a", TaskStatus::TimedOut, true),
+            (Some("a"), "a", TaskStatus::Retrying, false),
+            (Some("a"), "b", TaskStatus::Failed, false),
+            // Following the whole run: only the run's end ends the stream.
+            (None, "a", TaskStatus::Failed, false),
+        ];
+        for (followed, task_id, status, want) in cases {
+            assert_eq!(
+                settled(followed, task_id, status),
+                want,
+                "{followed:?} {task_id} {status}"
+            );
+        }
+    }
+
+    #[test]
+    fn find_task_lists_the_known_tasks() {
+        let tasks = [
+            task("a", TaskStatus::Pending),
+            task("b", TaskStatus::Running),
+        ];
+        assert!(find_task(&tasks, "r", "b").is_ok());
+        let err = find_task(&tasks, "r", "c")
+            .err()
+            .map(|s| (s.code(), s.message().to_string()));
+        assert_eq!(
+            err,
+            Some((
+                tonic::Code::NotFound,
+                "run 'r' has no task 'c' (its tasks: a, b)".to_string()
+            ))
+        );
+    }
+}

@@ -1,0 +1,188 @@
+//! `SchedulerService`: health, scheduler state, pause/resume, and the event feed
+//! (`WatchEvents`: a snapshot, then every engine event).
+
+use std::collections::HashSet;
+
+use chrono::Utc;
+use petit_proto::v1 as pb;
+use petit_proto::v1::scheduler_service_server::SchedulerService;
+use petit_proto::v1::watch_events_response::Item;
+use tokio::sync::broadcast::error::RecvError;
+use tonic::{Request, Response, Status};
+
+use super::stream::{self, ResponseStream};
+use super::{convert, PetitApi};
+use crate::engine::{Engine, EngineError};
+use crate::events::Event;
+use crate::store::RunPage;
+
+/// Finished runs a snapshot carries, after the runs still going.
+const SNAPSHOT_RECENT_RUNS: usize = 50;
+
+#[tonic::async_trait]
+impl SchedulerService for PetitApi {
+    async fn get_health(
+        &self,
+        _request: Request<pb::GetHealthRequest>,
+    ) -> Result<Response<pb::GetHealthResponse>, Status> {
+        let state = self.engine.state();
+        let status = if state.stopping {
+            "NOT_SERVING"
+        } else {
+            "SERVING"
+        };
+        Ok(Response::new(pb::GetHealthResponse {
+            status: status.to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            uptime: Some(convert::elapsed(state.started_at, Utc::now())),
+        }))
+    }
+
+    async fn get_scheduler_state(
+        &self,
+        _request: Request<pb::GetSchedulerStateRequest>,
+    ) -> Result<Response<pb::GetSchedulerStateResponse>, Status> {
+        Ok(Response::new(pb::GetSchedulerStateResponse {
+            state: Some(convert::scheduler_state(&self.engine.state())),
+        }))
+    }
+
+    async fn pause_scheduler(
+        &self,
+        _request: Request<pb::PauseSchedulerRequest>,
+    ) -> Result<Response<pb::PauseSchedulerResponse>, Status> {
+        let state = self.engine.pause().await;
+        Ok(Response::new(pb::PauseSchedulerResponse {
+            state: Some(convert::scheduler_state(&state)),
+        }))
+    }
+
+    async fn resume_scheduler(
+        &self,
+        _request: Request<pb::ResumeSchedulerRequest>,
+    ) -> Result<Response<pb::ResumeSchedulerResponse>, Status> {
+        let state = self.engine.resume().await;
+        Ok(Response::new(pb::ResumeSchedulerResponse {
+            state: Some(convert::scheduler_state(&state)),
+        }))
+    }
+
+    type WatchEventsStream = ResponseStream<pb::WatchEventsResponse>;
+
+    async fn watch_events(
+        &self,
+        request: Request<pb::WatchEventsRequest>,
+    ) -> Result<Response<Self::WatchEventsStream>, Status> {
+        let job_id = Some(request.into_inner().job_id).filter(|j| !j.is_empty());
+        if let Some(job_id) = &job_id {
+            if self.engine.job(job_id).is_none() {
+                return Err(EngineError::JobNotFound(job_id.clone()).into());
+            }
+        }
+        // Subscribe before reading the state, so that nothing happens unseen between
+        // the snapshot and the first forwarded event.
+        let mut events = self.engine.subscribe();
+        let first = snapshot(&self.engine, job_id.as_deref()).await?;
+        let engine = self.engine.clone();
+        let stream = stream::spawn(&self.streams, move |out| async move {
+            out.send(snapshot_message(first)).await?;
+            loop {
+                match events.recv().await {
+                    Ok(event) if concerns(&event, job_id.as_deref()) => {
+                        let item = Item::Event(convert::event(&event));
+                        out.send(pb::WatchEventsResponse { item: Some(item) })
+                            .await?;
+                    }
+                    Ok(_) => {}
+                    Err(RecvError::Lagged(missed)) => {
+                        // Events were lost: a fresh snapshot makes the client whole.
+                        tracing::debug!(missed, "WatchEvents client lagged; resending a snapshot");
+                        match snapshot(&engine, job_id.as_deref()).await {
+                            Ok(s) => out.send(snapshot_message(s)).await?,
+                            Err(status) => return out.fail(status).await,
+                        }
+                    }
+                    Err(RecvError::Closed) => return Ok(()),
+                }
+            }
+        });
+        Ok(Response::new(stream))
+    }
+}
+
+/// Whether a watcher of `job_id` (all jobs when `None`) wants `event`. Scheduler
+/// events (no job) concern every watcher.
+fn concerns(event: &Event, job_id: Option<&str>) -> bool {
+    match job_id {
+        None => true,
+        Some(job_id) => event.job_id.is_empty() || event.job_id == job_id,
+    }
+}
+
+fn snapshot_message(snapshot: pb::Snapshot) -> pb::WatchEventsResponse {
+    pb::WatchEventsResponse {
+        item: Some(Item::Snapshot(snapshot)),
+    }
+}
+
+/// The scheduler state, the jobs (or the one job watched), the runs still going and the
+/// most recent ones, newest first.
+async fn snapshot(engine: &Engine, job_id: Option<&str>) -> Result<pb::Snapshot, Status> {
+    let state = convert::scheduler_state(&engine.state());
+    let mut jobs = Vec::new();
+    for def in engine.jobs() {
+        if job_id.is_none_or(|j| j == def.id) {
+            jobs.push(super::jobs::job_view(engine, &def).await?);
+        }
+    }
+
+    let store = engine.store();
+    let mut going = store.unfinished_runs().await?;
+    going.retain(|r| job_id.is_none_or(|j| j == r.job_id));
+    going.sort_by_key(|r| std::cmp::Reverse(r.created_at));
+    let recent = store
+        .list_runs(
+            job_id,
+            RunPage {
+                limit: SNAPSHOT_RECENT_RUNS,
+                offset: 0,
+            },
+        )
+        .await?;
+    let listed: HashSet<&str> = going.iter().map(|r| r.id.as_str()).collect();
+    let now = Utc::now();
+    let runs = going
+        .iter()
+        .chain(recent.iter().filter(|r| !listed.contains(r.id.as_str())))
+        .map(|r| convert::run(r, now))
+        .collect();
+    Ok(pb::Snapshot {
+        state: Some(state),
+        jobs,
+        runs,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::EventKind;
+
+    #[test]
+    fn job_filter_keeps_scheduler_events() {
+        let cases = [
+            (Event::new(EventKind::RunStarted, "a"), None, true),
+            (Event::new(EventKind::RunStarted, "a"), Some("a"), true),
+            (Event::new(EventKind::RunStarted, "b"), Some("a"), false),
+            (Event::new(EventKind::SchedulerPaused, ""), Some("a"), true),
+        ];
+        for (event, filter, want) in cases {
+            assert_eq!(
+                concerns(&event, filter),
+                want,
+                "{:?} {filter:?}",
+                event.kind
+            );
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! Stopping petitd mid-run, gracefully (SIGTERM) or not (SIGKILL), then restarting it
+//! on the same database: no run stays `running`, and the history from before is intact.
+
+use std::time::{Duration, Instant};
+
+use petit_proto::v1::job_service_client::JobServiceClient;
+use petit_proto::v1::run_service_client::RunServiceClient;
+use petit_proto::v1::*;
+use petit_tests::{eventually, jobs_dir, Daemon};
+use tonic::transport::Channel;
+
+const WAIT: Duration = Duration::from_secs(8);
+
+const QUICK: &str = r#"
+id: quick
+name: Quick
+tasks:
+  - id: say
+    type: command
+    command: echo
+    args: ["done quickly"]
+"#;
+
+const SLOW: &str = r#"
+id: slow
+name: Slow
+tasks:
+  - id: nap
+    type: command
+    command: sleep
+    args: ["30"]
+"#;
+
+async fn trigger(channel: &Channel, job_id: &str) -> Run {
+    JobServiceClient::new(channel.clone())
+        .trigger_job(TriggerJobRequest {
+            job_id: job_id.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|s| panic!("trigger {job_id}: {s}"))
+        .into_inner()
+        .run
+        .expect("run")
+}
+
+async fn get_run(channel: &Channel, run_id: &str) -> Run {
+    RunServiceClient::new(channel.clone())
+        .get_run(GetRunRequest {
+            run_id: run_id.into(),
+        })
+        .await
+        .unwrap_or_else(|s| panic!("get_run {run_id}: {s}"))
+        .into_inner()
+        .run
+        .expect("run")
+}
+
+/// Follows `WatchRun` until `until` holds for a message (or the stream ends); the last
+/// run seen.
+async fn watch_until(
+    channel: &Channel,
+    run_id: &str,
+    until: impl Fn(&WatchRunResponse) -> bool,
+) -> Run {
+    let mut stream = RunServiceClient::new(channel.clone())
+        .watch_run(WatchRunRequest {
+            run_id: run_id.into(),
+        })
+        .await
+        .expect("watch_run")
+        .into_inner();
+    let mut last = None;
+    tokio::time::timeout(WAIT, async {
+        while let Some(message) = stream.message().await.expect("watch stream") {
+            last = message.run.clone();
+            if until(&message) {
+                break;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("run {run_id}: condition not met in {WAIT:?}"));
+    last.expect("at least one message")
+}
+
+/// A finished run of `quick` and a run of `slow` whose task is running.
+async fn one_done_one_running(channel: &Channel) -> (Run, Run) {
+    let quick = trigger(channel, "quick").await;
+    let quick = watch_until(channel, &quick.id, |_| false).await;
+    assert_eq!(quick.status(), RunStatus::Succeeded);
+
+    let slow = trigger(channel, "slow").await;
+    watch_until(channel, &slow.id, |m| {
+        m.task_runs
+            .iter()
+            .any(|t| t.task_id == "nap" && t.status() == TaskStatus::Running)
+    })
+    .await;
+    (quick, slow)
+}
+
+/// The run from before the restart, unchanged, with its logs.
+async fn assert_intact(channel: &Channel, before: &Run) {
+    let after = get_run(channel, &before.id).await;
+    assert_eq!(&after, before);
+    let lines: Vec<String> = RunServiceClient::new(channel.clone())
+        .get_task_logs(GetTaskLogsRequest {
+            run_id: before.id.clone(),
+            task_id: "say".into(),
+        })
+        .await
+        .expect("get_task_logs")
+        .into_inner()
+        .lines
+        .into_iter()
+        .map(|l| l.line)
+        .collect();
+    assert_eq!(lines, ["done quickly"]);
+}
+
+// Multi-threaded: the test thread blocks while petitd stops, and the client connection
+// must still answer the server's graceful HTTP/2 shutdown meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_interrupts_running_runs_and_exits_cleanly() {
+    let jobs = jobs_dir(&[("quick.yaml", QUICK), ("slow.yaml", SLOW)]);
+    let mut daemon = Daemon::start_with(jobs.path(), &["--shutdown-grace", "1s"]);
+    let channel = daemon.channel().await;
+    let (quick, slow) = one_done_one_running(&channel).await;
+
+    let stopping = Instant::now();
+    daemon.signal("TERM");
+    let status = daemon.wait_exit(WAIT);
+    assert!(status.success(), "{status}:\n{}", daemon.stderr());
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "took {:?} to stop:\n{}",
+        stopping.elapsed(),
+        daemon.stderr()
+    );
+
+    let data = std::mem::replace(&mut daemon.data, tempfile::tempdir().expect("tempdir"));
+    let db = daemon.db.clone();
+    drop(daemon);
+    let daemon = Daemon::start_on(jobs.path(), data, db, &[]);
+    let channel = daemon.channel().await;
+    let slow = get_run(&channel, &slow.id).await;
+    assert_eq!(slow.status(), RunStatus::Interrupted, "{slow:?}");
+    let tasks = RunServiceClient::new(channel.clone())
+        .list_task_runs(ListTaskRunsRequest {
+            run_id: slow.id.clone(),
+        })
+        .await
+        .expect("list_task_runs")
+        .into_inner()
+        .task_runs;
+    assert_eq!(tasks[0].status(), TaskStatus::Interrupted, "{tasks:?}");
+    assert_intact(&channel, &quick).await;
+}
+
+#[tokio::test]
+async fn after_sigkill_the_unfinished_run_settles_on_restart() {
+    let jobs = jobs_dir(&[("quick.yaml", QUICK), ("slow.yaml", SLOW)]);
+    let daemon = Daemon::start(jobs.path());
+    let channel = daemon.channel().await;
+    let (quick, slow) = one_done_one_running(&channel).await;
+
+    let (data, db) = daemon.crash();
+    let daemon = Daemon::start_on(jobs.path(), data, db, &[]);
+    let channel = daemon.channel().await;
+    // The engine settles what the crash left behind (the task did not finish, and has
+    // no retry): the run must end, whichever way its recovery decides.
+    let settled = eventually(WAIT, "the crashed run to settle", || async {
+        let run = get_run(&channel, &slow.id).await;
+        let going = matches!(run.status(), RunStatus::Running | RunStatus::Pending);
+        (!going).then_some(run)
+    })
+    .await;
+    assert!(
+        matches!(settled.status(), RunStatus::Interrupted | RunStatus::Failed),
+        "{settled:?}"
+    );
+    assert!(settled.ended_at.is_some());
+    assert_intact(&channel, &quick).await;
+}
