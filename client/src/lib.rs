@@ -1,1 +1,23 @@
-//! Petit client.
+//! The client side of Petit, shared by `petitctl` and the TUI: connecting to `petitd`
+//! (address forms, time limits), one method per RPC, [`ClientError`] with what a caller
+//! can do about a failure, and [`render`]: tables, durations, times, the task tree and
+//! the proto3 JSON form of responses.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), petit_client::ClientError> {
+//! let client = petit_client::connect("127.0.0.1:8565", std::time::Duration::from_secs(10)).await?;
+//! for job in client.list_jobs().await?.jobs {
+//!     println!("{}", job.id);
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+mod connect;
+mod error;
+pub mod render;
+
+pub use connect::{connect, connect_lazy, normalize_server, Client, Stream, DEFAULT_SERVER};
+pub use error::ClientError;
+/// The generated messages and enums of package `petit.v1`.
+pub use petit_proto::v1 as proto;

@@ -1,0 +1,267 @@
+//! Job commands: `jobs`, `job`, `trigger` (with `--wait`/`--follow`) and `runs`.
+
+use petit_client::proto::TaskDefinition;
+use petit_client::proto::{Run, TriggerJobResponse};
+use petit_client::render::{dag_tree, fields, format_time, Cell, Table, TreeLine, TreeMark};
+use petit_client::Client;
+
+use super::view::{
+    command_text, key_values, last_run_cell, log_text, run_summary, runs_table, schedule_text,
+    task_notes,
+};
+use super::wait_run;
+use crate::cli::TriggerArgs;
+use crate::exit::{run_exit_code, CliError, SUCCESS};
+use crate::out::Out;
+
+/// Recent runs shown by `job`.
+const RECENT_RUNS: u32 = 5;
+
+pub async fn list(client: &Client, out: &mut Out) -> Result<u8, CliError> {
+    let response = client.list_jobs().await?;
+    if out.is_json() {
+        out.json(&response)?;
+        return Ok(SUCCESS);
+    }
+    let mut table = Table::new(["ID", "NAME", "SCHEDULE", "NEXT FIRE", "LAST RUN", "ENABLED"]);
+    for job in &response.jobs {
+        let next_fire = job
+            .schedule
+            .as_ref()
+            .and_then(|s| s.next_fire_times.first());
+        table.row([
+            Cell::new(&job.id),
+            Cell::new(&job.name),
+            Cell::new(schedule_text(job.schedule.as_ref())),
+            Cell::new(format_time(next_fire)),
+            last_run_cell(job),
+            Cell::new(if job.enabled { "yes" } else { "no" }),
+        ]);
+    }
+    out.text(&table.render(out.color))?;
+    Ok(SUCCESS)
+}
+
+pub async fn show(client: &Client, job_id: &str, out: &mut Out) -> Result<u8, CliError> {
+    if out.is_json() {
+        // The job already carries its next fire times and last run: one call.
+        out.json(&client.get_job(job_id).await?)?;
+        return Ok(SUCCESS);
+    }
+    // Both calls share the connection, so asking at once costs one round trip.
+    let (job, runs) = tokio::try_join!(
+        client.get_job(job_id),
+        client.list_job_runs(job_id, RECENT_RUNS)
+    )?;
+    let job = job.job.ok_or(CliError::Missing("job"))?;
+
+    let mut rows = vec![("Job", job.id.clone())];
+    if job.name != job.id && !job.name.is_empty() {
+        rows.push(("Name", job.name.clone()));
+    }
+    if !job.description.is_empty() {
+        rows.push(("Description", job.description.clone()));
+    }
+    rows.push(("Schedule", schedule_text(job.schedule.as_ref())));
+    rows.push((
+        "Enabled",
+        if job.enabled { "yes" } else { "no" }.to_string(),
+    ));
+    rows.push(("Max concurrency", job.max_concurrency.to_string()));
+    if !job.depends_on.is_empty() {
+        let deps: Vec<String> = job
+            .depends_on
+            .iter()
+            .map(|d| format!("{} ({})", d.job_id, d.condition))
+            .collect();
+        rows.push(("Depends on", deps.join(", ")));
+    }
+    if !job.config.is_empty() {
+        rows.push(("Config", key_values(&job.config)));
+    }
+    if !job.source.is_empty() {
+        rows.push(("Source", job.source.clone()));
+    }
+    out.text(&fields(&rows))?;
+
+    out.line("\nTasks:")?;
+    let tree = dag_tree(
+        job.tasks
+            .iter()
+            .map(|t| (t.id.as_str(), t.depends_on.as_slice())),
+    );
+    out.text(&annotate_tree(&tree, &job.tasks))?;
+
+    if let Some(schedule) = &job.schedule {
+        out.line("\nNext fires:")?;
+        if schedule.next_fire_times.is_empty() {
+            out.line("  none")?;
+        }
+        for at in &schedule.next_fire_times {
+            out.line(format!("  {}", format_time(Some(at))))?;
+        }
+    }
+
+    out.line("\nRecent runs:")?;
+    if runs.runs.is_empty() {
+        out.line("  none yet")?;
+    } else {
+        out.text(&runs_table(&runs.runs, out.color))?;
+    }
+    Ok(SUCCESS)
+}
+
+/// Commands longer than this are cut in the tree (`-o json` has them whole).
+const COMMAND_WIDTH: usize = 60;
+
+/// The tree lines, each task's first appearance followed (in a column) by what it runs.
+fn annotate_tree(tree: &[TreeLine], tasks: &[TaskDefinition]) -> String {
+    let plain: Vec<String> = tree.iter().map(ToString::to_string).collect();
+    let width = plain.iter().map(|l| l.chars().count()).max().unwrap_or(0);
+    let mut described = vec![false; tasks.len()];
+    let mut text = String::new();
+    for (line, shown) in tree.iter().zip(&plain) {
+        let detail = match tasks.get(line.task) {
+            Some(task) if line.mark == TreeMark::None && !described[line.task] => {
+                described[line.task] = true;
+                let command = cut(&command_text(task), COMMAND_WIDTH);
+                match task_notes(task) {
+                    notes if notes.is_empty() => command,
+                    notes => format!("{command}  [{notes}]"),
+                }
+            }
+            _ => String::new(),
+        };
+        let pad = width - shown.chars().count();
+        let row = format!("  {shown}{:pad$}  {detail}", "");
+        text.push_str(row.trim_end());
+        text.push('\n');
+    }
+    text
+}
+
+/// `s` cut to `max` characters, the last one an ellipsis when something was cut.
+fn cut(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut kept: String = s.chars().take(max.saturating_sub(1)).collect();
+    kept.push('…');
+    kept
+}
+
+pub async fn trigger(client: &Client, args: TriggerArgs, out: &mut Out) -> Result<u8, CliError> {
+    let params = args.params.into_iter().collect();
+    let response = client.trigger_job(&args.job, params, args.force).await?;
+    let run = response.run.clone().ok_or(CliError::Missing("run"))?;
+
+    if !(args.wait || args.follow) {
+        if out.is_json() {
+            out.json(&response)?;
+        } else {
+            out.line(&run.id)?;
+        }
+        return Ok(SUCCESS);
+    }
+    // The id before waiting, so that a script (or a person) can act on the run meanwhile.
+    if !out.is_json() {
+        out.line(&run.id)?;
+        out.flush()?;
+    }
+    if args.follow {
+        if out.is_json() {
+            // NDJSON: the response first, then the log lines.
+            out.json_line(&response)?;
+        }
+        follow_run(client, &run.id, out).await?;
+    }
+    let ended = wait_run(client, &run.id).await?;
+    if out.is_json() && !args.follow {
+        out.json(&TriggerJobResponse {
+            run: Some(ended.clone()),
+        })?;
+    }
+    out.flush()?;
+    print_summary(&ended);
+    Ok(run_exit_code(ended.status))
+}
+
+/// Prints every task's output as it comes, until the run ends.
+async fn follow_run(client: &Client, run_id: &str, out: &mut Out) -> Result<(), CliError> {
+    let mut stream = client.follow_task_logs(run_id, "").await?;
+    while let Some(message) = stream.message().await? {
+        if out.is_json() {
+            out.json_line(&message)?;
+        } else if let Some(line) = &message.line {
+            out.line(log_text(line, true))?;
+            out.flush()?;
+        }
+    }
+    Ok(())
+}
+
+/// The outcome on stderr, leaving stdout to the id (or the JSON document).
+fn print_summary(run: &Run) {
+    use std::io::Write;
+    // Nothing useful to do if stderr is gone too.
+    let _ = writeln!(std::io::stderr(), "{}", run_summary(run));
+}
+
+pub async fn runs(
+    client: &Client,
+    job_id: &str,
+    limit: u32,
+    out: &mut Out,
+) -> Result<u8, CliError> {
+    let response = client.list_job_runs(job_id, limit).await?;
+    if out.is_json() {
+        out.json(&response)?;
+    } else {
+        out.text(&runs_table(&response.runs, out.color))?;
+    }
+    Ok(SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use petit_client::proto::RetryPolicy;
+
+    fn task(id: &str, deps: &[&str], command: &str) -> TaskDefinition {
+        TaskDefinition {
+            id: id.into(),
+            depends_on: deps.iter().map(|d| d.to_string()).collect(),
+            command: command.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn tree_is_annotated_once_per_task() {
+        let mut load = task("load", &["a", "b"], "cp");
+        load.retry = Some(RetryPolicy {
+            max_attempts: 2,
+            ..Default::default()
+        });
+        let tasks = vec![task("a", &[], "echo"), task("b", &[], "true"), load];
+        let tree = dag_tree(
+            tasks
+                .iter()
+                .map(|t| (t.id.as_str(), t.depends_on.as_slice())),
+        );
+        let want = "  a        echo\n  └─ load  cp  [retry 2]\n  b        true\n  └─ load\n";
+        assert_eq!(annotate_tree(&tree, &tasks), want);
+    }
+
+    #[test]
+    fn long_commands_are_cut() {
+        let cases = [
+            ("short", 10, "short"),
+            ("exactly10!", 10, "exactly10!"),
+            ("a bit too long", 10, "a bit too…"),
+        ];
+        for (input, max, want) in cases {
+            assert_eq!(cut(input, max), want);
+        }
+    }
+}

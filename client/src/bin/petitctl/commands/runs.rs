@@ -1,0 +1,83 @@
+//! Run commands: `run`, `tasks`, `logs` (stored or followed) and `cancel`.
+
+use petit_client::proto::WatchRunResponse;
+use petit_client::Client;
+
+use super::view::{log_text, run_fields, run_summary, tasks_table};
+use crate::exit::{CliError, SUCCESS};
+use crate::out::Out;
+
+pub async fn show(client: &Client, run_id: &str, out: &mut Out) -> Result<u8, CliError> {
+    // Both calls share the connection, so asking at once costs one round trip.
+    let (run, tasks) = tokio::try_join!(client.get_run(run_id), client.list_task_runs(run_id))?;
+    if out.is_json() {
+        // One document with both answers: {"run": ..., "taskRuns": [...]}, which is
+        // also the first message of WatchRun (a WatchRunResponse without an event).
+        out.json(&WatchRunResponse {
+            run: run.run,
+            task_runs: tasks.task_runs,
+            event: None,
+        })?;
+        return Ok(SUCCESS);
+    }
+    let run = run.run.ok_or(CliError::Missing("run"))?;
+    out.text(&run_fields(&run, out.color))?;
+    out.line("")?;
+    out.text(&tasks_table(&tasks.task_runs, out.color))?;
+    Ok(SUCCESS)
+}
+
+pub async fn tasks(client: &Client, run_id: &str, out: &mut Out) -> Result<u8, CliError> {
+    let response = client.list_task_runs(run_id).await?;
+    if out.is_json() {
+        out.json(&response)?;
+    } else {
+        out.text(&tasks_table(&response.task_runs, out.color))?;
+    }
+    Ok(SUCCESS)
+}
+
+/// Stored output, or with `follow` the stored output and then live lines until the task
+/// (or, with no task, the run) ends. Lines are prefixed by their task when all tasks
+/// are shown.
+pub async fn logs(
+    client: &Client,
+    run_id: &str,
+    task_id: &str,
+    follow: bool,
+    out: &mut Out,
+) -> Result<u8, CliError> {
+    let with_task = task_id.is_empty();
+    if !follow {
+        let response = client.get_task_logs(run_id, task_id).await?;
+        if out.is_json() {
+            out.json(&response)?;
+        } else {
+            for line in &response.lines {
+                out.line(log_text(line, with_task))?;
+            }
+        }
+        return Ok(SUCCESS);
+    }
+    let mut stream = client.follow_task_logs(run_id, task_id).await?;
+    while let Some(message) = stream.message().await? {
+        if out.is_json() {
+            out.json_line(&message)?;
+        } else if let Some(line) = &message.line {
+            out.line(log_text(line, with_task))?;
+            out.flush()?;
+        }
+    }
+    Ok(SUCCESS)
+}
+
+pub async fn cancel(client: &Client, run_id: &str, out: &mut Out) -> Result<u8, CliError> {
+    let response = client.cancel_run(run_id).await?;
+    if out.is_json() {
+        out.json(&response)?;
+    } else {
+        let run = response.run.ok_or(CliError::Missing("run"))?;
+        out.line(run_summary(&run))?;
+    }
+    Ok(SUCCESS)
+}

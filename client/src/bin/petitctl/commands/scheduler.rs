@@ -1,0 +1,116 @@
+//! Scheduler commands: `pause`, `resume`, `state`, `health` and the `watch` feed.
+
+use petit_client::proto::{watch_events_response::Item, SchedulerState, SchedulerStatus};
+use petit_client::render::{fields, format_proto_duration, format_time, paint, Color};
+use petit_client::Client;
+
+use super::stream_ended;
+use super::view::event_line;
+use crate::exit::{CliError, SUCCESS, UNREACHABLE};
+use crate::out::Out;
+
+pub async fn pause(client: &Client, out: &mut Out) -> Result<u8, CliError> {
+    let response = client.pause().await?;
+    if out.is_json() {
+        out.json(&response)?;
+    } else {
+        out.line(format!(
+            "scheduler {}",
+            status_word(response.state.as_ref())
+        ))?;
+    }
+    Ok(SUCCESS)
+}
+
+pub async fn resume(client: &Client, out: &mut Out) -> Result<u8, CliError> {
+    let response = client.resume().await?;
+    if out.is_json() {
+        out.json(&response)?;
+    } else {
+        out.line(format!(
+            "scheduler {}",
+            status_word(response.state.as_ref())
+        ))?;
+    }
+    Ok(SUCCESS)
+}
+
+pub async fn state(client: &Client, out: &mut Out) -> Result<u8, CliError> {
+    let response = client.scheduler_state().await?;
+    if out.is_json() {
+        out.json(&response)?;
+        return Ok(SUCCESS);
+    }
+    let state = response.state.ok_or(CliError::Missing("state"))?;
+    let word = status_word(Some(&state));
+    let color = match SchedulerStatus::try_from(state.status) {
+        Ok(SchedulerStatus::Running) => Color::Green,
+        _ => Color::Yellow,
+    };
+    out.text(&fields(&[
+        ("Scheduler", paint(word, color, out.color)),
+        ("Jobs", state.job_count.to_string()),
+        ("Running runs", state.running_runs.to_string()),
+        ("Started", format_time(state.started_at.as_ref())),
+        ("Max concurrent runs", state.max_concurrent_runs.to_string()),
+        ("Max tasks per run", state.max_concurrent_tasks.to_string()),
+    ]))?;
+    Ok(SUCCESS)
+}
+
+/// SERVING exits 0; anything else means petitd cannot serve now: exit 3.
+pub async fn health(client: &Client, out: &mut Out) -> Result<u8, CliError> {
+    let response = client.health().await?;
+    if out.is_json() {
+        out.json(&response)?;
+    } else {
+        out.line(format!(
+            "{} (petitd {}, up {})",
+            response.status,
+            response.version,
+            format_proto_duration(response.uptime.as_ref())
+        ))?;
+    }
+    Ok(if response.status == "SERVING" {
+        SUCCESS
+    } else {
+        UNREACHABLE
+    })
+}
+
+/// The event feed until interrupted. A stream that ends means petitd went away.
+pub async fn watch(client: &Client, job_id: &str, out: &mut Out) -> Result<u8, CliError> {
+    let mut stream = client.watch_events(job_id).await?;
+    let mut connected = false;
+    while let Some(message) = stream.message().await? {
+        if out.is_json() {
+            out.json_line(&message)?;
+            continue;
+        }
+        match message.item {
+            Some(Item::Snapshot(snapshot)) => {
+                // A later snapshot follows a gap (the feed fell behind): say so.
+                let what = if connected { "resynced" } else { "connected" };
+                connected = true;
+                out.line(format!(
+                    "{what}: {} jobs, scheduler {}",
+                    snapshot.jobs.len(),
+                    status_word(snapshot.state.as_ref())
+                ))?;
+            }
+            Some(Item::Event(event)) => out.line(event_line(&event))?,
+            None => continue,
+        }
+        out.flush()?;
+    }
+    Err(stream_ended(client, "the event stream"))
+}
+
+fn status_word(state: Option<&SchedulerState>) -> &'static str {
+    match state.map(|s| SchedulerStatus::try_from(s.status)) {
+        Some(Ok(SchedulerStatus::Running)) => "running",
+        Some(Ok(SchedulerStatus::Paused)) => "paused",
+        Some(Ok(SchedulerStatus::Stopping)) => "stopping",
+        _ => "in an unknown state",
+    }
+}
