@@ -1,0 +1,616 @@
+//! The dashboard's own types (rows of the tables, feed entries, log lines, statuses)
+//! and their `From` conversions out of the `petit.v1` protocol messages. Only what
+//! the screen shows is kept: task definitions, params and outputs are dropped here.
+
+use chrono::{DateTime, Utc};
+use petit_client::render::timestamp_to_utc;
+use petit_proto::v1;
+
+/// Whether the scheduler fires schedules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SchedulerStatus {
+    #[default]
+    Unknown,
+    Running,
+    Paused,
+    Stopping,
+}
+
+impl SchedulerStatus {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Unknown => "unknown",
+            Self::Running => "running",
+            Self::Paused => "paused",
+            Self::Stopping => "stopping",
+        }
+    }
+}
+
+impl From<v1::SchedulerStatus> for SchedulerStatus {
+    fn from(s: v1::SchedulerStatus) -> Self {
+        match s {
+            v1::SchedulerStatus::Unspecified => Self::Unknown,
+            v1::SchedulerStatus::Running => Self::Running,
+            v1::SchedulerStatus::Paused => Self::Paused,
+            v1::SchedulerStatus::Stopping => Self::Stopping,
+        }
+    }
+}
+
+impl From<Option<v1::SchedulerState>> for SchedulerStatus {
+    fn from(s: Option<v1::SchedulerState>) -> Self {
+        s.map_or(Self::Unknown, |s| s.status().into())
+    }
+}
+
+/// The state of one run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    Unknown,
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+    Interrupted,
+}
+
+impl RunStatus {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Unknown => "unknown",
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+            Self::Interrupted => "interrupted",
+        }
+    }
+
+    /// Whether the run has ended (cancelling it makes no sense any more).
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            Self::Succeeded | Self::Failed | Self::Cancelled | Self::Interrupted
+        )
+    }
+}
+
+impl From<v1::RunStatus> for RunStatus {
+    fn from(s: v1::RunStatus) -> Self {
+        match s {
+            v1::RunStatus::Unspecified => Self::Unknown,
+            v1::RunStatus::Pending => Self::Pending,
+            v1::RunStatus::Running => Self::Running,
+            v1::RunStatus::Succeeded => Self::Succeeded,
+            v1::RunStatus::Failed => Self::Failed,
+            v1::RunStatus::Cancelled => Self::Cancelled,
+            v1::RunStatus::Interrupted => Self::Interrupted,
+        }
+    }
+}
+
+/// The state of one task within a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskStatus {
+    Unknown,
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Skipped,
+    Retrying,
+    TimedOut,
+    Cancelled,
+    Interrupted,
+}
+
+impl TaskStatus {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Unknown => "unknown",
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Skipped => "skipped",
+            Self::Retrying => "retrying",
+            Self::TimedOut => "timed out",
+            Self::Cancelled => "cancelled",
+            Self::Interrupted => "interrupted",
+        }
+    }
+}
+
+impl From<v1::TaskStatus> for TaskStatus {
+    fn from(s: v1::TaskStatus) -> Self {
+        match s {
+            v1::TaskStatus::Unspecified => Self::Unknown,
+            v1::TaskStatus::Pending => Self::Pending,
+            v1::TaskStatus::Running => Self::Running,
+            v1::TaskStatus::Succeeded => Self::Succeeded,
+            v1::TaskStatus::Failed => Self::Failed,
+            v1::TaskStatus::Skipped => Self::Skipped,
+            v1::TaskStatus::Retrying => Self::Retrying,
+            v1::TaskStatus::TimedOut => Self::TimedOut,
+            v1::TaskStatus::Cancelled => Self::Cancelled,
+            v1::TaskStatus::Interrupted => Self::Interrupted,
+        }
+    }
+}
+
+/// Why a run was started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    Unknown,
+    Schedule,
+    Manual,
+}
+
+impl Trigger {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Unknown => "-",
+            Self::Schedule => "schedule",
+            Self::Manual => "manual",
+        }
+    }
+}
+
+impl From<v1::TriggerReason> for Trigger {
+    fn from(t: v1::TriggerReason) -> Self {
+        match t {
+            v1::TriggerReason::Unspecified => Self::Unknown,
+            v1::TriggerReason::Schedule => Self::Schedule,
+            v1::TriggerReason::Manual => Self::Manual,
+        }
+    }
+}
+
+/// What an engine event is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    Unknown,
+    RunStarted,
+    RunSucceeded,
+    RunFailed,
+    RunCancelled,
+    RunInterrupted,
+    TaskStarted,
+    TaskSucceeded,
+    TaskFailed,
+    TaskRetrying,
+    TaskSkipped,
+    TaskTimedOut,
+    TaskCancelled,
+    TaskInterrupted,
+    LogLine,
+    SchedulerPaused,
+    SchedulerResumed,
+    JobSkipped,
+}
+
+impl EventKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Unknown => "unknown",
+            Self::RunStarted => "run started",
+            Self::RunSucceeded => "run succeeded",
+            Self::RunFailed => "run failed",
+            Self::RunCancelled => "run cancelled",
+            Self::RunInterrupted => "run interrupted",
+            Self::TaskStarted => "task started",
+            Self::TaskSucceeded => "task succeeded",
+            Self::TaskFailed => "task failed",
+            Self::TaskRetrying => "task retrying",
+            Self::TaskSkipped => "task skipped",
+            Self::TaskTimedOut => "task timed out",
+            Self::TaskCancelled => "task cancelled",
+            Self::TaskInterrupted => "task interrupted",
+            Self::LogLine => "log line",
+            Self::SchedulerPaused => "scheduler paused",
+            Self::SchedulerResumed => "scheduler resumed",
+            Self::JobSkipped => "job skipped",
+        }
+    }
+
+    /// Whether the event reports a failure, for colouring the feed.
+    pub fn is_failure(self) -> bool {
+        matches!(
+            self,
+            Self::RunFailed
+                | Self::RunInterrupted
+                | Self::TaskFailed
+                | Self::TaskTimedOut
+                | Self::TaskInterrupted
+        )
+    }
+}
+
+impl From<v1::EventType> for EventKind {
+    fn from(t: v1::EventType) -> Self {
+        use v1::EventType as T;
+        match t {
+            T::Unspecified => Self::Unknown,
+            T::RunStarted => Self::RunStarted,
+            T::RunSucceeded => Self::RunSucceeded,
+            T::RunFailed => Self::RunFailed,
+            T::RunCancelled => Self::RunCancelled,
+            T::RunInterrupted => Self::RunInterrupted,
+            T::TaskStarted => Self::TaskStarted,
+            T::TaskSucceeded => Self::TaskSucceeded,
+            T::TaskFailed => Self::TaskFailed,
+            T::TaskRetrying => Self::TaskRetrying,
+            T::TaskSkipped => Self::TaskSkipped,
+            T::TaskTimedOut => Self::TaskTimedOut,
+            T::TaskCancelled => Self::TaskCancelled,
+            T::TaskInterrupted => Self::TaskInterrupted,
+            T::LogLine => Self::LogLine,
+            T::SchedulerPaused => Self::SchedulerPaused,
+            T::SchedulerResumed => Self::SchedulerResumed,
+            T::JobSkipped => Self::JobSkipped,
+        }
+    }
+}
+
+/// A protobuf timestamp as a UTC instant; `None` when absent or out of range.
+pub fn instant(t: Option<prost_types::Timestamp>) -> Option<DateTime<Utc>> {
+    t.as_ref().and_then(timestamp_to_utc)
+}
+
+/// A job's most recent run, as far as the Jobs table cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LastRun {
+    pub created_at: DateTime<Utc>,
+    pub status: RunStatus,
+}
+
+/// One row of the Jobs table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRow {
+    pub id: String,
+    pub name: String,
+    pub enabled: bool,
+    /// The expression as written (`None` for manual-only jobs).
+    pub schedule: Option<String>,
+    /// Up to five upcoming fire instants, soonest first, as of when the job was read.
+    pub next_fires: Vec<DateTime<Utc>>,
+    pub last_run: Option<LastRun>,
+    /// When the dashboard last asked for fresh fire times (so it asks at most every
+    /// few seconds when they have all passed).
+    pub refreshed_at: Option<DateTime<Utc>>,
+}
+
+impl JobRow {
+    /// The first listed fire instant still ahead of `now`.
+    pub fn next_fire(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.next_fires.iter().copied().find(|t| *t > now)
+    }
+
+    /// Records `run` as the last run if it is at least as recent as the one known.
+    pub fn observe_run(&mut self, run: &RunRow) {
+        if self
+            .last_run
+            .is_none_or(|last| last.created_at <= run.created_at)
+        {
+            self.last_run = Some(LastRun {
+                created_at: run.created_at,
+                status: run.status,
+            });
+        }
+    }
+}
+
+impl From<v1::Job> for JobRow {
+    fn from(job: v1::Job) -> Self {
+        let last_run = job.last_run.map(RunRow::from).map(|r| LastRun {
+            created_at: r.created_at,
+            status: r.status,
+        });
+        let (schedule, next_fires) = match job.schedule {
+            Some(s) => (
+                Some(s.expression),
+                s.next_fire_times
+                    .into_iter()
+                    .filter_map(|t| instant(Some(t)))
+                    .collect(),
+            ),
+            None => (None, Vec::new()),
+        };
+        JobRow {
+            id: job.id,
+            name: job.name,
+            enabled: job.enabled,
+            schedule,
+            next_fires,
+            last_run,
+            refreshed_at: None,
+        }
+    }
+}
+
+/// One row of the Runs table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRow {
+    pub id: String,
+    pub job_id: String,
+    pub status: RunStatus,
+    pub trigger: Trigger,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub error: String,
+}
+
+impl From<v1::Run> for RunRow {
+    fn from(run: v1::Run) -> Self {
+        let status = run.status().into();
+        let trigger = run.trigger().into();
+        let started_at = instant(run.started_at);
+        RunRow {
+            id: run.id,
+            job_id: run.job_id,
+            status,
+            trigger,
+            // A run always has a creation time; fall back on its start (or the epoch)
+            // rather than refuse a message from a server that left it out.
+            created_at: instant(run.created_at)
+                .or(started_at)
+                .unwrap_or(DateTime::UNIX_EPOCH),
+            started_at,
+            ended_at: instant(run.ended_at),
+            error: run.error,
+        }
+    }
+}
+
+/// One row of the Tasks table (a task run of the selected run).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskRow {
+    pub run_id: String,
+    pub task_id: String,
+    pub status: TaskStatus,
+    pub attempts: u32,
+    pub exit_code: Option<i32>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub error: String,
+}
+
+impl From<v1::TaskRun> for TaskRow {
+    fn from(t: v1::TaskRun) -> Self {
+        let status = t.status().into();
+        TaskRow {
+            run_id: t.run_id,
+            task_id: t.task_id,
+            status,
+            attempts: t.attempts,
+            exit_code: t.exit_code,
+            started_at: instant(t.started_at),
+            ended_at: instant(t.ended_at),
+            error: t.error,
+        }
+    }
+}
+
+/// One line of task output in the log overlay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogRow {
+    pub run_id: String,
+    pub task_id: String,
+    pub stderr: bool,
+    pub line: String,
+    /// Position among the lines of the task run, from 1 (0 = unknown).
+    pub seq: u64,
+}
+
+impl From<v1::LogLine> for LogRow {
+    fn from(l: v1::LogLine) -> Self {
+        let stderr = l.stream() == v1::LogStream::Stderr;
+        LogRow {
+            run_id: l.run_id,
+            task_id: l.task_id,
+            stderr,
+            line: printable(l.line),
+            seq: l.seq,
+        }
+    }
+}
+
+/// `line` without what would upset the terminal when drawn: tabs become spaces, other
+/// control characters (escape sequences' ESC, carriage returns) go. Done once, here,
+/// rather than on every frame.
+fn printable(line: String) -> String {
+    if !line.chars().any(char::is_control) {
+        return line;
+    }
+    line.chars()
+        .filter_map(|c| match c {
+            '\t' => Some(' '),
+            c if c.is_control() => None,
+            c => Some(c),
+        })
+        .collect()
+}
+
+/// An engine event, with the state it carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerEvent {
+    pub kind: EventKind,
+    pub time: Option<DateTime<Utc>>,
+    pub job_id: String,
+    pub run_id: String,
+    pub task_id: String,
+    pub message: String,
+    pub run: Option<RunRow>,
+    pub task: Option<TaskRow>,
+}
+
+impl From<v1::Event> for ServerEvent {
+    fn from(e: v1::Event) -> Self {
+        let kind = e.r#type().into();
+        let run = e.run.map(RunRow::from);
+        let task = e.task_run.map(TaskRow::from);
+        // Older or terser servers may leave the ids to the embedded messages.
+        let run_id = if e.run_id.is_empty() {
+            run.as_ref()
+                .map(|r| r.id.clone())
+                .or_else(|| task.as_ref().map(|t| t.run_id.clone()))
+                .unwrap_or_default()
+        } else {
+            e.run_id
+        };
+        let task_id = if e.task_id.is_empty() {
+            task.as_ref().map(|t| t.task_id.clone()).unwrap_or_default()
+        } else {
+            e.task_id
+        };
+        let job_id = if e.job_id.is_empty() {
+            run.as_ref().map(|r| r.job_id.clone()).unwrap_or_default()
+        } else {
+            e.job_id
+        };
+        ServerEvent {
+            kind,
+            time: instant(e.time),
+            job_id,
+            run_id,
+            task_id,
+            message: e.message,
+            run,
+            task,
+        }
+    }
+}
+
+/// One entry of the Events feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedEntry {
+    pub time: Option<DateTime<Utc>>,
+    pub kind: EventKind,
+    pub job_id: String,
+    pub run_id: String,
+    pub task_id: String,
+    pub message: String,
+}
+
+impl From<&ServerEvent> for FeedEntry {
+    fn from(e: &ServerEvent) -> Self {
+        // A task's error says more than an empty message.
+        let message = if e.message.is_empty() {
+            e.task
+                .as_ref()
+                .map(|t| t.error.clone())
+                .or_else(|| e.run.as_ref().map(|r| r.error.clone()))
+                .unwrap_or_default()
+        } else {
+            e.message.clone()
+        };
+        FeedEntry {
+            time: e.time,
+            kind: e.kind,
+            job_id: e.job_id.clone(),
+            run_id: e.run_id.clone(),
+            task_id: e.task_id.clone(),
+            message,
+        }
+    }
+}
+
+/// Everything the dashboard shows after (re)connecting.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Snapshot {
+    pub scheduler: SchedulerStatus,
+    pub jobs: Vec<JobRow>,
+    pub runs: Vec<RunRow>,
+}
+
+impl From<v1::Snapshot> for Snapshot {
+    fn from(s: v1::Snapshot) -> Self {
+        Snapshot {
+            scheduler: s.state.into(),
+            jobs: s.jobs.into_iter().map(JobRow::from).collect(),
+            runs: s.runs.into_iter().map(RunRow::from).collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(seconds: i64) -> Option<prost_types::Timestamp> {
+        Some(prost_types::Timestamp { seconds, nanos: 0 })
+    }
+
+    #[test]
+    fn instants_convert_or_are_dropped() {
+        let cases = [
+            (None, None),
+            (ts(0), DateTime::from_timestamp(0, 0)),
+            (
+                ts(1_700_000_000),
+                DateTime::from_timestamp(1_700_000_000, 0),
+            ),
+            (
+                Some(prost_types::Timestamp {
+                    seconds: 1,
+                    nanos: -1,
+                }),
+                None,
+            ),
+            (ts(i64::MAX), None),
+        ];
+        for (input, want) in cases {
+            assert_eq!(instant(input), want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn event_ids_fall_back_on_embedded_messages() {
+        let e = v1::Event {
+            r#type: v1::EventType::TaskFailed as i32,
+            task_run: Some(v1::TaskRun {
+                run_id: "r1".into(),
+                task_id: "t1".into(),
+                status: v1::TaskStatus::Failed as i32,
+                error: "exit 3".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let e = ServerEvent::from(e);
+        assert_eq!(e.kind, EventKind::TaskFailed);
+        assert_eq!((e.run_id.as_str(), e.task_id.as_str()), ("r1", "t1"));
+        assert_eq!(FeedEntry::from(&e).message, "exit 3");
+    }
+
+    #[test]
+    fn log_lines_lose_control_characters() {
+        let cases = [
+            ("plain", "plain"),
+            ("a\tb", "a b"),
+            ("\u{1b}[31mred\u{1b}[0m", "[31mred[0m"),
+            ("progress\r", "progress"),
+            ("", ""),
+        ];
+        for (input, want) in cases {
+            assert_eq!(printable(input.to_string()), want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_enum_values_do_not_fail() {
+        let run = RunRow::from(v1::Run {
+            id: "r".into(),
+            status: 99,
+            trigger: 42,
+            ..Default::default()
+        });
+        assert_eq!(run.status, RunStatus::Unknown);
+        assert_eq!(run.trigger, Trigger::Unknown);
+        assert_eq!(run.created_at, DateTime::UNIX_EPOCH);
+    }
+}
