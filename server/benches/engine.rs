@@ -98,8 +98,8 @@ async fn engine_case(name: &str, n: usize, chain: bool, parallel: usize, argv: &
                 let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
                 raw(&argv, n, p)
             })
-                .await
-                .expect("raw"),
+            .await
+            .expect("raw"),
         );
     }
     let (p, d) = (median(petit), median(direct));
