@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::core::{DepCondition, JobDef, RunStatus, TaskStatus, TriggerReason};
 use crate::events::{Event, EventBus, EventKind};
+use crate::exec::ledger::Ledger;
 use crate::exec::{execute_run, ExecEnv, StopReason, Task};
 use crate::scheduler::{Scheduler, SchedulerCommand};
 use crate::store::{JobRecord, RunRecord, Store, StoreError, TaskRunRecord};
@@ -34,6 +35,10 @@ pub struct EngineOptions {
     /// Log lines of runs that ended longer ago than this are deleted (checked at start
     /// and then hourly). `None` keeps logs forever.
     pub log_retention: Option<Duration>,
+    /// A directory where running task process groups are recorded, so that after a
+    /// crash the next start kills the ones left running (see `exec::ledger`). `None`
+    /// for an in-memory engine that has no next start.
+    pub process_ledger: Option<std::path::PathBuf>,
 }
 
 impl Default for EngineOptions {
@@ -45,6 +50,7 @@ impl Default for EngineOptions {
             kill_grace: Duration::from_secs(5),
             event_capacity: 4096,
             log_retention: None,
+            process_ledger: None,
         }
     }
 }
@@ -154,6 +160,25 @@ impl Engine {
                 scratch_dir.display()
             ))
         })?;
+        let ledger = match &options.process_ledger {
+            Some(dir) => {
+                let ledger = Ledger::open(dir).map_err(|e| {
+                    StoreError(format!(
+                        "cannot open the process ledger {}: {e}",
+                        dir.display()
+                    ))
+                })?;
+                let killed = ledger.kill_orphans();
+                if killed > 0 {
+                    tracing::warn!(
+                        killed,
+                        "killed task processes a crashed daemon left running"
+                    );
+                }
+                Some(Arc::new(ledger))
+            }
+            None => None,
+        };
         let bus = EventBus::new(options.event_capacity.max(16));
         let env = Arc::new(ExecEnv {
             store: store.clone(),
@@ -166,6 +191,7 @@ impl Engine {
             max_concurrent_tasks: options.max_concurrent_tasks.max(1),
             kill_grace: options.kill_grace,
             scratch_dir,
+            ledger,
             custom_tasks,
         });
         let (scheduler_tx, scheduler_rx) = mpsc::unbounded_channel();

@@ -156,6 +156,7 @@ fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
         log_retention: global
             .log_retention_days
             .map(|days| Duration::from_secs(u64::from(days) * 86_400)),
+        process_ledger: db_path(&args, &global).map(|db| ledger_dir(&db)),
         ..EngineOptions::default()
     };
 
@@ -182,19 +183,34 @@ fn load_config(path: Option<&Path>) -> anyhow::Result<GlobalConfig> {
     }
 }
 
+/// The SQLite file to use, or `None` with `--in-memory`.
+fn db_path(args: &DaemonArgs, global: &GlobalConfig) -> Option<PathBuf> {
+    if args.in_memory {
+        return None;
+    }
+    Some(
+        args.db
+            .clone()
+            .or_else(|| global.storage_path.clone())
+            .unwrap_or_else(|| PathBuf::from("./petit.db")),
+    )
+}
+
+/// Where running task processes are recorded: `<db>.pids`, beside the database.
+fn ledger_dir(db: &Path) -> PathBuf {
+    let mut name = db.file_name().unwrap_or_default().to_os_string();
+    name.push(".pids");
+    db.with_file_name(name)
+}
+
 fn open_store(args: &DaemonArgs, global: &GlobalConfig) -> anyhow::Result<Arc<dyn Store>> {
     let options = StoreOptions {
         max_log_bytes_per_stream: global.max_log_bytes_per_stream,
     };
-    if args.in_memory {
+    let Some(path) = db_path(args, global) else {
         tracing::info!("history kept in memory only (--in-memory)");
         return Ok(Arc::new(MemoryStore::new(options)));
-    }
-    let path = args
-        .db
-        .clone()
-        .or_else(|| global.storage_path.clone())
-        .unwrap_or_else(|| PathBuf::from("./petit.db"));
+    };
     // The store's error names the path.
     let store = SqliteStore::open(&path, options).map_err(anyhow::Error::new)?;
     tracing::info!(db = %path.display(), "database open");

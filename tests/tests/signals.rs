@@ -158,6 +158,50 @@ async fn sigterm_interrupts_running_runs_and_exits_cleanly() {
     assert_intact(&channel, &quick).await;
 }
 
+/// A task whose process outlives a `kill -9` of petitd is killed by the next start,
+/// before its run resumes.
+#[tokio::test]
+async fn after_sigkill_the_restart_kills_orphaned_task_processes() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let pidfile = scratch.path().join("nap.pid");
+    let job = format!(
+        "id: orphan\ntasks:\n  - id: nap\n    command: sh\n    args: ['-c', 'echo $$ > {}; exec sleep 30']\n",
+        pidfile.display()
+    );
+    let jobs = jobs_dir(&[("orphan.yaml", job.as_str())]);
+    let daemon = Daemon::start(jobs.path());
+    let channel = daemon.channel().await;
+    let run = trigger(&channel, "orphan").await;
+    let pid: i32 = eventually(WAIT, "the task to write its pid", || async {
+        let text = std::fs::read_to_string(&pidfile).ok()?;
+        text.ends_with('\n')
+            .then(|| text.trim().parse().ok())
+            .flatten()
+    })
+    .await;
+    let (data, db) = daemon.crash();
+    assert!(alive(pid), "the task process outlives a kill -9 of petitd");
+
+    let daemon = Daemon::start_on(jobs.path(), data, db, &[]);
+    eventually(WAIT, "the orphaned task process to be killed", || async {
+        (!alive(pid)).then_some(())
+    })
+    .await;
+    let channel = daemon.channel().await;
+    let settled = eventually(WAIT, "the crashed run to settle", || async {
+        let run = get_run(&channel, &run.id).await;
+        (!matches!(run.status(), RunStatus::Running | RunStatus::Pending)).then_some(run)
+    })
+    .await;
+    assert_eq!(settled.status(), RunStatus::Failed, "{settled:?}");
+}
+
+/// Whether `pid` is a live process (a zombie awaiting its parent counts as dead).
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| !stat.rsplit(") ").next().is_some_and(|s| s.starts_with('Z')))
+}
+
 #[tokio::test]
 async fn after_sigkill_the_unfinished_run_settles_on_restart() {
     let jobs = jobs_dir(&[("quick.yaml", QUICK), ("slow.yaml", SLOW)]);

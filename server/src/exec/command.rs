@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use nix::sys::signal::{killpg, Signal};
@@ -13,6 +14,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::mpsc;
 
+use super::ledger::Ledger;
 use super::substitute::parse_outputs;
 use super::task::{Task, TaskContext, TaskOutcome};
 use crate::core::LogStream;
@@ -40,6 +42,8 @@ pub struct CommandTask {
     pub kill_grace: Duration,
     /// Where the task may write `key=value` outputs (`$PETIT_OUTPUT`).
     pub output_file: PathBuf,
+    /// Where the process group is recorded while it runs.
+    pub ledger: Option<Arc<Ledger>>,
 }
 
 #[async_trait::async_trait]
@@ -102,7 +106,7 @@ impl CommandTask {
         if let Some(dir) = &self.working_dir {
             cmd.current_dir(dir);
         }
-        let mut child = match cmd.spawn() {
+        let child = match cmd.spawn() {
             Ok(child) => child,
             Err(e) => {
                 let place = self
@@ -118,6 +122,24 @@ impl CommandTask {
             }
         };
         let pgid = child.id().map(|id| Pid::from_raw(id as i32));
+        let recorded = self.ledger.as_deref().zip(child.id());
+        if let Some((ledger, pid)) = recorded {
+            ledger.record(pid);
+        }
+        let outcome = self.wait(ctx, child, pgid).await;
+        if let Some((ledger, pid)) = recorded {
+            ledger.remove(pid);
+        }
+        outcome
+    }
+
+    /// Streams the output of `child` and waits for it, or stops it when asked to.
+    async fn wait(
+        &self,
+        ctx: &TaskContext,
+        mut child: tokio::process::Child,
+        pgid: Option<Pid>,
+    ) -> TaskOutcome {
         let mut readers = tokio::task::JoinSet::new();
         if let Some(out) = child.stdout.take() {
             readers.spawn(read_lines(out, LogStream::Stdout, ctx.log_sender()));

@@ -4,6 +4,7 @@
 //! store before publishing it on the bus.
 
 mod command;
+pub mod ledger;
 pub mod substitute;
 mod task;
 
@@ -42,6 +43,8 @@ pub struct ExecEnv {
     pub kill_grace: Duration,
     /// Where `$PETIT_OUTPUT` files are created.
     pub scratch_dir: PathBuf,
+    /// Where running process groups are recorded, for the next daemon after a crash.
+    pub ledger: Option<Arc<ledger::Ledger>>,
     /// Embedded task implementations, by (job id, task id), used instead of the task's
     /// command.
     pub custom_tasks: HashMap<(String, String), Arc<dyn Task>>,
@@ -580,6 +583,7 @@ impl TaskAttempts {
             working_dir,
             kill_grace: self.env.kill_grace,
             output_file,
+            ledger: self.env.ledger.clone(),
         }))
     }
 
