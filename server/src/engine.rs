@@ -420,17 +420,7 @@ impl Engine {
         let tasks: Vec<TaskRunRecord> = job
             .tasks
             .iter()
-            .map(|t| TaskRunRecord {
-                run_id: run.id.clone(),
-                task_id: t.id.clone(),
-                status: TaskStatus::Pending,
-                attempts: 0,
-                exit_code: None,
-                started_at: None,
-                ended_at: None,
-                error: None,
-                outputs: BTreeMap::new(),
-            })
+            .map(|t| TaskRunRecord::pending(&run.id, &t.id))
             .collect();
         if let Err(e) = self
             .inner

@@ -141,7 +141,7 @@ impl Walk {
             .map(|t| {
                 by_id
                     .remove(&t.id)
-                    .unwrap_or_else(|| pending_record(&run.id, &t.id))
+                    .unwrap_or_else(|| TaskRunRecord::pending(&run.id, &t.id))
             })
             .collect();
         let started = records.iter().map(|r| r.status.is_terminal()).collect();
@@ -307,20 +307,6 @@ fn collect_upstream_outputs(
     }
     for &g in job.dag.parents(p) {
         collect_upstream_outputs(job, records, g, into);
-    }
-}
-
-fn pending_record(run_id: &str, task_id: &str) -> TaskRunRecord {
-    TaskRunRecord {
-        run_id: run_id.to_string(),
-        task_id: task_id.to_string(),
-        status: TaskStatus::Pending,
-        attempts: 0,
-        exit_code: None,
-        started_at: None,
-        ended_at: None,
-        error: None,
-        outputs: BTreeMap::new(),
     }
 }
 

@@ -100,6 +100,23 @@ pub struct TaskRunRecord {
     pub outputs: BTreeMap<String, String>,
 }
 
+impl TaskRunRecord {
+    /// A task of a new run, not started yet.
+    pub fn pending(run_id: &str, task_id: &str) -> TaskRunRecord {
+        TaskRunRecord {
+            run_id: run_id.to_string(),
+            task_id: task_id.to_string(),
+            status: TaskStatus::Pending,
+            attempts: 0,
+            exit_code: None,
+            started_at: None,
+            ended_at: None,
+            error: None,
+            outputs: BTreeMap::new(),
+        }
+    }
+}
+
 /// One line of a task's output.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogRecord {

@@ -123,17 +123,7 @@ fn run(id: &str, job_id: &str, status: RunStatus, created: i64) -> RunRecord {
 }
 
 fn task(run_id: &str, task_id: &str) -> TaskRunRecord {
-    TaskRunRecord {
-        run_id: run_id.into(),
-        task_id: task_id.into(),
-        status: TaskStatus::Pending,
-        attempts: 0,
-        exit_code: None,
-        started_at: None,
-        ended_at: None,
-        error: None,
-        outputs: BTreeMap::new(),
-    }
+    TaskRunRecord::pending(run_id, task_id)
 }
 
 fn log(run_id: &str, task_id: &str, stream: LogStream, seq: u64, line: &str) -> LogRecord {
