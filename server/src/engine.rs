@@ -162,13 +162,21 @@ impl Engine {
         })?;
         let ledger = match &options.process_ledger {
             Some(dir) => {
-                let ledger = Ledger::open(dir).map_err(|e| {
-                    StoreError(format!(
-                        "cannot open the process ledger {}: {e}",
-                        dir.display()
-                    ))
-                })?;
-                let killed = ledger.kill_orphans();
+                // File system work: off the executor threads.
+                let dir = dir.clone();
+                let opened = tokio::task::spawn_blocking(move || {
+                    let ledger = Ledger::open(&dir).map_err(|e| {
+                        StoreError(format!(
+                            "cannot open the process ledger {}: {e}",
+                            dir.display()
+                        ))
+                    })?;
+                    let killed = ledger.kill_orphans();
+                    Ok::<_, StoreError>((ledger, killed))
+                })
+                .await
+                .map_err(|e| StoreError(format!("process ledger: {e}")))?;
+                let (ledger, killed) = opened?;
                 if killed > 0 {
                     tracing::warn!(
                         killed,

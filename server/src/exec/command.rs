@@ -49,7 +49,7 @@ pub struct CommandTask {
 #[async_trait::async_trait]
 impl Task for CommandTask {
     async fn run(&self, ctx: TaskContext) -> TaskOutcome {
-        if let Err(e) = std::fs::File::create(&self.output_file) {
+        if let Err(e) = tokio::fs::File::create(&self.output_file).await {
             return TaskOutcome::Failed {
                 exit_code: None,
                 error: format!(
@@ -62,7 +62,7 @@ impl Task for CommandTask {
         let outcome = self.spawn_and_wait(&ctx).await;
         let outcome = match outcome {
             TaskOutcome::Succeeded { exit_code, .. } => {
-                match std::fs::read_to_string(&self.output_file) {
+                match tokio::fs::read_to_string(&self.output_file).await {
                     Ok(text) => match parse_outputs(&text) {
                         Ok(outputs) => TaskOutcome::Succeeded { outputs, exit_code },
                         Err(error) => TaskOutcome::Failed {
@@ -83,7 +83,7 @@ impl Task for CommandTask {
             }
             other => other,
         };
-        let _ = std::fs::remove_file(&self.output_file);
+        let _ = tokio::fs::remove_file(&self.output_file).await;
         outcome
     }
 }
@@ -124,11 +124,11 @@ impl CommandTask {
         let pgid = child.id().map(|id| Pid::from_raw(id as i32));
         let recorded = self.ledger.as_deref().zip(child.id());
         if let Some((ledger, pid)) = recorded {
-            ledger.record(pid);
+            ledger.record(pid).await;
         }
         let outcome = self.wait(ctx, child, pgid).await;
         if let Some((ledger, pid)) = recorded {
-            ledger.remove(pid);
+            ledger.remove(pid).await;
         }
         outcome
     }

@@ -30,9 +30,12 @@ impl Ledger {
     }
 
     /// Records a process group that just started (its leader is `pid`).
-    pub fn record(&self, pid: u32) {
-        let Some(start) = start_time(pid) else { return };
-        if let Err(e) = std::fs::write(self.dir.join(pid.to_string()), start.to_string()) {
+    pub async fn record(&self, pid: u32) {
+        let stat = tokio::fs::read_to_string(format!("/proc/{pid}/stat")).await;
+        let Some(start) = stat.ok().as_deref().and_then(parse_start_time) else {
+            return;
+        };
+        if let Err(e) = tokio::fs::write(self.dir.join(pid.to_string()), start.to_string()).await {
             tracing::warn!(
                 pid,
                 "cannot record the task process in {}: {e}",
@@ -42,8 +45,8 @@ impl Ledger {
     }
 
     /// Forgets a process group that has ended.
-    pub fn remove(&self, pid: u32) {
-        let _ = std::fs::remove_file(self.dir.join(pid.to_string()));
+    pub async fn remove(&self, pid: u32) {
+        let _ = tokio::fs::remove_file(self.dir.join(pid.to_string())).await;
     }
 
     /// Kills (SIGKILL) every recorded group that is still ours, empties the ledger, and
@@ -85,7 +88,11 @@ impl Ledger {
 /// The start time of process `pid` (clock ticks since boot, field 22 of
 /// `/proc/PID/stat`).
 fn start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_start_time(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// Field 22 of a `/proc/PID/stat` line.
+fn parse_start_time(stat: &str) -> Option<u64> {
     // The command name (field 2) may hold spaces and parentheses: skip past its end.
     let rest = &stat[stat.rfind(')')? + 1..];
     rest.split_whitespace().nth(19)?.parse().ok()
@@ -95,8 +102,8 @@ fn start_time(pid: u32) -> Option<u64> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn kills_recorded_groups_and_spares_recycled_pids() {
+    #[tokio::test]
+    async fn kills_recorded_groups_and_spares_recycled_pids() {
         let dir = tempfile::tempdir().unwrap();
         let ledger = Ledger::open(&dir.path().join("pids")).unwrap();
         let mut child = {
@@ -107,7 +114,7 @@ mod tests {
                 .spawn()
                 .unwrap()
         };
-        ledger.record(child.id());
+        ledger.record(child.id()).await;
         // A file whose start time does not match: a pid recycled by someone else (our
         // own test process here, which must survive).
         let me = std::process::id();
