@@ -7,9 +7,10 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use serde::de::{self, value::MapAccessDeserializer, Deserializer, MapAccess, Visitor};
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
+use super::unknown_fields::StructFromMap;
 use crate::core::schedule::parse_duration;
 
 /// A YAML scalar kept as its text: `1000` -> "1000", `true` -> "true".
@@ -165,7 +166,9 @@ impl<'de, M: Deserialize<'de>> Deserialize<'de> for StrOrMap<M> {
                 Ok(StrOrMap::Str(v))
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<StrOrMap<M>, A::Error> {
-                M::deserialize(MapAccessDeserializer::new(map)).map(StrOrMap::Map)
+                // Not serde's `MapAccessDeserializer`: unknown fields of `M` are reported
+                // like those of any other struct (see `unknown_fields`).
+                M::deserialize(StructFromMap(map)).map(StrOrMap::Map)
             }
         }
         deserializer.deserialize_any(EitherVisitor(PhantomData))

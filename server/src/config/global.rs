@@ -12,6 +12,7 @@ use serde::Deserialize;
 use super::de::{ByteSize, ScalarText};
 use super::job::{retry_policy, RawRetry};
 use super::lines::Outline;
+use super::unknown_fields;
 use super::{ConfigError, ConfigErrors};
 use crate::core::RetryPolicy;
 
@@ -106,13 +107,16 @@ impl GlobalConfig {
     /// Parses the text of `petit.yaml`; `path` names it in errors and anchors a
     /// relative storage path.
     pub fn parse(text: &str, path: &Path) -> Result<GlobalConfig, ConfigErrors> {
-        let raw: RawGlobal = if super::job::is_blank(text) {
-            RawGlobal::default()
+        // Unknown fields do not stop the parse: they are reported with everything else.
+        let (raw, mut errors) = if super::job::is_blank(text) {
+            (Some(RawGlobal::default()), Vec::new())
         } else {
-            serde_yaml::from_str(text).map_err(|e| super::job::yaml_error(path, &e))?
+            unknown_fields::parse::<RawGlobal>(text, path)
+        };
+        let Some(raw) = raw else {
+            return Err(ConfigErrors(errors));
         };
         let outline = Outline::new(text);
-        let mut errors = Vec::new();
         let mut error = |line: Option<usize>, message: String| {
             errors.push(ConfigError::new(path, line, message));
         };
@@ -226,6 +230,8 @@ impl GlobalConfig {
         if errors.is_empty() {
             Ok(config)
         } else {
+            // In file order; the sort is stable so one line's errors keep their order.
+            errors.sort_by_key(|e| e.line);
             Err(ConfigErrors(errors))
         }
     }
@@ -377,6 +383,32 @@ storage:
             assert!(errors[0].message.contains(want), "{text}: {errors:?}");
             assert_eq!(errors[0].file, PathBuf::from("/etc/petit/petit.yaml"));
         }
+    }
+
+    #[test]
+    fn every_unknown_field_with_the_other_errors() {
+        let text =
+            "workers: 3\ntimezone: Mars/Olympus\nlogs:\n  max_lines: 3\n  retention_days: 0\n";
+        let errors = parse(text).unwrap_err().0;
+        let got: Vec<(Option<usize>, &str)> = errors
+            .iter()
+            .map(|e| (e.line, e.message.split(',').next().unwrap_or_default()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (Some(1), "unknown field `workers`"),
+                (
+                    Some(2),
+                    "unknown time zone 'Mars/Olympus' (use an IANA name such as Europe/Paris)"
+                ),
+                (Some(4), "logs: unknown field `max_lines`"),
+                (
+                    Some(5),
+                    "retention_days must be at least 1 (leave it out to keep logs forever)"
+                ),
+            ]
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! One job file: the original Petit YAML format read with serde (unknown fields
-//! refused), then validated into a `JobDef`, collecting every semantic error of the
-//! file with the line of the item it is about.
+//! refused, every one of them reported: see `unknown_fields`), then validated into a
+//! `JobDef`, collecting every semantic error of the file with the line of the item it
+//! is about.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -12,6 +13,7 @@ use serde::Deserialize;
 use super::de::{DurationText, ScalarText, StrOrMap};
 use super::lines::{Item, Outline};
 use super::placeholder::{placeholders, Placeholder};
+use super::unknown_fields;
 use super::{ConfigError, GlobalConfig};
 use crate::core::schedule::parse_duration;
 use crate::core::{
@@ -167,20 +169,6 @@ pub(super) fn is_blank(text: &str) -> bool {
     })
 }
 
-/// serde_yaml's error with its line, the location suffix taken out of the message.
-pub(super) fn yaml_error(file: &Path, error: &serde_yaml::Error) -> ConfigError {
-    let message = error.to_string();
-    let Some(location) = error.location() else {
-        return ConfigError::new(file, None, message);
-    };
-    let suffix = format!(" at line {} column {}", location.line(), location.column());
-    let message = message
-        .strip_suffix(&suffix)
-        .map(str::to_string)
-        .unwrap_or(message);
-    ConfigError::new(file, Some(location.line()), message)
-}
-
 /// Job and task ids appear in URLs, placeholders (`${tasks.<id>.outputs.k}`, split on
 /// dots) and log file names: keep them to a safe alphabet.
 fn check_id(id: &str) -> Result<(), String> {
@@ -253,14 +241,13 @@ pub(super) fn parse_file(text: &str, file: &Path, global: &GlobalConfig) -> Pars
         ));
         return parsed;
     }
-    let raw: RawJob = match serde_yaml::from_str(text) {
-        Ok(raw) => raw,
-        Err(e) => {
-            // Still name the job, so that the other files' checks know it exists.
-            parsed.id = outline.value("id").map(str::to_string);
-            parsed.errors.push(yaml_error(file, &e));
-            return parsed;
-        }
+    // Unknown fields do not stop the parse: they are reported with everything else.
+    let (raw, errors) = unknown_fields::parse::<RawJob>(text, file);
+    parsed.errors = errors;
+    let Some(raw) = raw else {
+        // Still name the job, so that the other files' checks know it exists.
+        parsed.id = outline.value("id").map(str::to_string);
+        return parsed;
     };
     let mut checker = JobChecker {
         file,
@@ -270,7 +257,9 @@ pub(super) fn parse_file(text: &str, file: &Path, global: &GlobalConfig) -> Pars
     parsed.id = Some(raw.id.clone());
     parsed.depends_on = checker.dependency_lines(&raw);
     let job = checker.job(raw, global);
-    parsed.errors = checker.errors;
+    parsed.errors.extend(checker.errors);
+    // In file order; the sort is stable so one line's errors keep their order.
+    parsed.errors.sort_by_key(|e| e.line);
     parsed.job = job.filter(|_| parsed.errors.is_empty());
     parsed
 }

@@ -9,6 +9,7 @@ mod global;
 mod job;
 mod lines;
 pub mod placeholder;
+mod unknown_fields;
 
 use std::collections::BTreeMap;
 use std::fmt;

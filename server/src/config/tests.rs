@@ -585,6 +585,153 @@ tasks:
     assert_eq!(lines, [Some(2), Some(3), Some(7), Some(10)], "{errors}");
 }
 
+/// Unknown fields do not stop a file's parse: each is reported with its line, at any
+/// depth, along with the file's other errors.
+#[test]
+fn every_unknown_field_with_the_other_errors() {
+    const TASK_FIELDS: &str = "expected one of `id`, `name`, `type`, `command`, `args`, \
+        `script`, `inline`, `interpreter`, `environment`, `working_dir`, `timeout_secs`, \
+        `timeout`, `depends_on`, `condition`, `retry`, `resources`";
+    let cases: Vec<(&str, Vec<(usize, String)>)> =
+        vec![
+        (
+            "\
+id: bad
+schedule: \"0 0 25 * * *\"
+tasks:
+  - id: a
+    command: echo
+    depends_on: [b]
+    retry: {max_attempts: 2, delai: 3}
+",
+            vec![
+                (2, "invalid cron expression '0 0 25 * * *': hour 25 is out of range 0-23".into()),
+                (6, "task 'a' depends on unknown task 'b'".into()),
+                (
+                    7,
+                    "tasks[0].retry: unknown field `delai`, expected one of `max_attempts`, \
+                     `delay_secs`, `delay`, `condition`, `backoff`, `max_delay_secs`, \
+                     `max_delay`, `jitter`"
+                        .into(),
+                ),
+            ],
+        ),
+        (
+            "\
+id: deep
+owner: me
+schedule:
+  cron: \"@daily\"
+  timezon: Europe/Paris
+depends_on:
+  - job: up
+    conditon: last_complete
+  - job: other
+    condition: {within_window: {seconds: 60, secs: 1}}
+config: {x: 1}
+tasks:
+  - id: a
+    command: echo
+    args: [\"${config.y}\"]
+    retries: 3
+    retry:
+      max_attempts: 2
+      backof: fixed
+    resources:
+      slot: {gpu: 1}
+  - id: b
+    command: echo
+    resources: {slots: {tpu: 1}}
+    environment: {A: 1}
+    enviroment: {B: 2}
+",
+            vec![
+                (
+                    2,
+                    "unknown field `owner`, expected one of `id`, `name`, `description`, \
+                     `schedule`, `enabled`, `max_concurrency`, `depends_on`, `config`, `tasks`"
+                        .into(),
+                ),
+                (5, "schedule: unknown field `timezon`, expected `cron` or `timezone`".into()),
+                (
+                    8,
+                    "depends_on[0]: unknown field `conditon`, expected `job` or `condition`"
+                        .into(),
+                ),
+                (
+                    10,
+                    "depends_on[1].condition.within_window: unknown field `secs`, expected \
+                     `seconds`"
+                        .into(),
+                ),
+                (
+                    15,
+                    "task 'a': '${config.y}' refers to 'y', which is not in the job's config \
+                     (params can only override existing keys)"
+                        .into(),
+                ),
+                (16, format!("tasks[0]: unknown field `retries`, {TASK_FIELDS}")),
+                (
+                    19,
+                    "tasks[0].retry: unknown field `backof`, expected one of `max_attempts`, \
+                     `delay_secs`, `delay`, `condition`, `backoff`, `max_delay_secs`, \
+                     `max_delay`, `jitter`"
+                        .into(),
+                ),
+                (21, "tasks[0].resources: unknown field `slot`, expected `slots`".into()),
+                (
+                    24,
+                    "task 'b' uses unknown resource pool 'tpu' (defined: gpu)".into(),
+                ),
+                (26, format!("tasks[1]: unknown field `enviroment`, {TASK_FIELDS}")),
+            ],
+        ),
+        // Flow style: the line of each key all the same.
+        (
+            "id: flow\ntasks: [{id: a, command: echo, x: 1},\n  {id: b, command: echo, y: 2}]\n",
+            vec![
+                (2, format!("tasks[0]: unknown field `x`, {TASK_FIELDS}")),
+                (3, format!("tasks[1]: unknown field `y`, {TASK_FIELDS}")),
+            ],
+        ),
+        // A structural error still stops the parse; the unknown fields before it are
+        // reported with it.
+        (
+            "id: x\nowner: me\nmax_concurrency: lots\ntasks:\n  - id: a\n    command: echo\n",
+            vec![
+                (2, "unknown field `owner`".into()),
+                (3, "max_concurrency: invalid type: string \"lots\", expected u32".into()),
+            ],
+        ),
+        // So does a typo in a required field, which leaves the field missing.
+        (
+            "id: x\ntasks:\n  - idd: a\n    command: echo\n",
+            vec![
+                (3, format!("tasks[0]: unknown field `idd`, {TASK_FIELDS}")),
+                (3, "tasks[0]: missing field `id`".into()),
+            ],
+        ),
+    ];
+    for (text, want) in cases {
+        let errors = match parse_job(text, Path::new(FILE), &global_with_pools()) {
+            Ok(_) => panic!("expected errors for:\n{text}"),
+            Err(errors) => errors.0,
+        };
+        let got: Vec<(Option<usize>, &str)> = errors
+            .iter()
+            .map(|e| (e.line, e.message.as_str()))
+            .collect();
+        assert_eq!(got.len(), want.len(), "{text}\n{got:#?}");
+        for ((line, message), (want_line, want_message)) in got.iter().zip(&want) {
+            assert_eq!(*line, Some(*want_line), "{text}\n{got:#?}");
+            assert!(
+                message.starts_with(want_message.as_str()),
+                "{text}\ngot:  {message}\nwant: {want_message}"
+            );
+        }
+    }
+}
+
 #[test]
 fn display_formats() {
     let e = ConfigError::new(Path::new("/jobs/a.yaml"), Some(3), "bad");
@@ -693,6 +840,12 @@ fn reports_every_error_of_a_directory() {
             Some(2),
             "job dependency cycle: cycle_a -> cycle_b -> cycle_a (each job waits for the one before it)"
                 .to_string(),
+        ),
+        // The typo is reported, and so is what it leaves missing.
+        (
+            "6_broken.yaml",
+            Some(3),
+            "task 't' needs a `command`".to_string(),
         ),
         (
             "6_broken.yaml",
