@@ -67,22 +67,23 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (run_id, task_id)
     ) STRICT, WITHOUT ROWID;
 
-    -- AUTOINCREMENT: ids are never reused, so ordering by id is write order even
-    -- after the newest line was trimmed (a line longer than the cap is).
+    -- The hot table: one row per line of output, kept lean for insert speed: one
+    -- index, and the run's existence checked once per batch by the writer instead of
+    -- by a foreign key on every row. A plain rowid is write order: a new row's id is
+    -- above every remaining row's, even when the newest was deleted (followers use
+    -- `seq`, never `id`, to resume).
     CREATE TABLE logs (
-        id          INTEGER PRIMARY KEY AUTOINCREMENT,
-        run_id      TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        id          INTEGER PRIMARY KEY,
+        run_id      TEXT NOT NULL,
         task_id     TEXT NOT NULL,
         attempt     INTEGER NOT NULL,
         seq         INTEGER NOT NULL,
         stream      TEXT NOT NULL,
         line        TEXT NOT NULL,
-        time        TEXT NOT NULL,
+        time        INTEGER NOT NULL, -- nanoseconds since the Unix epoch
         bytes       INTEGER NOT NULL
     ) STRICT;
     CREATE INDEX logs_by_task ON logs (run_id, task_id, id);
-    -- Lets trimming find a stream's oldest lines without walking the other stream's.
-    CREATE INDEX logs_by_stream ON logs (run_id, task_id, stream, id);
 
     -- Bytes currently kept per stream, so that the cap costs one row update per batch
     -- rather than a sum over the stream.
@@ -510,6 +511,22 @@ fn update_task_run(conn: &Connection, task: &TaskRunRecord) -> rusqlite::Result<
 /// deleting its oldest lines.
 fn append_logs(conn: &Connection, lines: &[LogRecord], cap: usize) -> StoreResult<()> {
     let failed = |e: rusqlite::Error| StoreError(format!("cannot append logs: {e}"));
+    // All lines of a batch usually belong to one run: check each run once.
+    let mut runs: Vec<&str> = lines.iter().map(|l| l.run_id.as_str()).collect();
+    runs.sort_unstable();
+    runs.dedup();
+    {
+        let mut exists = conn
+            .prepare_cached("SELECT 1 FROM runs WHERE id = ?1")
+            .map_err(failed)?;
+        for run_id in runs {
+            if !exists.exists([run_id]).map_err(failed)? {
+                return Err(StoreError(format!(
+                    "cannot append logs: run '{run_id}' not found"
+                )));
+            }
+        }
+    }
     let mut added: BTreeMap<(&str, &str, LogStream), i64> = BTreeMap::new();
     {
         let mut insert = conn
@@ -528,20 +545,10 @@ fn append_logs(conn: &Connection, lines: &[LogRecord], cap: usize) -> StoreResul
                     line.seq,
                     line.stream.as_str(),
                     line.line,
-                    time_to_sql(&line.time),
+                    line.time.timestamp_nanos_opt().unwrap_or(i64::MAX),
                     bytes,
                 ])
-                .map_err(|e| match e {
-                    rusqlite::Error::SqliteFailure(f, _)
-                        if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY =>
-                    {
-                        StoreError(format!(
-                            "cannot append logs: run '{}' not found",
-                            line.run_id
-                        ))
-                    }
-                    other => failed(other),
-                })?;
+                .map_err(failed)?;
             *added
                 .entry((&line.run_id, &line.task_id, line.stream))
                 .or_default() += bytes;
@@ -904,7 +911,7 @@ fn log_from_row(row: &Row<'_>) -> rusqlite::Result<LogRecord> {
         attempt: row.get(3)?,
         stream: parse_column(row, 4)?,
         line: row.get(5)?,
-        time: time_column(row, 6)?,
+        time: DateTime::from_timestamp_nanos(row.get(6)?),
     })
 }
 
