@@ -221,13 +221,16 @@ impl Client {
             .await
     }
 
-    /// The engine's snapshot, then every event (of `job_id` only, when not empty).
+    /// The engine's snapshot, then every event (of `job_id` only, when not empty;
+    /// without log lines when `exclude_logs`).
     pub async fn watch_events(
         &self,
         job_id: &str,
+        exclude_logs: bool,
     ) -> Result<Stream<WatchEventsResponse>, ClientError> {
         let request = Request::new(WatchEventsRequest {
             job_id: job_id.to_string(),
+            exclude_logs,
         });
         self.open(self.scheduler.clone().watch_events(request))
             .await

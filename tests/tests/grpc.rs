@@ -647,12 +647,39 @@ async fn watch_events_starts_with_a_snapshot_then_reports_runs() {
         Some(SchedulerStatus::Running)
     );
 
+    let mut quiet = SchedulerServiceClient::new(channel.clone())
+        .watch_events(WatchEventsRequest {
+            exclude_logs: true,
+            ..Default::default()
+        })
+        .await
+        .expect("watch_events without logs")
+        .into_inner();
+
     let run = trigger(&channel, "hello", &[]).await;
+    let seen = events_of_run(&mut events, &run.id).await;
+    assert_eq!(seen.get(&EventType::RunStarted), Some(&1), "{seen:?}");
+    assert_eq!(seen.get(&EventType::TaskSucceeded), Some(&2), "{seen:?}");
+    assert!(seen.contains_key(&EventType::LogLine), "{seen:?}");
+
+    let seen = events_of_run(&mut quiet, &run.id).await;
+    assert_eq!(seen.get(&EventType::TaskSucceeded), Some(&2), "{seen:?}");
+    assert!(
+        !seen.contains_key(&EventType::LogLine),
+        "exclude_logs: {seen:?}"
+    );
+}
+
+/// Counts the events of `run_id` by type until the run succeeds.
+async fn events_of_run(
+    events: &mut tonic::Streaming<WatchEventsResponse>,
+    run_id: &str,
+) -> HashMap<EventType, usize> {
     let mut seen = HashMap::new();
     tokio::time::timeout(RUN_TIMEOUT, async {
         while let Some(message) = events.message().await.expect("stream") {
             if let Some(Item::Event(event)) = message.item {
-                if event.run_id == run.id {
+                if event.run_id == run_id {
                     *seen.entry(event.r#type()).or_insert(0) += 1;
                     if event.r#type() == EventType::RunSucceeded {
                         return;
@@ -663,9 +690,7 @@ async fn watch_events_starts_with_a_snapshot_then_reports_runs() {
     })
     .await
     .unwrap_or_else(|_| panic!("no RUN_SUCCEEDED; saw {seen:?}"));
-    assert_eq!(seen.get(&EventType::RunStarted), Some(&1), "{seen:?}");
-    assert_eq!(seen.get(&EventType::TaskSucceeded), Some(&2), "{seen:?}");
-    assert!(seen.contains_key(&EventType::LogLine), "{seen:?}");
+    seen
 }
 
 #[tokio::test]

@@ -160,7 +160,11 @@ impl Conn {
         let mut events = client
             .scheduler_service()
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .watch_events(v1::WatchEventsRequest::default())
+            .watch_events(v1::WatchEventsRequest {
+                // Output is followed per task in the log overlay; the feed is state.
+                exclude_logs: true,
+                ..Default::default()
+            })
             .await
             .map_err(|status| Stop::Lost(status_text(&client, status)))?
             .into_inner();

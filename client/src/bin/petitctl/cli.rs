@@ -163,6 +163,9 @@ pub enum Command {
         /// Only events of this job
         #[arg(long)]
         job: Option<String>,
+        /// Leave out the tasks' output lines (LOG_LINE events)
+        #[arg(long)]
+        no_logs: bool,
         #[command(flatten)]
         output: OutputArg,
     },

@@ -14,6 +14,7 @@ use super::stream::{self, ResponseStream};
 use super::{convert, PetitApi};
 use crate::engine::{Engine, EngineError};
 use crate::events::Event;
+use crate::events::EventKind;
 use crate::store::RunPage;
 
 /// Finished runs a snapshot carries, after the runs still going.
@@ -73,7 +74,9 @@ impl SchedulerService for PetitApi {
         &self,
         request: Request<pb::WatchEventsRequest>,
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
-        let job_id = Some(request.into_inner().job_id).filter(|j| !j.is_empty());
+        let request = request.into_inner();
+        let exclude_logs = request.exclude_logs;
+        let job_id = Some(request.job_id).filter(|j| !j.is_empty());
         if let Some(job_id) = &job_id {
             if self.engine.job(job_id).is_none() {
                 return Err(EngineError::JobNotFound(job_id.clone()).into());
@@ -88,6 +91,7 @@ impl SchedulerService for PetitApi {
             out.send(snapshot_message(first)).await?;
             loop {
                 match events.recv().await {
+                    Ok(event) if exclude_logs && event.kind == EventKind::LogLine => {}
                     Ok(event) if concerns(&event, job_id.as_deref()) => {
                         let item = Item::Event(convert::event(&event));
                         out.send(pb::WatchEventsResponse { item: Some(item) })

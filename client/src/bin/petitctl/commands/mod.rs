@@ -52,8 +52,8 @@ async fn dispatch(cli: Cli) -> Result<u8, CliError> {
         Command::Resume { .. } => scheduler::resume(client, out).await?,
         Command::State { .. } => scheduler::state(client, out).await?,
         Command::Health { .. } => scheduler::health(client, out).await?,
-        Command::Watch { job, .. } => {
-            scheduler::watch(client, job.as_deref().unwrap_or(""), out).await?
+        Command::Watch { job, no_logs, .. } => {
+            scheduler::watch(client, job.as_deref().unwrap_or(""), no_logs, out).await?
         }
         Command::Completions { shell } => completions(shell, out)?,
     };

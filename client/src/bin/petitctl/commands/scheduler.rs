@@ -79,8 +79,13 @@ pub async fn health(client: &Client, out: &mut Out) -> Result<u8, CliError> {
 }
 
 /// The event feed until interrupted. A stream that ends means petitd went away.
-pub async fn watch(client: &Client, job_id: &str, out: &mut Out) -> Result<u8, CliError> {
-    let mut stream = client.watch_events(job_id).await?;
+pub async fn watch(
+    client: &Client,
+    job_id: &str,
+    no_logs: bool,
+    out: &mut Out,
+) -> Result<u8, CliError> {
+    let mut stream = client.watch_events(job_id, no_logs).await?;
     let mut connected = false;
     while let Some(message) = stream.message().await? {
         if out.is_json() {
