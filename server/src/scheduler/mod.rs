@@ -3,12 +3,15 @@
 //! resume and stop commands over a channel. It starts runs through a callback; it
 //! never runs tasks itself.
 
+mod alarm;
+
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::core::JobDef;
+pub use alarm::{Wake, WallClockAlarm};
 
 /// What the scheduler task is told to do.
 #[derive(Debug)]
@@ -57,6 +60,7 @@ impl Scheduler {
 
     /// Runs until `Stop` or until the command channel closes.
     pub async fn run(mut self, mut commands: mpsc::UnboundedReceiver<SchedulerCommand>) {
+        let alarm = WallClockAlarm::new();
         loop {
             let next = if self.paused {
                 None
@@ -65,10 +69,7 @@ impl Scheduler {
             };
             let sleep = async {
                 match next {
-                    Some(at) => {
-                        let wait = (at - Utc::now()).to_std().unwrap_or_default();
-                        tokio::time::sleep(wait).await
-                    }
+                    Some(at) => alarm.sleep_until(at).await,
                     None => std::future::pending().await,
                 }
             };
@@ -85,7 +86,14 @@ impl Scheduler {
                         let _ = ack.send(());
                     }
                 },
-                _ = sleep => self.fire_due(Utc::now()),
+                wake = sleep => {
+                    let now = Utc::now();
+                    self.fire_due(now);
+                    if wake == Wake::ClockChanged {
+                        tracing::info!("the system clock was set; fire times recomputed from {now}");
+                        self.reset(now);
+                    }
+                }
             }
         }
     }
