@@ -160,9 +160,10 @@ fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
         ..EngineOptions::default()
     };
 
+    // Opening the database (and migrating it) is blocking work: before the runtime.
+    let store = open_store(&args, &global)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let store = open_store(&args, &global)?;
         listener.set_nonblocking(true)?;
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let addr = listener.local_addr()?;
