@@ -84,11 +84,22 @@ pub async fn connect(server: &str, timeout: Duration) -> Result<Client, ClientEr
     Ok(Client::new(channel, url, timeout))
 }
 
+/// How often a long-lived connection pings the server, and how long a ping may go
+/// unanswered before the connection counts as broken (a daemon that hangs, or a
+/// network that drops packets, closes nothing).
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A client whose channel dials on first use and redials after a broken connection;
-/// for long-lived callers (the TUI) that report connection state themselves.
+/// for long-lived callers (the TUI) that report connection state themselves. HTTP/2
+/// keepalive pings detect a server that stops answering within about ten seconds.
 pub fn connect_lazy(server: &str, timeout: Duration) -> Result<Client, ClientError> {
     let url = normalize_server(server)?;
-    let channel = endpoint(&url, timeout)?.connect_lazy();
+    let channel = endpoint(&url, timeout)?
+        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+        .keep_alive_while_idle(true)
+        .connect_lazy();
     Ok(Client::new(channel, url, timeout))
 }
 

@@ -115,7 +115,12 @@ impl Tmux {
 
     /// Polls the screen until `done` holds; panics with the last screen after `WAIT`.
     fn wait_for(&self, what: &str, done: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + WAIT;
+        self.wait_for_up_to(WAIT, what, done)
+    }
+
+    /// As `wait_for`, with its own deadline.
+    fn wait_for_up_to(&self, limit: Duration, what: &str, done: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + limit;
         loop {
             let screen = self.screen();
             if done(&screen) {
@@ -123,7 +128,7 @@ impl Tmux {
             }
             assert!(
                 Instant::now() < deadline,
-                "timed out after {WAIT:?} waiting for {what}; the screen:\n{screen}"
+                "timed out after {limit:?} waiting for {what}; the screen:\n{screen}"
             );
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -312,6 +317,37 @@ async fn dashboard_says_it_is_reconnecting_and_recovers() {
     let run = trigger(&channel, "alpha").await;
     let shown = short_id(&run.id).to_string();
     tmux.wait_for("the run after reconnecting", |s| s.contains(&shown));
+}
+
+/// A daemon that hangs without closing its connections (SIGSTOP) is noticed by the
+/// client's HTTP/2 keepalive: the dashboard says it is reconnecting, and recovers when
+/// the daemon runs again.
+#[tokio::test]
+async fn dashboard_notices_a_hung_daemon() {
+    if !tmux_available() {
+        return;
+    }
+    let jobs = jobs_dir(&[("alpha.yaml", ALPHA)]);
+    let daemon = Daemon::start(jobs.path());
+    let tmux = Tmux::start(&tui_command(&daemon.url()));
+    tmux.wait_for("the jobs", |s| {
+        s.contains("alpha") && s.contains("connected")
+    });
+
+    daemon.signal("STOP");
+    // Keepalive: a ping every 5 s, 5 s to answer it.
+    let noticed = std::panic::catch_unwind(|| {
+        tmux.wait_for_up_to(Duration::from_secs(20), "the reconnecting notice", |s| {
+            s.contains("reconnecting")
+        })
+    });
+    daemon.signal("CONT");
+    if let Err(panic) = noticed {
+        std::panic::resume_unwind(panic);
+    }
+    tmux.wait_for_up_to(Duration::from_secs(20), "the reconnection", |s| {
+        s.contains("connected") && !s.contains("reconnecting")
+    });
 }
 
 /// Resident memory with a thousand jobs loaded stays under 20 MiB.
