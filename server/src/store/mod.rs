@@ -2,6 +2,7 @@
 //! implementation (the default, a file) and an in-memory one (tests, `--in-memory`).
 //! Store calls never block the async executor.
 
+mod log_chunks;
 mod memory;
 mod sqlite;
 #[cfg(test)]

@@ -18,11 +18,12 @@ use rusqlite::types::Type;
 use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtension, Row};
 use tokio::sync::{oneshot, Semaphore};
 
+use super::log_chunks;
 use super::{
     check_new_run, JobRecord, LogRecord, RunPage, RunRecord, Store, StoreError, StoreOptions,
     StoreResult, TaskRunRecord,
 };
-use crate::core::{LogStream, RunStatus};
+use crate::core::RunStatus;
 
 /// Schema changes in order: entry `i` takes a database from `PRAGMA user_version` `i`
 /// to `i + 1`. Append only; never edit a migration that has shipped.
@@ -67,23 +68,20 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (run_id, task_id)
     ) STRICT, WITHOUT ROWID;
 
-    -- The hot table: one row per line of output, kept lean for insert speed: one
-    -- index, and the run's existence checked once per batch by the writer instead of
-    -- by a foreign key on every row. A plain rowid is write order: a new row's id is
-    -- above every remaining row's, even when the newest was deleted (followers use
-    -- `seq`, never `id`, to resume).
-    CREATE TABLE logs (
+    -- Log lines, in chunks: one row per (append, run, task, stream); `lines` holds
+    -- the encoded lines (see store/log_chunks.rs). `batch` orders appends, `id` orders
+    -- the chunks of one stream.
+    CREATE TABLE log_chunks (
         id          INTEGER PRIMARY KEY,
+        batch       INTEGER NOT NULL,
         run_id      TEXT NOT NULL,
         task_id     TEXT NOT NULL,
-        attempt     INTEGER NOT NULL,
-        seq         INTEGER NOT NULL,
         stream      TEXT NOT NULL,
-        line        TEXT NOT NULL,
-        time        INTEGER NOT NULL, -- nanoseconds since the Unix epoch
-        bytes       INTEGER NOT NULL
+        lines       BLOB NOT NULL,
+        count       INTEGER NOT NULL,
+        bytes       INTEGER NOT NULL  -- sum of the lines' UTF-8 lengths (the cap's unit)
     ) STRICT;
-    CREATE INDEX logs_by_task ON logs (run_id, task_id, id);
+    CREATE INDEX log_chunks_by_task ON log_chunks (run_id, task_id, id);
 
     -- Bytes currently kept per stream, so that the cap costs one row update per batch
     -- rather than a sum over the stream.
@@ -109,7 +107,6 @@ const RUN_COLUMNS: &str =
     r#"id, job_id, status, "trigger", params, created_at, started_at, ended_at, error"#;
 const TASK_COLUMNS: &str =
     "run_id, task_id, status, attempts, exit_code, started_at, ended_at, error, outputs";
-const LOG_COLUMNS: &str = "run_id, seq, task_id, attempt, stream, line, time";
 
 /// A [`Store`] in a SQLite file.
 pub struct SqliteStore {
@@ -409,9 +406,9 @@ fn apply(conn: &Connection, write: &Write, cap: usize) -> StoreResult<()> {
             }
             Ok(())
         }
-        Write::AppendLogs(lines) => append_logs(conn, lines, cap),
+        Write::AppendLogs(lines) => log_chunks::append(conn, lines, cap),
         Write::PruneLogs(cutoff, pruned) => {
-            let n = prune_logs(conn, cutoff)
+            let n = log_chunks::prune(conn, &time_to_sql(cutoff))
                 .map_err(|e| StoreError(format!("cannot prune logs: {e}")))?;
             pruned.store(n as u64, std::sync::atomic::Ordering::Relaxed);
             Ok(())
@@ -505,125 +502,6 @@ fn update_task_run(conn: &Connection, task: &TaskRunRecord) -> rusqlite::Result<
         task.error,
         map_to_sql(&task.outputs)?,
     ])
-}
-
-/// Inserts the lines, then trims each stream they touched back under `cap` bytes by
-/// deleting its oldest lines.
-fn append_logs(conn: &Connection, lines: &[LogRecord], cap: usize) -> StoreResult<()> {
-    let failed = |e: rusqlite::Error| StoreError(format!("cannot append logs: {e}"));
-    // All lines of a batch usually belong to one run: check each run once.
-    let mut runs: Vec<&str> = lines.iter().map(|l| l.run_id.as_str()).collect();
-    runs.sort_unstable();
-    runs.dedup();
-    {
-        let mut exists = conn
-            .prepare_cached("SELECT 1 FROM runs WHERE id = ?1")
-            .map_err(failed)?;
-        for run_id in runs {
-            if !exists.exists([run_id]).map_err(failed)? {
-                return Err(StoreError(format!(
-                    "cannot append logs: run '{run_id}' not found"
-                )));
-            }
-        }
-    }
-    let mut added: BTreeMap<(&str, &str, LogStream), i64> = BTreeMap::new();
-    {
-        let mut insert = conn
-            .prepare_cached(
-                "INSERT INTO logs (run_id, task_id, attempt, seq, stream, line, time, bytes)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )
-            .map_err(failed)?;
-        for line in lines {
-            let bytes = line.line.len() as i64;
-            insert
-                .execute(params![
-                    line.run_id,
-                    line.task_id,
-                    line.attempt,
-                    line.seq,
-                    line.stream.as_str(),
-                    line.line,
-                    line.time.timestamp_nanos_opt().unwrap_or(i64::MAX),
-                    bytes,
-                ])
-                .map_err(failed)?;
-            *added
-                .entry((&line.run_id, &line.task_id, line.stream))
-                .or_default() += bytes;
-        }
-    }
-    let cap = i64::try_from(cap).unwrap_or(i64::MAX);
-    for ((run_id, task_id, stream), bytes) in added {
-        let total: i64 = conn
-            .prepare_cached(
-                "INSERT INTO log_totals (run_id, task_id, stream, bytes) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (run_id, task_id, stream) DO UPDATE SET bytes = bytes + excluded.bytes
-                 RETURNING bytes",
-            )
-            .and_then(|mut upsert| {
-                upsert.query_row(params![run_id, task_id, stream.as_str(), bytes], |row| {
-                    row.get(0)
-                })
-            })
-            .map_err(failed)?;
-        if total > cap {
-            trim_stream(conn, run_id, task_id, stream, total - cap).map_err(failed)?;
-        }
-    }
-    Ok(())
-}
-
-/// Deletes the lines of runs that ended before `cutoff`, and their byte totals.
-fn prune_logs(conn: &Connection, cutoff: &DateTime<Utc>) -> rusqlite::Result<usize> {
-    let cutoff = time_to_sql(cutoff);
-    let ended = "SELECT id FROM runs WHERE ended_at IS NOT NULL AND ended_at < ?1";
-    let lines = conn.execute(
-        &format!("DELETE FROM logs WHERE run_id IN ({ended})"),
-        [&cutoff],
-    )?;
-    conn.execute(
-        &format!("DELETE FROM log_totals WHERE run_id IN ({ended})"),
-        [&cutoff],
-    )?;
-    Ok(lines)
-}
-
-/// Deletes the oldest lines of one stream until at least `excess` bytes are gone.
-fn trim_stream(
-    conn: &Connection,
-    run_id: &str,
-    task_id: &str,
-    stream: LogStream,
-    excess: i64,
-) -> rusqlite::Result<()> {
-    let mut last_dropped = None;
-    let mut dropped = 0;
-    {
-        let mut oldest = conn.prepare_cached(
-            "SELECT id, bytes FROM logs WHERE run_id = ?1 AND task_id = ?2 AND stream = ?3
-             ORDER BY id",
-        )?;
-        let mut rows = oldest.query(params![run_id, task_id, stream.as_str()])?;
-        while dropped < excess {
-            let Some(row) = rows.next()? else { break };
-            last_dropped = Some(row.get::<_, i64>(0)?);
-            dropped += row.get::<_, i64>(1)?;
-        }
-    }
-    let Some(last_dropped) = last_dropped else {
-        return Ok(());
-    };
-    conn.prepare_cached(
-        "DELETE FROM logs WHERE run_id = ?1 AND task_id = ?2 AND stream = ?3 AND id <= ?4",
-    )?
-    .execute(params![run_id, task_id, stream.as_str(), last_dropped])?;
-    conn.prepare_cached(
-        "UPDATE log_totals SET bytes = bytes - ?4 WHERE run_id = ?1 AND task_id = ?2 AND stream = ?3",
-    )?
-    .execute(params![run_id, task_id, stream.as_str(), dropped])?;
-    Ok(())
 }
 
 /// Idle read-only connections, opened on first need.
@@ -790,26 +668,7 @@ impl Store for SqliteStore {
         let run_id = run_id.to_owned();
         let task_id = task_id.map(str::to_owned);
         self.read(move |conn| {
-            let query = |sql: &str, params: &[&dyn rusqlite::ToSql]| {
-                conn.prepare_cached(sql).and_then(|mut stmt| {
-                    stmt.query_map(params, log_from_row)?
-                        .collect::<rusqlite::Result<Vec<_>>>()
-                })
-            };
-            match &task_id {
-                Some(task_id) => query(
-                    &format!(
-                        "SELECT {LOG_COLUMNS} FROM logs WHERE run_id = ?1 AND task_id = ?2
-                         ORDER BY id"
-                    ),
-                    &[&run_id, task_id],
-                ),
-                None => query(
-                    &format!("SELECT {LOG_COLUMNS} FROM logs WHERE run_id = ?1 ORDER BY id"),
-                    &[&run_id],
-                ),
-            }
-            .map_err(read_failed("logs"))
+            log_chunks::read(conn, &run_id, task_id.as_deref()).map_err(read_failed("logs"))
         })
         .await
     }
@@ -900,18 +759,6 @@ fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRunRecord> {
         ended_at: optional_time_column(row, 6)?,
         error: row.get(7)?,
         outputs: map_column(row, 8)?,
-    })
-}
-
-fn log_from_row(row: &Row<'_>) -> rusqlite::Result<LogRecord> {
-    Ok(LogRecord {
-        run_id: row.get(0)?,
-        seq: row.get(1)?,
-        task_id: row.get(2)?,
-        attempt: row.get(3)?,
-        stream: parse_column(row, 4)?,
-        line: row.get(5)?,
-        time: DateTime::from_timestamp_nanos(row.get(6)?),
     })
 }
 
