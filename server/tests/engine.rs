@@ -823,3 +823,31 @@ async fn log_retention_prunes_logs_of_old_runs_at_start() {
     assert!(store.get_run("old").await.unwrap().is_some());
     assert_eq!(fresh.run.status, RunStatus::Succeeded);
 }
+
+#[tokio::test]
+async fn python_tasks_run_inline_source_and_script_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("greet.py");
+    std::fs::write(&script, "import sys\nprint('file says', sys.argv[1])\n").unwrap();
+    let yaml = format!(
+        r#"
+id: py
+config: {{who: world}}
+tasks:
+  - id: inline
+    type: python
+    inline: true
+    script: "import os; print('inline', os.environ['PETIT_TASK_ID'])"
+  - id: file
+    type: python
+    script: {}
+    args: ["${{config.who}}"]
+    depends_on: [inline]
+"#,
+        script.display()
+    );
+    let out = Harness::new(job(&yaml)).run().await.unwrap();
+    assert_eq!(out.run.status, RunStatus::Succeeded, "{:?}", out.tasks);
+    assert_eq!(out.logs("inline").await, vec!["inline inline"]);
+    assert_eq!(out.logs("file").await, vec!["file says world"]);
+}
