@@ -125,3 +125,109 @@ impl Scheduler {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Mutex;
+
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::config::{parse_job, GlobalConfig};
+
+    fn at(h: u32, m: u32, s: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 3, 2, h, m, s)
+            .single()
+            .expect("valid time")
+    }
+
+    /// A scheduler over one job, recording what it fires.
+    fn scheduler(
+        schedule: &str,
+        now: DateTime<Utc>,
+    ) -> (Scheduler, Arc<Mutex<Vec<DateTime<Utc>>>>) {
+        let yaml =
+            format!("id: j\nschedule: '{schedule}'\ntasks:\n  - {{id: t, command: 'true'}}\n");
+        let job =
+            Arc::new(parse_job(&yaml, Path::new("j.yaml"), &GlobalConfig::default()).expect("job"));
+        let fired = Arc::new(Mutex::new(Vec::new()));
+        let log = fired.clone();
+        let mut scheduler = Scheduler::new(
+            [job],
+            false,
+            Box::new(move |_, at| log.lock().unwrap().push(at)),
+        );
+        scheduler.reset(now);
+        (scheduler, fired)
+    }
+
+    #[test]
+    fn fires_what_is_due_once_and_moves_on() {
+        // (schedule, armed at, woken at, fired instants, next fire)
+        let cases = [
+            // On time.
+            (
+                "0 */5 * * * *",
+                at(10, 0, 1),
+                at(10, 5, 0),
+                vec![at(10, 5, 0)],
+                at(10, 10, 0),
+            ),
+            // Woken early (nothing is due yet).
+            (
+                "0 */5 * * * *",
+                at(10, 0, 1),
+                at(10, 4, 59),
+                vec![],
+                at(10, 5, 0),
+            ),
+            // Three periods late (a suspended machine, a clock stepped forward): the due
+            // fire happens once and the missed ones are skipped.
+            (
+                "0 */5 * * * *",
+                at(10, 0, 1),
+                at(10, 17, 0),
+                vec![at(10, 5, 0)],
+                at(10, 20, 0),
+            ),
+            (
+                "@every 30s",
+                at(10, 0, 1),
+                at(10, 0, 30),
+                vec![at(10, 0, 30)],
+                at(10, 1, 0),
+            ),
+        ];
+        for (schedule, armed, woken, want_fired, want_next) in cases {
+            let (mut scheduler, fired) = scheduler(schedule, armed);
+            scheduler.fire_due(woken);
+            assert_eq!(
+                *fired.lock().unwrap(),
+                want_fired,
+                "{schedule} woken at {woken}"
+            );
+            assert_eq!(
+                scheduler.entries[0].next,
+                Some(want_next),
+                "{schedule} woken at {woken}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_clock_set_back_recomputes_the_next_fire() {
+        // Armed for 02:00 while the clock read 01:59; the clock is then set back a day
+        // and a half (a Pi that booted with a time from the future learns the real one).
+        let (mut scheduler, fired) = scheduler("0 0 2 * * *", at(1, 59, 0));
+        assert_eq!(scheduler.entries[0].next, Some(at(2, 0, 0)));
+        let now = at(14, 0, 0) - chrono::Duration::days(2);
+        scheduler.fire_due(now);
+        scheduler.reset(now);
+        assert!(fired.lock().unwrap().is_empty());
+        assert_eq!(
+            scheduler.entries[0].next,
+            Some(at(2, 0, 0) - chrono::Duration::days(1))
+        );
+    }
+}
