@@ -232,6 +232,16 @@ impl Store for MemoryStore {
             .cloned())
     }
 
+    async fn last_runs(&self, job_ids: &[String]) -> StoreResult<HashMap<String, RunRecord>> {
+        let mut last = HashMap::new();
+        for job_id in job_ids {
+            if let Some(run) = self.last_run(job_id, &[]).await? {
+                last.insert(job_id.clone(), run);
+            }
+        }
+        Ok(last)
+    }
+
     async fn task_runs(&self, run_id: &str) -> StoreResult<Vec<TaskRunRecord>> {
         let state = self.state()?;
         Ok(state

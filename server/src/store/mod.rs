@@ -8,7 +8,7 @@ mod sqlite;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 
@@ -172,6 +172,10 @@ pub trait Store: Send + Sync + 'static {
         job_id: &str,
         statuses: &[RunStatus],
     ) -> StoreResult<Option<RunRecord>>;
+
+    /// The newest run of each of `job_ids` that has one, in one call (job lists and
+    /// snapshots show a last run per job).
+    async fn last_runs(&self, job_ids: &[String]) -> StoreResult<HashMap<String, RunRecord>>;
 
     /// A run's task runs, in the order they were created.
     async fn task_runs(&self, run_id: &str) -> StoreResult<Vec<TaskRunRecord>>;

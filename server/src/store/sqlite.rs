@@ -649,6 +649,31 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn last_runs(
+        &self,
+        job_ids: &[String],
+    ) -> StoreResult<std::collections::HashMap<String, RunRecord>> {
+        let job_ids = job_ids.to_vec();
+        // One trip to a read connection, one indexed lookup per job.
+        self.read(move |conn| {
+            let lookup = || -> rusqlite::Result<_> {
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {RUN_COLUMNS} FROM runs WHERE job_id = ?1
+                     ORDER BY created_at DESC, id DESC LIMIT 1"
+                ))?;
+                let mut last = std::collections::HashMap::new();
+                for job_id in job_ids {
+                    if let Some(run) = stmt.query_row([&job_id], run_from_row).optional()? {
+                        last.insert(job_id, run);
+                    }
+                }
+                Ok(last)
+            };
+            lookup().map_err(read_failed("runs"))
+        })
+        .await
+    }
+
     async fn task_runs(&self, run_id: &str) -> StoreResult<Vec<TaskRunRecord>> {
         let run_id = run_id.to_owned();
         self.read(move |conn| {

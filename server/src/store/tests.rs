@@ -98,6 +98,7 @@ conformance!(
     unfinished_runs_are_pending_or_running,
     upsert_jobs_inserts_and_replaces,
     prune_logs_drops_lines_of_old_runs_only,
+    last_runs_gives_the_newest_run_of_each_job,
 );
 
 /// A fixed instant `secs` after a base, with nanoseconds so that any precision lost
@@ -383,6 +384,22 @@ async fn logs_keep_write_order(subject: &Subject) -> StoreResult<()> {
     assert_eq!(lines(&store.logs("r2", None).await?), ["other run"]);
     assert!(store.logs("r1", Some("nope")).await?.is_empty());
     assert!(store.logs("nope", None).await?.is_empty());
+    Ok(())
+}
+
+async fn last_runs_gives_the_newest_run_of_each_job(subject: &Subject) -> StoreResult<()> {
+    let store = subject.store();
+    for (id, job, created) in [("a1", "a", 1), ("a2", "a", 3), ("b1", "b", 2)] {
+        store
+            .create_run(run(id, job, RunStatus::Succeeded, created), vec![])
+            .await?;
+    }
+    let ids = ["a", "b", "never"].map(String::from);
+    let last = store.last_runs(&ids).await?;
+    assert_eq!(last.len(), 2);
+    assert_eq!(last["a"].id, "a2");
+    assert_eq!(last["b"].id, "b1");
+    assert!(store.last_runs(&[]).await?.is_empty());
     Ok(())
 }
 

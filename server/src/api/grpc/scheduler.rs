@@ -133,12 +133,13 @@ fn snapshot_message(snapshot: pb::Snapshot) -> pb::WatchEventsResponse {
 /// most recent ones, newest first.
 async fn snapshot(engine: &Engine, job_id: Option<&str>) -> Result<pb::Snapshot, Status> {
     let state = convert::scheduler_state(&engine.state());
-    let mut jobs = Vec::new();
-    for def in engine.jobs() {
-        if job_id.is_none_or(|j| j == def.id) {
-            jobs.push(super::jobs::job_view(engine, &def).await?);
-        }
-    }
+    let all = engine.jobs();
+    let defs: Vec<&crate::core::JobDef> = all
+        .iter()
+        .filter(|def| job_id.is_none_or(|j| j == def.id))
+        .map(|def| def.as_ref())
+        .collect();
+    let jobs = super::jobs::job_views(engine, &defs).await?;
 
     let store = engine.store();
     let mut going = store.unfinished_runs().await?;
