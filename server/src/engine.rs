@@ -123,6 +123,13 @@ struct State {
     active: HashMap<String, ActiveRun>,
 }
 
+/// The run's side of its `ActiveRun`: where it learns to stop, and where it hands its
+/// final record.
+struct Registration {
+    stop: watch::Receiver<Option<StopReason>>,
+    done: watch::Sender<Option<RunRecord>>,
+}
+
 /// A run that has not ended yet.
 struct ActiveRun {
     job_id: String,
@@ -270,8 +277,8 @@ impl Engine {
             match self.inner.jobs.get(&run.job_id).cloned() {
                 Some(job) => {
                     tracing::warn!(job = %run.job_id, run = %run.id, "resuming a run the previous daemon left unfinished");
-                    let stop = self.register(&run)?;
-                    self.spawn_run(job, run, tasks, stop);
+                    let registration = self.register(&run)?;
+                    self.spawn_run(job, run, tasks, registration);
                 }
                 None => {
                     run.status = RunStatus::Failed;
@@ -411,7 +418,7 @@ impl Engine {
             error: None,
         };
         // Check and reserve under one lock, so two triggers cannot both pass the limit.
-        let stop = {
+        let registration = {
             let mut state = self.inner.state.lock().expect("engine state lock");
             if state.stopping {
                 return Err(EngineError::ShuttingDown);
@@ -439,7 +446,7 @@ impl Engine {
             self.unregister(&run.id);
             return Err(e.into());
         }
-        self.spawn_run(job, run.clone(), tasks, stop);
+        self.spawn_run(job, run.clone(), tasks, registration);
         Ok(run)
     }
 
@@ -496,21 +503,16 @@ impl Engine {
         Ok(())
     }
 
-    fn register(
-        &self,
-        run: &RunRecord,
-    ) -> Result<watch::Receiver<Option<StopReason>>, EngineError> {
+    fn register(&self, run: &RunRecord) -> Result<Registration, EngineError> {
         let mut state = self.inner.state.lock().expect("engine state lock");
         Ok(self.register_locked(&mut state, run))
     }
 
-    fn register_locked(
-        &self,
-        state: &mut State,
-        run: &RunRecord,
-    ) -> watch::Receiver<Option<StopReason>> {
+    /// Makes `run` active: from now on it counts against the limits and can be
+    /// cancelled (its `done` channel is live before the run's task even starts).
+    fn register_locked(&self, state: &mut State, run: &RunRecord) -> Registration {
         let (stop, stop_rx) = watch::channel(None);
-        let (_, done) = watch::channel(None);
+        let (done_tx, done) = watch::channel(None);
         state.active.insert(
             run.id.clone(),
             ActiveRun {
@@ -520,7 +522,10 @@ impl Engine {
             },
         );
         self.inner.active_count.send_replace(state.active.len());
-        stop_rx
+        Registration {
+            stop: stop_rx,
+            done: done_tx,
+        }
     }
 
     fn unregister(&self, run_id: &str) {
@@ -536,19 +541,12 @@ impl Engine {
         job: Arc<JobDef>,
         run: RunRecord,
         tasks: Vec<TaskRunRecord>,
-        stop: watch::Receiver<Option<StopReason>>,
+        registration: Registration,
     ) {
-        let (done_tx, done_rx) = watch::channel(None);
-        if let Some(active) = self
-            .inner
-            .state
-            .lock()
-            .expect("engine state lock")
-            .active
-            .get_mut(&run.id)
-        {
-            active.done = done_rx;
-        }
+        let Registration {
+            stop,
+            done: done_tx,
+        } = registration;
         let engine = self.clone();
         self.inner.runs.spawn(async move {
             let inner = &engine.inner;
