@@ -63,6 +63,16 @@ fn job_yaml(id: &str, n: usize, chain: bool, argv: &[&str]) -> String {
     y
 }
 
+/// A SQLite file store in `dir`, or the in-memory store with `PETIT_BENCH_MEMORY` set
+/// (to separate SQLite's cost from the rest).
+fn bench_store(dir: &Path) -> Arc<dyn Store> {
+    if std::env::var_os("PETIT_BENCH_MEMORY").is_some() {
+        Arc::new(MemoryStore::new(StoreOptions::default()))
+    } else {
+        Arc::new(SqliteStore::open(&dir.join("bench.db"), StoreOptions::default()).expect("store"))
+    }
+}
+
 async fn engine_case(name: &str, n: usize, chain: bool, parallel: usize, argv: &[&str]) {
     let dir = tempfile::tempdir().expect("tempdir");
     let job = parse_job(
@@ -71,14 +81,7 @@ async fn engine_case(name: &str, n: usize, chain: bool, parallel: usize, argv: &
         &GlobalConfig::default(),
     )
     .expect("job");
-    let store: Arc<dyn Store> = if std::env::var_os("PETIT_BENCH_MEMORY").is_some() {
-        Arc::new(MemoryStore::new(StoreOptions::default()))
-    } else {
-        Arc::new(
-            SqliteStore::open(&dir.path().join("bench.db"), StoreOptions::default())
-                .expect("store"),
-        )
-    };
+    let store = bench_store(dir.path());
     let options = EngineOptions {
         max_concurrent_tasks: parallel,
         ..Default::default()
@@ -123,14 +126,7 @@ async fn fire_latency() {
     let dir = tempfile::tempdir().expect("tempdir");
     let yaml = "id: tick\nschedule: '* * * * * *'\ntasks:\n  - {id: t, command: 'true'}\n";
     let job = parse_job(yaml, Path::new("tick.yaml"), &GlobalConfig::default()).expect("job");
-    let store: Arc<dyn Store> = if std::env::var_os("PETIT_BENCH_MEMORY").is_some() {
-        Arc::new(MemoryStore::new(StoreOptions::default()))
-    } else {
-        Arc::new(
-            SqliteStore::open(&dir.path().join("bench.db"), StoreOptions::default())
-                .expect("store"),
-        )
-    };
+    let store = bench_store(dir.path());
     let engine = Engine::start(vec![job], store, EngineOptions::default())
         .await
         .expect("engine");
