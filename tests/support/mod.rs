@@ -244,3 +244,38 @@ pub fn run_to_exit(command: &mut Command, timeout: Duration) -> std::process::Ou
     }
     child.wait_with_output().expect("wait")
 }
+
+/// Triggers `job_id` over gRPC with `params`; the new run.
+pub async fn trigger(
+    channel: &tonic::transport::Channel,
+    job_id: &str,
+    params: &[(&str, &str)],
+) -> petit_proto::v1::Run {
+    petit_proto::v1::job_service_client::JobServiceClient::new(channel.clone())
+        .trigger_job(petit_proto::v1::TriggerJobRequest {
+            job_id: job_id.into(),
+            params: params
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            force: false,
+        })
+        .await
+        .unwrap_or_else(|s| panic!("trigger {job_id}: {s}"))
+        .into_inner()
+        .run
+        .expect("triggered run")
+}
+
+/// A run, as `GetRun` returns it.
+pub async fn get_run(channel: &tonic::transport::Channel, run_id: &str) -> petit_proto::v1::Run {
+    petit_proto::v1::run_service_client::RunServiceClient::new(channel.clone())
+        .get_run(petit_proto::v1::GetRunRequest {
+            run_id: run_id.into(),
+        })
+        .await
+        .unwrap_or_else(|s| panic!("get_run {run_id}: {s}"))
+        .into_inner()
+        .run
+        .expect("run")
+}

@@ -8,7 +8,7 @@ use petit_proto::v1::run_service_client::RunServiceClient;
 use petit_proto::v1::scheduler_service_client::SchedulerServiceClient;
 use petit_proto::v1::watch_events_response::Item;
 use petit_proto::v1::*;
-use petit_tests::{jobs_dir, Daemon};
+use petit_tests::{jobs_dir, trigger, Daemon};
 use tonic::transport::Channel;
 use tonic::Code;
 
@@ -60,23 +60,6 @@ fn standard_jobs() -> tempfile::TempDir {
         ("failing.yaml", FAILING),
         ("slow.yaml", SLOW),
     ])
-}
-
-async fn trigger(channel: &Channel, job_id: &str, params: &[(&str, &str)]) -> Run {
-    JobServiceClient::new(channel.clone())
-        .trigger_job(TriggerJobRequest {
-            job_id: job_id.into(),
-            params: params
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            force: false,
-        })
-        .await
-        .unwrap_or_else(|s| panic!("trigger {job_id}: {s}"))
-        .into_inner()
-        .run
-        .expect("triggered run")
 }
 
 /// Every message of `WatchRun` until the stream ends.

@@ -3,10 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use petit_proto::v1::job_service_client::JobServiceClient;
 use petit_proto::v1::run_service_client::RunServiceClient;
 use petit_proto::v1::*;
-use petit_tests::{eventually, jobs_dir, Daemon};
+use petit_tests::{eventually, get_run, jobs_dir, trigger, Daemon};
 use tonic::transport::Channel;
 
 const WAIT: Duration = Duration::from_secs(8);
@@ -30,31 +29,6 @@ tasks:
     command: sleep
     args: ["30"]
 "#;
-
-async fn trigger(channel: &Channel, job_id: &str) -> Run {
-    JobServiceClient::new(channel.clone())
-        .trigger_job(TriggerJobRequest {
-            job_id: job_id.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap_or_else(|s| panic!("trigger {job_id}: {s}"))
-        .into_inner()
-        .run
-        .expect("run")
-}
-
-async fn get_run(channel: &Channel, run_id: &str) -> Run {
-    RunServiceClient::new(channel.clone())
-        .get_run(GetRunRequest {
-            run_id: run_id.into(),
-        })
-        .await
-        .unwrap_or_else(|s| panic!("get_run {run_id}: {s}"))
-        .into_inner()
-        .run
-        .expect("run")
-}
 
 /// Follows `WatchRun` until `until` holds for a message (or the stream ends); the last
 /// run seen.
@@ -86,11 +60,11 @@ async fn watch_until(
 
 /// A finished run of `quick` and a run of `slow` whose task is running.
 async fn one_done_one_running(channel: &Channel) -> (Run, Run) {
-    let quick = trigger(channel, "quick").await;
+    let quick = trigger(channel, "quick", &[]).await;
     let quick = watch_until(channel, &quick.id, |_| false).await;
     assert_eq!(quick.status(), RunStatus::Succeeded);
 
-    let slow = trigger(channel, "slow").await;
+    let slow = trigger(channel, "slow", &[]).await;
     watch_until(channel, &slow.id, |m| {
         m.task_runs
             .iter()
@@ -171,7 +145,7 @@ async fn after_sigkill_the_restart_kills_orphaned_task_processes() {
     let jobs = jobs_dir(&[("orphan.yaml", job.as_str())]);
     let daemon = Daemon::start(jobs.path());
     let channel = daemon.channel().await;
-    let run = trigger(&channel, "orphan").await;
+    let run = trigger(&channel, "orphan", &[]).await;
     let pid: i32 = eventually(WAIT, "the task to write its pid", || async {
         let text = std::fs::read_to_string(&pidfile).ok()?;
         text.ends_with('\n')

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use petit_proto::v1::job_service_client::JobServiceClient;
-use petit_proto::v1::{ListJobRunsRequest, Run, TriggerJobRequest, TriggerReason};
-use petit_tests::{bin, eventually, jobs_dir, Daemon};
+use petit_proto::v1::{ListJobRunsRequest, Run, TriggerReason};
+use petit_tests::{bin, eventually, jobs_dir, trigger, Daemon};
 use tonic::transport::Channel;
 
 /// Longest any screen or API state is waited for.
@@ -180,27 +180,6 @@ fn short_id(id: &str) -> &str {
     &id[skip..]
 }
 
-async fn channel(daemon: &Daemon) -> Channel {
-    Channel::from_shared(daemon.url())
-        .expect("url")
-        .connect()
-        .await
-        .expect("connect to petitd")
-}
-
-async fn trigger(channel: &Channel, job_id: &str) -> Run {
-    JobServiceClient::new(channel.clone())
-        .trigger_job(TriggerJobRequest {
-            job_id: job_id.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap_or_else(|s| panic!("trigger {job_id}: {s}"))
-        .into_inner()
-        .run
-        .expect("triggered run")
-}
-
 async fn runs_of(channel: &Channel, job_id: &str) -> Vec<Run> {
     JobServiceClient::new(channel.clone())
         .list_job_runs(ListJobRunsRequest {
@@ -220,7 +199,7 @@ async fn dashboard_shows_jobs_and_live_runs_triggers_and_quits_cleanly() {
     }
     let jobs = jobs_dir(&[("alpha.yaml", ALPHA), ("beta.yaml", BETA)]);
     let daemon = Daemon::start(jobs.path());
-    let channel = channel(&daemon).await;
+    let channel = daemon.channel().await;
 
     let tmux = Tmux::shell();
     // The shell reports how the program ended and whether the terminal was left raw.
@@ -237,7 +216,7 @@ async fn dashboard_shows_jobs_and_live_runs_triggers_and_quits_cleanly() {
 
     // A run triggered elsewhere shows up, live, in the Runs tab.
     tmux.keys(&["2"]);
-    let run = trigger(&channel, "beta").await;
+    let run = trigger(&channel, "beta", &[]).await;
     let shown = short_id(&run.id).to_string();
     tmux.wait_for("the run triggered through the API, succeeded", |s| {
         s.lines()
@@ -312,9 +291,9 @@ async fn dashboard_says_it_is_reconnecting_and_recovers() {
         s.contains("connected") && !s.contains("reconnecting") && s.contains("alpha")
     });
     // And live again: a trigger elsewhere shows up.
-    let channel = channel(&daemon).await;
+    let channel = daemon.channel().await;
     tmux.keys(&["2"]);
-    let run = trigger(&channel, "alpha").await;
+    let run = trigger(&channel, "alpha", &[]).await;
     let shown = short_id(&run.id).to_string();
     tmux.wait_for("the run after reconnecting", |s| s.contains(&shown));
 }
