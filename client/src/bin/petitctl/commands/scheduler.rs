@@ -1,7 +1,9 @@
 //! Scheduler commands: `pause`, `resume`, `state`, `health` and the `watch` feed.
 
 use petit_client::proto::{watch_events_response::Item, SchedulerState, SchedulerStatus};
-use petit_client::render::{fields, format_proto_duration, format_time, paint, Color};
+use petit_client::render::{
+    fields, format_proto_duration, format_time, paint, Color, ProtoMessage,
+};
 use petit_client::Client;
 
 use super::stream_ended;
@@ -11,26 +13,24 @@ use crate::out::Out;
 
 pub async fn pause(client: &Client, out: &mut Out) -> Result<u8, CliError> {
     let response = client.pause().await?;
-    if out.is_json() {
-        out.json(&response)?;
-    } else {
-        out.line(format!(
-            "scheduler {}",
-            status_word(response.state.as_ref())
-        ))?;
-    }
-    Ok(SUCCESS)
+    changed(out, &response, response.state.as_ref())
 }
 
 pub async fn resume(client: &Client, out: &mut Out) -> Result<u8, CliError> {
     let response = client.resume().await?;
+    changed(out, &response, response.state.as_ref())
+}
+
+/// What `pause` and `resume` print: the response, or the state it leaves.
+fn changed<M: ProtoMessage>(
+    out: &mut Out,
+    response: &M,
+    state: Option<&SchedulerState>,
+) -> Result<u8, CliError> {
     if out.is_json() {
-        out.json(&response)?;
+        out.json(response)?;
     } else {
-        out.line(format!(
-            "scheduler {}",
-            status_word(response.state.as_ref())
-        ))?;
+        out.line(format!("scheduler {}", status_word(state)))?;
     }
     Ok(SUCCESS)
 }
