@@ -18,10 +18,11 @@ fmt-check:
 lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-# The end-to-end tests drive the real binaries: build them first.
+# The end-to-end tests drive the real binaries: build them first. Every test binary
+# runs even when one fails, so a red run lists all its failures.
 test:
 	$(CARGO) build --workspace --bins
-	$(CARGO) test --workspace
+	$(CARGO) test --workspace --no-fail-fast
 
 check:
 	$(CARGO) check --workspace --all-targets

@@ -153,6 +153,16 @@ async fn after_sigkill_the_restart_kills_orphaned_task_processes() {
             .flatten()
     })
     .await;
+    // petitd records each task process group in `<db>.pids` right after spawning it; a
+    // crash in the microseconds before that record cannot be recovered from, so the
+    // test crashes the daemon only once the record is there.
+    let mut ledger = daemon.db.clone().into_os_string();
+    ledger.push(".pids");
+    let recorded = std::path::PathBuf::from(ledger).join(pid.to_string());
+    eventually(WAIT, "petitd to record the task process", || async {
+        recorded.exists().then_some(())
+    })
+    .await;
     let (data, db) = daemon.crash();
     assert!(alive(pid), "the task process outlives a kill -9 of petitd");
 

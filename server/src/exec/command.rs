@@ -124,7 +124,7 @@ impl CommandTask {
         let pgid = child.id().map(|id| Pid::from_raw(id as i32));
         let recorded = self.ledger.as_deref().zip(child.id());
         if let Some((ledger, pid)) = recorded {
-            ledger.record(pid).await;
+            ledger.record(pid);
         }
         let outcome = self.wait(ctx, child, pgid).await;
         if let Some((ledger, pid)) = recorded {

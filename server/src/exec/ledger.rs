@@ -30,12 +30,16 @@ impl Ledger {
     }
 
     /// Records a process group that just started (its leader is `pid`).
-    pub async fn record(&self, pid: u32) {
-        let stat = tokio::fs::read_to_string(format!("/proc/{pid}/stat")).await;
-        let Some(start) = stat.ok().as_deref().and_then(parse_start_time) else {
+    ///
+    /// Synchronous on purpose, and called right after the (equally synchronous)
+    /// fork/exec: until the record is on disk a crash orphans the process unseen, so the
+    /// window is kept to one procfs read and one small file write, microseconds beside
+    /// the spawn itself, instead of two trips through the blocking pool.
+    pub fn record(&self, pid: u32) {
+        let Some(start) = start_time(pid) else {
             return;
         };
-        if let Err(e) = tokio::fs::write(self.dir.join(pid.to_string()), start.to_string()).await {
+        if let Err(e) = std::fs::write(self.dir.join(pid.to_string()), start.to_string()) {
             tracing::warn!(
                 pid,
                 "cannot record the task process in {}: {e}",
@@ -102,8 +106,8 @@ fn parse_start_time(stat: &str) -> Option<u64> {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn kills_recorded_groups_and_spares_recycled_pids() {
+    #[test]
+    fn kills_recorded_groups_and_spares_recycled_pids() {
         let dir = tempfile::tempdir().unwrap();
         let ledger = Ledger::open(&dir.path().join("pids")).unwrap();
         let mut child = {
@@ -114,7 +118,7 @@ mod tests {
                 .spawn()
                 .unwrap()
         };
-        ledger.record(child.id()).await;
+        ledger.record(child.id());
         // A file whose start time does not match: a pid recycled by someone else (our
         // own test process here, which must survive).
         let me = std::process::id();
