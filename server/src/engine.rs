@@ -714,23 +714,34 @@ impl Engine {
         }
         let _ = self.inner.scheduler.send(SchedulerCommand::Stop);
         if !self.wait_idle(Some(grace)).await {
-            let state = self.inner.state.lock().expect("engine state lock");
-            tracing::warn!(
-                runs = state.active.len(),
-                "grace period over: interrupting the runs still going"
-            );
-            for active in state.active.values() {
-                active.stop.send_if_modified(|reason| {
-                    let first = reason.is_none();
-                    *reason = Some(StopReason::Interrupt);
-                    first
-                });
-            }
+            tracing::warn!("grace period over");
+            self.interrupt_runs();
         }
         self.wait_idle(None).await;
         self.inner.runs.close();
         self.inner.runs.wait().await;
         let _ = std::fs::remove_dir_all(&self.inner.env.scratch_dir);
+    }
+
+    /// Interrupts every active run now: its tasks are stopped (SIGTERM to each process
+    /// group, then SIGKILL) and it ends `interrupted`. What `shutdown` does once the
+    /// grace period is over; a second SIGTERM or SIGINT to petitd cuts the grace short
+    /// with it.
+    pub fn interrupt_runs(&self) {
+        let state = self.inner.state.lock().expect("engine state lock");
+        if !state.active.is_empty() {
+            tracing::warn!(
+                runs = state.active.len(),
+                "interrupting the runs still going"
+            );
+        }
+        for active in state.active.values() {
+            active.stop.send_if_modified(|reason| {
+                let first = reason.is_none();
+                *reason = Some(StopReason::Interrupt);
+                first
+            });
+        }
     }
 
     /// Waits until no run is active, or until `timeout`; whether it is idle.

@@ -14,6 +14,7 @@ use petit_server::config::{self, GlobalConfig};
 use petit_server::core::schedule::parse_duration;
 use petit_server::store::{MemoryStore, SqliteStore, Store, StoreOptions};
 use petit_server::{Engine, EngineOptions};
+use tokio::sync::mpsc;
 use tracing_subscriber::EnvFilter;
 
 /// Petit's daemon: runs the jobs of a directory on their schedules and serves the gRPC
@@ -87,6 +88,7 @@ struct DaemonArgs {
 
     /// On SIGTERM or SIGINT, how long running tasks may take to finish before they are
     /// killed and their runs marked interrupted: `30s`, `1m`, or a number of seconds.
+    /// A second signal ends the grace period at once.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     shutdown_grace: Duration,
 }
@@ -164,6 +166,7 @@ fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(&args, &global)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
+        let signals = shutdown_signals()?;
         listener.set_nonblocking(true)?;
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let addr = listener.local_addr()?;
@@ -171,7 +174,7 @@ fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
         let engine = Engine::start(jobs, store, options).await?;
         tracing::info!(jobs = job_count, dir = %args.jobs.display(), "jobs loaded");
         tracing::info!(%addr, "listening (gRPC, REST under /api)");
-        petit_server::serve::serve(listener, engine, shutdown_signal(), args.shutdown_grace).await
+        petit_server::serve::serve(listener, engine, signals, args.shutdown_grace).await
     })?;
     Ok(ExitCode::SUCCESS)
 }
@@ -244,23 +247,24 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-/// Resolves on the first SIGTERM or SIGINT.
-async fn shutdown_signal() {
+/// A message for every SIGTERM or SIGINT: the first starts the shutdown, a second cuts
+/// its grace period short.
+fn shutdown_signals() -> anyhow::Result<mpsc::Receiver<()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    let (mut term, mut int) = match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(term), Ok(int)) => (term, int),
-        (Err(e), _) | (_, Err(e)) => {
-            // Without handlers the default action (exit) applies: nothing to wait for.
-            tracing::error!("cannot install signal handlers: {e}");
-            return std::future::pending().await;
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let (tx, rx) = mpsc::channel(2);
+    tokio::spawn(async move {
+        loop {
+            let name = tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            };
+            tracing::info!("{name} received");
+            if tx.send(()).await.is_err() {
+                return;
+            }
         }
-    };
-    let name = tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    };
-    tracing::info!("{name} received");
+    });
+    Ok(rx)
 }

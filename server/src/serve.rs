@@ -3,7 +3,7 @@
 //! HTTP/1.1 and HTTP/2 without TLS (h2c, as gRPC clients speak it) share the port:
 //! each connection's protocol is detected from its first bytes.
 
-use std::future::{Future, IntoFuture};
+use std::future::IntoFuture;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::serve::ListenerExt;
 use http::{header, StatusCode};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
@@ -24,13 +24,15 @@ use crate::engine::Engine;
 /// stream has been ended; past it the server stops anyway.
 const DRAIN: Duration = Duration::from_secs(5);
 
-/// Serves the API on `listener` until `shutdown` resolves, then stops in order: health
-/// says NOT_SERVING, the engine stops (running tasks get `grace`, then are killed and
-/// their runs marked interrupted), open streams end, connections close.
+/// Serves the API on `listener` until the first message on `shutdown`, then stops in
+/// order: health says NOT_SERVING, the engine stops (running tasks get `grace`, then
+/// are killed and their runs marked interrupted), open streams end, connections close.
+/// A second message during the grace period interrupts the runs at once (an operator
+/// pressing Ctrl-C twice); the stop stays orderly, so nothing is lost.
 pub async fn serve(
     listener: TcpListener,
     engine: Engine,
-    shutdown: impl Future<Output = ()>,
+    mut shutdown: mpsc::Receiver<()>,
     grace: Duration,
 ) -> anyhow::Result<()> {
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -83,13 +85,23 @@ pub async fn serve(
             ended??;
             anyhow::bail!("the server stopped by itself");
         }
-        () = shutdown => {}
+        // A closed channel (no signal handler) is never a request to stop.
+        Some(()) = shutdown.recv() => {}
     }
 
-    tracing::info!(grace = ?grace, "shutting down: running tasks get the grace period");
+    tracing::info!(grace = ?grace, "shutting down: running tasks get the grace period (signal again to stop them now)");
     // Load balancers and `grpc_health_probe` stop sending work first.
     set_health(&health, ServingStatus::NotServing).await;
-    engine.shutdown(grace).await;
+    let stopping = engine.shutdown(grace);
+    tokio::pin!(stopping);
+    tokio::select! {
+        () = &mut stopping => {}
+        Some(()) = shutdown.recv() => {
+            tracing::warn!("asked again to stop: not waiting for the grace period");
+            engine.interrupt_runs();
+            stopping.await;
+        }
+    }
     streams.trigger();
     let _ = close_tx.send(());
     match tokio::time::timeout(DRAIN, &mut server).await {

@@ -113,10 +113,21 @@ async fn sigterm_interrupts_running_runs_and_exits_cleanly() {
         daemon.stderr()
     );
 
+    assert_interrupted_after_restart(daemon, jobs.path(), &quick, &slow).await;
+}
+
+/// Restarts a daemon that has exited on its database: `slow` was interrupted, `quick`
+/// is intact.
+async fn assert_interrupted_after_restart(
+    mut daemon: Daemon,
+    jobs: &std::path::Path,
+    quick: &Run,
+    slow: &Run,
+) {
     let data = std::mem::replace(&mut daemon.data, tempfile::tempdir().expect("tempdir"));
     let db = daemon.db.clone();
     drop(daemon);
-    let daemon = Daemon::start_on(jobs.path(), data, db, &[]);
+    let daemon = Daemon::start_on(jobs, data, db, &[]);
     let channel = daemon.channel().await;
     let slow = get_run(&channel, &slow.id).await;
     assert_eq!(slow.status(), RunStatus::Interrupted, "{slow:?}");
@@ -129,7 +140,33 @@ async fn sigterm_interrupts_running_runs_and_exits_cleanly() {
         .into_inner()
         .task_runs;
     assert_eq!(tasks[0].status(), TaskStatus::Interrupted, "{tasks:?}");
-    assert_intact(&channel, &quick).await;
+    assert_intact(&channel, quick).await;
+}
+
+/// A second signal during the grace period stops the running tasks at once, and the
+/// stop is as orderly as after the grace period: exit 0, the run recorded interrupted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_cuts_the_grace_period_short() {
+    let jobs = jobs_dir(&[("quick.yaml", QUICK), ("slow.yaml", SLOW)]);
+    // The grace outlasts the task (30 s): only the second signal can interrupt it.
+    let mut daemon = Daemon::start_with(jobs.path(), &["--shutdown-grace", "5m"]);
+    let channel = daemon.channel().await;
+    let (quick, slow) = one_done_one_running(&channel).await;
+
+    daemon.signal("TERM");
+    eventually(WAIT, "petitd to start shutting down", || async {
+        daemon.stderr().contains("shutting down").then_some(())
+    })
+    .await;
+    daemon.signal("INT");
+    let status = daemon.wait_exit(WAIT);
+    assert!(status.success(), "{status}:\n{}", daemon.stderr());
+    assert!(
+        daemon.stderr().contains("asked again to stop"),
+        "{}",
+        daemon.stderr()
+    );
+    assert_interrupted_after_restart(daemon, jobs.path(), &quick, &slow).await;
 }
 
 /// A task whose process outlives a `kill -9` of petitd is killed by the next start,
