@@ -113,6 +113,9 @@ struct Inner {
     scheduler: mpsc::UnboundedSender<SchedulerCommand>,
     /// Number of active runs, for shutdown to wait on.
     active_count: watch::Sender<usize>,
+    /// Held while a pause or resume is recorded and applied, so that concurrent calls
+    /// reach the store, the scheduler and the bus in one order.
+    pausing: tokio::sync::Mutex<()>,
     runs: TaskTracker,
 }
 
@@ -160,11 +163,18 @@ impl Engine {
             .into_iter()
             .map(|j| (j.id.clone(), Arc::new(j)))
             .collect();
-        let scratch_dir = std::env::temp_dir().join(format!("petit-{}", std::process::id()));
-        std::fs::create_dir_all(&scratch_dir).map_err(|e| {
+        // File system work: off the executor threads.
+        let scratch = tokio::task::spawn_blocking(|| {
+            tempfile::Builder::new()
+                .prefix(&format!("petit-{}-", std::process::id()))
+                .tempdir()
+        })
+        .await
+        .map_err(|e| StoreError(format!("scratch directory: {e}")))?
+        .map_err(|e| {
             StoreError(format!(
-                "cannot create scratch directory {}: {e}",
-                scratch_dir.display()
+                "cannot create a scratch directory in {}: {e}",
+                std::env::temp_dir().display()
             ))
         })?;
         let ledger = match &options.process_ledger {
@@ -205,10 +215,15 @@ impl Engine {
                 .collect(),
             max_concurrent_tasks: options.max_concurrent_tasks.max(1),
             kill_grace: options.kill_grace,
-            scratch_dir,
+            scratch,
             ledger,
             custom_tasks,
         });
+        // A scheduler paused by an operator stays paused across restarts and crashes.
+        let paused = store.scheduler_paused().await?;
+        if paused {
+            tracing::warn!("the scheduler was left paused: no scheduled fires until it is resumed (`petitctl resume`)");
+        }
         let (scheduler_tx, scheduler_rx) = mpsc::unbounded_channel();
         let engine = Engine {
             inner: Arc::new(Inner {
@@ -219,9 +234,13 @@ impl Engine {
                 env,
                 options,
                 started_at: Utc::now(),
-                state: Mutex::new(State::default()),
+                state: Mutex::new(State {
+                    paused,
+                    ..State::default()
+                }),
                 scheduler: scheduler_tx,
                 active_count: watch::channel(0).0,
+                pausing: tokio::sync::Mutex::new(()),
                 runs: TaskTracker::new(),
             }),
         };
@@ -250,7 +269,7 @@ impl Engine {
                 tokio::spawn(async move { engine.fire(job, at).await });
             }
         });
-        let scheduler = Scheduler::new(engine.inner.jobs.values().cloned(), false, fire);
+        let scheduler = Scheduler::new(engine.inner.jobs.values().cloned(), paused, fire);
         tokio::spawn(scheduler.run(scheduler_rx));
         if let Some(retention) = engine.inner.options.log_retention {
             tokio::spawn(prune_logs_hourly(Arc::downgrade(&engine.inner), retention));
@@ -665,22 +684,24 @@ impl Engine {
             .ok_or_else(|| EngineError::RunNotFound(run_id.to_string()))
     }
 
-    /// Stops scheduled fires (manual triggers still work).
-    pub async fn pause(&self) -> SchedulerInfo {
+    /// Stops scheduled fires (manual triggers still work). The paused state is stored:
+    /// a restarted daemon stays paused.
+    pub async fn pause(&self) -> Result<SchedulerInfo, EngineError> {
         self.set_paused(true).await
     }
 
     /// Resumes scheduled fires from now on; fires missed while paused are not made up.
-    pub async fn resume(&self) -> SchedulerInfo {
+    pub async fn resume(&self) -> Result<SchedulerInfo, EngineError> {
         self.set_paused(false).await
     }
 
-    async fn set_paused(&self, paused: bool) -> SchedulerInfo {
-        let changed = {
-            let mut state = self.inner.state.lock().expect("engine state lock");
-            std::mem::replace(&mut state.paused, paused) != paused
-        };
-        if changed {
+    async fn set_paused(&self, paused: bool) -> Result<SchedulerInfo, EngineError> {
+        let _order = self.inner.pausing.lock().await;
+        let was = self.state().paused;
+        if was != paused {
+            // Stored first: a pause that is answered is a pause that survives a crash.
+            self.inner.store.set_scheduler_paused(paused).await?;
+            self.inner.state.lock().expect("engine state lock").paused = paused;
             let (ack, acked) = oneshot::channel();
             let command = if paused {
                 SchedulerCommand::Pause(ack)
@@ -698,7 +719,7 @@ impl Engine {
             tracing::info!("scheduler {}", if paused { "paused" } else { "resumed" });
             self.inner.bus.publish(Event::new(kind, ""));
         }
-        self.state()
+        Ok(self.state())
     }
 
     /// Stops firing, gives running runs `grace` to finish, then kills their tasks and
@@ -720,7 +741,6 @@ impl Engine {
         self.wait_idle(None).await;
         self.inner.runs.close();
         self.inner.runs.wait().await;
-        let _ = std::fs::remove_dir_all(&self.inner.env.scratch_dir);
     }
 
     /// Interrupts every active run now: its tasks are stopped (SIGTERM to each process

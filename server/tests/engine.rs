@@ -548,7 +548,7 @@ async fn an_every_second_job_fires_on_the_second_and_pause_stops_it() {
     let late_ms = run.created_at.timestamp_subsec_millis();
     assert!(late_ms < 250, "fired {late_ms} ms after the second");
 
-    engine.pause().await;
+    engine.pause().await.unwrap();
     assert!(engine.state().paused);
     // Drain what was already under way, then no scheduled run may start for 2.5 s.
     let quiet = tokio::time::timeout(Duration::from_millis(2500), async {
@@ -571,13 +571,54 @@ async fn an_every_second_job_fires_on_the_second_and_pause_stops_it() {
         .unwrap();
     assert_eq!(manual.run.trigger, TriggerReason::Manual);
 
-    engine.resume().await;
+    engine.resume().await.unwrap();
     let resumed = wait_event(&mut events, Duration::from_secs(5), |e| {
         e.kind == EventKind::RunStarted
             && e.run.as_ref().unwrap().trigger == TriggerReason::Schedule
     })
     .await;
     assert!(resumed.run.unwrap().created_at > manual.run.created_at);
+}
+
+#[tokio::test]
+async fn a_paused_scheduler_stays_paused_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let tick = "id: tick\nschedule: '* * * * * *'\ntasks:\n  - {id: t, command: 'true'}\n";
+    let engine = Harness::new(job(tick))
+        .with_store(sqlite(dir.path()))
+        .start()
+        .await
+        .unwrap();
+    assert!(engine.pause().await.unwrap().paused);
+    engine.shutdown(Duration::from_secs(5)).await;
+    drop(engine);
+
+    let engine = Harness::new(job(tick))
+        .with_store(sqlite(dir.path()))
+        .start()
+        .await
+        .unwrap();
+    assert!(engine.state().paused, "the restarted scheduler is paused");
+    let mut events = engine.subscribe();
+    // Over a second boundary, an every-second job would have fired.
+    let fired = tokio::time::timeout(
+        Duration::from_millis(1500),
+        wait_event(&mut events, Duration::from_secs(5), |e| {
+            e.kind == EventKind::RunStarted
+        }),
+    )
+    .await;
+    assert!(
+        fired.is_err(),
+        "a scheduled run started while paused: {fired:?}"
+    );
+
+    assert!(!engine.resume().await.unwrap().paused);
+    let resumed = wait_event(&mut events, Duration::from_secs(5), |e| {
+        e.kind == EventKind::RunStarted
+    })
+    .await;
+    assert_eq!(resumed.run.unwrap().trigger, TriggerReason::Schedule);
 }
 
 #[tokio::test]

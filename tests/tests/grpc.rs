@@ -417,8 +417,10 @@ tasks:
     assert_eq!(rest, ["second"]);
 }
 
-#[tokio::test]
-async fn scheduler_pauses_and_resumes() {
+// Multi-threaded: the test thread blocks while petitd stops, and the client connection
+// must still answer the server's graceful HTTP/2 shutdown meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduler_pauses_and_resumes_and_stays_paused_after_a_restart() {
     let jobs = standard_jobs();
     let daemon = Daemon::start(jobs.path());
     let mut client = SchedulerServiceClient::new(daemon.channel().await);
@@ -446,6 +448,18 @@ async fn scheduler_pauses_and_resumes() {
         .expect("state")
         .into_inner();
     assert_eq!(state(now.state), SchedulerStatus::Paused);
+
+    // An operator's pause outlives a restart of the daemon.
+    drop(client);
+    let (data, db) = daemon.stop();
+    let daemon = Daemon::start_on(jobs.path(), data, db, &[]);
+    let mut client = SchedulerServiceClient::new(daemon.channel().await);
+    let restarted = client
+        .get_scheduler_state(GetSchedulerStateRequest {})
+        .await
+        .expect("state")
+        .into_inner();
+    assert_eq!(state(restarted.state), SchedulerStatus::Paused);
 
     let resumed = client
         .resume_scheduler(ResumeSchedulerRequest {})

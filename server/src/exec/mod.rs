@@ -41,8 +41,9 @@ pub struct ExecEnv {
     pub max_concurrent_tasks: usize,
     /// Between SIGTERM and SIGKILL.
     pub kill_grace: Duration,
-    /// Where `$PETIT_OUTPUT` files are created.
-    pub scratch_dir: PathBuf,
+    /// Where `$PETIT_OUTPUT` files are created: a directory of this engine's own
+    /// (several engines may share a process, as in tests), removed with it.
+    pub scratch: tempfile::TempDir,
     /// Where running process groups are recorded, for the next daemon after a crash.
     pub ledger: Option<Arc<ledger::Ledger>>,
     /// Embedded task implementations, by (job id, task id), used instead of the task's
@@ -558,10 +559,11 @@ impl TaskAttempts {
             .map(|d| substitute(d, &scope))
             .transpose()?
             .map(PathBuf::from);
-        let output_file =
-            self.env
-                .scratch_dir
-                .join(format!("{}-{}.out", self.run_id, sanitize(&self.task.id)));
+        let output_file = self.env.scratch.path().join(format!(
+            "{}-{}.out",
+            self.run_id,
+            sanitize(&self.task.id)
+        ));
         Ok(Arc::new(CommandTask {
             program,
             args,

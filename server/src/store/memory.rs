@@ -22,6 +22,7 @@ pub struct MemoryStore {
 struct State {
     jobs: BTreeMap<String, JobRecord>,
     runs: HashMap<String, RunEntry>,
+    scheduler_paused: bool,
     /// Id of the next log line. Lines of different tasks and streams live in separate
     /// queues; this global counter is what puts them back in write order, as SQLite's
     /// rowid does.
@@ -264,6 +265,15 @@ impl Store for MemoryStore {
             .collect();
         lines.sort_by_key(|(id, _)| *id);
         Ok(lines.into_iter().map(|(_, line)| line.clone()).collect())
+    }
+
+    async fn set_scheduler_paused(&self, paused: bool) -> StoreResult<()> {
+        self.state()?.scheduler_paused = paused;
+        Ok(())
+    }
+
+    async fn scheduler_paused(&self) -> StoreResult<bool> {
+        Ok(self.state()?.scheduler_paused)
     }
 
     async fn unfinished_runs(&self) -> StoreResult<Vec<RunRecord>> {

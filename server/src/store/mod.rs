@@ -190,4 +190,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Runs whose status is `pending` or `running` (left so by a crash, at start-up).
     async fn unfinished_runs(&self) -> StoreResult<Vec<RunRecord>>;
+
+    /// Records whether the scheduler is paused, so that a paused daemon comes back
+    /// paused after a restart or a crash.
+    async fn set_scheduler_paused(&self, paused: bool) -> StoreResult<()>;
+
+    /// Whether the scheduler was last left paused (`false` on a new database).
+    async fn scheduler_paused(&self) -> StoreResult<bool>;
 }

@@ -93,7 +93,17 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (run_id, task_id, stream)
     ) STRICT, WITHOUT ROWID;
     "#,
+    // 2: daemon settings that outlive a restart (the scheduler's paused state).
+    r#"
+    CREATE TABLE settings (
+        key         TEXT PRIMARY KEY NOT NULL,
+        value       TEXT NOT NULL
+    ) STRICT, WITHOUT ROWID;
+    "#,
 ];
+
+/// The `settings` key holding whether the scheduler is paused (`true` / `false`).
+const SCHEDULER_PAUSED: &str = "scheduler_paused";
 
 /// Read-only connections kept open, and the most reads that run at once.
 const READ_CONNECTIONS: usize = 4;
@@ -126,6 +136,8 @@ enum Write {
     AppendLogs(Vec<LogRecord>),
     /// The cutoff, and where the number of deleted lines goes.
     PruneLogs(DateTime<Utc>, Arc<std::sync::atomic::AtomicU64>),
+    /// A key of the `settings` table, and its new value.
+    Setting(&'static str, String),
     /// Makes the writer thread panic, to test that callers get errors, not hangs.
     #[cfg(test)]
     Crash,
@@ -383,6 +395,14 @@ fn apply(conn: &Connection, write: &Write, cap: usize) -> StoreResult<()> {
             insert_run(conn, run, tasks)
                 .map_err(|e| StoreError(format!("cannot create run '{}': {e}", run.id)))
         }
+        Write::Setting(key, value) => conn
+            .prepare_cached(
+                "INSERT INTO settings (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )
+            .and_then(|mut stmt| stmt.execute([key, value.as_str()]))
+            .map(drop)
+            .map_err(|e| StoreError(format!("cannot record setting '{key}': {e}"))),
         Write::UpdateRun(run) => {
             let changed = update_run(conn, run)
                 .map_err(|e| StoreError(format!("cannot update run '{}': {e}", run.id)))?;
@@ -698,6 +718,24 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn set_scheduler_paused(&self, paused: bool) -> StoreResult<()> {
+        self.write(Write::Setting(SCHEDULER_PAUSED, paused.to_string()))
+            .await
+    }
+
+    async fn scheduler_paused(&self) -> StoreResult<bool> {
+        self.read(|conn| {
+            conn.prepare_cached("SELECT value FROM settings WHERE key = ?1")
+                .and_then(|mut stmt| {
+                    stmt.query_row([SCHEDULER_PAUSED], |row| row.get::<_, String>(0))
+                        .optional()
+                })
+                .map(|value| value.as_deref() == Some("true"))
+                .map_err(read_failed("settings"))
+        })
+        .await
+    }
+
     async fn unfinished_runs(&self) -> StoreResult<Vec<RunRecord>> {
         self.read(|conn| {
             conn.prepare_cached(&format!(
@@ -817,6 +855,37 @@ mod tests {
             .pragma_query_value(None, "journal_mode", |row| row.get(0))
             .expect("journal_mode");
         assert_eq!(mode, "wal");
+    }
+
+    /// A database written by the first release (schema 1) opens, is brought up to date,
+    /// and keeps its history.
+    #[tokio::test]
+    async fn open_upgrades_an_older_schema_keeping_its_runs() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("petit.db");
+        {
+            let conn = Connection::open(&path).expect("raw connection");
+            conn.execute_batch(MIGRATIONS[0]).expect("schema 1");
+            conn.pragma_update(None, "user_version", 1)
+                .expect("user_version");
+            conn.execute(
+                "INSERT INTO runs (id, job_id, status, \"trigger\", params, created_at)
+                 VALUES ('r1', 'job', 'succeeded', 'manual', '{}', '2026-01-01T00:00:00Z')",
+                [],
+            )
+            .expect("a run");
+        }
+        let store = SqliteStore::open(&path, StoreOptions::default()).expect("open");
+        assert_eq!(schema_version(&path), MIGRATIONS.len() as i64);
+        let run = store
+            .get_run("r1")
+            .await
+            .expect("get_run")
+            .expect("the run");
+        assert_eq!(run.status, RunStatus::Succeeded);
+        assert!(!store.scheduler_paused().await.expect("paused"));
+        store.set_scheduler_paused(true).await.expect("pause");
+        assert!(store.scheduler_paused().await.expect("paused"));
     }
 
     #[test]

@@ -99,6 +99,7 @@ conformance!(
     upsert_jobs_inserts_and_replaces,
     prune_logs_drops_lines_of_old_runs_only,
     last_runs_gives_the_newest_run_of_each_job,
+    scheduler_paused_round_trips,
 );
 
 /// A fixed instant `secs` after a base, with nanoseconds so that any precision lost
@@ -602,6 +603,24 @@ async fn upsert_jobs_inserts_and_replaces(subject: &Subject) -> StoreResult<()> 
     Ok(())
 }
 
+async fn scheduler_paused_round_trips(subject: &Subject) -> StoreResult<()> {
+    let store = subject.store();
+    assert!(
+        !store.scheduler_paused().await?,
+        "a new store is not paused"
+    );
+    store.set_scheduler_paused(true).await?;
+    assert!(store.scheduler_paused().await?);
+    store.set_scheduler_paused(true).await?;
+    assert!(
+        store.scheduler_paused().await?,
+        "setting it twice changes nothing"
+    );
+    store.set_scheduler_paused(false).await?;
+    assert!(!store.scheduler_paused().await?);
+    Ok(())
+}
+
 // ---- SQLite only ----
 
 fn open_at(dir: &TempDir) -> SqliteStore {
@@ -639,8 +658,10 @@ async fn sqlite_data_survives_reopen() -> StoreResult<()> {
         store.update_run(finished.clone()).await?;
         store.update_task_run(done.clone()).await?;
         store.append_logs(logs.clone()).await?;
+        store.set_scheduler_paused(true).await?;
     }
     let store = open_at(&dir);
+    assert!(store.scheduler_paused().await?, "the paused state survives");
     assert_eq!(store.get_run("r1").await?, Some(finished));
     assert_eq!(store.task_runs("r1").await?, vec![done, task("r1", "b")]);
     assert_eq!(store.logs("r1", None).await?, logs);

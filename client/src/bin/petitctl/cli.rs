@@ -137,7 +137,7 @@ pub enum Command {
         #[command(flatten)]
         output: OutputArg,
     },
-    /// Stop scheduled fires (manual triggers still work)
+    /// Stop scheduled fires until resumed, even across restarts (manual triggers work)
     Pause {
         #[command(flatten)]
         output: OutputArg,

@@ -52,7 +52,7 @@ impl SchedulerService for PetitApi {
         &self,
         _request: Request<pb::PauseSchedulerRequest>,
     ) -> Result<Response<pb::PauseSchedulerResponse>, Status> {
-        let state = self.engine.pause().await;
+        let state = self.engine.pause().await?;
         Ok(Response::new(pb::PauseSchedulerResponse {
             state: Some(convert::scheduler_state(&state)),
         }))
@@ -62,7 +62,7 @@ impl SchedulerService for PetitApi {
         &self,
         _request: Request<pb::ResumeSchedulerRequest>,
     ) -> Result<Response<pb::ResumeSchedulerResponse>, Status> {
-        let state = self.engine.resume().await;
+        let state = self.engine.resume().await?;
         Ok(Response::new(pb::ResumeSchedulerResponse {
             state: Some(convert::scheduler_state(&state)),
         }))
