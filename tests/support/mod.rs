@@ -57,13 +57,16 @@ impl Daemon {
         Self::start_on(jobs, data, db, extra)
     }
 
-    /// Starts petitd on an existing data directory and database (for restarts).
+    /// Starts petitd on an existing data directory and database (for restarts), on a
+    /// port the kernel picks: a port chosen here and handed over could be taken by
+    /// another test's daemon or connection before petitd binds it.
     pub fn start_on(jobs: &Path, data: TempDir, db: PathBuf, extra: &[&str]) -> Daemon {
-        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
         Self::start_at(jobs, data, db, addr, extra)
     }
 
-    /// As `start_on`, listening on `addr` (a restart where clients already point).
+    /// As `start_on`, listening on `addr` (a restart where clients already point; port
+    /// 0 for any).
     pub fn start_at(
         jobs: &Path,
         data: TempDir,
@@ -71,8 +74,10 @@ impl Daemon {
         addr: std::net::SocketAddr,
         extra: &[&str],
     ) -> Daemon {
-        let port = addr.port();
-        let stderr_path = data.path().join(format!("petitd-{port}.log"));
+        let stderr_path = (0..)
+            .map(|n| data.path().join(format!("petitd-{n}.log")))
+            .find(|path| !path.exists())
+            .expect("a free log file name");
         let stderr = std::fs::File::create(&stderr_path).expect("log file");
         let child = Command::new(bin("petitd"))
             .arg("--jobs")
@@ -112,15 +117,17 @@ impl Daemon {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }
 
+    /// Waits for petitd's "listening" log line, which it writes once its port accepts
+    /// connections, and takes the address from it.
     fn wait_ready(&mut self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         loop {
+            if let Some(addr) = listening_addr(&self.stderr()) {
+                self.addr = addr;
+                return;
+            }
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("petitd exited early ({status}):\n{}", self.stderr());
-            }
-            if std::net::TcpStream::connect_timeout(&self.addr, Duration::from_millis(100)).is_ok()
-            {
-                return;
             }
             assert!(
                 Instant::now() < deadline,
@@ -182,13 +189,27 @@ impl Drop for Daemon {
     }
 }
 
-/// A loopback port nobody listens on right now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+/// The address in petitd's "listening" log line (text or JSON format).
+fn listening_addr(log: &str) -> Option<std::net::SocketAddr> {
+    let line = log.lines().find(|l| l.contains("listening (gRPC"))?;
+    let text = if let Some((_, rest)) = line.split_once("addr=") {
+        rest.split_whitespace().next()?
+    } else {
+        line.split_once("\"addr\":\"")?.1.split('"').next()?
+    };
+    text.parse().ok()
+}
+
+/// A loopback address where nothing listens, and stays so while the returned socket
+/// lives: it is bound (so no one else gets the port) but not listening, so connections
+/// to it are refused.
+pub fn refusing_addr() -> (tokio::net::TcpSocket, std::net::SocketAddr) {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+        .expect("bind");
+    let addr = socket.local_addr().expect("addr");
+    (socket, addr)
 }
 
 /// Polls `f` until it returns `Some`, or panics with `what` after `timeout`.

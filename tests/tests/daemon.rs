@@ -4,7 +4,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use petit_tests::{bin, free_port, jobs_dir, run_to_exit};
+use petit_tests::{bin, jobs_dir, run_to_exit};
 
 const EXIT: Duration = Duration::from_secs(10);
 
@@ -78,13 +78,12 @@ fn invalid_jobs_stop_start_up_with_every_error() {
         ("bad_cron.yaml", BAD_CRON),
         ("bad_dep.yaml", BAD_DEPENDENCY),
     ]);
-    let addr = format!("127.0.0.1:{}", free_port());
     let output = run_to_exit(
         petitd()
             .arg("--jobs")
             .arg(jobs.path())
             .arg("--in-memory")
-            .args(["--listen", &addr]),
+            .args(["--listen", "127.0.0.1:0"]),
         EXIT,
     );
     let stderr = String::from_utf8_lossy(&output.stderr);

@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use petit_tests::{bin, free_port, jobs_dir, Daemon};
+use petit_tests::{bin, jobs_dir, refusing_addr, Daemon};
 use serde_json::Value;
 
 /// Longest any petitctl call below may take (runs of these jobs last milliseconds).
@@ -412,7 +412,8 @@ fn failed_run_and_unknown_job_exit_1() {
 
 #[test]
 fn unreachable_server_exits_3() {
-    let server = format!("http://127.0.0.1:{}", free_port());
+    let (_reserved, addr) = refusing_addr();
+    let server = format!("http://{addr}");
     for args in [&["jobs"][..], &["trigger", "hello", "--wait"], &["watch"]] {
         let output = expect(&server, args, 3);
         assert_eq!(
