@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 use chrono_tz::Tz;
 use serde::Deserialize;
 
+use super::bad_values;
 use super::de::{ByteSize, ScalarText};
 use super::job::{retry_policy, RawRetry};
 use super::lines::Outline;
-use super::unknown_fields;
 use super::{ConfigError, ConfigErrors};
 use crate::core::RetryPolicy;
 
@@ -107,11 +107,12 @@ impl GlobalConfig {
     /// Parses the text of `petit.yaml`; `path` names it in errors and anchors a
     /// relative storage path.
     pub fn parse(text: &str, path: &Path) -> Result<GlobalConfig, ConfigErrors> {
-        // Unknown fields do not stop the parse: they are reported with everything else.
+        // Unknown fields and one-line values of the wrong type do not stop the parse:
+        // they are reported with everything else.
         let (raw, mut errors) = if super::job::is_blank(text) {
             (Some(RawGlobal::default()), Vec::new())
         } else {
-            unknown_fields::parse::<RawGlobal>(text, path)
+            bad_values::parse::<RawGlobal>(text, path)
         };
         let Some(raw) = raw else {
             return Err(ConfigErrors(errors));

@@ -10,10 +10,10 @@ use std::time::Duration;
 use chrono_tz::Tz;
 use serde::Deserialize;
 
+use super::bad_values;
 use super::de::{DurationText, ScalarText, StrOrMap};
 use super::lines::{Item, Outline};
 use super::placeholder::{placeholders, Placeholder};
-use super::unknown_fields;
 use super::{ConfigError, GlobalConfig};
 use crate::core::schedule::parse_duration;
 use crate::core::{
@@ -241,8 +241,10 @@ pub(super) fn parse_file(text: &str, file: &Path, global: &GlobalConfig) -> Pars
         ));
         return parsed;
     }
-    // Unknown fields do not stop the parse: they are reported with everything else.
-    let (raw, errors) = unknown_fields::parse::<RawJob>(text, file);
+    // Unknown fields and one-line values of the wrong type do not stop the parse: they
+    // are reported with everything else. The line numbers of the text read stay those
+    // of `text`, which `outline` scans.
+    let (raw, errors) = bad_values::parse::<RawJob>(text, file);
     parsed.errors = errors;
     let Some(raw) = raw else {
         // Still name the job, so that the other files' checks know it exists.

@@ -4,6 +4,7 @@
 //! that span files (duplicate ids, job dependencies and their cycles) run over all of
 //! them.
 
+mod bad_values;
 mod de;
 mod global;
 mod job;

@@ -694,14 +694,52 @@ tasks:
                 (3, format!("tasks[1]: unknown field `y`, {TASK_FIELDS}")),
             ],
         ),
-        // A structural error still stops the parse; the unknown fields before it are
-        // reported with it.
+        // A one-line value of the wrong type is reported, and the reading goes on past
+        // it: the errors after it come too.
         (
             "id: x\nowner: me\nmax_concurrency: lots\ntasks:\n  - id: a\n    command: echo\n",
             vec![
                 (2, "unknown field `owner`".into()),
                 (3, "max_concurrency: invalid type: string \"lots\", expected u32".into()),
             ],
+        ),
+        (
+            "\
+id: x
+max_concurrency: lots
+tasks:
+  - id: a
+    command: echo
+    timeout_secs: soon   # a typo'd value
+    depends_on: [zz]
+  - id: b
+    command: echo
+    retry:
+      max_attempts: many
+    bogus: 1
+",
+            vec![
+                (2, "max_concurrency: invalid type: string \"lots\", expected u32".into()),
+                (6, "tasks[0].timeout_secs: invalid type: string \"soon\"".into()),
+                (7, "task 'a' depends on unknown task 'zz'".into()),
+                (11, "tasks[1].retry.max_attempts: invalid type: string \"many\"".into()),
+                (12, format!("tasks[1]: unknown field `bogus`, {TASK_FIELDS}")),
+            ],
+        ),
+        // A required field of the wrong type is reported once, not again as missing;
+        // the reading stops there.
+        (
+            "id: x\ntasks:\n  - command: echo\n    id: [1]\n",
+            vec![(4, "tasks[0].id: invalid type: sequence, expected a string".into())],
+        ),
+        (
+            "id: x\ntasks: 5\n",
+            vec![(2, "tasks: invalid type: integer `5`, expected a sequence".into())],
+        ),
+        // A value over several lines still stops the reading.
+        (
+            "id: x\ntasks:\n  - id: a\n    command: echo\n    args:\n      k: v\n    timeout_secs: soon\n",
+            vec![(6, "tasks[0].args: invalid type: map, expected a sequence".into())],
         ),
         // So does a typo in a required field, which leaves the field missing.
         (

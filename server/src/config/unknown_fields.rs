@@ -17,9 +17,9 @@
 //! its first unknown field instead of accepting it.
 //!
 //! Other structural errors (bad YAML syntax, a wrong type, a missing field, which is
-//! also what a typo in a required field leads to) still stop the file's parse: serde
-//! has no value to carry on with. Unknown fields found before such an error are still
-//! reported with it.
+//! also what a typo in a required field leads to) still stop this parse: serde has no
+//! value to carry on with. Unknown fields found before such an error are still
+//! reported with it. (`bad_values` reads again past one-line values of a wrong type.)
 //!
 //! The errors found are kept in a thread-local while `parse` runs, as text: each nested
 //! deserializer has an error type of its own as far as serde's traits tell (so the text
