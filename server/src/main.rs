@@ -12,7 +12,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use petit_server::config::{self, GlobalConfig};
 use petit_server::core::schedule::parse_duration;
-use petit_server::store::{MemoryStore, SqliteStore, Store, StoreOptions};
+use petit_server::store::{DataLock, MemoryStore, SqliteStore, Store, StoreOptions};
 use petit_server::{Engine, EngineOptions};
 use tokio::sync::mpsc;
 use tracing_subscriber::EnvFilter;
@@ -162,6 +162,12 @@ fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
         ..EngineOptions::default()
     };
 
+    // One daemon per database, held until petitd exits. Before the store opens and
+    // before the engine reads the process ledger, whose orphans would otherwise be
+    // another live daemon's tasks.
+    let _lock = db_path(&args, &global)
+        .map(|db| DataLock::acquire(&db))
+        .transpose()?;
     // Opening the database (and migrating it) is blocking work: before the runtime.
     let store = open_store(&args, &global)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;

@@ -4,7 +4,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use petit_tests::{bin, jobs_dir, run_to_exit};
+use petit_tests::{bin, jobs_dir, run_to_exit, trigger, Daemon};
 
 const EXIT: Duration = Duration::from_secs(10);
 
@@ -118,6 +118,36 @@ fn busy_port_fails_fast_naming_the_address() {
         )),
         "{stderr}"
     );
+}
+
+/// A second daemon on a database in use refuses to start, naming the first one, and
+/// leaves the first one's running tasks alone.
+#[tokio::test]
+async fn a_database_serves_one_daemon() {
+    let jobs = jobs_dir(&[("good.yaml", GOOD)]);
+    let first = Daemon::start(jobs.path());
+    let output = run_to_exit(
+        petitd()
+            .arg("--jobs")
+            .arg(jobs.path())
+            .arg("--db")
+            .arg(&first.db)
+            .args(["--listen", "127.0.0.1:0"]),
+        EXIT,
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let want = format!(
+        "error: {} is in use by another petitd (pid {});",
+        first.db.display(),
+        first.child.id()
+    );
+    assert!(stderr.contains(&want), "want {want:?} in:\n{stderr}");
+
+    // The first daemon goes on: it answers and runs jobs.
+    let channel = first.channel().await;
+    let run = trigger(&channel, "hello", &[]).await;
+    assert_eq!(run.job_id, "hello");
 }
 
 #[test]

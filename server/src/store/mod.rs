@@ -2,6 +2,7 @@
 //! implementation (the default, a file) and an in-memory one (tests, `--in-memory`).
 //! Store calls never block the async executor.
 
+mod lock;
 mod log_chunks;
 mod memory;
 mod sqlite;
@@ -12,6 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 
+pub use lock::{DataLock, LockError};
 pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;
 
