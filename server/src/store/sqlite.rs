@@ -255,6 +255,13 @@ impl Drop for SqliteStore {
     /// it means that everything written before the drop is on disk once it returns
     /// (also at daemon exit, where a detached thread would be killed mid-batch).
     fn drop(&mut self) {
+        // The idle readers close first, so that the writer's connection is the last
+        // one: SQLite checkpoints the WAL and removes it (and the shared-memory file)
+        // only when the last connection to close can write. A read still running
+        // returns its connection to a pool that then goes with it.
+        if let Ok(mut idle) = self.readers.idle.lock() {
+            idle.clear();
+        }
         self.commands = None;
         if let Some(writer) = self.writer.take() {
             if writer.join().is_err() {
@@ -886,6 +893,31 @@ mod tests {
         assert!(!store.scheduler_paused().await.expect("paused"));
         store.set_scheduler_paused(true).await.expect("pause");
         assert!(store.scheduler_paused().await.expect("paused"));
+    }
+
+    /// After a clean close the database is one file again (the WAL checkpointed into
+    /// it), so that stopping petitd and copying `petit.db` is a whole backup.
+    #[tokio::test]
+    async fn a_closed_store_leaves_no_wal_behind() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("petit.db");
+        let store = SqliteStore::open(&path, StoreOptions::default()).expect("open");
+        store.set_scheduler_paused(true).await.expect("write");
+        // Reads open (and pool) read-only connections, which must not be the last.
+        assert!(store.scheduler_paused().await.expect("read"));
+        let wal = dir.path().join("petit.db-wal");
+        assert!(wal.exists(), "WAL mode while open");
+        drop(store);
+        assert!(
+            !wal.exists(),
+            "the WAL is checkpointed and removed on close"
+        );
+        assert!(!dir.path().join("petit.db-shm").exists());
+        let conn = Connection::open(&path).expect("raw connection");
+        let paused: String = conn
+            .query_row("SELECT value FROM settings", [], |row| row.get(0))
+            .expect("the write is in the main file");
+        assert_eq!(paused, "true");
     }
 
     #[test]
