@@ -15,7 +15,7 @@ use tokio_util::task::TaskTracker;
 use crate::core::{DepCondition, JobDef, RunStatus, TaskStatus, TriggerReason};
 use crate::events::{Event, EventBus, EventKind};
 use crate::exec::ledger::Ledger;
-use crate::exec::{execute_run, ExecEnv, StopReason, Task};
+use crate::exec::{execute_run, ExecEnv, Scratch, StopReason, Task};
 use crate::scheduler::{Scheduler, SchedulerCommand};
 use crate::store::{JobRecord, RunRecord, Store, StoreError, TaskRunRecord};
 
@@ -39,6 +39,10 @@ pub struct EngineOptions {
     /// crash the next start kills the ones left running (see `exec::ledger`). `None`
     /// for an in-memory engine that has no next start.
     pub process_ledger: Option<std::path::PathBuf>,
+    /// Where tasks' `$PETIT_OUTPUT` files go: a directory this engine owns alone (petitd
+    /// holds its database lock), emptied at start so that what a crash left there goes.
+    /// `None`: a new temporary directory, removed with the engine.
+    pub scratch_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for EngineOptions {
@@ -51,6 +55,7 @@ impl Default for EngineOptions {
             event_capacity: 4096,
             log_retention: None,
             process_ledger: None,
+            scratch_dir: None,
         }
     }
 }
@@ -164,19 +169,10 @@ impl Engine {
             .map(|j| (j.id.clone(), Arc::new(j)))
             .collect();
         // File system work: off the executor threads.
-        let scratch = tokio::task::spawn_blocking(|| {
-            tempfile::Builder::new()
-                .prefix(&format!("petit-{}-", std::process::id()))
-                .tempdir()
-        })
-        .await
-        .map_err(|e| StoreError(format!("scratch directory: {e}")))?
-        .map_err(|e| {
-            StoreError(format!(
-                "cannot create a scratch directory in {}: {e}",
-                std::env::temp_dir().display()
-            ))
-        })?;
+        let owned = options.scratch_dir.clone();
+        let scratch = tokio::task::spawn_blocking(move || Scratch::create(owned))
+            .await
+            .map_err(|e| StoreError(format!("scratch directory: {e}")))??;
         let ledger = match &options.process_ledger {
             Some(dir) => {
                 // File system work: off the executor threads.

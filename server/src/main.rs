@@ -158,7 +158,9 @@ fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
         log_retention: global
             .log_retention_days
             .map(|days| Duration::from_secs(u64::from(days) * 86_400)),
-        process_ledger: db_path(&args, &global).map(|db| ledger_dir(&db)),
+        process_ledger: db_path(&args, &global).map(|db| beside(&db, ".pids")),
+        // Under the database lock: the next start empties what a crash left there.
+        scratch_dir: db_path(&args, &global).map(|db| beside(&db, ".scratch")),
         ..EngineOptions::default()
     };
 
@@ -206,10 +208,11 @@ fn db_path(args: &DaemonArgs, global: &GlobalConfig) -> Option<PathBuf> {
     )
 }
 
-/// Where running task processes are recorded: `<db>.pids`, beside the database.
-fn ledger_dir(db: &Path) -> PathBuf {
+/// `<db><suffix>`, beside the database: where running task processes are recorded
+/// (`.pids`), and tasks' `$PETIT_OUTPUT` files (`.scratch`).
+fn beside(db: &Path, suffix: &str) -> PathBuf {
     let mut name = db.file_name().unwrap_or_default().to_os_string();
-    name.push(".pids");
+    name.push(suffix);
     db.with_file_name(name)
 }
 

@@ -276,6 +276,49 @@ tasks:
     );
 }
 
+/// An engine given its own scratch directory (petitd: beside the database) empties it
+/// at start, so that the output files of tasks a crash interrupted do not pile up.
+#[tokio::test]
+async fn an_owned_scratch_directory_is_emptied_at_start_and_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let scratch = dir.path().join("petit.db.scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let stale = scratch.join("01crashed-run-extract.out");
+    std::fs::write(&stale, "rows=1\n").unwrap();
+    let yaml = r#"
+id: outputs
+tasks:
+  - id: extract
+    command: sh
+    args: ["-c", 'echo "rows=42" >> "$PETIT_OUTPUT"; dirname "$PETIT_OUTPUT"']
+  - id: load
+    command: echo
+    args: ["${tasks.extract.outputs.rows}"]
+    depends_on: [extract]
+"#;
+    let options = EngineOptions {
+        scratch_dir: Some(scratch.clone()),
+        ..Default::default()
+    };
+    let out = Harness::new(job(yaml))
+        .with_options(options)
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(out.run.status, RunStatus::Succeeded, "{:?}", out.tasks);
+    assert!(!stale.exists(), "what a crash left is gone");
+    assert_eq!(
+        out.logs("extract").await,
+        vec![scratch.display().to_string()]
+    );
+    assert_eq!(out.logs("load").await, vec!["42"]);
+    assert_eq!(
+        std::fs::read_dir(&scratch).unwrap().count(),
+        0,
+        "each task's output file goes when the task ends"
+    );
+}
+
 #[tokio::test]
 async fn big_output_on_both_streams_does_not_deadlock() {
     let yaml = r#"

@@ -9,7 +9,7 @@ pub mod substitute;
 mod task;
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,13 +23,64 @@ pub use task::{StopReason, Task, TaskContext, TaskOutcome};
 
 use crate::core::{Condition, JobDef, LogStream, RetryCondition, RunStatus, TaskDef, TaskStatus};
 use crate::events::{Event, EventBus, EventKind};
-use crate::store::{LogRecord, RunRecord, Store, TaskRunRecord};
+use crate::store::{LogRecord, RunRecord, Store, StoreError, TaskRunRecord};
 use substitute::{substitute, Scope};
 
 /// Log lines buffered between a task and the store before the task is slowed down.
 const LOG_CHANNEL: usize = 1024;
 /// Log lines written in one store call at most.
 const LOG_BATCH: usize = 512;
+
+/// The directory of an engine's `$PETIT_OUTPUT` files.
+pub enum Scratch {
+    /// A new temporary directory, removed when dropped.
+    Temp(tempfile::TempDir),
+    /// A directory the engine owns alone, kept between starts.
+    Owned(PathBuf),
+}
+
+impl Scratch {
+    /// `dir` emptied (what a crashed predecessor left there goes) and created, or a
+    /// new temporary directory when `None`. Blocking file system work.
+    pub fn create(dir: Option<PathBuf>) -> Result<Scratch, StoreError> {
+        let Some(dir) = dir else {
+            return tempfile::Builder::new()
+                .prefix(&format!("petit-{}-", std::process::id()))
+                .tempdir()
+                .map(Scratch::Temp)
+                .map_err(|e| {
+                    StoreError(format!(
+                        "cannot create a scratch directory in {}: {e}",
+                        std::env::temp_dir().display()
+                    ))
+                });
+        };
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(StoreError(format!(
+                    "cannot empty the scratch directory {}: {e}",
+                    dir.display()
+                )))
+            }
+        }
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            StoreError(format!(
+                "cannot create the scratch directory {}: {e}",
+                dir.display()
+            ))
+        })?;
+        Ok(Scratch::Owned(dir))
+    }
+
+    pub fn path(&self) -> &Path {
+        match self {
+            Scratch::Temp(dir) => dir.path(),
+            Scratch::Owned(dir) => dir,
+        }
+    }
+}
 
 /// What every run of an engine shares.
 pub struct ExecEnv {
@@ -42,8 +93,8 @@ pub struct ExecEnv {
     /// Between SIGTERM and SIGKILL.
     pub kill_grace: Duration,
     /// Where `$PETIT_OUTPUT` files are created: a directory of this engine's own
-    /// (several engines may share a process, as in tests), removed with it.
-    pub scratch: tempfile::TempDir,
+    /// (several engines may share a process, as in tests).
+    pub scratch: Scratch,
     /// Where running process groups are recorded, for the next daemon after a crash.
     pub ledger: Option<Arc<ledger::Ledger>>,
     /// Embedded task implementations, by (job id, task id), used instead of the task's
