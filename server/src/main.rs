@@ -49,7 +49,9 @@ struct DaemonArgs {
     jobs: PathBuf,
 
     /// SQLite database holding the run history (created if missing). Default: the
-    /// config file's `storage.path` if set, else `./petit.db`.
+    /// config file's `storage.path` if set, else `./petit.db`. Beside it petitd keeps
+    /// `<db>.lock` (one daemon per database), `<db>.pids` (task processes to kill after
+    /// a crash) and `<db>.scratch` (tasks' `$PETIT_OUTPUT` files).
     #[arg(long, env = "PETIT_DB", value_name = "PATH")]
     db: Option<PathBuf>,
 
