@@ -41,7 +41,7 @@ pub struct Event {
     /// Task events: the task run as it now stands.
     pub task_run: Option<TaskRunRecord>,
     /// Log events.
-    pub log: Option<LogRecord>,
+    pub log: Option<std::sync::Arc<LogRecord>>,
     /// Why (skips, errors).
     pub message: Option<String>,
 }
@@ -70,7 +70,7 @@ impl Event {
     }
 
     pub fn with_log(mut self, log: LogRecord) -> Event {
-        self.log = Some(log);
+        self.log = Some(std::sync::Arc::new(log));
         self
     }
 

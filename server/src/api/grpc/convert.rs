@@ -165,7 +165,7 @@ pub fn event(e: &Event) -> pb::Event {
         task_id,
         run: e.run.as_ref().map(|r| run(r, e.time)),
         task_run: e.task_run.as_ref().map(|t| task_run(t, e.time)),
-        log: e.log.as_ref().map(log_line),
+        log: e.log.as_deref().map(log_line),
         message: e.message.clone().unwrap_or_default(),
     }
 }
