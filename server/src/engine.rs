@@ -693,7 +693,7 @@ impl Engine {
 
     async fn set_paused(&self, paused: bool) -> Result<SchedulerInfo, EngineError> {
         let _order = self.inner.pausing.lock().await;
-        let was = self.state().paused;
+        let was = self.inner.state.lock().expect("engine state lock").paused;
         if was != paused {
             // Stored first: a pause that is answered is a pause that survives a crash.
             self.inner.store.set_scheduler_paused(paused).await?;

@@ -12,7 +12,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use petit_server::config::{self, GlobalConfig};
 use petit_server::core::schedule::parse_duration;
-use petit_server::store::{DataLock, MemoryStore, SqliteStore, Store, StoreOptions};
+use petit_server::store::{beside, DataLock, MemoryStore, SqliteStore, Store, StoreOptions};
 use petit_server::{Engine, EngineOptions};
 use tokio::sync::mpsc;
 use tracing_subscriber::EnvFilter;
@@ -149,6 +149,7 @@ fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
             );
         }
     };
+    let db = db_path(&args, &global);
     let options = EngineOptions {
         max_concurrent_runs: args
             .max_jobs
@@ -160,20 +161,18 @@ fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
         log_retention: global
             .log_retention_days
             .map(|days| Duration::from_secs(u64::from(days) * 86_400)),
-        process_ledger: db_path(&args, &global).map(|db| beside(&db, ".pids")),
+        process_ledger: db.as_deref().map(|db| beside(db, ".pids")),
         // Under the database lock: the next start empties what a crash left there.
-        scratch_dir: db_path(&args, &global).map(|db| beside(&db, ".scratch")),
+        scratch_dir: db.as_deref().map(|db| beside(db, ".scratch")),
         ..EngineOptions::default()
     };
 
     // One daemon per database, held until petitd exits. Before the store opens and
     // before the engine reads the process ledger, whose orphans would otherwise be
     // another live daemon's tasks.
-    let _lock = db_path(&args, &global)
-        .map(|db| DataLock::acquire(&db))
-        .transpose()?;
+    let _lock = db.as_deref().map(DataLock::acquire).transpose()?;
     // Opening the database (and migrating it) is blocking work: before the runtime.
-    let store = open_store(&args, &global)?;
+    let store = open_store(db.as_deref(), &global)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let signals = shutdown_signals()?;
@@ -210,24 +209,17 @@ fn db_path(args: &DaemonArgs, global: &GlobalConfig) -> Option<PathBuf> {
     )
 }
 
-/// `<db><suffix>`, beside the database: where running task processes are recorded
-/// (`.pids`), and tasks' `$PETIT_OUTPUT` files (`.scratch`).
-fn beside(db: &Path, suffix: &str) -> PathBuf {
-    let mut name = db.file_name().unwrap_or_default().to_os_string();
-    name.push(suffix);
-    db.with_file_name(name)
-}
-
-fn open_store(args: &DaemonArgs, global: &GlobalConfig) -> anyhow::Result<Arc<dyn Store>> {
+/// The SQLite store at `db`, or the in-memory store when `None` (`--in-memory`).
+fn open_store(db: Option<&Path>, global: &GlobalConfig) -> anyhow::Result<Arc<dyn Store>> {
     let options = StoreOptions {
         max_log_bytes_per_stream: global.max_log_bytes_per_stream,
     };
-    let Some(path) = db_path(args, global) else {
+    let Some(path) = db else {
         tracing::info!("history kept in memory only (--in-memory)");
         return Ok(Arc::new(MemoryStore::new(options)));
     };
     // The store's error names the path.
-    let store = SqliteStore::open(&path, options).map_err(anyhow::Error::new)?;
+    let store = SqliteStore::open(path, options).map_err(anyhow::Error::new)?;
     tracing::info!(db = %path.display(), "database open");
     Ok(Arc::new(store))
 }

@@ -43,6 +43,24 @@ async fn wait_event(
     .expect("event did not arrive in time")
 }
 
+/// Triggers `job_id` on `engine` and waits until one of its tasks has started; the run,
+/// and the event feed subscribed before the trigger.
+async fn trigger_until_running(
+    engine: &Engine,
+    job_id: &str,
+) -> (RunRecord, broadcast::Receiver<Event>) {
+    let mut events = engine.subscribe();
+    let run = engine
+        .trigger(job_id, BTreeMap::new(), false)
+        .await
+        .unwrap();
+    wait_event(&mut events, Duration::from_secs(10), |e| {
+        e.kind == EventKind::TaskStarted && e.run_id() == Some(run.id.as_str())
+    })
+    .await;
+    (run, events)
+}
+
 /// Polls `f` until true, up to `timeout`.
 async fn until(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + timeout;
@@ -441,15 +459,7 @@ async fn cancel_kills_the_processes_and_ends_the_run_cancelled() {
         .start()
         .await
         .unwrap();
-    let mut events = engine.subscribe();
-    let run = engine
-        .trigger("long", BTreeMap::new(), false)
-        .await
-        .unwrap();
-    wait_event(&mut events, Duration::from_secs(10), |e| {
-        e.kind == EventKind::TaskStarted
-    })
-    .await;
+    let (run, _) = trigger_until_running(&engine, "long").await;
     until(Duration::from_secs(5), "the pid file", || {
         std::fs::read_to_string(&pidfile).is_ok_and(|s| s.ends_with('\n'))
     })
@@ -515,12 +525,7 @@ async fn the_global_run_limit_keeps_runs_pending() {
         .start()
         .await
         .unwrap();
-    let mut events = engine.subscribe();
-    let first = engine.trigger("a", BTreeMap::new(), false).await.unwrap();
-    wait_event(&mut events, Duration::from_secs(10), |e| {
-        e.kind == EventKind::TaskStarted
-    })
-    .await;
+    let (first, mut events) = trigger_until_running(&engine, "a").await;
     let second = engine.trigger("b", BTreeMap::new(), false).await.unwrap();
     assert_eq!(
         engine.get_run(&second.id).await.unwrap().status,
@@ -674,15 +679,7 @@ async fn shutdown_interrupts_runs_after_the_grace_period() {
     .start()
     .await
     .unwrap();
-    let mut events = engine.subscribe();
-    let run = engine
-        .trigger("long", BTreeMap::new(), false)
-        .await
-        .unwrap();
-    wait_event(&mut events, Duration::from_secs(10), |e| {
-        e.kind == EventKind::TaskStarted
-    })
-    .await;
+    let (run, _) = trigger_until_running(&engine, "long").await;
     let began = std::time::Instant::now();
     engine.shutdown(Duration::from_millis(200)).await;
     assert!(began.elapsed() < Duration::from_secs(10));

@@ -33,6 +33,29 @@ pub fn jobs_dir(files: &[(&str, &str)]) -> TempDir {
     dir
 }
 
+/// A job `hello` whose one task, `greet`, echoes `hi`: the smallest valid job.
+pub const HELLO_JOB: &str = r#"
+id: hello
+name: Hello
+tasks:
+  - id: greet
+    type: command
+    command: echo
+    args: ["hi"]
+"#;
+
+/// A job `slow` whose one task, `nap`, sleeps 30 s: something running to cancel,
+/// interrupt or crash under.
+pub const SLOW_JOB: &str = r#"
+id: slow
+name: Slow
+tasks:
+  - id: nap
+    type: command
+    command: sleep
+    args: ["30"]
+"#;
+
 /// A running `petitd` child process; killed when dropped.
 pub struct Daemon {
     pub child: Child,

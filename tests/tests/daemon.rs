@@ -4,19 +4,9 @@
 use std::process::Command;
 use std::time::Duration;
 
-use petit_tests::{bin, jobs_dir, run_to_exit, trigger, Daemon};
+use petit_tests::{bin, jobs_dir, run_to_exit, trigger, Daemon, HELLO_JOB};
 
 const EXIT: Duration = Duration::from_secs(10);
-
-const GOOD: &str = r#"
-id: hello
-name: Hello
-tasks:
-  - id: greet
-    type: command
-    command: echo
-    args: ["hi"]
-"#;
 
 const GOOD_SCHEDULED: &str = r#"
 id: nightly
@@ -74,7 +64,7 @@ fn petitd() -> Command {
 #[test]
 fn invalid_jobs_stop_start_up_with_every_error() {
     let jobs = jobs_dir(&[
-        ("good.yaml", GOOD),
+        ("good.yaml", HELLO_JOB),
         ("bad_cron.yaml", BAD_CRON),
         ("bad_dep.yaml", BAD_DEPENDENCY),
     ]);
@@ -101,7 +91,7 @@ fn invalid_jobs_stop_start_up_with_every_error() {
 fn busy_port_fails_fast_naming_the_address() {
     let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = busy.local_addr().expect("addr").to_string();
-    let jobs = jobs_dir(&[("good.yaml", GOOD)]);
+    let jobs = jobs_dir(&[("good.yaml", HELLO_JOB)]);
     let output = run_to_exit(
         petitd()
             .arg("--jobs")
@@ -124,7 +114,7 @@ fn busy_port_fails_fast_naming_the_address() {
 /// leaves the first one's running tasks alone.
 #[tokio::test]
 async fn a_database_serves_one_daemon() {
-    let jobs = jobs_dir(&[("good.yaml", GOOD)]);
+    let jobs = jobs_dir(&[("good.yaml", HELLO_JOB)]);
     let first = Daemon::start(jobs.path());
     let output = run_to_exit(
         petitd()
@@ -152,7 +142,7 @@ async fn a_database_serves_one_daemon() {
 
 #[test]
 fn validate_accepts_a_good_directory() {
-    let jobs = jobs_dir(&[("hello.yaml", GOOD), ("nightly.yaml", GOOD_SCHEDULED)]);
+    let jobs = jobs_dir(&[("hello.yaml", HELLO_JOB), ("nightly.yaml", GOOD_SCHEDULED)]);
     let output = run_to_exit(petitd().arg("validate").arg(jobs.path()), EXIT);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
@@ -166,7 +156,7 @@ fn validate_accepts_a_good_directory() {
 #[test]
 fn validate_lists_every_error_of_a_bad_directory() {
     let jobs = jobs_dir(&[
-        ("hello.yaml", GOOD),
+        ("hello.yaml", HELLO_JOB),
         ("bad_cron.yaml", BAD_CRON),
         ("bad_dep.yaml", BAD_DEPENDENCY),
     ]);
@@ -224,7 +214,7 @@ fn help_explains_every_flag() {
 
 #[test]
 fn bad_flag_values_are_refused_without_starting() {
-    let jobs = jobs_dir(&[("good.yaml", GOOD)]);
+    let jobs = jobs_dir(&[("good.yaml", HELLO_JOB)]);
     for bad in [
         ["--shutdown-grace", "soon"],
         ["--max-jobs", "0"],

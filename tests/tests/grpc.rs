@@ -8,7 +8,7 @@ use petit_proto::v1::run_service_client::RunServiceClient;
 use petit_proto::v1::scheduler_service_client::SchedulerServiceClient;
 use petit_proto::v1::watch_events_response::Item;
 use petit_proto::v1::*;
-use petit_tests::{jobs_dir, trigger, Daemon};
+use petit_tests::{jobs_dir, trigger, Daemon, SLOW_JOB};
 use tonic::transport::Channel;
 use tonic::Code;
 
@@ -44,21 +44,11 @@ tasks:
     args: ["-c", "echo about to fail; exit 3"]
 "#;
 
-const SLOW: &str = r#"
-id: slow
-name: Slow
-tasks:
-  - id: nap
-    type: command
-    command: sleep
-    args: ["30"]
-"#;
-
 fn standard_jobs() -> tempfile::TempDir {
     jobs_dir(&[
         ("hello.yaml", HELLO),
         ("failing.yaml", FAILING),
-        ("slow.yaml", SLOW),
+        ("slow.yaml", SLOW_JOB),
     ])
 }
 

@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use petit_tests::{bin, jobs_dir, refusing_addr, Daemon};
+use petit_tests::{bin, jobs_dir, refusing_addr, Daemon, SLOW_JOB};
 use serde_json::Value;
 
 /// Longest any petitctl call below may take (runs of these jobs last milliseconds).
@@ -39,14 +39,6 @@ tasks:
     args: ["-c", "echo about to fail; exit 3"]
 "#;
 
-const SLOW: &str = r#"
-id: slow
-tasks:
-  - id: nap
-    command: sleep
-    args: ["30"]
-"#;
-
 /// More output than a pipe holds, so that a reader that stops early breaks the pipe.
 const CHATTY: &str = r#"
 id: chatty
@@ -60,7 +52,7 @@ fn daemon() -> (Daemon, tempfile::TempDir) {
     let jobs = jobs_dir(&[
         ("hello.yaml", HELLO),
         ("failing.yaml", FAILING),
-        ("slow.yaml", SLOW),
+        ("slow.yaml", SLOW_JOB),
         ("chatty.yaml", CHATTY),
     ]);
     (Daemon::start(jobs.path()), jobs)

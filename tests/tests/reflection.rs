@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeSet, VecDeque};
 
-use petit_tests::{jobs_dir, Daemon};
+use petit_tests::{jobs_dir, Daemon, HELLO_JOB};
 use prost::bytes::{Buf, BufMut};
 use prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage, Value};
@@ -13,16 +13,6 @@ use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::Channel;
 use tonic::Status;
-
-const HELLO: &str = r#"
-id: hello
-name: Hello
-tasks:
-  - id: greet
-    type: command
-    command: echo
-    args: ["hi"]
-"#;
 
 /// What the tests ask a reflection service, whatever its version.
 enum Question {
@@ -243,7 +233,7 @@ where
 
 #[tokio::test]
 async fn reflection_v1alpha_works_as_grpcurl_uses_it() {
-    let jobs = jobs_dir(&[("hello.yaml", HELLO)]);
+    let jobs = jobs_dir(&[("hello.yaml", HELLO_JOB)]);
     let daemon = Daemon::start(jobs.path());
     let channel = daemon.channel().await;
     check_reflection(&daemon, |q| ask_v1alpha(&channel, q)).await;
@@ -251,7 +241,7 @@ async fn reflection_v1alpha_works_as_grpcurl_uses_it() {
 
 #[tokio::test]
 async fn reflection_v1_works_too() {
-    let jobs = jobs_dir(&[("hello.yaml", HELLO)]);
+    let jobs = jobs_dir(&[("hello.yaml", HELLO_JOB)]);
     let daemon = Daemon::start(jobs.path());
     let channel = daemon.channel().await;
     check_reflection(&daemon, |q| ask_v1(&channel, q)).await;
@@ -259,7 +249,7 @@ async fn reflection_v1_works_too() {
 
 #[tokio::test]
 async fn unknown_symbols_are_reported() {
-    let jobs = jobs_dir(&[("hello.yaml", HELLO)]);
+    let jobs = jobs_dir(&[("hello.yaml", HELLO_JOB)]);
     let daemon = Daemon::start(jobs.path());
     let channel = daemon.channel().await;
     let answer = ask_v1alpha(

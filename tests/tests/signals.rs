@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use petit_proto::v1::run_service_client::RunServiceClient;
 use petit_proto::v1::*;
-use petit_tests::{eventually, get_run, jobs_dir, trigger, Daemon};
+use petit_tests::{eventually, get_run, jobs_dir, trigger, Daemon, SLOW_JOB};
 use tonic::transport::Channel;
 
 const WAIT: Duration = Duration::from_secs(8);
@@ -18,16 +18,6 @@ tasks:
     type: command
     command: echo
     args: ["done quickly"]
-"#;
-
-const SLOW: &str = r#"
-id: slow
-name: Slow
-tasks:
-  - id: nap
-    type: command
-    command: sleep
-    args: ["30"]
 "#;
 
 /// Follows `WatchRun` until `until` holds for a message (or the stream ends); the last
@@ -97,7 +87,7 @@ async fn assert_intact(channel: &Channel, before: &Run) {
 // must still answer the server's graceful HTTP/2 shutdown meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_interrupts_running_runs_and_exits_cleanly() {
-    let jobs = jobs_dir(&[("quick.yaml", QUICK), ("slow.yaml", SLOW)]);
+    let jobs = jobs_dir(&[("quick.yaml", QUICK), ("slow.yaml", SLOW_JOB)]);
     let mut daemon = Daemon::start_with(jobs.path(), &["--shutdown-grace", "1s"]);
     let channel = daemon.channel().await;
     let (quick, slow) = one_done_one_running(&channel).await;
@@ -147,7 +137,7 @@ async fn assert_interrupted_after_restart(
 /// stop is as orderly as after the grace period: exit 0, the run recorded interrupted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_signal_cuts_the_grace_period_short() {
-    let jobs = jobs_dir(&[("quick.yaml", QUICK), ("slow.yaml", SLOW)]);
+    let jobs = jobs_dir(&[("quick.yaml", QUICK), ("slow.yaml", SLOW_JOB)]);
     // The grace outlasts the task (30 s): only the second signal can interrupt it.
     let mut daemon = Daemon::start_with(jobs.path(), &["--shutdown-grace", "5m"]);
     let channel = daemon.channel().await;
@@ -225,7 +215,7 @@ fn alive(pid: i32) -> bool {
 
 #[tokio::test]
 async fn after_sigkill_the_unfinished_run_settles_on_restart() {
-    let jobs = jobs_dir(&[("quick.yaml", QUICK), ("slow.yaml", SLOW)]);
+    let jobs = jobs_dir(&[("quick.yaml", QUICK), ("slow.yaml", SLOW_JOB)]);
     let daemon = Daemon::start(jobs.path());
     let channel = daemon.channel().await;
     let (quick, slow) = one_done_one_running(&channel).await;

@@ -69,8 +69,14 @@ impl DataLock {
 
 /// `<db>.lock`, beside the database.
 fn lock_path(db: &Path) -> PathBuf {
+    beside(db, ".lock")
+}
+
+/// `<db><suffix>`, beside the database: where petitd keeps what belongs to one
+/// database (`.lock`, `.pids`, `.scratch`).
+pub fn beside(db: &Path, suffix: &str) -> PathBuf {
     let mut name = db.file_name().unwrap_or_default().to_os_string();
-    name.push(".lock");
+    name.push(suffix);
     db.with_file_name(name)
 }
 

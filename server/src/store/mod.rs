@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 
-pub use lock::{DataLock, LockError};
+pub use lock::{beside, DataLock, LockError};
 pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;
 
