@@ -70,9 +70,14 @@ impl Tmux {
         tmux
     }
 
-    /// A session running a plain shell, for checking what is left after the program.
+    /// A session running a plain shell, for checking what is left after the program;
+    /// returns once the shell shows its prompt, so that what is typed next is read as
+    /// a command line after it (typed earlier, the line is echoed before the prompt and
+    /// the command's output lands on the prompt's line).
     fn shell() -> Tmux {
-        Tmux::start("env PS1='$ ' sh")
+        let tmux = Tmux::start("env PS1='$ ' sh");
+        tmux.wait_for("the shell's prompt", |s| s.trim_end() == "$");
+        tmux
     }
 
     fn run(&self, args: &[&str]) -> Output {
