@@ -372,6 +372,17 @@ impl Engine {
         params: BTreeMap<String, String>,
         force: bool,
     ) -> Result<RunRecord, EngineError> {
+        self.trigger_as(job_id, params, force, None).await
+    }
+
+    /// As [`Engine::trigger`], recording who asked (a token's name) on the run.
+    pub async fn trigger_as(
+        &self,
+        job_id: &str,
+        params: BTreeMap<String, String>,
+        force: bool,
+        triggered_by: Option<String>,
+    ) -> Result<RunRecord, EngineError> {
         let job = self
             .job(job_id)
             .ok_or_else(|| EngineError::JobNotFound(job_id.to_string()))?;
@@ -386,14 +397,20 @@ impl Engine {
                 }
             )));
         }
-        self.start_run(job, TriggerReason::Manual, params, force)
+        self.start_run(job, TriggerReason::Manual, params, force, triggered_by)
             .await
     }
 
     /// A scheduled fire: starts a run, or publishes why it was skipped.
     async fn fire(&self, job: Arc<JobDef>, at: DateTime<Utc>) {
         match self
-            .start_run(job.clone(), TriggerReason::Schedule, BTreeMap::new(), false)
+            .start_run(
+                job.clone(),
+                TriggerReason::Schedule,
+                BTreeMap::new(),
+                false,
+                None,
+            )
             .await
         {
             Ok(run) => tracing::debug!(job = %job.id, run = %run.id, scheduled = %at, "fired"),
@@ -413,6 +430,7 @@ impl Engine {
         trigger: TriggerReason,
         params: BTreeMap<String, String>,
         force: bool,
+        triggered_by: Option<String>,
     ) -> Result<RunRecord, EngineError> {
         if self.inner.state.lock().expect("engine state lock").stopping {
             return Err(EngineError::ShuttingDown);
@@ -431,6 +449,7 @@ impl Engine {
             started_at: None,
             ended_at: None,
             error: None,
+            triggered_by,
         };
         // Check and reserve under one lock, so two triggers cannot both pass the limit.
         let registration = {

@@ -2,6 +2,7 @@
 //! gRPC/REST API. `petitd` (src/main.rs) only parses flags and calls into this.
 
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod core;
 pub mod engine;

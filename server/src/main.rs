@@ -2,7 +2,7 @@
 //! the store, starts the engine, and serves the API until SIGTERM or SIGINT.
 
 use std::io::IsTerminal;
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+use petit_server::api::grpc::Exposure;
+use petit_server::auth::{self, Authenticator, Keyring, Role};
 use petit_server::config::{self, GlobalConfig};
 use petit_server::core::schedule::parse_duration;
 use petit_server::store::{beside, DataLock, MemoryStore, SqliteStore, Store, StoreOptions};
@@ -40,6 +42,54 @@ enum Command {
         #[arg(long, env = "PETIT_CONFIG", value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Manages the API tokens of a tokens file (see `--tokens`). petitd follows the
+    /// file's changes: a new or revoked token applies to the next call, no restart.
+    Token {
+        #[command(subcommand)]
+        action: TokenCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum TokenCommand {
+    /// Creates a token named NAME and prints it, once: only its hash is stored. Give it
+    /// to the client as PETIT_TOKEN or in a file for `--token-file`.
+    Create {
+        /// A name for the token (who or what uses it: `ci`, `alice`, `dashboard`);
+        /// runs it triggers and calls it makes are recorded under this name.
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// What the token may do: `viewer` reads, lists, watches and follows logs;
+        /// `operator` also triggers, cancels, pauses and resumes; `admin` everything
+        /// (the audit record included).
+        #[arg(long, value_name = "ROLE")]
+        role: Role,
+        #[command(flatten)]
+        file: TokensFileArgs,
+    },
+    /// Lists the tokens (name, role, creation time; never the tokens themselves).
+    List {
+        #[command(flatten)]
+        file: TokensFileArgs,
+    },
+    /// Revokes the token named NAME: petitd refuses it from its next call on.
+    Revoke {
+        #[arg(value_name = "NAME")]
+        name: String,
+        #[command(flatten)]
+        file: TokensFileArgs,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct TokensFileArgs {
+    /// The tokens file (created 0600 if missing). Default: the config file's
+    /// `auth.tokens`.
+    #[arg(long, env = "PETIT_TOKENS", value_name = "FILE")]
+    tokens: Option<PathBuf>,
+    /// Global config file, for its `auth.tokens`.
+    #[arg(long, env = "PETIT_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -60,7 +110,9 @@ struct DaemonArgs {
     #[arg(long)]
     in_memory: bool,
 
-    /// Address to serve gRPC, REST, reflection and health on.
+    /// Address to serve gRPC, REST, reflection and health on. An address beyond
+    /// loopback (`0.0.0.0:8565`, a LAN address) needs `--tokens` (or
+    /// `--allow-unauthenticated`).
     #[arg(
         long,
         env = "PETIT_LISTEN",
@@ -73,6 +125,20 @@ struct DaemonArgs {
     /// pools, storage path, log limits. Flags given here override it.
     #[arg(long, env = "PETIT_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
+
+    /// Tokens file (`petitd token create` makes one): every call except health then
+    /// needs `authorization: Bearer <token>` with a role that allows it. Changes to the
+    /// file apply at once. Default: the config file's `auth.tokens`; without either,
+    /// anyone who reaches the port may do anything, which is only allowed on loopback.
+    #[arg(long, env = "PETIT_TOKENS", value_name = "FILE")]
+    tokens: Option<PathBuf>,
+
+    /// Serve a non-loopback address without tokens anyway: anyone who reaches the port
+    /// can trigger, cancel and pause. petitd warns at start and reports it in the
+    /// scheduler state. For a network you trust completely, or a proxy that
+    /// authenticates.
+    #[arg(long)]
+    allow_unauthenticated: bool,
 
     /// Runs executing at once across all jobs; more wait as pending. Overrides the
     /// config file's `max_concurrent_runs` (default 16).
@@ -107,6 +173,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Validate { dir, config }) => validate(&dir, config.as_deref()),
+        Some(Command::Token { action }) => token(action),
         None => run(cli.daemon),
     };
     match result {
@@ -132,12 +199,80 @@ fn validate(dir: &Path, config: Option<&Path>) -> anyhow::Result<ExitCode> {
     }
 }
 
+fn token(action: TokenCommand) -> anyhow::Result<ExitCode> {
+    let path = |file: &TokensFileArgs| -> anyhow::Result<PathBuf> {
+        if let Some(path) = &file.tokens {
+            return Ok(path.clone());
+        }
+        load_config(file.config.as_deref())?
+            .auth_tokens
+            .ok_or_else(|| {
+                anyhow::anyhow!("which tokens file? give --tokens FILE (or PETIT_TOKENS, or auth.tokens in --config)")
+            })
+    };
+    match action {
+        TokenCommand::Create { name, role, file } => {
+            let path = path(&file)?;
+            let token = auth::create_token(&path, &name, role)?;
+            eprintln!(
+                "created token '{name}' ({role}) in {}; it is shown only this once:",
+                path.display()
+            );
+            println!("{token}");
+        }
+        TokenCommand::List { file } => {
+            let path = path(&file)?;
+            let tokens = auth::list_tokens(&path)?;
+            if tokens.is_empty() {
+                eprintln!("no tokens in {}", path.display());
+            } else {
+                let width = tokens.iter().map(|t| t.name.len()).max().unwrap_or(4).max(4);
+                println!("{:width$}  {:8}  CREATED", "NAME", "ROLE");
+                for t in tokens {
+                    println!(
+                        "{:width$}  {:8}  {}",
+                        t.name,
+                        t.role.as_str(),
+                        t.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    );
+                }
+            }
+        }
+        TokenCommand::Revoke { name, file } => {
+            let path = path(&file)?;
+            auth::revoke_token(&path, &name)?;
+            eprintln!("revoked token '{name}' in {}", path.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
     init_logging(args.log_format);
     // Before anything slow, so that a busy port fails at once.
     let listener = TcpListener::bind(&args.listen)
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {}", args.listen, bind_error(&e)))?;
     let global = load_config(args.config.as_deref())?;
+    let bound = listener.local_addr()?;
+    let tokens = args.tokens.clone().or_else(|| global.auth_tokens.clone());
+    let keyring = match &tokens {
+        Some(path) => {
+            let keyring = Keyring::open(path).map_err(|e| {
+                anyhow::anyhow!("{e} (create it with `petitd token create NAME --role ROLE --tokens {}`)", path.display())
+            })?;
+            if keyring.is_empty() {
+                tracing::warn!(file = %path.display(), "the tokens file has no tokens: every call but health will be refused");
+            }
+            tracing::info!(file = %path.display(), tokens = keyring.len(), "authentication on: calls need a token");
+            Some(Arc::new(keyring))
+        }
+        None => None,
+    };
+    let exposure = exposure(bound, keyring.is_some(), false, args.allow_unauthenticated)?;
+    for warning in &exposure.warnings {
+        tracing::warn!("{warning}");
+    }
+    let auth = Authenticator::new(keyring);
     let jobs = match config::load_jobs_dir(&args.jobs, &global) {
         Ok(jobs) => jobs,
         Err(errors) => {
@@ -183,9 +318,50 @@ fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
         let engine = Engine::start(jobs, store, options).await?;
         tracing::info!(jobs = job_count, dir = %args.jobs.display(), "jobs loaded");
         tracing::info!(%addr, "listening (gRPC, REST under /api)");
-        petit_server::serve::serve(listener, engine, signals, args.shutdown_grace).await
+        petit_server::serve::serve(
+            listener,
+            engine,
+            signals,
+            args.shutdown_grace,
+            auth,
+            exposure,
+        )
+        .await
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// How the daemon is exposed, or the refusal to serve a network without tokens.
+fn exposure(
+    bound: SocketAddr,
+    tokens: bool,
+    tls: bool,
+    allow_unauthenticated: bool,
+) -> anyhow::Result<Exposure> {
+    let mut warnings = Vec::new();
+    let loopback = bound.ip().is_loopback();
+    if !loopback && !tokens {
+        if !allow_unauthenticated {
+            anyhow::bail!(
+                "refusing to serve {bound} without authentication: anyone who reaches it could trigger, cancel and pause jobs. \
+                 Create a token (`petitd token create NAME --role operator --tokens tokens.yaml`) and start with \
+                 `--tokens tokens.yaml`, listen on 127.0.0.1, or pass --allow-unauthenticated if this is intended"
+            );
+        }
+        warnings.push(format!(
+            "listening on {bound} without authentication (--allow-unauthenticated): anyone who reaches it can trigger, cancel and pause jobs"
+        ));
+    }
+    if !loopback && tokens && !tls {
+        warnings.push(format!(
+            "listening on {bound} without TLS: tokens and job output travel in clear (use --tls-cert and --tls-key)"
+        ));
+    }
+    Ok(Exposure {
+        tokens_required: tokens,
+        tls,
+        warnings,
+    })
 }
 
 /// The global config: the file given, or the defaults.

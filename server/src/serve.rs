@@ -16,8 +16,9 @@ use tokio::sync::{mpsc, oneshot};
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
-use crate::api::grpc::{PetitApi, StreamShutdown};
+use crate::api::grpc::{Exposure, PetitApi, StreamShutdown};
 use crate::api::rest;
+use crate::auth::{self, Authenticator};
 use crate::engine::Engine;
 
 /// How long connections may take to close once the engine has stopped and every
@@ -34,6 +35,8 @@ pub async fn serve(
     engine: Engine,
     mut shutdown: mpsc::Receiver<()>,
     grace: Duration,
+    auth: Authenticator,
+    exposure: Exposure,
 ) -> anyhow::Result<()> {
     let (health, health_service) = tonic_health::server::health_reporter();
     set_health(&health, ServingStatus::Serving).await;
@@ -52,12 +55,16 @@ pub async fn serve(
             )
     };
     let grpc = PetitApi::new(engine.clone(), streams.clone())
+        .with_exposure(exposure)
         .routes()
         .add_service(health_service)
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?)
         .prepare()
         .into_axum_router()
+        // Every gRPC method, and so every REST route (each is an in-process gRPC call
+        // carrying the request's `authorization` header), passes the token check.
+        .layer(axum::middleware::from_fn_with_state(auth, auth::middleware))
         .fallback(unknown_path);
     // REST routes are all under `/api`; gRPC paths (`/package.Service/Method`) never
     // are, so the two sets merge without overlap. Paths neither answers reach

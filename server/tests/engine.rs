@@ -731,6 +731,7 @@ tasks:
         started_at: Some(now),
         ended_at: status.is_terminal().then_some(now),
         error: None,
+        triggered_by: None,
     };
     {
         // The state a kill -9 leaves behind.
@@ -868,6 +869,7 @@ async fn log_retention_prunes_logs_of_old_runs_at_start() {
         started_at: Some(long_ago),
         ended_at: Some(long_ago),
         error: None,
+        triggered_by: None,
     };
     store.create_run(old, vec![]).await.unwrap();
     let line = petit_server::store::LogRecord {

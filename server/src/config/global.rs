@@ -38,6 +38,9 @@ pub struct GlobalConfig {
     pub default_retry: Option<RetryPolicy>,
     /// Environment variables given to every task; a task's own values win.
     pub environment: BTreeMap<String, String>,
+    /// The tokens file that turns authentication on (`auth: {tokens: FILE}`), relative
+    /// paths resolved against the directory of `petit.yaml`.
+    pub auth_tokens: Option<PathBuf>,
 }
 
 impl Default for GlobalConfig {
@@ -52,6 +55,7 @@ impl Default for GlobalConfig {
             log_retention_days: None,
             default_retry: None,
             environment: BTreeMap::new(),
+            auth_tokens: None,
         }
     }
 }
@@ -70,6 +74,13 @@ struct RawGlobal {
     default_retry: Option<RawRetry>,
     #[serde(default)]
     environment: BTreeMap<String, ScalarText>,
+    auth: Option<RawAuth>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    tokens: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -198,6 +209,13 @@ impl GlobalConfig {
                     format!("unknown storage type '{other}' (expected sqlite or memory)"),
                 ),
             }
+        }
+
+        if let Some(tokens) = raw.auth.and_then(|a| a.tokens) {
+            config.auth_tokens = Some(match path.parent() {
+                Some(dir) if tokens.is_relative() => dir.join(tokens),
+                _ => tokens,
+            });
         }
 
         if let Some(logs) = raw.logs {

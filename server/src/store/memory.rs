@@ -7,7 +7,7 @@ use std::sync::{Mutex, MutexGuard};
 use chrono::{DateTime, Utc};
 
 use super::{
-    check_new_run, JobRecord, LogRecord, RunPage, RunRecord, Store, StoreError, StoreOptions,
+    check_new_run, AuditRecord, JobRecord, LogRecord, RunPage, RunRecord, Store, StoreError, StoreOptions,
     StoreResult, TaskRunRecord,
 };
 use crate::core::{LogStream, RunStatus};
@@ -23,6 +23,8 @@ struct State {
     jobs: BTreeMap<String, JobRecord>,
     runs: HashMap<String, RunEntry>,
     scheduler_paused: bool,
+    /// Oldest first.
+    audit: Vec<AuditRecord>,
     /// Id of the next log line. Lines of different tasks and streams live in separate
     /// queues; this global counter is what puts them back in write order, as SQLite's
     /// rowid does.
@@ -274,6 +276,24 @@ impl Store for MemoryStore {
 
     async fn scheduler_paused(&self) -> StoreResult<bool> {
         Ok(self.state()?.scheduler_paused)
+    }
+
+    async fn append_audit(&self, record: AuditRecord) -> StoreResult<()> {
+        self.state()?.audit.push(record);
+        Ok(())
+    }
+
+    async fn list_audit(&self, page: RunPage) -> StoreResult<Vec<AuditRecord>> {
+        let state = self.state()?;
+        let limit = if page.limit == 0 { usize::MAX } else { page.limit };
+        Ok(state
+            .audit
+            .iter()
+            .rev()
+            .skip(page.offset)
+            .take(limit)
+            .cloned()
+            .collect())
     }
 
     async fn unfinished_runs(&self) -> StoreResult<Vec<RunRecord>> {

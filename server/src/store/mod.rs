@@ -86,6 +86,26 @@ pub struct RunRecord {
     pub started_at: Option<DateTime<Utc>>,
     pub ended_at: Option<DateTime<Utc>>,
     pub error: Option<String>,
+    /// The name of the token whose call started the run (`anonymous` without
+    /// authentication); `None` for scheduled runs.
+    pub triggered_by: Option<String>,
+}
+
+/// One mutating API call (trigger, cancel, pause, resume): who made it, on what, and
+/// how it ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    pub time: DateTime<Utc>,
+    /// The token's name (`anonymous` without authentication).
+    pub actor: String,
+    /// The RPC's name (`TriggerJob`).
+    pub call: String,
+    /// What it acted on: a job id, a run id, or empty (the scheduler).
+    pub target: String,
+    /// The gRPC code it ended with (`OK`, `NOT_FOUND`...).
+    pub outcome: String,
+    /// The error's message, or a note (the run it started).
+    pub message: String,
 }
 
 /// One task of one run.
@@ -199,4 +219,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether the scheduler was last left paused (`false` on a new database).
     async fn scheduler_paused(&self) -> StoreResult<bool>;
+
+    /// Adds an entry to the audit record.
+    async fn append_audit(&self, record: AuditRecord) -> StoreResult<()>;
+
+    /// Audit entries, newest first.
+    async fn list_audit(&self, page: RunPage) -> StoreResult<Vec<AuditRecord>>;
 }

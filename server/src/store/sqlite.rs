@@ -20,6 +20,7 @@ use tokio::sync::{oneshot, Semaphore};
 
 use super::log_chunks;
 use super::{
+    AuditRecord,
     check_new_run, JobRecord, LogRecord, RunPage, RunRecord, Store, StoreError, StoreOptions,
     StoreResult, TaskRunRecord,
 };
@@ -100,6 +101,20 @@ const MIGRATIONS: &[&str] = &[
         value       TEXT NOT NULL
     ) STRICT, WITHOUT ROWID;
     "#,
+    // 3: who started a run, and the audit record of mutating calls.
+    r#"
+    ALTER TABLE runs ADD COLUMN triggered_by TEXT;
+
+    CREATE TABLE audit (
+        id          INTEGER PRIMARY KEY,
+        time        TEXT NOT NULL,
+        actor       TEXT NOT NULL,
+        call        TEXT NOT NULL,
+        target      TEXT NOT NULL,
+        outcome     TEXT NOT NULL,
+        message     TEXT NOT NULL
+    ) STRICT;
+    "#,
 ];
 
 /// The `settings` key holding whether the scheduler is paused (`true` / `false`).
@@ -113,8 +128,8 @@ const MAX_BATCH: usize = 1024;
 /// How long a connection waits for a lock (a checkpoint, another process) before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-const RUN_COLUMNS: &str =
-    r#"id, job_id, status, "trigger", params, created_at, started_at, ended_at, error"#;
+const RUN_COLUMNS: &str = r#"id, job_id, status, "trigger", params, created_at, started_at, ended_at, error,
+    triggered_by"#;
 const TASK_COLUMNS: &str =
     "run_id, task_id, status, attempts, exit_code, started_at, ended_at, error, outputs";
 
@@ -138,6 +153,7 @@ enum Write {
     PruneLogs(DateTime<Utc>, Arc<std::sync::atomic::AtomicU64>),
     /// A key of the `settings` table, and its new value.
     Setting(&'static str, String),
+    Audit(AuditRecord),
     /// Makes the writer thread panic, to test that callers get errors, not hangs.
     #[cfg(test)]
     Crash,
@@ -410,6 +426,23 @@ fn apply(conn: &Connection, write: &Write, cap: usize) -> StoreResult<()> {
             .and_then(|mut stmt| stmt.execute([key, value.as_str()]))
             .map(drop)
             .map_err(|e| StoreError(format!("cannot record setting '{key}': {e}"))),
+        Write::Audit(record) => conn
+            .prepare_cached(
+                "INSERT INTO audit (time, actor, call, target, outcome, message)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    time_to_sql(&record.time),
+                    record.actor,
+                    record.call,
+                    record.target,
+                    record.outcome,
+                    record.message
+                ])
+            })
+            .map(drop)
+            .map_err(|e| StoreError(format!("cannot record the audit entry: {e}"))),
         Write::UpdateRun(run) => {
             let changed = update_run(conn, run)
                 .map_err(|e| StoreError(format!("cannot update run '{}': {e}", run.id)))?;
@@ -465,7 +498,7 @@ fn upsert_jobs(conn: &Connection, jobs: &[JobRecord]) -> rusqlite::Result<()> {
 
 fn insert_run(conn: &Connection, run: &RunRecord, tasks: &[TaskRunRecord]) -> rusqlite::Result<()> {
     conn.prepare_cached(&format!(
-        "INSERT INTO runs ({RUN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+        "INSERT INTO runs ({RUN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
     ))?
     .execute(params![
         run.id,
@@ -477,6 +510,7 @@ fn insert_run(conn: &Connection, run: &RunRecord, tasks: &[TaskRunRecord]) -> ru
         run.started_at.as_ref().map(time_to_sql),
         run.ended_at.as_ref().map(time_to_sql),
         run.error,
+        run.triggered_by,
     ])?;
     let mut insert = conn.prepare_cached(&format!(
         "INSERT INTO task_runs ({TASK_COLUMNS}, ordinal)
@@ -743,6 +777,30 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn append_audit(&self, record: AuditRecord) -> StoreResult<()> {
+        self.write(Write::Audit(record)).await
+    }
+
+    async fn list_audit(&self, page: RunPage) -> StoreResult<Vec<AuditRecord>> {
+        let limit = match page.limit {
+            0 => -1,
+            n => i64::try_from(n).unwrap_or(i64::MAX),
+        };
+        let offset = i64::try_from(page.offset).unwrap_or(i64::MAX);
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT time, actor, call, target, outcome, message FROM audit
+                 ORDER BY id DESC LIMIT ?1 OFFSET ?2",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_map([limit, offset], audit_from_row)?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(read_failed("audit"))
+        })
+        .await
+    }
+
     async fn unfinished_runs(&self) -> StoreResult<Vec<RunRecord>> {
         self.read(|conn| {
             conn.prepare_cached(&format!(
@@ -815,6 +873,18 @@ fn run_from_row(row: &Row<'_>) -> rusqlite::Result<RunRecord> {
         started_at: optional_time_column(row, 6)?,
         ended_at: optional_time_column(row, 7)?,
         error: row.get(8)?,
+        triggered_by: row.get(9)?,
+    })
+}
+
+fn audit_from_row(row: &Row<'_>) -> rusqlite::Result<AuditRecord> {
+    Ok(AuditRecord {
+        time: time_column(row, 0)?,
+        actor: row.get(1)?,
+        call: row.get(2)?,
+        target: row.get(3)?,
+        outcome: row.get(4)?,
+        message: row.get(5)?,
     })
 }
 
@@ -972,6 +1042,7 @@ mod tests {
             started_at: None,
             ended_at: None,
             error: None,
+            triggered_by: None,
         };
         store.create_run(run.clone(), vec![]).await.expect("create");
 

@@ -10,7 +10,7 @@ use futures::FutureExt;
 use tempfile::TempDir;
 
 use super::{
-    JobRecord, LogRecord, MemoryStore, RunPage, RunRecord, SqliteStore, Store, StoreOptions,
+    AuditRecord, JobRecord, LogRecord, MemoryStore, RunPage, RunRecord, SqliteStore, Store, StoreOptions,
     StoreResult, TaskRunRecord,
 };
 use crate::core::{LogStream, RunStatus, TaskStatus, TriggerReason};
@@ -100,6 +100,7 @@ conformance!(
     prune_logs_drops_lines_of_old_runs_only,
     last_runs_gives_the_newest_run_of_each_job,
     scheduler_paused_round_trips,
+    audit_is_newest_first_and_paged,
 );
 
 /// A fixed instant `secs` after a base, with nanoseconds so that any precision lost
@@ -121,6 +122,7 @@ fn run(id: &str, job_id: &str, status: RunStatus, created: i64) -> RunRecord {
         started_at: None,
         ended_at: None,
         error: None,
+        triggered_by: Some("ci-bot".into()),
     }
 }
 
@@ -618,6 +620,32 @@ async fn scheduler_paused_round_trips(subject: &Subject) -> StoreResult<()> {
     );
     store.set_scheduler_paused(false).await?;
     assert!(!store.scheduler_paused().await?);
+    Ok(())
+}
+
+async fn audit_is_newest_first_and_paged(subject: &Subject) -> StoreResult<()> {
+    let store = subject.store();
+    assert!(store.list_audit(RunPage::default()).await?.is_empty());
+    let entry = |i: i64| AuditRecord {
+        time: at(i),
+        actor: format!("token-{i}"),
+        call: "CancelRun".into(),
+        target: format!("run-{i}"),
+        outcome: if i % 2 == 0 { "OK" } else { "NOT_FOUND" }.into(),
+        message: format!("note {i}"),
+    };
+    for i in 0..5 {
+        store.append_audit(entry(i)).await?;
+    }
+    let all = store.list_audit(RunPage::default()).await?;
+    assert_eq!(all, (0..5).rev().map(entry).collect::<Vec<_>>());
+    let page = store
+        .list_audit(RunPage {
+            limit: 2,
+            offset: 1,
+        })
+        .await?;
+    assert_eq!(page, vec![entry(3), entry(2)]);
     Ok(())
 }
 

@@ -117,6 +117,7 @@ pub fn run(r: &RunRecord, now: DateTime<Utc>) -> pb::Run {
             .started_at
             .map(|start| elapsed(start, r.ended_at.unwrap_or(now))),
         error: r.error.clone().unwrap_or_default(),
+        triggered_by: r.triggered_by.clone().unwrap_or_default(),
     }
 }
 
@@ -185,6 +186,10 @@ pub fn scheduler_state(s: &SchedulerInfo) -> pb::SchedulerState {
         started_at: Some(timestamp(s.started_at)),
         max_concurrent_runs: saturate(s.max_concurrent_runs),
         max_concurrent_tasks: saturate(s.max_concurrent_tasks),
+        // Filled in by the API, which knows how the daemon is exposed.
+        tokens_required: false,
+        tls: false,
+        warnings: Vec::new(),
     }
 }
 
@@ -284,6 +289,7 @@ mod tests {
             started_at: started.map(at),
             ended_at: ended.map(at),
             error: None,
+            triggered_by: None,
         }
     }
 

@@ -8,6 +8,7 @@ use tonic::{Request, Response, Status};
 use super::error::required;
 use super::page::Page;
 use super::{convert, PetitApi};
+use crate::auth::Caller;
 use crate::core::JobDef;
 use crate::engine::{Engine, EngineError};
 use crate::store::RunPage;
@@ -77,12 +78,21 @@ impl JobService for PetitApi {
         &self,
         request: Request<pb::TriggerJobRequest>,
     ) -> Result<Response<pb::TriggerJobResponse>, Status> {
+        let caller = Caller::of(&request);
         let request = request.into_inner();
         let job_id = required("job_id", &request.job_id)?;
         let params = request.params.into_iter().collect();
-        let run = self.engine.trigger(job_id, params, request.force).await?;
+        let result = self
+            .engine
+            .trigger_as(job_id, params, request.force, Some(caller.name.clone()))
+            .await
+            .map_err(Status::from);
+        self.audit(&caller, "TriggerJob", job_id, &result, |run| {
+            format!("run {}", run.id)
+        })
+        .await;
         Ok(Response::new(pb::TriggerJobResponse {
-            run: Some(convert::run(&run, Utc::now())),
+            run: Some(convert::run(&result?, Utc::now())),
         }))
     }
 

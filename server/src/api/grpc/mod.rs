@@ -2,6 +2,7 @@
 //! over the engine: request checks, paging, conversions to the wire types, and the
 //! streams that send a snapshot first and then every change.
 
+mod audit;
 pub mod convert;
 mod error;
 mod jobs;
@@ -13,6 +14,8 @@ mod stream;
 use petit_proto::v1::job_service_server::JobServiceServer;
 use petit_proto::v1::run_service_server::RunServiceServer;
 use petit_proto::v1::scheduler_service_server::SchedulerServiceServer;
+use std::sync::Arc;
+
 use tonic::service::Routes;
 
 use crate::engine::Engine;
@@ -24,12 +27,47 @@ pub use stream::StreamShutdown;
 pub struct PetitApi {
     engine: Engine,
     streams: StreamShutdown,
+    exposure: Arc<Exposure>,
+}
+
+/// How the daemon is reachable, as `GetSchedulerState` reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Exposure {
+    pub tokens_required: bool,
+    pub tls: bool,
+    /// Said at start-up and in every scheduler state.
+    pub warnings: Vec<String>,
+}
+
+impl Exposure {
+    fn apply(&self, state: &mut petit_proto::v1::SchedulerState) {
+        state.tokens_required = self.tokens_required;
+        state.tls = self.tls;
+        state.warnings = self.warnings.clone();
+    }
 }
 
 impl PetitApi {
     /// `streams` ends the open streams when the server stops (see `StreamShutdown`).
     pub fn new(engine: Engine, streams: StreamShutdown) -> PetitApi {
-        PetitApi { engine, streams }
+        PetitApi {
+            engine,
+            streams,
+            exposure: Arc::default(),
+        }
+    }
+
+    /// What `GetSchedulerState` says about authentication and TLS.
+    pub fn with_exposure(mut self, exposure: Exposure) -> PetitApi {
+        self.exposure = Arc::new(exposure);
+        self
+    }
+
+    /// The scheduler state as the API shows it.
+    fn scheduler_state(&self, info: &crate::engine::SchedulerInfo) -> petit_proto::v1::SchedulerState {
+        let mut state = convert::scheduler_state(info);
+        self.exposure.apply(&mut state);
+        state
     }
 
     /// The three services, routed by their gRPC paths (`/petit.v1.JobService/...`).

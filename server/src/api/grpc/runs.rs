@@ -13,6 +13,7 @@ use petit_proto::v1::run_service_server::RunService;
 use tokio::sync::broadcast::{self, error::RecvError};
 use tonic::{Request, Response, Status};
 
+use crate::auth::Caller;
 use super::error::required;
 use super::stream::{self, ClientGone, Outbox, ResponseStream};
 use super::{convert, PetitApi};
@@ -52,13 +53,14 @@ impl RunService for PetitApi {
         &self,
         request: Request<pb::CancelRunRequest>,
     ) -> Result<Response<pb::CancelRunResponse>, Status> {
+        let caller = Caller::of(&request);
         let request = request.into_inner();
-        let run = self
-            .engine
-            .cancel(required("run_id", &request.run_id)?)
-            .await?;
+        let run_id = required("run_id", &request.run_id)?;
+        let result = self.engine.cancel(run_id).await.map_err(Status::from);
+        self.audit(&caller, "CancelRun", run_id, &result, |_| String::new())
+            .await;
         Ok(Response::new(pb::CancelRunResponse {
-            run: Some(convert::run(&run, Utc::now())),
+            run: Some(convert::run(&result?, Utc::now())),
         }))
     }
 

@@ -10,9 +10,11 @@ use petit_proto::v1::watch_events_response::Item;
 use tokio::sync::broadcast::error::RecvError;
 use tonic::{Request, Response, Status};
 
+use super::page::Page;
 use super::stream::{self, ResponseStream};
 use super::{convert, PetitApi};
-use crate::engine::{Engine, EngineError};
+use crate::auth::Caller;
+use crate::engine::EngineError;
 use crate::events::Event;
 use crate::events::EventKind;
 use crate::store::RunPage;
@@ -44,27 +46,66 @@ impl SchedulerService for PetitApi {
         _request: Request<pb::GetSchedulerStateRequest>,
     ) -> Result<Response<pb::GetSchedulerStateResponse>, Status> {
         Ok(Response::new(pb::GetSchedulerStateResponse {
-            state: Some(convert::scheduler_state(&self.engine.state())),
+            state: Some(self.scheduler_state(&self.engine.state())),
         }))
     }
 
     async fn pause_scheduler(
         &self,
-        _request: Request<pb::PauseSchedulerRequest>,
+        request: Request<pb::PauseSchedulerRequest>,
     ) -> Result<Response<pb::PauseSchedulerResponse>, Status> {
-        let state = self.engine.pause().await?;
+        let caller = Caller::of(&request);
+        let result = self.engine.pause().await.map_err(Status::from);
+        self.audit(&caller, "PauseScheduler", "", &result, |_| String::new())
+            .await;
         Ok(Response::new(pb::PauseSchedulerResponse {
-            state: Some(convert::scheduler_state(&state)),
+            state: Some(self.scheduler_state(&result?)),
         }))
     }
 
     async fn resume_scheduler(
         &self,
-        _request: Request<pb::ResumeSchedulerRequest>,
+        request: Request<pb::ResumeSchedulerRequest>,
     ) -> Result<Response<pb::ResumeSchedulerResponse>, Status> {
-        let state = self.engine.resume().await?;
+        let caller = Caller::of(&request);
+        let result = self.engine.resume().await.map_err(Status::from);
+        self.audit(&caller, "ResumeScheduler", "", &result, |_| String::new())
+            .await;
         Ok(Response::new(pb::ResumeSchedulerResponse {
-            state: Some(convert::scheduler_state(&state)),
+            state: Some(self.scheduler_state(&result?)),
+        }))
+    }
+
+    async fn list_audit_records(
+        &self,
+        request: Request<pb::ListAuditRecordsRequest>,
+    ) -> Result<Response<pb::ListAuditRecordsResponse>, Status> {
+        let request = request.into_inner();
+        let page = Page::parse(request.page_size, &request.page_token)?;
+        // One more than a page tells whether another page follows.
+        let mut records = self
+            .engine
+            .store()
+            .list_audit(RunPage {
+                limit: page.size + 1,
+                offset: page.offset,
+            })
+            .await?;
+        let next_page_token = page.next_token(page.offset + records.len());
+        records.truncate(page.size);
+        Ok(Response::new(pb::ListAuditRecordsResponse {
+            records: records
+                .into_iter()
+                .map(|r| pb::AuditRecord {
+                    time: Some(convert::timestamp(r.time)),
+                    actor: r.actor,
+                    call: r.call,
+                    target: r.target,
+                    outcome: r.outcome,
+                    message: r.message,
+                })
+                .collect(),
+            next_page_token,
         }))
     }
 
@@ -85,8 +126,8 @@ impl SchedulerService for PetitApi {
         // Subscribe before reading the state, so that nothing happens unseen between
         // the snapshot and the first forwarded event.
         let mut events = self.engine.subscribe();
-        let first = snapshot(&self.engine, job_id.as_deref()).await?;
-        let engine = self.engine.clone();
+        let first = snapshot(self, job_id.as_deref()).await?;
+        let api = self.clone();
         let stream = stream::spawn(&self.streams, move |out| async move {
             out.send(snapshot_message(first)).await?;
             loop {
@@ -101,7 +142,7 @@ impl SchedulerService for PetitApi {
                     Err(RecvError::Lagged(missed)) => {
                         // Events were lost: a fresh snapshot makes the client whole.
                         tracing::debug!(missed, "WatchEvents client lagged; resending a snapshot");
-                        match snapshot(&engine, job_id.as_deref()).await {
+                        match snapshot(&api, job_id.as_deref()).await {
                             Ok(s) => out.send(snapshot_message(s)).await?,
                             Err(status) => return out.fail(status).await,
                         }
@@ -131,8 +172,9 @@ fn snapshot_message(snapshot: pb::Snapshot) -> pb::WatchEventsResponse {
 
 /// The scheduler state, the jobs (or the one job watched), the runs still going and the
 /// most recent ones, newest first.
-async fn snapshot(engine: &Engine, job_id: Option<&str>) -> Result<pb::Snapshot, Status> {
-    let state = convert::scheduler_state(&engine.state());
+async fn snapshot(api: &PetitApi, job_id: Option<&str>) -> Result<pb::Snapshot, Status> {
+    let engine = &api.engine;
+    let state = api.scheduler_state(&engine.state());
     let all = engine.jobs();
     let defs: Vec<&crate::core::JobDef> = all
         .iter()

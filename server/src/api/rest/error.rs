@@ -2,7 +2,7 @@
 //! and the JSON body `{"code": <gRPC code>, "message": "...", "details": []}`.
 
 use axum::response::{IntoResponse, Response};
-use http::header::{ALLOW, CONTENT_TYPE};
+use http::header::{ALLOW, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderValue, Method, StatusCode};
 use tonic::Code;
 
@@ -135,6 +135,13 @@ impl IntoResponse for RestError {
             if let Ok(value) = HeaderValue::from_str(allow) {
                 headers.insert(ALLOW, value);
             }
+        }
+        // RFC 6750: a 401 says which scheme to use.
+        if self.code == Code::Unauthenticated {
+            headers.insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"petit\""),
+            );
         }
         response
     }
