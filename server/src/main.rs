@@ -226,14 +226,20 @@ fn token(action: TokenCommand) -> anyhow::Result<ExitCode> {
             if tokens.is_empty() {
                 eprintln!("no tokens in {}", path.display());
             } else {
-                let width = tokens.iter().map(|t| t.name.len()).max().unwrap_or(4).max(4);
+                let width = tokens
+                    .iter()
+                    .map(|t| t.name.len())
+                    .max()
+                    .unwrap_or(4)
+                    .max(4);
                 println!("{:width$}  {:8}  CREATED", "NAME", "ROLE");
                 for t in tokens {
                     println!(
                         "{:width$}  {:8}  {}",
                         t.name,
                         t.role.as_str(),
-                        t.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                        t.created_at
+                            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
                     );
                 }
             }
@@ -258,7 +264,10 @@ fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
     let keyring = match &tokens {
         Some(path) => {
             let keyring = Keyring::open(path).map_err(|e| {
-                anyhow::anyhow!("{e} (create it with `petitd token create NAME --role ROLE --tokens {}`)", path.display())
+                anyhow::anyhow!(
+                    "{e} (create it with `petitd token create NAME --role ROLE --tokens {}`)",
+                    path.display()
+                )
             })?;
             if keyring.is_empty() {
                 tracing::warn!(file = %path.display(), "the tokens file has no tokens: every call but health will be refused");

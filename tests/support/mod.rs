@@ -113,6 +113,8 @@ impl Daemon {
             .env_remove("PETIT_JOBS")
             .env_remove("PETIT_DB")
             .env_remove("PETIT_LISTEN")
+            .env_remove("PETIT_TOKENS")
+            .env_remove("PETIT_CONFIG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)

@@ -76,10 +76,16 @@ mod tests {
         for method in &methods {
             let listed = METHOD_ROLES.iter().any(|(name, _)| name == method)
                 || OPEN.contains(&method.as_str());
-            assert!(listed, "{method} has no role in METHOD_ROLES: decide who may call it");
+            assert!(
+                listed,
+                "{method} has no role in METHOD_ROLES: decide who may call it"
+            );
         }
         for (name, _) in METHOD_ROLES {
-            assert!(methods.contains(&name.to_string()), "{name} is not a method of the contract");
+            assert!(
+                methods.contains(&name.to_string()),
+                "{name} is not a method of the contract"
+            );
         }
     }
 
@@ -89,11 +95,26 @@ mod tests {
             ("/grpc.health.v1.Health/Check", Access::Open),
             ("/petit.v1.SchedulerService/GetHealth", Access::Open),
             ("/petit.v1.JobService/ListJobs", Access::Needs(Role::Viewer)),
-            ("/petit.v1.JobService/TriggerJob", Access::Needs(Role::Operator)),
-            ("/petit.v1.RunService/CancelRun", Access::Needs(Role::Operator)),
-            ("/petit.v1.SchedulerService/PauseScheduler", Access::Needs(Role::Operator)),
-            ("/petit.v1.SchedulerService/ListAuditRecords", Access::Needs(Role::Admin)),
-            ("/petit.v1.JobService/SomethingNew", Access::Needs(Role::Admin)),
+            (
+                "/petit.v1.JobService/TriggerJob",
+                Access::Needs(Role::Operator),
+            ),
+            (
+                "/petit.v1.RunService/CancelRun",
+                Access::Needs(Role::Operator),
+            ),
+            (
+                "/petit.v1.SchedulerService/PauseScheduler",
+                Access::Needs(Role::Operator),
+            ),
+            (
+                "/petit.v1.SchedulerService/ListAuditRecords",
+                Access::Needs(Role::Admin),
+            ),
+            (
+                "/petit.v1.JobService/SomethingNew",
+                Access::Needs(Role::Admin),
+            ),
             (
                 "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
                 Access::Needs(Role::Viewer),

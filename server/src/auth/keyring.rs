@@ -214,7 +214,10 @@ mod tests {
 
         // Added and revoked without reopening.
         let dash = create_token(&path, "dash", Role::Viewer).unwrap();
-        assert_eq!(keyring.authenticate(Some(&header(&dash))).unwrap().name, "dash");
+        assert_eq!(
+            keyring.authenticate(Some(&header(&dash))).unwrap().name,
+            "dash"
+        );
         revoke_token(&path, "ci").unwrap();
         assert!(keyring.authenticate(Some(&header(&ci))).is_err());
 
@@ -224,7 +227,10 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         assert!(keyring.authenticate(Some(&header(&dash))).is_err());
         let again = create_token(&path, "again", Role::Admin).unwrap();
-        assert_eq!(keyring.authenticate(Some(&header(&again))).unwrap().role, Role::Admin);
+        assert_eq!(
+            keyring.authenticate(Some(&header(&again))).unwrap().role,
+            Role::Admin
+        );
     }
 
     #[test]

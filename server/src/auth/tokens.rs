@@ -143,7 +143,10 @@ fn parse(path: &Path, text: &str) -> Result<Vec<TokenEntry>, TokensError> {
         message,
     };
     // An empty file (or one with only comments) holds no tokens.
-    let file: TokensFile = if text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) {
+    let file: TokensFile = if text
+        .lines()
+        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+    {
         TokensFile::default()
     } else {
         serde_yaml::from_str(text).map_err(|e| invalid(e.to_string()))?
@@ -285,7 +288,10 @@ mod tests {
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         let text = std::fs::read_to_string(&path).unwrap();
-        assert!(!text.contains(&a) && !text.contains(&b), "the file keeps no token");
+        assert!(
+            !text.contains(&a) && !text.contains(&b),
+            "the file keeps no token"
+        );
         let listed = list_tokens(&path).unwrap();
         assert_eq!(listed.len(), 2);
         assert_eq!(listed[0].name, "ci");
@@ -311,7 +317,10 @@ mod tests {
         let path = dir.path().join("t.yaml");
         for bad in ["", "a b", "x\"y", "é", &"n".repeat(65), "a\nrole: admin"] {
             assert!(
-                matches!(create_token(&path, bad, Role::Viewer), Err(TokensError::BadName(_))),
+                matches!(
+                    create_token(&path, bad, Role::Viewer),
+                    Err(TokensError::BadName(_))
+                ),
                 "{bad:?}"
             );
         }

@@ -7,8 +7,8 @@ use std::sync::{Mutex, MutexGuard};
 use chrono::{DateTime, Utc};
 
 use super::{
-    check_new_run, AuditRecord, JobRecord, LogRecord, RunPage, RunRecord, Store, StoreError, StoreOptions,
-    StoreResult, TaskRunRecord,
+    check_new_run, AuditRecord, JobRecord, LogRecord, RunPage, RunRecord, Store, StoreError,
+    StoreOptions, StoreResult, TaskRunRecord,
 };
 use crate::core::{LogStream, RunStatus};
 
@@ -285,7 +285,11 @@ impl Store for MemoryStore {
 
     async fn list_audit(&self, page: RunPage) -> StoreResult<Vec<AuditRecord>> {
         let state = self.state()?;
-        let limit = if page.limit == 0 { usize::MAX } else { page.limit };
+        let limit = if page.limit == 0 {
+            usize::MAX
+        } else {
+            page.limit
+        };
         Ok(state
             .audit
             .iter()

@@ -20,9 +20,8 @@ use tokio::sync::{oneshot, Semaphore};
 
 use super::log_chunks;
 use super::{
-    AuditRecord,
-    check_new_run, JobRecord, LogRecord, RunPage, RunRecord, Store, StoreError, StoreOptions,
-    StoreResult, TaskRunRecord,
+    check_new_run, AuditRecord, JobRecord, LogRecord, RunPage, RunRecord, Store, StoreError,
+    StoreOptions, StoreResult, TaskRunRecord,
 };
 use crate::core::RunStatus;
 

@@ -10,8 +10,8 @@ use futures::FutureExt;
 use tempfile::TempDir;
 
 use super::{
-    AuditRecord, JobRecord, LogRecord, MemoryStore, RunPage, RunRecord, SqliteStore, Store, StoreOptions,
-    StoreResult, TaskRunRecord,
+    AuditRecord, JobRecord, LogRecord, MemoryStore, RunPage, RunRecord, SqliteStore, Store,
+    StoreOptions, StoreResult, TaskRunRecord,
 };
 use crate::core::{LogStream, RunStatus, TaskStatus, TriggerReason};
 

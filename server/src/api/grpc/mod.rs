@@ -64,7 +64,10 @@ impl PetitApi {
     }
 
     /// The scheduler state as the API shows it.
-    fn scheduler_state(&self, info: &crate::engine::SchedulerInfo) -> petit_proto::v1::SchedulerState {
+    fn scheduler_state(
+        &self,
+        info: &crate::engine::SchedulerInfo,
+    ) -> petit_proto::v1::SchedulerState {
         let mut state = convert::scheduler_state(info);
         self.exposure.apply(&mut state);
         state

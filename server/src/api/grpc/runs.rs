@@ -13,10 +13,10 @@ use petit_proto::v1::run_service_server::RunService;
 use tokio::sync::broadcast::{self, error::RecvError};
 use tonic::{Request, Response, Status};
 
-use crate::auth::Caller;
 use super::error::required;
 use super::stream::{self, ClientGone, Outbox, ResponseStream};
 use super::{convert, PetitApi};
+use crate::auth::Caller;
 use crate::engine::Engine;
 use crate::events::{Event, EventKind};
 use crate::store::{LogRecord, RunRecord, TaskRunRecord};
