@@ -220,6 +220,20 @@ impl Client {
             .await
     }
 
+    /// One page of the audit record, newest first (needs an admin token).
+    pub async fn audit_records(
+        &self,
+        page_size: u32,
+        page_token: String,
+    ) -> Result<petit_proto::v1::ListAuditRecordsResponse, ClientError> {
+        let request = self.unary(petit_proto::v1::ListAuditRecordsRequest {
+            page_size,
+            page_token,
+        });
+        self.call(self.scheduler.clone().list_audit_records(request))
+            .await
+    }
+
     pub async fn pause(&self) -> Result<PauseSchedulerResponse, ClientError> {
         let request = self.unary(PauseSchedulerRequest {});
         self.call(self.scheduler.clone().pause_scheduler(request))

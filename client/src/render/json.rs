@@ -69,6 +69,9 @@ proto_messages!(
     WatchEventsRequest,
     Snapshot,
     WatchEventsResponse,
+    ListAuditRecordsRequest,
+    AuditRecord,
+    ListAuditRecordsResponse,
     // job.proto
     ListJobsRequest,
     ListJobsResponse,

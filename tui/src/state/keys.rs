@@ -204,6 +204,7 @@ impl State {
                         started_at: None,
                         ended_at: None,
                         error: String::new(),
+                        triggered_by: String::new(),
                     },
                 };
                 self.tab = Tab::Tasks;

@@ -342,6 +342,8 @@ pub struct RunRow {
     pub started_at: Option<DateTime<Utc>>,
     pub ended_at: Option<DateTime<Utc>>,
     pub error: String,
+    /// The token name whose call started the run; empty for scheduled runs.
+    pub triggered_by: String,
 }
 
 impl From<v1::Run> for RunRow {
@@ -362,6 +364,7 @@ impl From<v1::Run> for RunRow {
             started_at,
             ended_at: instant(run.ended_at),
             error: run.error,
+            triggered_by: run.triggered_by,
         }
     }
 }

@@ -33,6 +33,7 @@ fn run(id: &str, job_id: &str, status: RunStatus, created: i64) -> RunRow {
         started_at: Some(t(created)),
         ended_at: None,
         error: String::new(),
+        triggered_by: String::new(),
     }
 }
 

@@ -27,6 +27,7 @@ fn run(id: &str, job_id: &str, status: RunStatus, trigger: Trigger, created: i64
         started_at: Some(t(created)),
         ended_at: ended,
         error: String::new(),
+        triggered_by: String::new(),
     }
 }
 

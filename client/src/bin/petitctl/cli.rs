@@ -152,6 +152,14 @@ pub enum Command {
         #[command(flatten)]
         output: OutputArg,
     },
+    /// Show the audit record: who triggered, cancelled, paused or resumed, newest first (needs an admin token)
+    Audit {
+        /// How many entries to show
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+        limit: u32,
+        #[command(flatten)]
+        output: OutputArg,
+    },
     /// Check that petitd serves (exit code 3 if it does not)
     Health {
         #[command(flatten)]
@@ -191,6 +199,7 @@ impl Command {
             | Command::Pause { output }
             | Command::Resume { output }
             | Command::State { output }
+            | Command::Audit { output, .. }
             | Command::Health { output }
             | Command::Watch { output, .. } => output.format,
             Command::Completions { .. } => Format::Table,

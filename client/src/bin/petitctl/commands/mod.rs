@@ -51,6 +51,7 @@ async fn dispatch(cli: Cli) -> Result<u8, CliError> {
         Command::Pause { .. } => scheduler::pause(client, out).await?,
         Command::Resume { .. } => scheduler::resume(client, out).await?,
         Command::State { .. } => scheduler::state(client, out).await?,
+        Command::Audit { limit, .. } => scheduler::audit(client, limit, out).await?,
         Command::Health { .. } => scheduler::health(client, out).await?,
         Command::Watch { job, no_logs, .. } => {
             scheduler::watch(client, job.as_deref().unwrap_or(""), no_logs, out).await?

@@ -2,7 +2,7 @@
 
 use petit_client::proto::{watch_events_response::Item, SchedulerState, SchedulerStatus};
 use petit_client::render::{
-    fields, format_proto_duration, format_time, paint, Color, ProtoMessage,
+    fields, format_proto_duration, format_time, paint, Cell, Color, ProtoMessage, Table,
 };
 use petit_client::Client;
 
@@ -54,7 +54,61 @@ pub async fn state(client: &Client, out: &mut Out) -> Result<u8, CliError> {
         ("Started", format_time(state.started_at.as_ref())),
         ("Max concurrent runs", state.max_concurrent_runs.to_string()),
         ("Max tasks per run", state.max_concurrent_tasks.to_string()),
+        (
+            "Authentication",
+            if state.tokens_required {
+                "tokens".to_string()
+            } else {
+                "none".to_string()
+            },
+        ),
+        ("TLS", if state.tls { "on" } else { "off" }.to_string()),
     ]))?;
+    for warning in &state.warnings {
+        out.line(format!(
+            "{}: {warning}",
+            paint("warning", Color::Yellow, out.color)
+        ))?;
+    }
+    Ok(SUCCESS)
+}
+
+/// The audit record, newest first, up to `limit` entries (paged through as needed).
+pub async fn audit(client: &Client, limit: u32, out: &mut Out) -> Result<u8, CliError> {
+    let mut records = Vec::new();
+    let mut token = String::new();
+    loop {
+        let want = (limit as usize - records.len()).min(500) as u32;
+        let page = client.audit_records(want, token).await?;
+        let got = page.records.len();
+        records.extend(page.records);
+        // An empty page with a token would loop forever on a confused server.
+        if records.len() >= limit as usize || page.next_page_token.is_empty() || got == 0 {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    records.truncate(limit as usize);
+    if out.is_json() {
+        out.json(&petit_client::proto::ListAuditRecordsResponse {
+            records,
+            next_page_token: String::new(),
+        })?;
+        return Ok(SUCCESS);
+    }
+    let mut table = Table::new(["TIME", "WHO", "CALL", "TARGET", "OUTCOME", "MESSAGE"]);
+    for r in &records {
+        let ok = r.outcome == "OK";
+        table.row(vec![
+            Cell::new(format_time(r.time.as_ref())),
+            Cell::new(r.actor.clone()),
+            Cell::new(r.call.clone()),
+            Cell::new(r.target.clone()),
+            Cell::colored(&r.outcome, if ok { Color::Green } else { Color::Red }),
+            Cell::new(r.message.clone()),
+        ]);
+    }
+    out.text(&table.render(out.color))?;
     Ok(SUCCESS)
 }
 

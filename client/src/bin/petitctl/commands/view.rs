@@ -64,6 +64,9 @@ pub fn run_fields(run: &Run, color: bool) -> String {
         ("Status", paint(status.word, status.color, color)),
         ("Trigger", trigger_word(run.trigger).to_string()),
     ];
+    if !run.triggered_by.is_empty() {
+        rows.push(("Triggered by", run.triggered_by.clone()));
+    }
     if !run.params.is_empty() {
         rows.push(("Params", key_values(&run.params)));
     }
