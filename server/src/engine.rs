@@ -397,8 +397,15 @@ impl Engine {
                 }
             )));
         }
-        self.start_run(job, TriggerReason::Manual, params, force, triggered_by)
-            .await
+        self.start_run(
+            job,
+            TriggerReason::Manual,
+            params,
+            force,
+            triggered_by,
+            None,
+        )
+        .await
     }
 
     /// A scheduled fire: starts a run, or publishes why it was skipped.
@@ -410,6 +417,7 @@ impl Engine {
                 BTreeMap::new(),
                 false,
                 None,
+                Some(at),
             )
             .await
         {
@@ -431,6 +439,7 @@ impl Engine {
         params: BTreeMap<String, String>,
         force: bool,
         triggered_by: Option<String>,
+        scheduled_for: Option<DateTime<Utc>>,
     ) -> Result<RunRecord, EngineError> {
         if self.inner.state.lock().expect("engine state lock").stopping {
             return Err(EngineError::ShuttingDown);
@@ -450,6 +459,7 @@ impl Engine {
             ended_at: None,
             error: None,
             triggered_by,
+            scheduled_for,
         };
         // Check and reserve under one lock, so two triggers cannot both pass the limit.
         let registration = {

@@ -732,6 +732,7 @@ tasks:
         ended_at: status.is_terminal().then_some(now),
         error: None,
         triggered_by: None,
+        scheduled_for: None,
     };
     {
         // The state a kill -9 leaves behind.
@@ -870,6 +871,7 @@ async fn log_retention_prunes_logs_of_old_runs_at_start() {
         ended_at: Some(long_ago),
         error: None,
         triggered_by: None,
+        scheduled_for: None,
     };
     store.create_run(old, vec![]).await.unwrap();
     let line = petit_server::store::LogRecord {

@@ -25,6 +25,8 @@ struct State {
     scheduler_paused: bool,
     /// Oldest first.
     audit: Vec<AuditRecord>,
+    /// The (job, instant) of every scheduled run: one run per fire.
+    fires: std::collections::HashSet<(String, DateTime<Utc>)>,
     /// Id of the next log line. Lines of different tasks and streams live in separate
     /// queues; this global counter is what puts them back in write order, as SQLite's
     /// rowid does.
@@ -96,6 +98,11 @@ impl Store for MemoryStore {
         let mut state = self.state()?;
         if state.runs.contains_key(&run.id) {
             return Err(StoreError(format!("run '{}' already exists", run.id)));
+        }
+        if let Some(at) = run.scheduled_for {
+            if !state.fires.insert((run.job_id.clone(), at)) {
+                return Err(super::fire_taken(&run.job_id, at));
+            }
         }
         state.runs.insert(
             run.id.clone(),

@@ -64,6 +64,14 @@ fn check_new_run(run: &RunRecord, tasks: &[TaskRunRecord]) -> StoreResult<()> {
     Ok(())
 }
 
+/// The refusal of a second run for one fire instant, the same from every store.
+fn fire_taken(job_id: &str, at: DateTime<Utc>) -> StoreError {
+    StoreError(format!(
+        "job '{job_id}' already has a run for the fire at {}",
+        at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    ))
+}
+
 /// A job as last loaded (kept so that history outlives a job file's removal).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobRecord {
@@ -89,6 +97,9 @@ pub struct RunRecord {
     /// The name of the token whose call started the run (`anonymous` without
     /// authentication); `None` for scheduled runs.
     pub triggered_by: Option<String>,
+    /// The schedule instant a scheduled run stands for. A store holds at most one run
+    /// per (job, instant): a second insert is refused, so a fire cannot run twice.
+    pub scheduled_for: Option<DateTime<Utc>>,
 }
 
 /// One mutating API call (trigger, cancel, pause, resume): who made it, on what, and

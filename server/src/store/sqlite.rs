@@ -100,9 +100,13 @@ const MIGRATIONS: &[&str] = &[
         value       TEXT NOT NULL
     ) STRICT, WITHOUT ROWID;
     "#,
-    // 3: who started a run, and the audit record of mutating calls.
+    // 3: who started a run, the instant a scheduled run stands for (one run per fire
+    // instant, whoever tries), and the audit record of mutating calls.
     r#"
     ALTER TABLE runs ADD COLUMN triggered_by TEXT;
+    ALTER TABLE runs ADD COLUMN scheduled_for TEXT;
+    CREATE UNIQUE INDEX runs_by_fire ON runs (job_id, scheduled_for)
+        WHERE scheduled_for IS NOT NULL;
 
     CREATE TABLE audit (
         id          INTEGER PRIMARY KEY,
@@ -128,7 +132,7 @@ const MAX_BATCH: usize = 1024;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 const RUN_COLUMNS: &str = r#"id, job_id, status, "trigger", params, created_at, started_at, ended_at, error,
-    triggered_by"#;
+    triggered_by, scheduled_for"#;
 const TASK_COLUMNS: &str =
     "run_id, task_id, status, attempts, exit_code, started_at, ended_at, error, outputs";
 
@@ -414,8 +418,15 @@ fn apply(conn: &Connection, write: &Write, cap: usize) -> StoreResult<()> {
         }
         Write::CreateRun(run, tasks) => {
             check_new_run(run, tasks)?;
-            insert_run(conn, run, tasks)
-                .map_err(|e| StoreError(format!("cannot create run '{}': {e}", run.id)))
+            insert_run(conn, run, tasks).map_err(|e| match (&e, run.scheduled_for) {
+                (rusqlite::Error::SqliteFailure(f, Some(message)), Some(at))
+                    if f.code == rusqlite::ErrorCode::ConstraintViolation
+                        && message.contains("scheduled_for") =>
+                {
+                    super::fire_taken(&run.job_id, at)
+                }
+                _ => StoreError(format!("cannot create run '{}': {e}", run.id)),
+            })
         }
         Write::Setting(key, value) => conn
             .prepare_cached(
@@ -497,7 +508,7 @@ fn upsert_jobs(conn: &Connection, jobs: &[JobRecord]) -> rusqlite::Result<()> {
 
 fn insert_run(conn: &Connection, run: &RunRecord, tasks: &[TaskRunRecord]) -> rusqlite::Result<()> {
     conn.prepare_cached(&format!(
-        "INSERT INTO runs ({RUN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+        "INSERT INTO runs ({RUN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
     ))?
     .execute(params![
         run.id,
@@ -510,6 +521,7 @@ fn insert_run(conn: &Connection, run: &RunRecord, tasks: &[TaskRunRecord]) -> ru
         run.ended_at.as_ref().map(time_to_sql),
         run.error,
         run.triggered_by,
+        run.scheduled_for.as_ref().map(time_to_sql),
     ])?;
     let mut insert = conn.prepare_cached(&format!(
         "INSERT INTO task_runs ({TASK_COLUMNS}, ordinal)
@@ -873,6 +885,7 @@ fn run_from_row(row: &Row<'_>) -> rusqlite::Result<RunRecord> {
         ended_at: optional_time_column(row, 7)?,
         error: row.get(8)?,
         triggered_by: row.get(9)?,
+        scheduled_for: optional_time_column(row, 10)?,
     })
 }
 
@@ -1042,6 +1055,7 @@ mod tests {
             ended_at: None,
             error: None,
             triggered_by: None,
+            scheduled_for: None,
         };
         store.create_run(run.clone(), vec![]).await.expect("create");
 

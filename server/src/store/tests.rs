@@ -101,6 +101,7 @@ conformance!(
     last_runs_gives_the_newest_run_of_each_job,
     scheduler_paused_round_trips,
     audit_is_newest_first_and_paged,
+    one_run_per_fire_instant,
 );
 
 /// A fixed instant `secs` after a base, with nanoseconds so that any precision lost
@@ -123,6 +124,7 @@ fn run(id: &str, job_id: &str, status: RunStatus, created: i64) -> RunRecord {
         ended_at: None,
         error: None,
         triggered_by: Some("ci-bot".into()),
+        scheduled_for: None,
     }
 }
 
@@ -620,6 +622,40 @@ async fn scheduler_paused_round_trips(subject: &Subject) -> StoreResult<()> {
     );
     store.set_scheduler_paused(false).await?;
     assert!(!store.scheduler_paused().await?);
+    Ok(())
+}
+
+async fn one_run_per_fire_instant(subject: &Subject) -> StoreResult<()> {
+    let store = subject.store();
+    let fire = |id: &str, job: &str, at: i64| RunRecord {
+        trigger: TriggerReason::Schedule,
+        scheduled_for: Some(self::at(at)),
+        ..run(id, job, RunStatus::Pending, at)
+    };
+    store.create_run(fire("a", "j", 10), vec![]).await?;
+    let again = store
+        .create_run(fire("b", "j", 10), vec![task("b", "t")])
+        .await;
+    let message = again.expect_err("a second run for one fire").to_string();
+    assert!(
+        message.contains("already has a run for the fire at"),
+        "{message}"
+    );
+    assert_eq!(store.get_run("b").await?, None, "nothing of it was stored");
+    assert!(store.task_runs("b").await?.is_empty());
+    // Another instant, another job, and runs without an instant are all fine.
+    store.create_run(fire("c", "j", 11), vec![]).await?;
+    store.create_run(fire("d", "k", 10), vec![]).await?;
+    store
+        .create_run(run("e", "j", RunStatus::Pending, 10), vec![])
+        .await?;
+    store
+        .create_run(run("f", "j", RunStatus::Pending, 10), vec![])
+        .await?;
+    assert_eq!(
+        store.get_run("a").await?.unwrap().scheduled_for,
+        Some(at(10))
+    );
     Ok(())
 }
 

@@ -118,6 +118,7 @@ pub fn run(r: &RunRecord, now: DateTime<Utc>) -> pb::Run {
             .map(|start| elapsed(start, r.ended_at.unwrap_or(now))),
         error: r.error.clone().unwrap_or_default(),
         triggered_by: r.triggered_by.clone().unwrap_or_default(),
+        scheduled_for: r.scheduled_for.map(timestamp),
     }
 }
 
@@ -290,6 +291,7 @@ mod tests {
             ended_at: ended.map(at),
             error: None,
             triggered_by: None,
+            scheduled_for: None,
         }
     }
 

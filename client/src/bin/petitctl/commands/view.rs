@@ -67,6 +67,9 @@ pub fn run_fields(run: &Run, color: bool) -> String {
     if !run.triggered_by.is_empty() {
         rows.push(("Triggered by", run.triggered_by.clone()));
     }
+    if run.scheduled_for.is_some() {
+        rows.push(("Scheduled for", format_time(run.scheduled_for.as_ref())));
+    }
     if !run.params.is_empty() {
         rows.push(("Params", key_values(&run.params)));
     }
