@@ -43,6 +43,8 @@ pub struct EngineOptions {
     /// holds its database lock), emptied at start so that what a crash left there goes.
     /// `None`: a new temporary directory, removed with the engine.
     pub scratch_dir: Option<std::path::PathBuf>,
+    /// See every event synchronously, from the first (crash recovery at start) on.
+    pub observers: Vec<Arc<dyn crate::events::EventObserver>>,
 }
 
 impl Default for EngineOptions {
@@ -56,6 +58,7 @@ impl Default for EngineOptions {
             log_retention: None,
             process_ledger: None,
             scratch_dir: None,
+            observers: Vec::new(),
         }
     }
 }
@@ -70,6 +73,21 @@ pub struct SchedulerInfo {
     pub started_at: DateTime<Utc>,
     pub max_concurrent_runs: usize,
     pub max_concurrent_tasks: usize,
+}
+
+impl EngineError {
+    /// The refusal as one word, for metrics labels.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            EngineError::JobNotFound(_) | EngineError::RunNotFound(_) => "not_found",
+            EngineError::DependencyUnmet { .. } => "dependency",
+            EngineError::ConcurrencyLimit { .. } => "concurrency",
+            EngineError::RunEnded { .. } => "ended",
+            EngineError::InvalidArgument(_) => "invalid",
+            EngineError::ShuttingDown => "shutting_down",
+            EngineError::Store(_) => "storage",
+        }
+    }
 }
 
 /// Why the engine refused a request. The API maps each to one status code.
@@ -200,7 +218,8 @@ impl Engine {
             }
             None => None,
         };
-        let bus = EventBus::new(options.event_capacity.max(16));
+        let bus =
+            EventBus::with_observers(options.event_capacity.max(16), options.observers.clone());
         let env = Arc::new(ExecEnv {
             store: store.clone(),
             bus: bus.clone(),
@@ -345,6 +364,24 @@ impl Engine {
         }
     }
 
+    /// Each resource pool: its name, its slots, and how many are free now.
+    pub fn pool_slots(&self) -> Vec<(String, usize, usize)> {
+        self.inner
+            .options
+            .pools
+            .iter()
+            .map(|(name, &slots)| {
+                let free = self
+                    .inner
+                    .env
+                    .pools
+                    .get(name)
+                    .map_or(0, |sem| sem.available_permits());
+                (name.clone(), slots as usize, free)
+            })
+            .collect()
+    }
+
     /// Every event from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.inner.bus.subscribe()
@@ -426,7 +463,9 @@ impl Engine {
             Err(e) => {
                 tracing::info!(job = %job.id, scheduled = %at, "skipped a scheduled fire: {e}");
                 self.inner.bus.publish(
-                    Event::new(EventKind::JobSkipped, &job.id).with_message(e.to_string()),
+                    Event::new(EventKind::JobSkipped, &job.id)
+                        .with_message(e.to_string())
+                        .with_reason(e.reason()),
                 );
             }
         }

@@ -8,6 +8,7 @@ pub mod core;
 pub mod engine;
 pub mod events;
 pub mod exec;
+pub mod metrics;
 pub mod scheduler;
 pub mod serve;
 pub mod store;

@@ -14,6 +14,7 @@ use petit_server::api::grpc::Exposure;
 use petit_server::auth::{self, Authenticator, Keyring, Role};
 use petit_server::config::{self, GlobalConfig};
 use petit_server::core::schedule::parse_duration;
+use petit_server::metrics::Metrics;
 use petit_server::store::{beside, DataLock, MemoryStore, SqliteStore, Store, StoreOptions};
 use petit_server::{Engine, EngineOptions};
 use tokio::sync::mpsc;
@@ -294,6 +295,7 @@ fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let db = db_path(&args, &global);
+    let metrics = Arc::new(Metrics::new());
     let options = EngineOptions {
         max_concurrent_runs: args
             .max_jobs
@@ -308,6 +310,7 @@ fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
         process_ledger: db.as_deref().map(|db| beside(db, ".pids")),
         // Under the database lock: the next start empties what a crash left there.
         scratch_dir: db.as_deref().map(|db| beside(db, ".scratch")),
+        observers: vec![metrics.clone()],
         ..EngineOptions::default()
     };
 
@@ -325,6 +328,7 @@ fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
         let addr = listener.local_addr()?;
         let job_count = jobs.len();
         let engine = Engine::start(jobs, store, options).await?;
+        seed_metrics(&engine, &metrics);
         tracing::info!(jobs = job_count, dir = %args.jobs.display(), "jobs loaded");
         tracing::info!(%addr, "listening (gRPC, REST under /api)");
         petit_server::serve::serve(
@@ -334,6 +338,7 @@ fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
             args.shutdown_grace,
             auth,
             exposure,
+            metrics,
         )
         .await
     })?;
@@ -371,6 +376,30 @@ fn exposure(
         tls,
         warnings,
     })
+}
+
+/// Each job's last success, read once in the background: the alert signal is right
+/// from the first scrapes on, and start-up does not wait for a query per job.
+fn seed_metrics(engine: &Engine, metrics: &Arc<Metrics>) {
+    let engine = engine.clone();
+    let metrics = metrics.clone();
+    tokio::spawn(async move {
+        for job in engine.jobs() {
+            match engine
+                .store()
+                .last_run(&job.id, &[petit_server::core::RunStatus::Succeeded])
+                .await
+            {
+                Ok(Some(run)) => {
+                    metrics.seed_last_success(&job.id, run.ended_at.unwrap_or(run.created_at))
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(job = %job.id, "cannot read the last success for the metrics: {e}")
+                }
+            }
+        }
+    });
 }
 
 /// The global config: the file given, or the defaults.

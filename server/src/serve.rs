@@ -4,6 +4,7 @@
 //! each connection's protocol is detected from its first bytes.
 
 use std::future::IntoFuture;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -20,6 +21,7 @@ use crate::api::grpc::{Exposure, PetitApi, StreamShutdown};
 use crate::api::rest;
 use crate::auth::{self, Authenticator};
 use crate::engine::Engine;
+use crate::metrics::Metrics;
 
 /// How long connections may take to close once the engine has stopped and every
 /// stream has been ended; past it the server stops anyway.
@@ -37,6 +39,7 @@ pub async fn serve(
     grace: Duration,
     auth: Authenticator,
     exposure: Exposure,
+    metrics: Arc<Metrics>,
 ) -> anyhow::Result<()> {
     let (health, health_service) = tonic_health::server::health_reporter();
     set_health(&health, ServingStatus::Serving).await;
@@ -54,6 +57,7 @@ pub async fn serve(
                 tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
             )
     };
+    let scrape = crate::metrics::router(metrics, engine.clone(), auth.clone());
     let grpc = PetitApi::new(engine.clone(), streams.clone())
         .with_exposure(exposure)
         .routes()
@@ -69,7 +73,7 @@ pub async fn serve(
     // REST routes are all under `/api`; gRPC paths (`/package.Service/Method`) never
     // are, so the two sets merge without overlap. Paths neither answers reach
     // `unknown_path`.
-    let app = grpc.clone().merge(rest::router(grpc));
+    let app = grpc.clone().merge(rest::router(grpc)).merge(scrape);
 
     let listener = listener.tap_io(|tcp| {
         // gRPC sends small frames: without this, Nagle's algorithm delays them.

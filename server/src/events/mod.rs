@@ -44,6 +44,8 @@ pub struct Event {
     pub log: Option<std::sync::Arc<LogRecord>>,
     /// Why (skips, errors).
     pub message: Option<String>,
+    /// Skips: the reason as one word (`concurrency`, `dependency`...), for metrics.
+    pub reason: Option<&'static str>,
 }
 
 impl Event {
@@ -56,6 +58,7 @@ impl Event {
             task_run: None,
             log: None,
             message: None,
+            reason: None,
         }
     }
 
@@ -76,6 +79,11 @@ impl Event {
 
     pub fn with_message(mut self, message: impl Into<String>) -> Event {
         self.message = Some(message.into());
+        self
+    }
+
+    pub fn with_reason(mut self, reason: &'static str) -> Event {
+        self.reason = Some(reason);
         self
     }
 
@@ -100,20 +108,41 @@ impl Event {
     }
 }
 
+/// Something that must see every event, in order, without ever lagging (metrics):
+/// called synchronously by the publisher, so it must be quick and must not block.
+pub trait EventObserver: std::fmt::Debug + Send + Sync + 'static {
+    fn observe(&self, event: &Event);
+}
+
 /// A broadcast bus of events. Slow subscribers lose the oldest events (and learn it
-/// from `RecvError::Lagged`); publishers never wait.
+/// from `RecvError::Lagged`); publishers never wait. Observers see each event before
+/// any subscriber.
 #[derive(Debug, Clone)]
 pub struct EventBus {
     tx: broadcast::Sender<Event>,
+    observers: std::sync::Arc<[std::sync::Arc<dyn EventObserver>]>,
 }
 
 impl EventBus {
     pub fn new(capacity: usize) -> EventBus {
+        EventBus::with_observers(capacity, Vec::new())
+    }
+
+    pub fn with_observers(
+        capacity: usize,
+        observers: Vec<std::sync::Arc<dyn EventObserver>>,
+    ) -> EventBus {
         let (tx, _) = broadcast::channel(capacity);
-        EventBus { tx }
+        EventBus {
+            tx,
+            observers: observers.into(),
+        }
     }
 
     pub fn publish(&self, event: Event) {
+        for observer in self.observers.iter() {
+            observer.observe(&event);
+        }
         // No subscriber is fine: nobody is watching.
         let _ = self.tx.send(event);
     }
