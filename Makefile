@@ -5,7 +5,7 @@ CARGO ?= cargo
 JOBS ?= examples/jobs
 CONFIG ?= examples/petit.yaml
 
-.PHONY: all fmt fmt-check lint test check build bench boundaries run ci
+.PHONY: all fmt fmt-check lint test test-long test-tools check build bench boundaries run ci
 
 all: fmt lint boundaries test build
 
@@ -23,6 +23,21 @@ lint:
 test:
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace --no-fail-fast
+
+# The longer variants: more schemathesis examples (and, as they are added, longer
+# crash loops, load and fuzzing). Not part of CI's run.
+test-long: test-tools
+	$(CARGO) build --workspace --bins
+	PETIT_SCHEMATHESIS_EXAMPLES=200 $(CARGO) test -p petit-tests --test openapi --no-fail-fast
+
+# Python tools some end-to-end tests use (OpenAPI validation, API fuzzing), in a venv
+# under target/; without them those tests are skipped (and fail under CI).
+VENV ?= target/test-venv
+test-tools: $(VENV)/.installed
+$(VENV)/.installed:
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q openapi-spec-validator==0.9.0 schemathesis==4.32.5
+	touch $@
 
 check:
 	$(CARGO) check --workspace --all-targets

@@ -68,12 +68,15 @@ pub async fn serve(
         .into_axum_router()
         // Every gRPC method, and so every REST route (each is an in-process gRPC call
         // carrying the request's `authorization` header), passes the token check.
-        .layer(axum::middleware::from_fn_with_state(auth, auth::middleware))
+        .layer(axum::middleware::from_fn_with_state(
+            auth.clone(),
+            auth::middleware,
+        ))
         .fallback(unknown_path);
     // REST routes are all under `/api`; gRPC paths (`/package.Service/Method`) never
     // are, so the two sets merge without overlap. Paths neither answers reach
     // `unknown_path`.
-    let app = grpc.clone().merge(rest::router(grpc)).merge(scrape);
+    let app = grpc.clone().merge(rest::router(grpc, auth)).merge(scrape);
 
     let listener = listener.tap_io(|tcp| {
         // gRPC sends small frames: without this, Nagle's algorithm delays them.

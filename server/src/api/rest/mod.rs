@@ -19,6 +19,7 @@
 mod call;
 mod error;
 mod message;
+pub mod openapi;
 mod table;
 mod template;
 
@@ -33,6 +34,8 @@ use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use prost_reflect::{DynamicMessage, SerializeOptions};
+
+use crate::auth::Authenticator;
 
 pub use error::{http_status, ErrorBody, RestError};
 pub use message::FieldPath;
@@ -49,19 +52,23 @@ const METADATA_PREFIX: &str = "grpc-metadata-";
 /// The REST routes of every `google.api.http`-annotated RPC in
 /// `petit_proto::FILE_DESCRIPTOR_SET`, each translated into an in-process call of `grpc`
 /// (the tonic services as an axum Router).
-pub fn router(grpc: Router) -> Router {
+pub fn router(grpc: Router, auth: Authenticator) -> Router {
     let table = RouteTable::from_descriptor_set(petit_proto::FILE_DESCRIPTOR_SET)
         .expect("the embedded descriptor set has valid google.api.http rules");
-    router_for(table, grpc)
+    router_for(table, grpc, auth)
 }
 
 /// As [`router`], for any route table.
-pub fn router_for(table: RouteTable, grpc: Router) -> Router {
+pub fn router_for(table: RouteTable, grpc: Router, auth: Authenticator) -> Router {
     let prefixes = table.prefixes();
+    // Built once: it only changes with the binary.
+    let openapi = bytes::Bytes::from(openapi::document(&table).to_string());
     let shim = Arc::new(Shim {
         table,
         grpc,
         body_limit: BODY_LIMIT,
+        openapi,
+        auth,
     });
     let mut router = Router::new();
     for prefix in prefixes {
@@ -76,6 +83,9 @@ struct Shim {
     table: RouteTable,
     grpc: Router,
     body_limit: usize,
+    /// The OpenAPI document, as served.
+    openapi: bytes::Bytes,
+    auth: Authenticator,
 }
 
 async fn handle(State(shim): State<Arc<Shim>>, request: Request) -> Response {
@@ -89,6 +99,17 @@ impl Shim {
     async fn serve(&self, request: Request) -> Result<Response, RestError> {
         let (parts, body) = request.into_parts();
         let path = parts.uri.path();
+        if path == openapi::PATH && parts.method == http::Method::GET {
+            // Like reflection, it needs a token (of any role) when tokens are on.
+            self.auth
+                .check(path, &parts.headers)
+                .map_err(|s| RestError::from_grpc(s.code(), s.message()))?;
+            let mut response = (StatusCode::OK, self.openapi.clone()).into_response();
+            response
+                .headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            return Ok(response);
+        }
         let (route, raw) = match self.table.lookup(&parts.method, path) {
             Lookup::Found(route, raw) => (route, raw),
             Lookup::MethodNotAllowed(allowed) => {

@@ -281,6 +281,12 @@ mod tests {
         let mut want = vec![
             (
                 "GET",
+                "/api/audit",
+                BodyRule::None,
+                "/petit.v1.SchedulerService/ListAuditRecords",
+            ),
+            (
+                "GET",
                 "/api/health",
                 BodyRule::None,
                 "/petit.v1.SchedulerService/GetHealth",

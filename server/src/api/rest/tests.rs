@@ -108,7 +108,7 @@ fn grpc() -> Router {
 }
 
 fn rest() -> Router {
-    router(grpc())
+    router(grpc(), crate::auth::Authenticator::default())
 }
 
 async fn send(
@@ -460,5 +460,6 @@ fn run_json(job_id: &str, params: Value) -> Value {
         "createdAt": "2023-11-14T22:13:20Z",
         "duration": "1.500s",
         "error": "",
+        "triggeredBy": "",
     }})
 }
