@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod scheduler;
 pub mod serve;
 pub mod store;
+pub mod systemd;
 pub mod testing;
 
 pub use engine::{Engine, EngineError, EngineOptions, SchedulerInfo};

@@ -256,6 +256,8 @@ fn token(action: TokenCommand) -> anyhow::Result<ExitCode> {
 
 fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
     init_logging(args.log_format);
+    // While this process has one thread: it changes the environment.
+    let systemd = petit_server::systemd::Notifier::from_env();
     // Before anything slow, so that a busy port fails at once.
     let listener = TcpListener::bind(&args.listen)
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {}", args.listen, bind_error(&e)))?;
@@ -322,13 +324,17 @@ fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(db.as_deref(), &global)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let signals = shutdown_signals()?;
+        let mut signals = shutdown_signals()?;
         listener.set_nonblocking(true)?;
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let addr = listener.local_addr()?;
         let job_count = jobs.len();
         let engine = Engine::start(jobs, store, options).await?;
         seed_metrics(&engine, &metrics);
+        if let Some(systemd) = systemd {
+            let systemd = systemd.start(&engine);
+            signals = notify_stopping(signals, systemd);
+        }
         tracing::info!(jobs = job_count, dir = %args.jobs.display(), "jobs loaded");
         tracing::info!(%addr, "listening (gRPC, REST under /api)");
         petit_server::serve::serve(
@@ -462,6 +468,26 @@ fn init_logging(format: LogFormat) {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+}
+
+/// Passes the shutdown signals on, telling the service manager at the first one.
+fn notify_stopping(
+    mut signals: mpsc::Receiver<()>,
+    systemd: Arc<petit_server::systemd::Notifier>,
+) -> mpsc::Receiver<()> {
+    let (tx, rx) = mpsc::channel(2);
+    tokio::spawn(async move {
+        let mut first = true;
+        while let Some(()) = signals.recv().await {
+            if std::mem::take(&mut first) {
+                systemd.stopping();
+            }
+            if tx.send(()).await.is_err() {
+                return;
+            }
+        }
+    });
+    rx
 }
 
 /// A message for every SIGTERM or SIGINT: the first starts the shutdown, a second cuts

@@ -97,6 +97,26 @@ impl Daemon {
         addr: std::net::SocketAddr,
         extra: &[&str],
     ) -> Daemon {
+        Self::start_env(jobs, data, db, addr, extra, &[])
+    }
+
+    /// As `start_with`, with extra environment variables for petitd.
+    pub fn start_with_env(jobs: &Path, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
+        let data = tempfile::tempdir().expect("tempdir");
+        let db = data.path().join("petit.db");
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        Self::start_env(jobs, data, db, addr, extra, env)
+    }
+
+    /// As `start_at`, with extra environment variables for petitd.
+    pub fn start_env(
+        jobs: &Path,
+        data: TempDir,
+        db: PathBuf,
+        addr: std::net::SocketAddr,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let stderr_path = (0..)
             .map(|n| data.path().join(format!("petitd-{n}.log")))
             .find(|path| !path.exists())
@@ -115,6 +135,8 @@ impl Daemon {
             .env_remove("PETIT_LISTEN")
             .env_remove("PETIT_TOKENS")
             .env_remove("PETIT_CONFIG")
+            .env_remove("NOTIFY_SOCKET")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
