@@ -3,6 +3,7 @@
 
 pub mod dag;
 pub mod job;
+pub mod notify;
 pub mod schedule;
 pub mod status;
 

@@ -7,8 +7,8 @@ use std::sync::{Mutex, MutexGuard};
 use chrono::{DateTime, Utc};
 
 use super::{
-    check_new_run, AuditRecord, JobRecord, LogRecord, RunPage, RunRecord, Store, StoreError,
-    StoreOptions, StoreResult, TaskRunRecord,
+    check_new_run, AuditRecord, JobRecord, LogRecord, NotificationRecord, RunPage, RunRecord,
+    Store, StoreError, StoreOptions, StoreResult, TaskRunRecord,
 };
 use crate::core::{LogStream, RunStatus};
 
@@ -25,6 +25,8 @@ struct State {
     scheduler_paused: bool,
     /// Oldest first.
     audit: Vec<AuditRecord>,
+    /// Oldest first.
+    notifications: Vec<NotificationRecord>,
     /// The (job, instant) of every scheduled run: one run per fire.
     fires: std::collections::HashSet<(String, DateTime<Utc>)>,
     /// Id of the next log line. Lines of different tasks and streams live in separate
@@ -288,6 +290,21 @@ impl Store for MemoryStore {
     async fn append_audit(&self, record: AuditRecord) -> StoreResult<()> {
         self.state()?.audit.push(record);
         Ok(())
+    }
+
+    async fn append_notification(&self, record: NotificationRecord) -> StoreResult<()> {
+        self.state()?.notifications.push(record);
+        Ok(())
+    }
+
+    async fn notifications(&self, run_id: &str) -> StoreResult<Vec<NotificationRecord>> {
+        Ok(self
+            .state()?
+            .notifications
+            .iter()
+            .filter(|n| n.run_id == run_id)
+            .cloned()
+            .collect())
     }
 
     async fn list_audit(&self, page: RunPage) -> StoreResult<Vec<AuditRecord>> {

@@ -119,6 +119,25 @@ pub struct AuditRecord {
     pub message: String,
 }
 
+/// One attempt to deliver a notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotificationRecord {
+    /// Empty for a skipped fire (no run).
+    pub run_id: String,
+    pub job_id: String,
+    pub time: DateTime<Utc>,
+    /// What it told: `failure`, `success`, `retry`, `skipped_fire`.
+    pub event: String,
+    /// The target's label (`webhook https://host`, never its secrets).
+    pub target: String,
+    /// From 1.
+    pub attempt: u32,
+    /// `delivered`, or `failed` (another attempt may follow).
+    pub outcome: String,
+    /// The HTTP status, the command's exit, or the error.
+    pub message: String,
+}
+
 /// One task of one run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskRunRecord {
@@ -236,4 +255,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Audit entries, newest first.
     async fn list_audit(&self, page: RunPage) -> StoreResult<Vec<AuditRecord>>;
+
+    /// Records one delivery attempt of a notification.
+    async fn append_notification(&self, record: NotificationRecord) -> StoreResult<()>;
+
+    /// The delivery attempts for a run, oldest first.
+    async fn notifications(&self, run_id: &str) -> StoreResult<Vec<NotificationRecord>>;
 }

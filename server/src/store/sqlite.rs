@@ -20,8 +20,8 @@ use tokio::sync::{oneshot, Semaphore};
 
 use super::log_chunks;
 use super::{
-    check_new_run, AuditRecord, JobRecord, LogRecord, RunPage, RunRecord, Store, StoreError,
-    StoreOptions, StoreResult, TaskRunRecord,
+    check_new_run, AuditRecord, JobRecord, LogRecord, NotificationRecord, RunPage, RunRecord,
+    Store, StoreError, StoreOptions, StoreResult, TaskRunRecord,
 };
 use crate::core::RunStatus;
 
@@ -117,6 +117,21 @@ const MIGRATIONS: &[&str] = &[
         outcome     TEXT NOT NULL,
         message     TEXT NOT NULL
     ) STRICT;
+
+    -- Each attempt to deliver a notification. No foreign key: a skipped fire's has no
+    -- run (run_id is empty), and history pruning may outlive it.
+    CREATE TABLE notifications (
+        id          INTEGER PRIMARY KEY,
+        run_id      TEXT NOT NULL,
+        job_id      TEXT NOT NULL,
+        time        TEXT NOT NULL,
+        event       TEXT NOT NULL,
+        target      TEXT NOT NULL,
+        attempt     INTEGER NOT NULL,
+        outcome     TEXT NOT NULL,
+        message     TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX notifications_by_run ON notifications (run_id, id);
     "#,
 ];
 
@@ -157,6 +172,7 @@ enum Write {
     /// A key of the `settings` table, and its new value.
     Setting(&'static str, String),
     Audit(AuditRecord),
+    Notification(NotificationRecord),
     /// Makes the writer thread panic, to test that callers get errors, not hangs.
     #[cfg(test)]
     Crash,
@@ -453,6 +469,26 @@ fn apply(conn: &Connection, write: &Write, cap: usize) -> StoreResult<()> {
             })
             .map(drop)
             .map_err(|e| StoreError(format!("cannot record the audit entry: {e}"))),
+        Write::Notification(n) => conn
+            .prepare_cached(
+                "INSERT INTO notifications
+                     (run_id, job_id, time, event, target, attempt, outcome, message)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    n.run_id,
+                    n.job_id,
+                    time_to_sql(&n.time),
+                    n.event,
+                    n.target,
+                    n.attempt,
+                    n.outcome,
+                    n.message
+                ])
+            })
+            .map(drop)
+            .map_err(|e| StoreError(format!("cannot record the notification: {e}"))),
         Write::UpdateRun(run) => {
             let changed = update_run(conn, run)
                 .map_err(|e| StoreError(format!("cannot update run '{}': {e}", run.id)))?;
@@ -790,6 +826,37 @@ impl Store for SqliteStore {
 
     async fn append_audit(&self, record: AuditRecord) -> StoreResult<()> {
         self.write(Write::Audit(record)).await
+    }
+
+    async fn append_notification(&self, record: NotificationRecord) -> StoreResult<()> {
+        self.write(Write::Notification(record)).await
+    }
+
+    async fn notifications(&self, run_id: &str) -> StoreResult<Vec<NotificationRecord>> {
+        let run_id = run_id.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT run_id, job_id, time, event, target, attempt, outcome, message
+                 FROM notifications WHERE run_id = ?1 ORDER BY id",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_map([&run_id], |row| {
+                    Ok(NotificationRecord {
+                        run_id: row.get(0)?,
+                        job_id: row.get(1)?,
+                        time: time_column(row, 2)?,
+                        event: row.get(3)?,
+                        target: row.get(4)?,
+                        attempt: row.get(5)?,
+                        outcome: row.get(6)?,
+                        message: row.get(7)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(read_failed("notifications"))
+        })
+        .await
     }
 
     async fn list_audit(&self, page: RunPage) -> StoreResult<Vec<AuditRecord>> {

@@ -10,8 +10,8 @@ use futures::FutureExt;
 use tempfile::TempDir;
 
 use super::{
-    AuditRecord, JobRecord, LogRecord, MemoryStore, RunPage, RunRecord, SqliteStore, Store,
-    StoreOptions, StoreResult, TaskRunRecord,
+    AuditRecord, JobRecord, LogRecord, MemoryStore, NotificationRecord, RunPage, RunRecord,
+    SqliteStore, Store, StoreOptions, StoreResult, TaskRunRecord,
 };
 use crate::core::{LogStream, RunStatus, TaskStatus, TriggerReason};
 
@@ -102,6 +102,7 @@ conformance!(
     scheduler_paused_round_trips,
     audit_is_newest_first_and_paged,
     one_run_per_fire_instant,
+    notifications_are_kept_per_run_in_order,
 );
 
 /// A fixed instant `secs` after a base, with nanoseconds so that any precision lost
@@ -656,6 +657,39 @@ async fn one_run_per_fire_instant(subject: &Subject) -> StoreResult<()> {
         store.get_run("a").await?.unwrap().scheduled_for,
         Some(at(10))
     );
+    Ok(())
+}
+
+async fn notifications_are_kept_per_run_in_order(subject: &Subject) -> StoreResult<()> {
+    let store = subject.store();
+    let attempt = |run: &str, n: u32, outcome: &str| NotificationRecord {
+        run_id: run.into(),
+        job_id: "j".into(),
+        time: at(i64::from(n)),
+        event: "failure".into(),
+        target: "webhook http://127.0.0.1:9".into(),
+        attempt: n,
+        outcome: outcome.into(),
+        message: format!("attempt {n}"),
+    };
+    store
+        .append_notification(attempt("r1", 1, "failed"))
+        .await?;
+    store
+        .append_notification(attempt("r2", 1, "delivered"))
+        .await?;
+    store
+        .append_notification(attempt("r1", 2, "delivered"))
+        .await?;
+    store
+        .append_notification(attempt("", 1, "delivered"))
+        .await?;
+    assert_eq!(
+        store.notifications("r1").await?,
+        vec![attempt("r1", 1, "failed"), attempt("r1", 2, "delivered")]
+    );
+    assert_eq!(store.notifications("r2").await?.len(), 1);
+    assert!(store.notifications("nope").await?.is_empty());
     Ok(())
 }
 
