@@ -16,7 +16,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
@@ -122,6 +122,22 @@ fn http_builder(limits: &ConnectionLimits) -> auto::Builder<TokioExecutor> {
     builder
 }
 
+/// How long a connection whose handshake failed may take to read the alert petitd
+/// sent and close its side.
+const ALERT_LINGER: Duration = Duration::from_secs(1);
+
+/// Closes a connection whose TLS handshake failed without losing the alert rustls has
+/// just written (why it failed: "certificate required", "unknown CA"). Closing a socket
+/// that still holds unread input makes the kernel send a reset, and a client that gets
+/// the reset first reports a bare "connection closed"; so: end our side, then read
+/// what the client still sends until it closes, for a moment at most.
+async fn close_after_alert(mut tcp: TcpStream) {
+    let _ = tcp.shutdown().await;
+    let mut scratch = [0u8; 4096];
+    let drain = async { while matches!(tcp.read(&mut scratch).await, Ok(n) if n > 0) {} };
+    let _ = tokio::time::timeout(ALERT_LINGER, drain).await;
+}
+
 /// One accepted connection and what serving it needs.
 struct Connection {
     peer: SocketAddr,
@@ -140,7 +156,10 @@ impl Connection {
         let Some(acceptor) = tls else {
             return self.serve(tcp).await;
         };
-        let handshake = tokio::time::timeout(self.limits.header_timeout, acceptor.accept(tcp));
+        let handshake = tokio::time::timeout(
+            self.limits.header_timeout,
+            acceptor.accept(tcp).into_fallible(),
+        );
         let stream = tokio::select! {
             done = handshake => done,
             () = self.stop.cancelled() => return,
@@ -149,7 +168,10 @@ impl Connection {
             Ok(Ok(stream)) => self.serve(stream).await,
             // Plain HTTP to this port, an untrusted client certificate, a scanner: the
             // client learns it from its TLS stack; petitd notes it at debug level.
-            Ok(Err(e)) => tracing::debug!(peer = %self.peer, "TLS handshake failed: {e}"),
+            Ok(Err((e, tcp))) => {
+                tracing::debug!(peer = %self.peer, "TLS handshake failed: {e}");
+                close_after_alert(tcp).await;
+            }
             Err(_) => tracing::debug!(peer = %self.peer, "TLS handshake timed out"),
         }
     }
