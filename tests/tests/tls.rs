@@ -424,3 +424,23 @@ fn bad_tls_files_stop_petitd_at_start_naming_the_file() {
         );
     }
 }
+
+#[test]
+fn tls_from_petit_yaml() {
+    let pki = Pki::new();
+    let jobs = jobs_dir(&[("hello.yaml", HELLO_JOB)]);
+    // Relative paths are read beside petit.yaml.
+    let config = pki.path("petit.yaml");
+    std::fs::write(&config, "tls:\n  cert: server.pem\n  key: server.key\n").unwrap();
+    let daemon = start(
+        jobs.path(),
+        &["--config".into(), config.display().to_string()],
+    );
+    assert!(daemon.stderr().contains("TLS on"), "{}", daemon.stderr());
+    let https = format!("https://{}", daemon.addr);
+    let ok = petitctl(
+        &["--server", &https, "--ca", &pki.arg("ca.pem"), "health"],
+        &[],
+    );
+    assert!(ok.status.success(), "{}", stderr(&ok));
+}
