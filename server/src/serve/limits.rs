@@ -99,8 +99,9 @@ pub fn connection_budget(asked: usize, open_files: u64, reserve: u64) -> (usize,
     (asked.min(budget), warning)
 }
 
-/// Says that connections are being refused without writing a line per refusal: the
-/// first of a burst, then a count at most every `every`.
+/// Reports a repeated event (a refused connection, an accept that failed for want of
+/// descriptors) without a line per occurrence: the first of a burst, then a count at
+/// most every `every`.
 #[derive(Debug)]
 pub struct RefusalLog {
     every: Duration,
@@ -117,7 +118,7 @@ impl RefusalLog {
         }
     }
 
-    /// One more refusal at `now`; the number to report, when it is time to.
+    /// One more occurrence at `now`; the number to report, when it is time to.
     pub fn refused(&mut self, now: Instant) -> Option<u64> {
         self.unreported += 1;
         let due = self

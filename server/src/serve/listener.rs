@@ -26,7 +26,7 @@ use tower::ServiceExt;
 
 use super::limits::{ConnectionLimits, RefusalLog};
 
-/// How often a burst of refused connections is logged.
+/// How often a burst of refused connections (or of failed accepts) is logged.
 const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// After `accept` fails for want of descriptors (EMFILE), how long to wait before
@@ -48,6 +48,7 @@ pub async fn serve(
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let connections = TaskTracker::new();
     let mut refusals = RefusalLog::new(REFUSAL_LOG_EVERY);
+    let mut out_of_files = RefusalLog::new(REFUSAL_LOG_EVERY);
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -56,7 +57,7 @@ pub async fn serve(
         let (tcp, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(e) => {
-                accept_failed(&e, &stop).await;
+                accept_failed(&e, &mut out_of_files, &stop).await;
                 continue;
             }
         };
@@ -91,12 +92,15 @@ pub async fn serve(
     connections.wait().await;
 }
 
-async fn accept_failed(e: &std::io::Error, stop: &CancellationToken) {
-    // EMFILE/ENFILE: out of descriptors; anything else (a connection reset before it
-    // was accepted) concerns one connection only.
-    let out_of_files = matches!(e.raw_os_error(), Some(24 | 23));
+async fn accept_failed(e: &std::io::Error, failures: &mut RefusalLog, stop: &CancellationToken) {
+    use nix::libc::{EMFILE, ENFILE};
+    // Out of descriptors; anything else (a connection reset before it was accepted)
+    // concerns one connection only.
+    let out_of_files = matches!(e.raw_os_error(), Some(code) if code == EMFILE || code == ENFILE);
     if out_of_files {
-        tracing::warn!("cannot accept connections: {e}; retrying shortly");
+        if let Some(count) = failures.refused(Instant::now()) {
+            tracing::warn!(times = count, "cannot accept connections: {e}; retrying");
+        }
         tokio::select! {
             () = tokio::time::sleep(ACCEPT_BACKOFF) => {}
             () = stop.cancelled() => {}
