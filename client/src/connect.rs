@@ -1,6 +1,6 @@
-//! Connecting to petitd: which address forms are accepted, the channel and its time
-//! limits, and one method per RPC so that callers get a [`ClientError`] rather than a
-//! raw `tonic::Status`.
+//! Connecting to petitd: which address forms are accepted, the channel (plain HTTP/2
+//! or TLS) and its time limits, and one method per RPC so that callers get a
+//! [`ClientError`] rather than a raw `tonic::Status`.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -21,7 +21,7 @@ use petit_proto::v1::{
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 
-use crate::ClientError;
+use crate::{ClientError, ConnectOptions};
 
 /// Where petitd listens unless told otherwise (`--server`, `PETIT_SERVER`).
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8565";
@@ -36,7 +36,7 @@ const MAX_PAGE_SIZE: u32 = 500;
 const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
 /// Turns what a person typed into the URL the channel dials: `host:port` gets
-/// `http://`, a trailing `/` goes. Only plain HTTP/2 (h2c) is spoken for now.
+/// `http://` (plain HTTP/2), a trailing `/` goes; `https://` means TLS.
 pub fn normalize_server(server: &str) -> Result<String, ClientError> {
     let invalid = |reason: &str| ClientError::InvalidAddress {
         address: server.to_string(),
@@ -48,13 +48,10 @@ pub fn normalize_server(server: &str) -> Result<String, ClientError> {
     }
     let url = match trimmed.split_once("://") {
         None => format!("http://{trimmed}"),
-        Some(("http", _)) => trimmed.to_string(),
-        Some(("https", _)) => return Err(invalid("TLS is not supported yet: use http://")),
-        Some(_) => return Err(invalid("expected http://HOST:PORT or HOST:PORT")),
+        Some(("http" | "https", _)) => trimmed.to_string(),
+        Some(_) => return Err(invalid(EXPECTED)),
     };
-    let uri: tonic::transport::Uri = url
-        .parse()
-        .map_err(|_| invalid("expected http://HOST:PORT or HOST:PORT"))?;
+    let uri: tonic::transport::Uri = url.parse().map_err(|_| invalid(EXPECTED))?;
     if uri.host().is_none_or(str::is_empty) {
         return Err(invalid("no host"));
     }
@@ -64,11 +61,15 @@ pub fn normalize_server(server: &str) -> Result<String, ClientError> {
     Ok(url)
 }
 
-/// Connects now, so that an unreachable server is reported by this call rather than by
-/// the first request. `timeout` bounds the connection and, later, each unary call.
-pub async fn connect(server: &str, timeout: Duration) -> Result<Client, ClientError> {
-    let url = normalize_server(server)?;
-    let endpoint = endpoint(&url, timeout)?;
+const EXPECTED: &str = "expected http://HOST:PORT, https://HOST:PORT or HOST:PORT";
+
+/// Connects now, so that an unreachable server (or one whose certificate is not
+/// trusted) is reported by this call rather than by the first request. The timeout
+/// bounds the connection and, later, each unary call.
+pub async fn connect(options: &ConnectOptions) -> Result<Client, ClientError> {
+    let timeout = options.timeout;
+    let url = normalize_server(&options.server)?;
+    let endpoint = endpoint(&url, options)?;
     // `connect_timeout` only covers TCP; the outer limit also covers the HTTP/2
     // handshake with a peer that accepts but never answers.
     let channel = match tokio::time::timeout(timeout, endpoint.connect()).await {
@@ -93,9 +94,10 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// A client whose channel dials on first use and redials after a broken connection;
 /// for long-lived callers (the TUI) that report connection state themselves. HTTP/2
 /// keepalive pings detect a server that stops answering within about ten seconds.
-pub fn connect_lazy(server: &str, timeout: Duration) -> Result<Client, ClientError> {
-    let url = normalize_server(server)?;
-    let channel = endpoint(&url, timeout)?
+pub fn connect_lazy(options: &ConnectOptions) -> Result<Client, ClientError> {
+    let timeout = options.timeout;
+    let url = normalize_server(&options.server)?;
+    let channel = endpoint(&url, options)?
         .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
         .keep_alive_timeout(KEEPALIVE_TIMEOUT)
         .keep_alive_while_idle(true)
@@ -103,13 +105,20 @@ pub fn connect_lazy(server: &str, timeout: Duration) -> Result<Client, ClientErr
     Ok(Client::new(channel, url, timeout))
 }
 
-fn endpoint(url: &str, timeout: Duration) -> Result<Endpoint, ClientError> {
-    let endpoint =
-        Endpoint::from_shared(url.to_string()).map_err(|err| ClientError::InvalidAddress {
-            address: url.to_string(),
-            reason: err.to_string(),
-        })?;
-    Ok(endpoint.connect_timeout(timeout))
+fn endpoint(url: &str, options: &ConnectOptions) -> Result<Endpoint, ClientError> {
+    let invalid = |err: &dyn std::fmt::Display| ClientError::InvalidAddress {
+        address: url.to_string(),
+        reason: err.to_string(),
+    };
+    let mut endpoint = Endpoint::from_shared(url.to_string()).map_err(|e| invalid(&e))?;
+    // Plain `http://` ignores the TLS settings, so that a PETIT_CA set for one server
+    // does not stand in the way of a local one.
+    if url.starts_with("https://") {
+        endpoint = endpoint
+            .tls_config(options.tls.client_config()?)
+            .map_err(|e| ClientError::unreachable(url, &e))?;
+    }
+    Ok(endpoint.connect_timeout(options.timeout))
 }
 
 /// A connection to petitd with a client for each service; cheap to clone (the clones
@@ -399,13 +408,11 @@ mod tests {
             ("localhost:9000/", Ok("http://localhost:9000")),
             (" http://[::1]:8565 ", Ok("http://[::1]:8565")),
             ("", Err("invalid server address '': it is empty")),
-            (
-                "https://x:1",
-                Err("invalid server address 'https://x:1': TLS is not supported yet: use http://"),
-            ),
+            ("https://x:1", Ok("https://x:1")),
+            ("https://petit.example.com:8565/", Ok("https://petit.example.com:8565")),
             (
                 "ftp://x:1",
-                Err("invalid server address 'ftp://x:1': expected http://HOST:PORT or HOST:PORT"),
+                Err("invalid server address 'ftp://x:1': expected http://HOST:PORT, https://HOST:PORT or HOST:PORT"),
             ),
             (
                 "http://x:1/api",
@@ -429,7 +436,8 @@ mod tests {
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .expect("bind");
-        let err = match connect(&format!("127.0.0.1:{port}"), Duration::from_secs(5)).await {
+        let options = ConnectOptions::new(format!("127.0.0.1:{port}"), Duration::from_secs(5));
+        let err = match connect(&options).await {
             Ok(_) => panic!("connected to a closed port"),
             Err(err) => err,
         };

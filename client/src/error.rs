@@ -25,6 +25,17 @@ pub enum ClientError {
     /// No answer within the time limit.
     #[error("petitd at {server} did not answer within {}", seconds(*.after))]
     Timeout { server: String, after: Duration },
+    /// A TLS file given to this client (CA, client certificate or key) cannot be used.
+    #[error("cannot use {what} {path}: {reason}")]
+    TlsFile {
+        what: &'static str,
+        path: String,
+        reason: String,
+    },
+    /// The TLS handshake failed: petitd's certificate is not trusted, petitd wants a
+    /// client certificate, or one side does not speak TLS. Retrying cannot help.
+    #[error("TLS with petitd at {server} failed: {reason}")]
+    Tls { server: String, reason: String },
     /// The server refused the request; `message` is the server's own explanation.
     #[error("{}", rpc_text(*.code, .message))]
     Rpc { code: Code, message: String },
@@ -35,7 +46,9 @@ impl ClientError {
     /// job or a bad argument stays so, while an unreachable or busy server may recover.
     pub fn is_fatal(&self) -> bool {
         match self {
-            ClientError::InvalidAddress { .. } => true,
+            ClientError::InvalidAddress { .. }
+            | ClientError::TlsFile { .. }
+            | ClientError::Tls { .. } => true,
             ClientError::Unreachable { .. }
             | ClientError::Unavailable { .. }
             | ClientError::Timeout { .. } => false,
@@ -82,6 +95,12 @@ impl ClientError {
                 after: timeout,
             };
         }
+        if let Some(reason) = tls_failure(&chain, server) {
+            return ClientError::Tls {
+                server: server.to_string(),
+                reason,
+            };
+        }
         if !chain.is_empty() {
             return ClientError::Unreachable {
                 server: server.to_string(),
@@ -104,6 +123,12 @@ impl ClientError {
     pub fn unreachable(server: &str, err: &(dyn StdError + 'static)) -> ClientError {
         let mut chain = vec![err];
         chain.extend(source_chain(err));
+        if let Some(reason) = tls_failure(&chain, server) {
+            return ClientError::Tls {
+                server: server.to_string(),
+                reason,
+            };
+        }
         ClientError::Unreachable {
             server: server.to_string(),
             reason: describe_chain(&chain, &err.to_string()),
@@ -120,6 +145,93 @@ fn source_chain<'a>(err: &'a (dyn StdError + 'static)) -> Vec<&'a (dyn StdError 
         next = e.source();
     }
     chain
+}
+
+/// What went wrong in a failed TLS handshake, for a person, when the chain holds one.
+/// rustls errors hide inside `io::Error`s, whose `source()` skips them.
+fn tls_failure(chain: &[&(dyn StdError + 'static)], server: &str) -> Option<String> {
+    let tls = chain.iter().find_map(|e| {
+        e.downcast_ref::<rustls::Error>().or_else(|| {
+            e.downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        })
+    });
+    if let Some(err) = tls {
+        return Some(describe_tls(err));
+    }
+    // tonic's own TLS errors are private types, and h2 keeps only the text of the I/O
+    // errors it meets (an alert the server sends after the handshake, as TLS 1.3 does
+    // when it refuses a client certificate): known by their text.
+    let texts: Vec<String> = chain.iter().map(|e| e.to_string()).collect();
+    if let Some(alert) = texts
+        .iter()
+        .find_map(|t| t.split_once("received fatal alert: ").map(|(_, a)| a))
+    {
+        let alert = alert.split_whitespace().next().unwrap_or_default();
+        return Some(describe_alert(alert));
+    }
+    if texts.iter().any(|t| t.contains("no native certs found")) {
+        return Some(
+            "this system has no CA certificates to check petitd's with (give its CA with --ca FILE or PETIT_CA)"
+                .to_string(),
+        );
+    }
+    if texts
+        .iter()
+        .any(|t| t.contains("HTTP/2 was not negotiated"))
+    {
+        return Some("the server did not agree to HTTP/2 (is it petitd?)".to_string());
+    }
+    if server.starts_with("http://")
+        && texts
+            .iter()
+            .any(|t| t.contains("frame with invalid size") || t.contains("FRAME_SIZE_ERROR"))
+    {
+        // A TLS server answers a plain HTTP/2 preface with a TLS alert, which reads as
+        // an oversized frame.
+        return Some("the port expects TLS: use https://".to_string());
+    }
+    None
+}
+
+fn describe_tls(err: &rustls::Error) -> String {
+    use rustls::{CertificateError as Cert, Error};
+    const GIVE_CA: &str = "give the CA that signed it with --ca FILE or PETIT_CA";
+    match err {
+        Error::InvalidCertificate(Cert::UnknownIssuer) => {
+            format!("its certificate is not signed by a CA this client trusts ({GIVE_CA})")
+        }
+        Error::InvalidCertificate(Cert::NotValidForName | Cert::NotValidForNameContext { .. }) => {
+            "its certificate is not valid for the host in the address".to_string()
+        }
+        Error::InvalidCertificate(Cert::Expired | Cert::ExpiredContext { .. }) => {
+            "its certificate has expired".to_string()
+        }
+        Error::InvalidCertificate(Cert::NotValidYet | Cert::NotValidYetContext { .. }) => {
+            "its certificate is not valid yet (is this machine's clock right?)".to_string()
+        }
+        Error::InvalidCertificate(other) => format!("its certificate was refused: {other}"),
+        Error::AlertReceived(alert) => describe_alert(&format!("{alert:?}")),
+        Error::InvalidMessage(_) | Error::InappropriateMessage { .. } => {
+            "the server does not speak TLS on this port (try http://)".to_string()
+        }
+        other => other.to_string(),
+    }
+}
+
+/// A TLS alert from petitd, by its rustls name (`CertificateRequired`).
+fn describe_alert(alert: &str) -> String {
+    match alert {
+        "CertificateRequired" => {
+            "petitd requires a client certificate (give --client-cert and --client-key)".to_string()
+        }
+        "BadCertificate" | "UnknownCA" | "CertificateUnknown" | "DecryptError" => {
+            "petitd refused this client's certificate (is it signed by the CA petitd trusts?)"
+                .to_string()
+        }
+        other => format!("petitd ended the handshake ({other})"),
+    }
 }
 
 /// The most telling part of a transport error chain: the OS error if there is one
@@ -282,6 +394,49 @@ mod tests {
         let err = ClientError::from_status(SERVER, Duration::from_millis(500), status);
         assert!(matches!(err, ClientError::Timeout { .. }), "{err:?}");
         assert!(err.is_connection());
+    }
+
+    #[test]
+    fn tls_failures_are_one_line_and_fatal() {
+        use rustls::{AlertDescription, CertificateError};
+        let https = "https://127.0.0.1:8565";
+        let cases = [
+            (
+                rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer),
+                "TLS with petitd at https://127.0.0.1:8565 failed: its certificate is not signed by a CA this client trusts (give the CA that signed it with --ca FILE or PETIT_CA)",
+            ),
+            (
+                rustls::Error::InvalidCertificate(CertificateError::Expired),
+                "TLS with petitd at https://127.0.0.1:8565 failed: its certificate has expired",
+            ),
+            (
+                rustls::Error::AlertReceived(AlertDescription::CertificateRequired),
+                "TLS with petitd at https://127.0.0.1:8565 failed: petitd requires a client certificate (give --client-cert and --client-key)",
+            ),
+            (
+                rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType),
+                "TLS with petitd at https://127.0.0.1:8565 failed: the server does not speak TLS on this port (try http://)",
+            ),
+        ];
+        for (tls, want) in cases {
+            // As tonic reports it: the rustls error inside an io::Error.
+            let io = std::io::Error::new(std::io::ErrorKind::InvalidData, tls);
+            let status = Status::from_error(Box::new(tonic::ConnectError(Box::new(io))));
+            let err = ClientError::from_status(https, Duration::from_secs(1), status);
+            assert_eq!(err.to_string(), want);
+            assert!(err.is_fatal() && !err.is_connection(), "{err:?}");
+        }
+    }
+
+    #[test]
+    fn a_tls_alert_known_only_by_its_text() {
+        let io = std::io::Error::other("received fatal alert: UnknownCA");
+        let status = Status::from_error(Box::new(tonic::ConnectError(Box::new(io))));
+        let err = ClientError::from_status("https://x:1", Duration::from_secs(1), status);
+        assert_eq!(
+            err.to_string(),
+            "TLS with petitd at https://x:1 failed: petitd refused this client's certificate (is it signed by the CA petitd trusts?)"
+        );
     }
 
     #[test]

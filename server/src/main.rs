@@ -15,6 +15,7 @@ use petit_server::auth::{self, Authenticator, Keyring, Role};
 use petit_server::config::{self, GlobalConfig};
 use petit_server::core::schedule::parse_duration;
 use petit_server::metrics::Metrics;
+use petit_server::serve::{self, ConnectionLimits, ServeOptions, TlsFiles};
 use petit_server::store::{beside, DataLock, MemoryStore, SqliteStore, Store, StoreOptions};
 use petit_server::{Engine, EngineOptions};
 use tokio::sync::mpsc;
@@ -160,6 +161,59 @@ struct DaemonArgs {
     /// A second signal ends the grace period at once.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     shutdown_grace: Duration,
+
+    #[command(flatten)]
+    listener: ListenerArgs,
+}
+
+/// TLS and the limits on client connections; each overrides its `petit.yaml` key
+/// (`tls: {cert, key, client_ca}`, `connections: {max, max_streams, header_timeout,
+/// idle_timeout}`).
+#[derive(clap::Args, Debug)]
+#[command(next_help_heading = "TLS and connections")]
+struct ListenerArgs {
+    /// Serve everything (gRPC, REST, health) over TLS with this certificate chain (PEM,
+    /// leaf first); needs --tls-key. Plain HTTP is then not served on the port.
+    #[arg(
+        long,
+        env = "PETIT_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(
+        long,
+        env = "PETIT_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    tls_key: Option<PathBuf>,
+
+    /// Require a client certificate signed by this CA (PEM) on every connection
+    /// (mutual TLS); needs TLS on.
+    #[arg(long, env = "PETIT_TLS_CLIENT_CA", value_name = "FILE")]
+    tls_client_ca: Option<PathBuf>,
+
+    /// Client connections open at once (default 1024); one more is closed as soon as it
+    /// is accepted. Lowered if the open-file limit cannot also cover the runs.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: Option<u32>,
+
+    /// Concurrent calls (HTTP/2 streams) on one connection (default 100).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_streams: Option<u32>,
+
+    /// Time a client has for the TLS handshake, for sending a request's headers, and to
+    /// start its first request on a new connection (default 10s).
+    #[arg(long, value_name = "DURATION", value_parser = positive_duration)]
+    header_timeout: Option<Duration>,
+
+    /// A connection with no call in progress for this long is closed (default 2m).
+    /// Streams in progress (watch, follow) keep their connection however quiet.
+    #[arg(long, value_name = "DURATION", value_parser = positive_duration)]
+    idle_timeout: Option<Duration>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -280,11 +334,18 @@ fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
-    let exposure = exposure(bound, keyring.is_some(), false, args.allow_unauthenticated)?;
+    let mut serve_options = serve_options(&args, &global)?;
+    let exposure = exposure(
+        bound,
+        keyring.is_some(),
+        serve_options.tls.is_some(),
+        args.allow_unauthenticated,
+    )?;
     for warning in &exposure.warnings {
         tracing::warn!("{warning}");
     }
-    let auth = Authenticator::new(keyring);
+    serve_options.auth = Authenticator::new(keyring);
+    serve_options.exposure = exposure;
     let jobs = match config::load_jobs_dir(&args.jobs, &global) {
         Ok(jobs) => jobs,
         Err(errors) => {
@@ -298,6 +359,7 @@ fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
     };
     let db = db_path(&args, &global);
     let metrics = Arc::new(Metrics::new());
+    serve_options.metrics = metrics.clone();
     let options = EngineOptions {
         max_concurrent_runs: args
             .max_jobs
@@ -336,17 +398,9 @@ fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
             signals = notify_stopping(signals, systemd);
         }
         tracing::info!(jobs = job_count, dir = %args.jobs.display(), "jobs loaded");
-        tracing::info!(%addr, "listening (gRPC, REST under /api)");
-        petit_server::serve::serve(
-            listener,
-            engine,
-            signals,
-            args.shutdown_grace,
-            auth,
-            exposure,
-            metrics,
-        )
-        .await
+        let tls = serve_options.tls.is_some();
+        tracing::info!(%addr, tls, "listening (gRPC, REST under /api)");
+        serve::serve(listener, engine, signals, serve_options).await
     })?;
     Ok(ExitCode::SUCCESS)
 }
@@ -406,6 +460,118 @@ fn seed_metrics(engine: &Engine, metrics: &Arc<Metrics>) {
             }
         }
     });
+}
+
+/// TLS and connection limits from the flags, else `petit.yaml`, else the defaults.
+/// Raises the open-file limit, and keeps the connection limit within what it leaves
+/// once the runs' descriptors are set aside.
+fn serve_options(args: &DaemonArgs, global: &GlobalConfig) -> anyhow::Result<ServeOptions> {
+    let flags = &args.listener;
+    let from_config = global.tls.as_ref();
+    let tls_files = match (&flags.tls_cert, &flags.tls_key, from_config) {
+        (Some(cert), Some(key), _) => Some(TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: flags.tls_client_ca.clone(),
+        }),
+        (_, _, Some(tls)) => Some(TlsFiles {
+            cert: tls.cert.clone(),
+            key: tls.key.clone(),
+            client_ca: flags.tls_client_ca.clone().or(tls.client_ca.clone()),
+        }),
+        _ => None,
+    };
+    if tls_files.is_none() && flags.tls_client_ca.is_some() {
+        anyhow::bail!("--tls-client-ca needs TLS on: give --tls-cert and --tls-key too");
+    }
+    let tls = match &tls_files {
+        Some(files) => {
+            let acceptor = serve::tls_acceptor(files).context("cannot set up TLS")?;
+            tracing::info!(
+                cert = %files.cert.display(),
+                client_certificates = if files.client_ca.is_some() { "required" } else { "not asked" },
+                "TLS on"
+            );
+            Some(acceptor)
+        }
+        None => {
+            tracing::info!(
+                "TLS off: plain HTTP/2 and HTTP/1.1 (give --tls-cert and --tls-key to turn it on)"
+            );
+            None
+        }
+    };
+
+    let settings = &global.connections;
+    let asked = flags
+        .max_connections
+        .map(|n| n as usize)
+        .or(settings.max)
+        .unwrap_or(serve::DEFAULT_MAX_CONNECTIONS);
+    let runs = args
+        .max_jobs
+        .map_or(global.max_concurrent_runs, |n| n as usize);
+    let tasks = args
+        .max_tasks
+        .map_or(global.max_concurrent_tasks, |n| n as usize);
+    let open_files = match serve::raise_open_file_limit() {
+        Ok(files) => files,
+        Err(e) => {
+            tracing::warn!("cannot read or raise the open-file limit: {e}");
+            serve::OpenFiles {
+                before: 1024,
+                now: 1024,
+            }
+        }
+    };
+    let (max_connections, warning) = serve::connection_budget(
+        asked,
+        open_files.now,
+        serve::descriptors_for_runs(runs, tasks),
+    );
+    if let Some(warning) = warning {
+        tracing::warn!("{warning}");
+    }
+    let limits = ConnectionLimits {
+        max_connections,
+        max_streams_per_connection: flags
+            .max_streams
+            .or(settings.max_streams)
+            .unwrap_or(serve::DEFAULT_MAX_STREAMS),
+        header_timeout: flags
+            .header_timeout
+            .or(settings.header_timeout)
+            .unwrap_or(serve::DEFAULT_HEADER_TIMEOUT),
+        idle_timeout: flags
+            .idle_timeout
+            .or(settings.idle_timeout)
+            .unwrap_or(serve::DEFAULT_IDLE_TIMEOUT),
+        ..ConnectionLimits::default()
+    };
+    tracing::info!(
+        max_connections,
+        max_streams = limits.max_streams_per_connection,
+        header_timeout = ?limits.header_timeout,
+        idle_timeout = ?limits.idle_timeout,
+        open_files = open_files.now,
+        "connection limits"
+    );
+    Ok(ServeOptions {
+        grace: args.shutdown_grace,
+        tls,
+        limits,
+        // Set by the caller once tokens are read.
+        auth: Authenticator::default(),
+        exposure: Exposure::default(),
+        metrics: Arc::default(),
+    })
+}
+
+fn positive_duration(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err("must be longer than zero".to_string()),
+        d => Ok(d),
+    }
 }
 
 /// The global config: the file given, or the defaults.

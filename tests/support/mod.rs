@@ -97,7 +97,15 @@ impl Daemon {
         addr: std::net::SocketAddr,
         extra: &[&str],
     ) -> Daemon {
-        Self::start_env(jobs, data, db, addr, extra, &[])
+        Self::spawn(jobs, data, db, addr, extra, None, &[])
+    }
+
+    /// As `start_with`, under an open-file limit (soft and hard) of `open_files`.
+    pub fn start_with_open_files(jobs: &Path, open_files: u32, extra: &[&str]) -> Daemon {
+        let data = tempfile::tempdir().expect("tempdir");
+        let db = data.path().join("petit.db");
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        Self::spawn(jobs, data, db, addr, extra, Some(open_files), &[])
     }
 
     /// As `start_with`, with extra environment variables for petitd.
@@ -105,16 +113,16 @@ impl Daemon {
         let data = tempfile::tempdir().expect("tempdir");
         let db = data.path().join("petit.db");
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-        Self::start_env(jobs, data, db, addr, extra, env)
+        Self::spawn(jobs, data, db, addr, extra, None, env)
     }
 
-    /// As `start_at`, with extra environment variables for petitd.
-    pub fn start_env(
+    fn spawn(
         jobs: &Path,
         data: TempDir,
         db: PathBuf,
         addr: std::net::SocketAddr,
         extra: &[&str],
+        open_files: Option<u32>,
         env: &[(&str, &str)],
     ) -> Daemon {
         let stderr_path = (0..)
@@ -122,7 +130,7 @@ impl Daemon {
             .find(|path| !path.exists())
             .expect("a free log file name");
         let stderr = std::fs::File::create(&stderr_path).expect("log file");
-        let child = Command::new(bin("petitd"))
+        let child = petitd_command(open_files)
             .arg("--jobs")
             .arg(jobs)
             .arg("--db")
@@ -233,6 +241,22 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// petitd, run directly or, with an open-file limit, through `sh -c 'ulimit -n N; exec
+/// petitd "$@"'` (the shell's `ulimit` sets the soft and hard limits both).
+fn petitd_command(open_files: Option<u32>) -> Command {
+    match open_files {
+        None => Command::new(bin("petitd")),
+        Some(n) => {
+            let mut command = Command::new("sh");
+            command
+                .arg("-c")
+                .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                .arg(bin("petitd"));
+            command
+        }
     }
 }
 

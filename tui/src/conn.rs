@@ -427,9 +427,9 @@ fn error_notice(err: &ClientError) -> ServerMsg {
     }
 }
 
-/// The connection settings the dashboard uses.
-pub fn client(server: &str) -> Result<Client, ClientError> {
-    petit_client::connect_lazy(server, CALL_TIMEOUT)
+/// A client with the connection flags given and the dashboard's call time limit.
+pub fn client(connection: &petit_client::ConnectArgs) -> Result<Client, ClientError> {
+    petit_client::connect_lazy(&connection.options(CALL_TIMEOUT))
 }
 
 #[cfg(test)]

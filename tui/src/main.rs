@@ -25,9 +25,8 @@ const MAX_MESSAGES_PER_FRAME: usize = 256;
 #[derive(Parser)]
 #[command(name = "petit-tui", version, after_help = keys_help())]
 struct Args {
-    /// petitd's address: http://HOST:PORT or HOST:PORT.
-    #[arg(long, env = "PETIT_SERVER", default_value = petit_client::DEFAULT_SERVER)]
-    server: String,
+    #[command(flatten)]
+    connection: petit_client::ConnectArgs,
 }
 
 fn keys_help() -> String {
@@ -63,7 +62,7 @@ fn main() -> ExitCode {
 
 async fn run(args: Args) -> Result<(), Box<dyn Error>> {
     // A bad address is reported before the screen is taken over.
-    let client = conn::client(&args.server)?;
+    let client = conn::client(&args.connection)?;
     let (updates_tx, mut updates) = mpsc::channel(1024);
     let (commands, commands_rx) = mpsc::unbounded_channel();
     let color = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());

@@ -5,12 +5,13 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use chrono_tz::Tz;
 use serde::Deserialize;
 
 use super::bad_values;
-use super::de::{ByteSize, ScalarText};
+use super::de::{ByteSize, DurationText, ScalarText};
 use super::job::{retry_policy, RawRetry};
 use super::lines::Outline;
 use super::{ConfigError, ConfigErrors};
@@ -41,6 +42,29 @@ pub struct GlobalConfig {
     /// The tokens file that turns authentication on (`auth: {tokens: FILE}`), relative
     /// paths resolved against the directory of `petit.yaml`.
     pub auth_tokens: Option<PathBuf>,
+    /// TLS for the listener (`tls: {cert, key, client_ca}`), paths resolved like
+    /// `storage.path`. `None`: plain HTTP/2 and HTTP/1.1.
+    pub tls: Option<TlsSettings>,
+    /// Limits on client connections (`connections: ...`); unset ones take the
+    /// daemon's defaults.
+    pub connections: ConnectionSettings,
+}
+
+/// The listener's certificate, key and optional client CA (PEM files).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
+}
+
+/// `connections: {max, max_streams, header_timeout, idle_timeout}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnectionSettings {
+    pub max: Option<usize>,
+    pub max_streams: Option<u32>,
+    pub header_timeout: Option<Duration>,
+    pub idle_timeout: Option<Duration>,
 }
 
 impl Default for GlobalConfig {
@@ -56,6 +80,8 @@ impl Default for GlobalConfig {
             default_retry: None,
             environment: BTreeMap::new(),
             auth_tokens: None,
+            tls: None,
+            connections: ConnectionSettings::default(),
         }
     }
 }
@@ -75,12 +101,31 @@ struct RawGlobal {
     #[serde(default)]
     environment: BTreeMap<String, ScalarText>,
     auth: Option<RawAuth>,
+    tls: Option<RawTls>,
+    connections: Option<RawConnections>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawAuth {
     tokens: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    client_ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConnections {
+    max: Option<usize>,
+    max_streams: Option<u32>,
+    header_timeout: Option<DurationText>,
+    idle_timeout: Option<DurationText>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -238,6 +283,56 @@ impl GlobalConfig {
             }
         }
 
+        if let Some(tls) = raw.tls {
+            let line = outline.key("tls");
+            let resolve = |p: PathBuf| match path.parent() {
+                Some(dir) if p.is_relative() => dir.join(p),
+                _ => p,
+            };
+            match (tls.cert, tls.key) {
+                (Some(cert), Some(key)) => {
+                    config.tls = Some(TlsSettings {
+                        cert: resolve(cert),
+                        key: resolve(key),
+                        client_ca: tls.client_ca.map(resolve),
+                    })
+                }
+                _ => error(
+                    line,
+                    "tls needs both `cert` and `key` (PEM files)".to_string(),
+                ),
+            }
+        }
+        if let Some(c) = raw.connections {
+            let key = |name: &str| outline.nested_key("connections", name);
+            if c.max == Some(0) {
+                error(key("max"), "connections.max must be at least 1".to_string());
+            }
+            if c.max_streams == Some(0) {
+                error(
+                    key("max_streams"),
+                    "connections.max_streams must be at least 1".to_string(),
+                );
+            }
+            for (name, value) in [
+                ("header_timeout", c.header_timeout),
+                ("idle_timeout", c.idle_timeout),
+            ] {
+                if value.is_some_and(|d| d.0.is_zero()) {
+                    error(
+                        key(name),
+                        format!("connections.{name} must be longer than zero"),
+                    );
+                }
+            }
+            config.connections = ConnectionSettings {
+                max: c.max,
+                max_streams: c.max_streams,
+                header_timeout: c.header_timeout.map(|d| d.0),
+                idle_timeout: c.idle_timeout.map(|d| d.0),
+            };
+        }
+
         if let Some(retry) = &raw.default_retry {
             match retry_policy(retry) {
                 Ok(policy) => config.default_retry = Some(policy),
@@ -259,7 +354,6 @@ impl GlobalConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn parse(text: &str) -> Result<GlobalConfig, ConfigErrors> {
         GlobalConfig::parse(text, Path::new("/etc/petit/petit.yaml"))
@@ -323,6 +417,65 @@ environment:
             (2, Duration::from_secs(5))
         );
         assert_eq!(c.environment.get("DEBUG").map(String::as_str), Some("true"));
+    }
+
+    #[test]
+    fn listener_settings() {
+        let text = "\
+tls:
+  cert: tls/cert.pem
+  key: /etc/ssl/petit.key
+  client_ca: tls/clients.pem
+connections:
+  max: 200
+  max_streams: 20
+  header_timeout: 5s
+  idle_timeout: 1m
+";
+        let c = parse(text).unwrap();
+        assert_eq!(
+            c.tls,
+            Some(TlsSettings {
+                cert: PathBuf::from("/etc/petit/tls/cert.pem"),
+                key: PathBuf::from("/etc/ssl/petit.key"),
+                client_ca: Some(PathBuf::from("/etc/petit/tls/clients.pem")),
+            })
+        );
+        assert_eq!(
+            c.connections,
+            ConnectionSettings {
+                max: Some(200),
+                max_streams: Some(20),
+                header_timeout: Some(Duration::from_secs(5)),
+                idle_timeout: Some(Duration::from_secs(60)),
+            }
+        );
+        let bad = [
+            (
+                "tls:\n  cert: c.pem\n",
+                1,
+                "tls needs both `cert` and `key`",
+            ),
+            (
+                "tls:\n  cert: c\n  key: k\n  ca: x\n",
+                4,
+                "unknown field `ca`",
+            ),
+            (
+                "connections:\n  max: 0\n",
+                2,
+                "connections.max must be at least 1",
+            ),
+            ("connections:\n  max_streams: 0\n", 2, "at least 1"),
+            ("connections:\n  idle_timeout: 0s\n", 2, "longer than zero"),
+            ("connections:\n  header_timeout: soon\n", 2, "soon"),
+        ];
+        for (text, line, want) in bad {
+            let errors = parse(text).unwrap_err().0;
+            assert_eq!(errors.len(), 1, "{text}: {errors:?}");
+            assert_eq!(errors[0].line, Some(line), "{text}: {errors:?}");
+            assert!(errors[0].message.contains(want), "{text}: {errors:?}");
+        }
     }
 
     #[test]

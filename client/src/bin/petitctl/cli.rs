@@ -5,12 +5,13 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use clap_complete::Shell;
-use petit_client::DEFAULT_SERVER;
+use petit_client::ConnectArgs;
 
 const EXIT_CODES: &str = "\
 Exit codes:
   0  success
-  1  the operation failed (not found, refused...) or the awaited run did not succeed
+  1  the operation failed (not found, refused, petitd's certificate not trusted...) or the
+     awaited run did not succeed
   2  usage error
   3  petitd is unreachable or unavailable";
 
@@ -32,16 +33,8 @@ snapshot first. Runs until interrupted (Ctrl-C) or until petitd goes away (exit 
 #[derive(Debug, Parser)]
 #[command(name = "petitctl", version, after_help = EXIT_CODES)]
 pub struct Cli {
-    /// petitd's address: http://HOST:PORT or HOST:PORT
-    #[arg(
-        long,
-        global = true,
-        env = "PETIT_SERVER",
-        help_heading = "Global options",
-        default_value = DEFAULT_SERVER,
-        value_name = "URL"
-    )]
-    pub server: String,
+    #[command(flatten, next_help_heading = "Global options")]
+    pub connection: ConnectArgs,
 
     /// Time limit for connecting and for each request (not for streams): 10s, 500ms, 1m
     #[arg(

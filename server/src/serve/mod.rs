@@ -1,21 +1,36 @@
 //! One listener for everything petitd answers: the `petit.v1` gRPC services, server
 //! reflection (v1 and v1alpha), `grpc.health.v1`, and the REST shim under `/api`.
-//! HTTP/1.1 and HTTP/2 without TLS (h2c, as gRPC clients speak it) share the port:
-//! each connection's protocol is detected from its first bytes.
+//! HTTP/1.1 and HTTP/2 share the port, over TLS (ALPN `h2`, `http/1.1`) or without (h2c,
+//! as gRPC clients speak it): each connection's protocol is detected from its first
+//! bytes. This module assembles the services and runs the orderly stop; `listener`
+//! owns connections and their limits, `tls` the certificates, `grpc_request` what a
+//! gRPC request must look like.
 
-use std::future::IntoFuture;
+mod grpc_request;
+mod limits;
+mod listener;
+mod tls;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
-use axum::serve::ListenerExt;
 use http::{header, StatusCode};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
+
+pub use grpc_request::MAX_REQUEST_MESSAGE_BYTES;
+pub use limits::{
+    connection_budget, descriptors_for_runs, raise_open_file_limit, ConnectionLimits, OpenFiles,
+    DEFAULT_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_STREAMS,
+};
+pub use tls::{acceptor as tls_acceptor, TlsError, TlsFiles};
 
 use crate::api::grpc::{Exposure, PetitApi, StreamShutdown};
 use crate::api::rest;
@@ -27,20 +42,41 @@ use crate::metrics::Metrics;
 /// stream has been ended; past it the server stops anyway.
 const DRAIN: Duration = Duration::from_secs(5);
 
+/// How the API is served, beyond the address.
+#[derive(Clone, Default)]
+pub struct ServeOptions {
+    /// On shutdown, how long running tasks may take to finish.
+    pub grace: Duration,
+    /// TLS on every connection, when set.
+    pub tls: Option<TlsAcceptor>,
+    pub limits: ConnectionLimits,
+    /// Who may call what (no tokens: everyone, everything).
+    pub auth: Authenticator,
+    /// How the daemon is exposed, as the scheduler state reports it.
+    pub exposure: Exposure,
+    /// What `GET /metrics` serves.
+    pub metrics: Arc<Metrics>,
+}
+
 /// Serves the API on `listener` until the first message on `shutdown`, then stops in
-/// order: health says NOT_SERVING, the engine stops (running tasks get `grace`, then
-/// are killed and their runs marked interrupted), open streams end, connections close.
-/// A second message during the grace period interrupts the runs at once (an operator
-/// pressing Ctrl-C twice); the stop stays orderly, so nothing is lost.
+/// order: health says NOT_SERVING, the engine stops (running tasks get the grace
+/// period, then are killed and their runs marked interrupted), open streams end,
+/// connections close. A second message during the grace period interrupts the runs at
+/// once (an operator pressing Ctrl-C twice); the stop stays orderly, so nothing is lost.
 pub async fn serve(
     listener: TcpListener,
     engine: Engine,
     mut shutdown: mpsc::Receiver<()>,
-    grace: Duration,
-    auth: Authenticator,
-    exposure: Exposure,
-    metrics: Arc<Metrics>,
+    options: ServeOptions,
 ) -> anyhow::Result<()> {
+    let ServeOptions {
+        grace,
+        tls,
+        limits,
+        auth,
+        exposure,
+        metrics,
+    } = options;
     let (health, health_service) = tonic_health::server::health_reporter();
     set_health(&health, ServingStatus::Serving).await;
     let streams = StreamShutdown::new();
@@ -75,28 +111,21 @@ pub async fn serve(
         .fallback(unknown_path);
     // REST routes are all under `/api`; gRPC paths (`/package.Service/Method`) never
     // are, so the two sets merge without overlap. Paths neither answers reach
-    // `unknown_path`.
-    let app = grpc.clone().merge(rest::router(grpc, auth)).merge(scrape);
+    // `unknown_path`. The checks of gRPC requests apply to the services' own routes
+    // only (not the fallback), and not to the REST shim's calls in process.
+    let app = grpc
+        .clone()
+        .route_layer(axum::middleware::from_fn(grpc_request::check))
+        .merge(rest::router(grpc, auth))
+        .merge(scrape);
 
-    let listener = listener.tap_io(|tcp| {
-        // gRPC sends small frames: without this, Nagle's algorithm delays them.
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!("cannot set TCP_NODELAY: {e}");
-        }
-    });
-    let (close_tx, close_rx) = oneshot::channel::<()>();
+    let close = CancellationToken::new();
     // The server runs on its own task, so that it keeps answering (health says
     // NOT_SERVING, runs show as interrupted) while the engine stops below.
-    let mut server = tokio::spawn(
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = close_rx.await;
-            })
-            .into_future(),
-    );
+    let mut server = tokio::spawn(listener::serve(listener, tls, limits, app, close.clone()));
     tokio::select! {
         ended = &mut server => {
-            ended??;
+            ended?;
             anyhow::bail!("the server stopped by itself");
         }
         // A closed channel (no signal handler) is never a request to stop.
@@ -117,9 +146,9 @@ pub async fn serve(
         }
     }
     streams.trigger();
-    let _ = close_tx.send(());
+    close.cancel();
     match tokio::time::timeout(DRAIN, &mut server).await {
-        Ok(ended) => ended??,
+        Ok(ended) => ended?,
         Err(_) => {
             tracing::warn!("connections still open {DRAIN:?} after shutdown; closing them");
             server.abort();
