@@ -7,6 +7,7 @@ pub mod core;
 pub mod engine;
 pub mod events;
 pub mod exec;
+pub mod private_files;
 pub mod scheduler;
 pub mod serve;
 pub mod store;

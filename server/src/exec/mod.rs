@@ -4,7 +4,11 @@
 //! store before publishing it on the bus.
 
 mod command;
+pub mod environment;
 pub mod ledger;
+mod python;
+pub mod script;
+mod shell;
 pub mod substitute;
 mod task;
 
@@ -21,10 +25,13 @@ use tokio::task::JoinSet;
 pub use command::CommandTask;
 pub use task::{StopReason, Task, TaskContext, TaskOutcome};
 
-use crate::core::{Condition, JobDef, LogStream, RetryCondition, RunStatus, TaskDef, TaskStatus};
+use crate::core::{
+    Condition, EnvPolicy, JobDef, LogStream, RetryCondition, RunStatus, TaskDef, TaskKind,
+    TaskStatus,
+};
 use crate::events::{Event, EventBus, EventKind};
 use crate::store::{LogRecord, RunRecord, Store, StoreError, TaskRunRecord};
-use substitute::{substitute, Scope};
+use substitute::{substitute, substitute_script, Scope};
 
 /// Log lines buffered between a task and the store before the task is slowed down.
 const LOG_CHANNEL: usize = 1024;
@@ -288,6 +295,7 @@ impl Walk {
             job_id: self.job.id.clone(),
             run_id: self.run_id.clone(),
             task,
+            env_policy: self.job.environment_policy.clone(),
             config: self.config.clone(),
             outputs,
             run_slots: self.run_slots.clone(),
@@ -386,6 +394,7 @@ struct TaskAttempts {
     job_id: String,
     run_id: String,
     task: TaskDef,
+    env_policy: EnvPolicy,
     config: Arc<BTreeMap<String, String>>,
     outputs: BTreeMap<String, BTreeMap<String, String>>,
     run_slots: Arc<Semaphore>,
@@ -593,9 +602,22 @@ impl TaskAttempts {
         };
         let (program, args) = self.task.kind.argv();
         let program = substitute(&program, &scope)?;
+        // Found on the arguments as written: a placeholder cannot make one a script.
+        let script = match &self.task.kind {
+            TaskKind::Python { inline: true, .. } => Some(script::ScriptArg {
+                index: 1,
+                offset: 0,
+                lang: script::Lang::Python,
+            }),
+            _ => script::script_arg(&program, &args),
+        };
         let args = args
             .iter()
-            .map(|a| substitute(a, &scope))
+            .enumerate()
+            .map(|(i, a)| match script {
+                Some(s) if s.index == i => substitute_script(a, s, &scope),
+                _ => substitute(a, &scope),
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let environment = self
             .task
@@ -618,6 +640,8 @@ impl TaskAttempts {
         Ok(Arc::new(CommandTask {
             program,
             args,
+            env_policy: self.env_policy.clone(),
+            exported: crate::exec::environment::exported(&self.config, &self.outputs),
             environment,
             working_dir,
             kill_grace: self.env.kill_grace,

@@ -1,0 +1,101 @@
+//! The modes of petitd's files. Everything petitd creates is private: `main` sets the
+//! umask to 077 before anything else, so the database and its `-wal`/`-shm`, the lock,
+//! the ledger `<db>.pids` and the scratch `<db>.scratch` with their files, the tokens
+//! file, and the directories made for them are 0600 and 0700 whatever umask petitd
+//! was started with. Tasks get that original umask back (`exec/command.rs`), so they
+//! create files as their users expect. Files an older petitd left readable by others
+//! are tightened at start, with a warning.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use nix::sys::stat::{umask, Mode};
+
+/// The umask petitd started with, or `u32::MAX` when it never changed it.
+static ORIGINAL_UMASK: AtomicU32 = AtomicU32::new(u32::MAX);
+
+/// Makes every file petitd creates from now on private (umask 077), and remembers the
+/// umask it had, for its tasks. Called first thing in `main`, once.
+pub fn make_files_private() {
+    let original = umask(Mode::from_bits_truncate(0o077));
+    ORIGINAL_UMASK.store(u32::from(original.bits()), Ordering::SeqCst);
+}
+
+/// The umask to give back to task processes, if petitd changed its own.
+pub fn task_umask() -> Option<Mode> {
+    let mask = ORIGINAL_UMASK.load(Ordering::SeqCst);
+    (mask != u32::MAX).then(|| Mode::from_bits_truncate(mask as nix::libc::mode_t))
+}
+
+/// The files petitd keeps beside the database `db` (those that exist), and the files
+/// of its ledger directory.
+pub fn beside_db(db: &Path) -> Vec<PathBuf> {
+    let mut paths: Vec<PathBuf> = ["", "-wal", "-shm", "-journal", ".lock", ".pids", ".scratch"]
+        .iter()
+        .map(|suffix| crate::store::beside(db, suffix))
+        .collect();
+    for dir in [".pids", ".scratch"] {
+        if let Ok(entries) = std::fs::read_dir(crate::store::beside(db, dir)) {
+            paths.extend(entries.flatten().map(|e| e.path()));
+        }
+    }
+    paths
+}
+
+/// Removes the group and other bits of each of `paths` that has any (symlinks are not
+/// followed); returns one line per path changed or that could not be changed, for the
+/// log.
+pub fn tighten(paths: &[PathBuf]) -> Vec<String> {
+    let mut said = Vec::new();
+    for path in paths {
+        let Ok(meta) = std::fs::symlink_metadata(path) else {
+            continue;
+        };
+        let mode = meta.permissions().mode() & 0o7777;
+        if meta.file_type().is_symlink() || mode & 0o077 == 0 {
+            continue;
+        }
+        let private = mode & 0o700;
+        match std::fs::set_permissions(path, std::fs::Permissions::from_mode(private)) {
+            Ok(()) => said.push(format!(
+                "{} was readable by others ({mode:04o}): now {private:04o}",
+                path.display()
+            )),
+            Err(e) => said.push(format!(
+                "{} is readable by others ({mode:04o}) and cannot be made private: {e}",
+                path.display()
+            )),
+        }
+    }
+    said
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tightens_what_others_can_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("petit.db");
+        let set = |p: &Path, mode: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap()
+        };
+        std::fs::write(&db, "").unwrap();
+        set(&db, 0o644);
+        let pids = crate::store::beside(&db, ".pids");
+        std::fs::create_dir(&pids).unwrap();
+        set(&pids, 0o755);
+        std::fs::write(pids.join("1"), "").unwrap();
+        set(&pids.join("1"), 0o600);
+        let said = tighten(&beside_db(&db));
+        assert_eq!(said.len(), 2, "{said:?}");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(
+            (mode(&db), mode(&pids), mode(&pids.join("1"))),
+            (0o600, 0o700, 0o600)
+        );
+        assert!(tighten(&beside_db(&db)).is_empty());
+    }
+}
