@@ -19,6 +19,8 @@ static ORIGINAL_UMASK: AtomicU32 = AtomicU32::new(u32::MAX);
 /// umask it had, for its tasks. Called first thing in `main`, once.
 pub fn make_files_private() {
     let original = umask(Mode::from_bits_truncate(0o077));
+    // `mode_t` is u32 here, u16 on macOS.
+    #[allow(clippy::useless_conversion)]
     ORIGINAL_UMASK.store(u32::from(original.bits()), Ordering::SeqCst);
 }
 

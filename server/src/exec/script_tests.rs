@@ -301,7 +301,9 @@ fn substituted(program: &str, argv: &[&str], value: &str) -> Vec<String> {
 #[test]
 fn real_shells_print_the_value_and_run_nothing() {
     // Each script prints the value between brackets, once.
-    let scripts: &[(&str, fn(&str) -> String)] = &[
+    // Each with what it prints for a value.
+    type Printed = fn(&str) -> String;
+    let scripts: &[(&str, Printed)] = &[
         ("printf '[%s]' ${params.x}", |v| format!("[{v}]")),
         ("printf '[%s]' \"${params.x}\"", |v| format!("[{v}]")),
         ("printf '[%s]' '${params.x}'", |v| format!("[{v}]")),
