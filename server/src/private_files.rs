@@ -30,6 +30,29 @@ pub fn task_umask() -> Option<Mode> {
     (mask != u32::MAX).then(|| Mode::from_bits_truncate(mask as nix::libc::mode_t))
 }
 
+/// Creates `dir` and its missing parents 0700 (whatever the umask: also when petitd
+/// runs embedded, without `make_files_private`).
+pub fn create_dir_all(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+/// Writes `contents` to a new or truncated file `path`, created 0600.
+pub fn write(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?
+        .write_all(contents)
+}
+
 /// The files petitd keeps beside the database `db` (those that exist), and the files
 /// of its ledger directory.
 pub fn beside_db(db: &Path) -> Vec<PathBuf> {

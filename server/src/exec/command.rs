@@ -56,7 +56,15 @@ pub struct CommandTask {
 #[async_trait::async_trait]
 impl Task for CommandTask {
     async fn run(&self, ctx: TaskContext) -> TaskOutcome {
-        if let Err(e) = tokio::fs::File::create(&self.output_file).await {
+        // 0600 whatever the umask: other users must not read a task's outputs.
+        let created = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&self.output_file)
+            .await;
+        if let Err(e) = created {
             return TaskOutcome::Failed {
                 exit_code: None,
                 error: format!(

@@ -72,7 +72,7 @@ impl Scratch {
                 )))
             }
         }
-        std::fs::create_dir_all(&dir).map_err(|e| {
+        crate::private_files::create_dir_all(&dir).map_err(|e| {
             StoreError(format!(
                 "cannot create the scratch directory {}: {e}",
                 dir.display()
