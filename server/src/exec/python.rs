@@ -26,11 +26,13 @@ pub(super) fn contexts(script: &str, holes: &[usize]) -> Vec<Context> {
     let mut out = Vec::with_capacity(holes.len());
     let mut next = 0;
     let mut stack = vec![Mode::Code];
+    // Open f-string fields on the stack: a placeholder's context costs O(1).
+    let mut fields = 0usize;
     let mut uncertain: Option<&'static str> = None;
     let mut i = 0;
     while i <= s.len() {
         while next < holes.len() && holes[next] <= i {
-            out.push(here(&stack, uncertain, s, holes[next]));
+            out.push(here(&stack, fields, uncertain, s, holes[next]));
             next += 1;
         }
         if i == s.len() {
@@ -72,6 +74,7 @@ pub(super) fn contexts(script: &str, holes: &[usize]) -> Vec<Context> {
                             Some(Mode::Field(0)) => {
                                 if c == b'}' {
                                     stack.pop();
+                                    fields -= 1;
                                 } else {
                                     uncertain.get_or_insert(
                                         "after an f-string field it could not follow",
@@ -110,6 +113,7 @@ pub(super) fn contexts(script: &str, holes: &[usize]) -> Vec<Context> {
                         i + 2
                     } else {
                         stack.push(Mode::Field(0));
+                        fields += 1;
                         i + 1
                     }
                 } else {
@@ -119,7 +123,7 @@ pub(super) fn contexts(script: &str, holes: &[usize]) -> Vec<Context> {
         };
     }
     while next < holes.len() {
-        out.push(here(&stack, uncertain, s, holes[next]));
+        out.push(here(&stack, fields, uncertain, s, holes[next]));
         next += 1;
     }
     out
@@ -132,11 +136,17 @@ fn mark_after_backslash(out: &mut Vec<Context>, next: &mut usize, holes: &[usize
     }
 }
 
-fn here(stack: &[Mode], uncertain: Option<&'static str>, s: &[u8], at: usize) -> Context {
+fn here(
+    stack: &[Mode],
+    fields: usize,
+    uncertain: Option<&'static str>,
+    s: &[u8],
+    at: usize,
+) -> Context {
     if let Some(why) = uncertain {
         return Context::Unsupported(why);
     }
-    if stack.iter().any(|m| matches!(m, Mode::Field(_))) {
+    if fields > 0 {
         return Context::Unsupported("inside an f-string's {...} field");
     }
     match stack.last() {

@@ -377,3 +377,17 @@ fn real_python_prints_the_value_and_runs_nothing() {
         assert!(!created, "{argv:?} created a file");
     }
 }
+
+#[test]
+fn linear_in_nesting_and_placeholders() {
+    // 100,000 nested `$(` with a placeholder in each: quadratic work would not finish.
+    let n = 100_000;
+    let script = "$(".repeat(n) + &")".repeat(n);
+    let holes: Vec<usize> = (0..n).map(|i| 2 * i + 2).collect();
+    let found = contexts(Lang::Shell, &script, &holes);
+    assert_eq!(found.len(), n);
+    assert_eq!(found[n - 1], Context::ShellUnquoted);
+    let script = "f'{".repeat(n);
+    let holes: Vec<usize> = (0..n).map(|i| 3 * i + 3).collect();
+    assert_eq!(contexts(Lang::Python, &script, &holes).len(), n);
+}

@@ -45,6 +45,9 @@ struct Lexer<'a> {
     uncertain: Option<&'static str>,
     /// The last identifier-like word read in code, for `case`.
     word: Vec<u8>,
+    /// Frames of each mode on the stack (by `Mode as usize`), so that a placeholder's
+    /// context costs O(1) however deep the nesting.
+    open: [u32; 8],
 }
 
 /// The context of each hole (byte offsets into `script`, ascending; zero-width: the
@@ -62,7 +65,9 @@ pub(super) fn contexts(script: &str, holes: &[usize]) -> Vec<Context> {
         pending: Vec::new(),
         uncertain: None,
         word: Vec::new(),
+        open: [0; 8],
     };
+    lx.open[Mode::Code as usize] = 1;
     lx.run();
     lx.out
 }
@@ -74,12 +79,19 @@ impl Lexer<'_> {
 
     fn push(&mut self, mode: Mode) {
         self.stack.push(Frame { mode, depth: 0 });
+        self.open[mode as usize] += 1;
     }
 
     fn pop(&mut self) {
         if self.stack.len() > 1 {
-            self.stack.pop();
+            if let Some(frame) = self.stack.pop() {
+                self.open[frame.mode as usize] -= 1;
+            }
         }
+    }
+
+    fn inside(&self, mode: Mode) -> bool {
+        self.open[mode as usize] > 0
     }
 
     fn at(&self, i: usize) -> u8 {
@@ -111,15 +123,14 @@ impl Lexer<'_> {
         if let Some(why) = self.uncertain {
             return Context::Unsupported(why);
         }
-        let modes = || self.stack.iter().map(|f| f.mode);
-        if modes().any(|m| m == Mode::Backtick) {
+        if self.inside(Mode::Backtick) {
             return Context::Unsupported("inside backticks (write $(...) instead)");
         }
-        if modes().any(|m| m == Mode::Param) {
+        if self.inside(Mode::Param) {
             return Context::Unsupported("inside a shell ${...} expansion");
         }
         let inner = self.top();
-        if inner != Mode::Arith && modes().any(|m| m == Mode::Arith) {
+        if inner != Mode::Arith && self.inside(Mode::Arith) {
             return Context::Unsupported("inside an arithmetic expression");
         }
         match inner {
