@@ -7,6 +7,8 @@
 //! other `${NAME}` (a shell variable in `sh -c '...'`, say) is left as written, so that
 //! existing job files keep meaning what their authors wrote.
 
+use std::collections::HashMap;
+
 use super::lines::Outline;
 use super::ConfigError;
 use crate::core::{JobDef, TaskKind};
@@ -134,15 +136,18 @@ pub fn classify(name: &str) -> Placeholder<'_> {
 /// `petitd validate`'s notes on `job` (read from `text`): every placeholder written
 /// inside a shell or Python script, which is substituted as a quoted literal of that
 /// language, or refused where no literal can be trusted (the task then fails).
+/// Linear in the file: each task's lines are searched once, front to back.
 pub fn script_notes(job: &JobDef, text: &str) -> Vec<ConfigError> {
     let outline = Outline::new(text);
+    let lines: Vec<&str> = text.lines().collect();
     let items = outline.items("tasks");
+    let by_id: HashMap<&str, usize> = items
+        .iter()
+        .enumerate()
+        .filter_map(|(k, item)| Some((outline.item_value(*item, "id")?, k)))
+        .collect();
     let mut notes = Vec::new();
     for task in &job.tasks {
-        let item = items
-            .iter()
-            .copied()
-            .find(|i| outline.item_value(*i, "id") == Some(task.id.as_str()));
         let (program, args) = task.kind.argv();
         let script = match task.kind {
             TaskKind::Python { inline: true, .. } => Some(ScriptArg {
@@ -156,10 +161,29 @@ pub fn script_notes(job: &JobDef, text: &str) -> Vec<ConfigError> {
         let Ok(found) = script_placeholders(&args[script.index], script) else {
             continue;
         };
+        let item = by_id.get(task.id.as_str()).map(|&k| {
+            let end = items.get(k + 1).map_or(lines.len(), |next| next.line() - 1);
+            (items[k].line(), end)
+        });
+        // Where the search for the next placeholder resumes: (0-based line, column).
+        let mut cursor = item.map(|(line, _)| (line - 1, 0));
         for (raw, context) in found {
-            let line = item
-                .and_then(|i| outline.item_find(i, raw))
-                .or(item.map(|i| i.line()));
+            let line = match (cursor, item) {
+                (Some((mut at, mut column)), Some((_, end))) => loop {
+                    if at >= end {
+                        // Written otherwise in the YAML (escapes): stop searching.
+                        cursor = None;
+                        break item.map(|(line, _)| line);
+                    }
+                    if let Some(pos) = lines[at].get(column..).and_then(|l| l.find(raw)) {
+                        cursor = Some((at, column + pos + raw.len()));
+                        break Some(at + 1);
+                    }
+                    at += 1;
+                    column = 0;
+                },
+                _ => item.map(|(line, _)| line),
+            };
             let lang = script.lang.name();
             let message = match context {
                 Context::Unsupported(why) => format!(
@@ -274,7 +298,9 @@ tasks:
   - id: b
     type: python
     inline: true
-    script: "print(${config.x})"
+    script: |
+      print(${config.x})
+      print("${config.x}", ${config.x})
   - id: c
     command: echo
     args: ["${params.x}"]
@@ -294,9 +320,13 @@ tasks:
             [
                 "/jobs/j.yaml:6: note: ${params.x} inside a shell script is substituted as a \
                  quoted literal",
-                "/jobs/j.yaml:10: note: ${config.x} inside a Python script is substituted as a \
+                "/jobs/j.yaml:11: note: ${config.x} inside a Python script is substituted as a \
                  quoted literal",
-                "/jobs/j.yaml:16: note: ${params.x} inside a shell script stands inside \
+                "/jobs/j.yaml:12: note: ${config.x} inside a Python script is substituted as a \
+                 quoted literal",
+                "/jobs/j.yaml:12: note: ${config.x} inside a Python script is substituted as a \
+                 quoted literal",
+                "/jobs/j.yaml:18: note: ${params.x} inside a shell script stands inside \
                  backticks (write $(...) instead): it is not substituted there, and task 'd' \
                  fails when it runs",
             ]
