@@ -30,7 +30,12 @@ fn quoting_job(dir: &Path) -> String {
 id: quoting
 config:
   x: harmless
+  flag: "-e"
 tasks:
+  - id: sh_flag
+    command: sh
+    args: ["${{config.flag}}", "echo ${{params.x}}"]
+    working_dir: {dir}
   - id: sh_plain
     command: sh
     args: ["-c", "echo ${{params.x}}"]
@@ -66,7 +71,8 @@ async fn hostile_params_are_printed_not_run() {
     let jobs = jobs_dir(&[("quoting.yaml", &quoting_job(work.path()))]);
     let daemon = Daemon::start(jobs.path());
     let channel = daemon.channel().await;
-    let run = trigger(&channel, "quoting", &[("x", HOSTILE)]).await;
+    // `flag` set to `-c` by the trigger makes the next argument a script: seen too.
+    let run = trigger(&channel, "quoting", &[("x", HOSTILE), ("flag", "-c")]).await;
     let run = wait_for_end(&channel, &run.id).await;
     assert_eq!(
         run.status(),
@@ -74,7 +80,13 @@ async fn hostile_params_are_printed_not_run() {
         "{run:?}\n{}",
         daemon.stderr()
     );
-    for task in ["sh_plain", "sh_double", "bash_single", "python_c"] {
+    for task in [
+        "sh_flag",
+        "sh_plain",
+        "sh_double",
+        "bash_single",
+        "python_c",
+    ] {
         assert_eq!(logs(&channel, &run.id, task).await, [HOSTILE], "{task}");
     }
     assert_eq!(

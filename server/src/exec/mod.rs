@@ -602,21 +602,33 @@ impl TaskAttempts {
         };
         let (program, args) = self.task.kind.argv();
         let program = substitute(&program, &scope)?;
-        // Found on the arguments as written: a placeholder cannot make one a script.
-        let script = match &self.task.kind {
-            TaskKind::Python { inline: true, .. } => Some(script::ScriptArg {
+        let plain = args
+            .iter()
+            .map(|a| substitute(a, &scope))
+            .collect::<Result<Vec<_>, _>>()?;
+        // The script argument as written, and as substituted: a value (a param laid
+        // over `config.flag`, say, set to `-c`) must not turn an argument into a script
+        // unseen.
+        let scripts: Vec<script::ScriptArg> = match &self.task.kind {
+            TaskKind::Python { inline: true, .. } => vec![script::ScriptArg {
                 index: 1,
                 offset: 0,
                 lang: script::Lang::Python,
-            }),
-            _ => script::script_arg(&program, &args),
+            }],
+            _ => [
+                script::script_arg(&program, &args),
+                script::script_arg(&program, &plain),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
         };
-        let args = args
-            .iter()
+        let args = plain
+            .into_iter()
             .enumerate()
-            .map(|(i, a)| match script {
-                Some(s) if s.index == i => substitute_script(a, s, &scope),
-                _ => substitute(a, &scope),
+            .map(|(i, plain)| match scripts.iter().find(|s| s.index == i) {
+                Some(s) => substitute_script(&args[i], *s, &scope),
+                None => Ok(plain),
             })
             .collect::<Result<Vec<_>, _>>()?;
         let environment = self
