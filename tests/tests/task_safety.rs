@@ -96,13 +96,14 @@ async fn hostile_params_are_printed_not_run() {
     let left: Vec<_> = std::fs::read_dir(work.path()).unwrap().collect();
     assert!(left.is_empty(), "a value ran as code: {left:?}");
 
-    // A placeholder where no literal can be trusted fails the task, and runs nothing.
+    // `petitd validate` notes each placeholder written inside a script, and passes.
     let note = run_validate(jobs.path());
     assert!(note.status.success());
     let stderr = String::from_utf8_lossy(&note.stderr);
     assert!(
         stderr.contains(
-            ":8: note: ${params.x} inside a shell script is substituted as a quoted literal"
+            "quoting.yaml:13: note: ${params.x} inside a shell script is substituted as a \
+             quoted literal"
         ),
         "{stderr}"
     );
