@@ -15,6 +15,7 @@ use petit_server::auth::{self, Authenticator, Keyring, Role};
 use petit_server::config::{self, GlobalConfig};
 use petit_server::core::schedule::parse_duration;
 use petit_server::metrics::Metrics;
+use petit_server::private_files;
 use petit_server::serve::{self, ConnectionLimits, ServeOptions, TlsFiles};
 use petit_server::store::{beside, DataLock, MemoryStore, SqliteStore, Store, StoreOptions};
 use petit_server::{Engine, EngineOptions};
@@ -244,6 +245,12 @@ fn validate(dir: &Path, config: Option<&Path>) -> anyhow::Result<ExitCode> {
     let global = load_config(config)?;
     match config::load_jobs_dir(dir, &global) {
         Ok(jobs) => {
+            for job in &jobs {
+                let text = std::fs::read_to_string(&job.source).unwrap_or_default();
+                for note in config::placeholder::script_notes(job, &text) {
+                    eprintln!("{note}");
+                }
+            }
             println!("{} jobs OK", jobs.len());
             Ok(ExitCode::SUCCESS)
         }
@@ -382,6 +389,11 @@ fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
     // before the engine reads the process ledger, whose orphans would otherwise be
     // another live daemon's tasks.
     let _lock = db.as_deref().map(DataLock::acquire).transpose()?;
+    if let Some(db) = db.as_deref() {
+        for change in private_files::tighten(&private_files::beside_db(db)) {
+            tracing::warn!("{change}");
+        }
+    }
     // Opening the database (and migrating it) is blocking work: before the runtime.
     let store = open_store(db.as_deref(), &global)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;

@@ -253,6 +253,7 @@ fn write(path: &Path, tokens: &[TokenEntry]) -> Result<(), TokensError> {
         .unwrap_or_else(|| "tokens".to_string());
     let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
     let result = (|| {
+        crate::private_files::create_dir_all(&dir)?;
         let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create(true)

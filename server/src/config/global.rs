@@ -1,13 +1,18 @@
 //! The global `petit.yaml`: default time zone, concurrency limits, resource pools,
-//! storage and log caps. Every field is optional. The original Petit's own names
-//! (`default_timezone`, `max_concurrent_jobs`, `storage: {type, path}`,
-//! `default_retry`, `environment`) are accepted too, so its files keep working.
+//! storage and log caps, and what tasks inherit from petitd's environment
+//! (`environment_policy`, which jobs may narrow further). Every field is optional. The
+//! original Petit's own names (`default_timezone`, `max_concurrent_jobs`,
+//! `storage: {type, path}`, `default_retry`, `environment`) are accepted too, so its
+//! files keep working; `environment` keeps the original's meaning (variables given to
+//! every task), which is why the inheritance rules have a key of their own.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono_tz::Tz;
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 
 use super::bad_values;
@@ -15,7 +20,7 @@ use super::de::{ByteSize, DurationText, ScalarText};
 use super::job::{retry_policy, RawRetry};
 use super::lines::Outline;
 use super::{ConfigError, ConfigErrors};
-use crate::core::RetryPolicy;
+use crate::core::{EnvPolicy, Inherit, RetryPolicy};
 
 /// Settings of the whole daemon, from `petit.yaml`.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +44,9 @@ pub struct GlobalConfig {
     pub default_retry: Option<RetryPolicy>,
     /// Environment variables given to every task; a task's own values win.
     pub environment: BTreeMap<String, String>,
+    /// What tasks inherit from petitd's own environment (default: all but Petit's
+    /// secrets).
+    pub environment_policy: EnvPolicy,
     /// The tokens file that turns authentication on (`auth: {tokens: FILE}`), relative
     /// paths resolved against the directory of `petit.yaml`.
     pub auth_tokens: Option<PathBuf>,
@@ -82,6 +90,7 @@ impl Default for GlobalConfig {
             auth_tokens: None,
             tls: None,
             connections: ConnectionSettings::default(),
+            environment_policy: EnvPolicy::default(),
         }
     }
 }
@@ -100,6 +109,7 @@ struct RawGlobal {
     default_retry: Option<RawRetry>,
     #[serde(default)]
     environment: BTreeMap<String, ScalarText>,
+    environment_policy: Option<RawEnvPolicy>,
     auth: Option<RawAuth>,
     tls: Option<RawTls>,
     connections: Option<RawConnections>,
@@ -126,6 +136,71 @@ struct RawConnections {
     max_streams: Option<u32>,
     header_timeout: Option<DurationText>,
     idle_timeout: Option<DurationText>,
+}
+
+/// `environment_policy: {inherit: all | none | [NAMES…], deny: [PATTERNS…]}`, in
+/// `petit.yaml` and in a job file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEnvPolicy {
+    inherit: Option<RawInherit>,
+    #[serde(default)]
+    deny: Vec<String>,
+}
+
+#[derive(Debug)]
+enum RawInherit {
+    Word(String),
+    Names(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for RawInherit {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct InheritVisitor;
+        impl<'de> Visitor<'de> for InheritVisitor {
+            type Value = RawInherit;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("all, none or a list of variable names")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawInherit, E> {
+                Ok(RawInherit::Word(v.to_string()))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawInherit, A::Error> {
+                let mut names = Vec::new();
+                while let Some(name) = seq.next_element::<String>()? {
+                    names.push(name);
+                }
+                Ok(RawInherit::Names(names))
+            }
+        }
+        deserializer.deserialize_any(InheritVisitor)
+    }
+}
+
+/// The policy an `environment_policy:` block describes (shared with job files).
+pub(super) fn env_policy(raw: &RawEnvPolicy) -> Result<EnvPolicy, String> {
+    let inherit = match &raw.inherit {
+        None => Inherit::All,
+        Some(RawInherit::Word(w)) if w == "all" => Inherit::All,
+        Some(RawInherit::Word(w)) if w == "none" => Inherit::None,
+        Some(RawInherit::Word(w)) => {
+            return Err(format!(
+                "environment_policy.inherit: '{w}' is not all, none or a list of names"
+            ))
+        }
+        Some(RawInherit::Names(names)) => Inherit::Names(names.clone()),
+    };
+    let empty = match &inherit {
+        Inherit::Names(names) => names.iter().chain(&raw.deny).any(|n| n.trim().is_empty()),
+        _ => raw.deny.iter().any(|n| n.trim().is_empty()),
+    };
+    if empty {
+        return Err("environment_policy: a name or pattern is empty".to_string());
+    }
+    Ok(EnvPolicy {
+        inherit,
+        deny: raw.deny.clone(),
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -340,6 +415,12 @@ impl GlobalConfig {
             }
         }
         config.environment = raw.environment.into_iter().map(|(k, v)| (k, v.0)).collect();
+        if let Some(policy) = &raw.environment_policy {
+            match env_policy(policy) {
+                Ok(policy) => config.environment_policy = policy,
+                Err(message) => error(outline.key("environment_policy"), message),
+            }
+        }
 
         if errors.is_empty() {
             Ok(config)
@@ -397,6 +478,9 @@ default_retry:
 environment:
   LOG_LEVEL: info
   DEBUG: true
+environment_policy:
+  inherit: [PATH, HOME, \"LC_*\"]
+  deny: [\"AWS_*\"]
 ";
         let c = parse(text).unwrap();
         assert_eq!(c.timezone, chrono_tz::Europe::Paris);
@@ -417,6 +501,15 @@ environment:
             (2, Duration::from_secs(5))
         );
         assert_eq!(c.environment.get("DEBUG").map(String::as_str), Some("true"));
+        assert_eq!(
+            c.environment_policy,
+            EnvPolicy {
+                inherit: Inherit::Names(vec!["PATH".into(), "HOME".into(), "LC_*".into()]),
+                deny: vec!["AWS_*".into()],
+            }
+        );
+        let none = parse("environment_policy: {inherit: none}\n").unwrap();
+        assert_eq!(none.environment_policy.inherit, Inherit::None);
     }
 
     #[test]
@@ -537,6 +630,21 @@ storage:
                 "unknown unit 'parsecs'",
             ),
             ("storage:\n  type: s3\n", 2, "unknown storage type 's3'"),
+            (
+                "environment_policy:\n  inherit: some\n",
+                1,
+                "'some' is not all, none or a list of names",
+            ),
+            (
+                "environment_policy:\n  deny: [\"\"]\n",
+                1,
+                "a name or pattern is empty",
+            ),
+            (
+                "environment_policy:\n  allow: [PATH]\n",
+                2,
+                "unknown field `allow`",
+            ),
             ("storage: {type: sqlite}\n", 1, "needs a path"),
             ("timezone: UTC\ndefault_timezone: UTC\n", 2, "not both"),
             ("workers: 3\n", 1, "unknown field `workers`"),

@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use super::bad_values;
 use super::de::{DurationText, ScalarText, StrOrMap};
+use super::global::{env_policy, RawEnvPolicy};
 use super::lines::{Item, Outline};
 use super::placeholder::{placeholders, Placeholder};
 use super::{ConfigError, GlobalConfig};
@@ -34,6 +35,9 @@ struct RawJob {
     depends_on: Vec<StrOrMap<RawJobDependency>>,
     #[serde(default)]
     config: BTreeMap<String, ScalarText>,
+    /// Not `environment`: the original documents a job-level `environment` as a map
+    /// of variables, so the inheritance rules get a key of their own.
+    environment_policy: Option<RawEnvPolicy>,
     tasks: Vec<RawTask>,
 }
 
@@ -316,6 +320,14 @@ impl JobChecker<'_> {
         }
 
         let depends_on = self.job_dependencies(&raw);
+        let environment_policy = match raw.environment_policy.as_ref().map(env_policy) {
+            None => global.environment_policy.clone(),
+            Some(Ok(own)) => global.environment_policy.narrowed_by(&own),
+            Some(Err(message)) => {
+                self.error(self.outline.key("environment_policy"), message);
+                global.environment_policy.clone()
+            }
+        };
         let config: BTreeMap<String, String> =
             raw.config.into_iter().map(|(k, v)| (k, v.0)).collect();
 
@@ -368,6 +380,7 @@ impl JobChecker<'_> {
             tasks,
             dag,
             source: self.file.to_path_buf(),
+            environment_policy,
         })
     }
 
@@ -721,9 +734,9 @@ impl JobChecker<'_> {
         self.error(line, message);
     }
 
-    /// Checks the placeholders of arguments, environment values and working directory:
-    /// config keys must exist (params only override existing keys) and a task's outputs
-    /// are only readable downstream of it.
+    /// Checks the placeholders of arguments, inline scripts, environment values and
+    /// working directory: config keys must exist (params only override existing keys)
+    /// and a task's outputs are only readable downstream of it.
     fn placeholders(
         &mut self,
         tasks: &[RawTask],
@@ -743,7 +756,13 @@ impl JobChecker<'_> {
                         .values()
                         .map(|v| ("environment", v.0.as_str())),
                 )
-                .chain(task.working_dir.iter().map(|w| ("working_dir", w.as_str())));
+                .chain(task.working_dir.iter().map(|w| ("working_dir", w.as_str())))
+                .chain(
+                    task.script
+                        .iter()
+                        .filter(|_| task.inline == Some(true))
+                        .map(|s| ("script", s.as_str())),
+                );
             let mut problems = Vec::new();
             for (key, text) in fields {
                 let found = match placeholders(text) {

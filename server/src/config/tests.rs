@@ -649,7 +649,8 @@ tasks:
                 (
                     2,
                     "unknown field `owner`, expected one of `id`, `name`, `description`, \
-                     `schedule`, `enabled`, `max_concurrency`, `depends_on`, `config`, `tasks`"
+                     `schedule`, `enabled`, `max_concurrency`, `depends_on`, `config`, \
+                     `environment_policy`, `tasks`"
                         .into(),
                 ),
                 (5, "schedule: unknown field `timezon`, expected `cron` or `timezone`".into()),
@@ -1032,4 +1033,52 @@ fn loads_the_examples() {
         Some(Duration::from_secs(30))
     );
     assert!(jobs[2].schedule.is_none());
+}
+
+#[test]
+fn environment_policy_of_a_job_narrows_petit_yaml() {
+    use crate::core::{EnvPolicy, Inherit};
+    let global = GlobalConfig {
+        environment_policy: EnvPolicy {
+            inherit: Inherit::Names(vec!["PATH".into(), "HOME".into()]),
+            deny: vec!["AWS_*".into()],
+        },
+        ..GlobalConfig::default()
+    };
+    let text = "id: j\nenvironment_policy:\n  inherit: [PATH, USER]\n  deny: [\"GCP_*\"]\ntasks:\n  - id: a\n    command: env\n";
+    let job = parse_job(text, Path::new(FILE), &global).unwrap();
+    assert_eq!(
+        job.environment_policy,
+        EnvPolicy {
+            inherit: Inherit::Names(vec!["PATH".into()]),
+            deny: vec!["AWS_*".into(), "GCP_*".into()],
+        }
+    );
+    let default = parse_job(
+        "id: j\ntasks:\n  - id: a\n    command: env\n",
+        Path::new(FILE),
+        &global,
+    )
+    .unwrap();
+    assert_eq!(default.environment_policy, global.environment_policy);
+    let bad = parse_job(
+        "id: j\nenvironment_policy: {inherit: most}\ntasks:\n  - id: a\n    command: env\n",
+        Path::new(FILE),
+        &global,
+    )
+    .unwrap_err();
+    assert_eq!(bad.0[0].line, Some(2), "{bad}");
+    assert!(bad.to_string().contains("'most' is not all, none"), "{bad}");
+}
+
+#[test]
+fn placeholders_of_inline_scripts_are_checked() {
+    let text = "id: j\ntasks:\n  - id: a\n    type: python\n    inline: true\n    script: print(${config.missing})\n";
+    let errors = parse_job(text, Path::new(FILE), &GlobalConfig::default()).unwrap_err();
+    assert!(
+        errors
+            .to_string()
+            .contains("'missing', which is not in the job's config"),
+        "{errors}"
+    );
 }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::dag::Dag;
+use super::environment::EnvPolicy;
 use super::schedule::Schedule;
 
 /// One job: a schedule (or none: manual only) and a DAG of tasks.
@@ -28,6 +29,9 @@ pub struct JobDef {
     pub dag: Dag,
     /// The file the job was loaded from.
     pub source: PathBuf,
+    /// What its tasks inherit from petitd's environment (`petit.yaml`'s policy
+    /// narrowed by the job's).
+    pub environment_policy: EnvPolicy,
 }
 
 impl JobDef {

@@ -2,12 +2,14 @@
 //! condition policies, run and task statuses. No I/O lives here.
 
 pub mod dag;
+pub mod environment;
 pub mod job;
 pub mod notify;
 pub mod schedule;
 pub mod status;
 
 pub use dag::{Dag, DagError};
+pub use environment::{EnvPolicy, Inherit};
 pub use job::{
     Backoff, Condition, DepCondition, JobDef, JobDependency, RetryCondition, RetryPolicy, TaskDef,
     TaskKind,

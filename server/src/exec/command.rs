@@ -1,4 +1,5 @@
-//! `CommandTask`: spawns a program (no shell) in its own process group, streams its
+//! `CommandTask`: spawns a program (no shell) in its own process group, with the
+//! environment `environment.rs` composes and petitd's original umask, streams its
 //! stdout and stderr line by line while waiting for it, and on timeout or cancel sends
 //! SIGTERM to the whole group, then SIGKILL after a grace period.
 
@@ -14,10 +15,11 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::mpsc;
 
+use super::environment::inherited;
 use super::ledger::Ledger;
 use super::substitute::parse_outputs;
 use super::task::{Task, TaskContext, TaskOutcome};
-use crate::core::LogStream;
+use crate::core::{EnvPolicy, LogStream};
 
 /// Longest line kept whole; longer lines are split (a task printing megabytes without a
 /// newline must not exhaust memory).
@@ -36,6 +38,11 @@ const EX_TEMPFAIL: i32 = 75;
 pub struct CommandTask {
     pub program: String,
     pub args: Vec<String>,
+    /// What the task takes from petitd's own environment.
+    pub env_policy: EnvPolicy,
+    /// The run's values (`PETIT_PARAM_*`, `PETIT_OUTPUT_*`), under `environment`.
+    pub exported: BTreeMap<String, String>,
+    /// The task's own `environment:`, placeholders substituted.
     pub environment: BTreeMap<String, String>,
     pub working_dir: Option<PathBuf>,
     /// Between SIGTERM and SIGKILL.
@@ -49,7 +56,15 @@ pub struct CommandTask {
 #[async_trait::async_trait]
 impl Task for CommandTask {
     async fn run(&self, ctx: TaskContext) -> TaskOutcome {
-        if let Err(e) = tokio::fs::File::create(&self.output_file).await {
+        // 0600 whatever the umask: other users must not read a task's outputs.
+        let created = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&self.output_file)
+            .await;
+        if let Err(e) = created {
             return TaskOutcome::Failed {
                 exit_code: None,
                 error: format!(
@@ -92,6 +107,9 @@ impl CommandTask {
     async fn spawn_and_wait(&self, ctx: &TaskContext) -> TaskOutcome {
         let mut cmd = Command::new(&self.program);
         cmd.args(&self.args)
+            .env_clear()
+            .envs(inherited(&self.env_policy, std::env::vars_os()))
+            .envs(&self.exported)
             .envs(&self.environment)
             .env("PETIT_OUTPUT", &self.output_file)
             .env("PETIT_RUN_ID", &ctx.run_id)

@@ -23,7 +23,7 @@ pub struct Ledger {
 impl Ledger {
     /// Opens (creating) the ledger directory.
     pub fn open(dir: &Path) -> io::Result<Ledger> {
-        std::fs::create_dir_all(dir)?;
+        crate::private_files::create_dir_all(dir)?;
         Ok(Ledger {
             dir: dir.to_path_buf(),
         })
@@ -39,7 +39,8 @@ impl Ledger {
         let Some(start) = start_time(pid) else {
             return;
         };
-        if let Err(e) = std::fs::write(self.dir.join(pid.to_string()), start.to_string()) {
+        let file = self.dir.join(pid.to_string());
+        if let Err(e) = crate::private_files::write(&file, start.to_string().as_bytes()) {
             tracing::warn!(
                 pid,
                 "cannot record the task process in {}: {e}",

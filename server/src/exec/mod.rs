@@ -4,7 +4,11 @@
 //! store before publishing it on the bus.
 
 mod command;
+pub mod environment;
 pub mod ledger;
+mod python;
+pub mod script;
+mod shell;
 pub mod substitute;
 mod task;
 
@@ -21,10 +25,13 @@ use tokio::task::JoinSet;
 pub use command::CommandTask;
 pub use task::{StopReason, Task, TaskContext, TaskOutcome};
 
-use crate::core::{Condition, JobDef, LogStream, RetryCondition, RunStatus, TaskDef, TaskStatus};
+use crate::core::{
+    Condition, EnvPolicy, JobDef, LogStream, RetryCondition, RunStatus, TaskDef, TaskKind,
+    TaskStatus,
+};
 use crate::events::{Event, EventBus, EventKind};
 use crate::store::{LogRecord, RunRecord, Store, StoreError, TaskRunRecord};
-use substitute::{substitute, Scope};
+use substitute::{substitute, substitute_script, Scope};
 
 /// Log lines buffered between a task and the store before the task is slowed down.
 const LOG_CHANNEL: usize = 1024;
@@ -65,7 +72,7 @@ impl Scratch {
                 )))
             }
         }
-        std::fs::create_dir_all(&dir).map_err(|e| {
+        crate::private_files::create_dir_all(&dir).map_err(|e| {
             StoreError(format!(
                 "cannot create the scratch directory {}: {e}",
                 dir.display()
@@ -288,6 +295,7 @@ impl Walk {
             job_id: self.job.id.clone(),
             run_id: self.run_id.clone(),
             task,
+            env_policy: self.job.environment_policy.clone(),
             config: self.config.clone(),
             outputs,
             run_slots: self.run_slots.clone(),
@@ -386,6 +394,7 @@ struct TaskAttempts {
     job_id: String,
     run_id: String,
     task: TaskDef,
+    env_policy: EnvPolicy,
     config: Arc<BTreeMap<String, String>>,
     outputs: BTreeMap<String, BTreeMap<String, String>>,
     run_slots: Arc<Semaphore>,
@@ -593,9 +602,34 @@ impl TaskAttempts {
         };
         let (program, args) = self.task.kind.argv();
         let program = substitute(&program, &scope)?;
-        let args = args
+        let plain = args
             .iter()
             .map(|a| substitute(a, &scope))
+            .collect::<Result<Vec<_>, _>>()?;
+        // The script argument as written, and as substituted: a value (a param laid
+        // over `config.flag`, say, set to `-c`) must not turn an argument into a script
+        // unseen.
+        let scripts: Vec<script::ScriptArg> = match &self.task.kind {
+            TaskKind::Python { inline: true, .. } => vec![script::ScriptArg {
+                index: 1,
+                offset: 0,
+                lang: script::Lang::Python,
+            }],
+            _ => [
+                script::script_arg(&program, &args),
+                script::script_arg(&program, &plain),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
+        };
+        let args = plain
+            .into_iter()
+            .enumerate()
+            .map(|(i, plain)| match scripts.iter().find(|s| s.index == i) {
+                Some(s) => substitute_script(&args[i], *s, &scope),
+                None => Ok(plain),
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let environment = self
             .task
@@ -618,6 +652,8 @@ impl TaskAttempts {
         Ok(Arc::new(CommandTask {
             program,
             args,
+            env_policy: self.env_policy.clone(),
+            exported: crate::exec::environment::exported(&self.config, &self.outputs),
             environment,
             working_dir,
             kill_grace: self.env.kill_grace,

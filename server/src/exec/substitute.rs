@@ -1,12 +1,15 @@
 //! Placeholder substitution in task arguments, environment and working directory
 //! (`${config.k}`, `${params.k}`, `${tasks.t.outputs.k}`, `${run.id}`, `${job.id}`), and
 //! the parsing of the `key=value` outputs a task writes to `$PETIT_OUTPUT`. No shell is
-//! ever involved: values are substituted into argv strings as they are. Names outside
-//! Petit's namespaces (`${HOME}`) are left as written, for the shell of `sh -c` tasks.
+//! ever involved: values go into argv strings as they are, except in an argument that
+//! is a shell or Python script (`script.rs`), where each becomes a quoted literal of
+//! that language. Names outside Petit's namespaces (`${HOME}`) are left as written,
+//! for the shell of `sh -c` tasks.
 
 use std::collections::BTreeMap;
 
-use crate::config::placeholder::is_petit;
+use super::script::{self, ScriptArg};
+use crate::config::placeholder::{classify, tokens, Placeholder, Token};
 
 /// What placeholders resolve against for one task of one run.
 #[derive(Debug)]
@@ -19,61 +22,119 @@ pub struct Scope<'a> {
     pub job_id: &'a str,
 }
 
-/// Replaces every `${...}` placeholder of `text`; `$${` is a literal `${`.
+/// Replaces every `${...}` placeholder of `text` with its value as it is; `$${` is a
+/// literal `${`.
 pub fn substitute(text: &str, scope: &Scope<'_>) -> Result<String, String> {
     let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(pos) = rest.find('$') {
-        out.push_str(&rest[..pos]);
-        let after = &rest[pos..];
-        if let Some(literal) = after.strip_prefix("$${") {
-            out.push_str("${");
-            rest = literal;
-        } else if let Some(body) = after.strip_prefix("${") {
-            let Some(end) = body.find('}') else {
-                if is_petit(body.split_whitespace().next().unwrap_or("")) {
-                    return Err(format!("unclosed placeholder in '{text}'"));
-                }
-                out.push_str(after);
-                rest = "";
-                break;
-            };
-            let name = body[..end].trim();
-            if is_petit(name) {
-                out.push_str(&resolve(name, scope)?);
-            } else {
-                out.push_str(&after[..end + 3]);
-            }
-            rest = &body[end + 1..];
-        } else {
-            out.push('$');
-            rest = &after[1..];
+    for token in tokens(text)? {
+        match token {
+            Token::Text(t) => out.push_str(t),
+            Token::LiteralOpen => out.push_str("${"),
+            Token::Petit { name, .. } => out.push_str(&resolve(name, scope)?),
         }
     }
-    out.push_str(rest);
     Ok(out)
 }
 
+/// As `substitute`, for the argument `script` says holds a script: each value becomes
+/// a quoted literal of the script's language, fitted to where it stands (unquoted, in
+/// quotes, in a comment). A placeholder where no literal can be trusted is an error.
+pub fn substitute_script(
+    text: &str,
+    script: ScriptArg,
+    scope: &Scope<'_>,
+) -> Result<String, String> {
+    let template = Template::new(text, script)?;
+    let mut out = String::with_capacity(template.text.len() + template.holes.len() * 8);
+    let mut at = 0;
+    for (hole, context) in template.holes.iter().zip(&template.contexts) {
+        out.push_str(&template.text[at..hole.at]);
+        let value = resolve(hole.name, scope)?;
+        let literal = script::render(context, &value)
+            .map_err(|e| format!("'{}' in a {}: {e}", hole.raw, script.lang.name()))?;
+        out.push_str(&literal);
+        at = hole.at;
+    }
+    out.push_str(&template.text[at..]);
+    Ok(out)
+}
+
+/// Each placeholder of a script argument (its raw text) and where it stands, for
+/// `petitd validate`'s notes.
+pub fn script_placeholders(
+    text: &str,
+    script: ScriptArg,
+) -> Result<Vec<(&str, script::Context)>, String> {
+    let template = Template::new(text, script)?;
+    Ok(template
+        .holes
+        .iter()
+        .map(|h| h.raw)
+        .zip(template.contexts)
+        .collect())
+}
+
+/// A script as its interpreter will read it, with a zero-width hole where each value
+/// goes, and the context of each hole.
+struct Template<'a> {
+    text: String,
+    holes: Vec<Hole<'a>>,
+    contexts: Vec<script::Context>,
+}
+
+struct Hole<'a> {
+    /// Byte offset into `Template::text`.
+    at: usize,
+    name: &'a str,
+    raw: &'a str,
+}
+
+impl<'a> Template<'a> {
+    fn new(text: &'a str, script: ScriptArg) -> Result<Template<'a>, String> {
+        let mut template = String::with_capacity(text.len());
+        let mut holes = Vec::new();
+        for token in tokens(text)? {
+            match token {
+                Token::Text(t) => template.push_str(t),
+                Token::LiteralOpen => template.push_str("${"),
+                Token::Petit { name, raw } => holes.push(Hole {
+                    at: template.len(),
+                    name,
+                    raw,
+                }),
+            }
+        }
+        // The script starts after `offset` bytes (`-c` of Python's `-cSCRIPT`).
+        let offset = script.offset.min(template.len());
+        let shifted: Vec<usize> = holes.iter().map(|h| h.at.saturating_sub(offset)).collect();
+        let contexts = script::contexts(script.lang, &template[offset..], &shifted);
+        Ok(Template {
+            text: template,
+            holes,
+            contexts,
+        })
+    }
+}
+
 fn resolve(name: &str, scope: &Scope<'_>) -> Result<String, String> {
-    let parts: Vec<&str> = name.split('.').collect();
-    match parts.as_slice() {
-        ["config" | "params", key] => scope
+    match classify(name) {
+        Placeholder::Config(key) | Placeholder::Param(key) => scope
             .config
-            .get(*key)
+            .get(key)
             .cloned()
             .ok_or_else(|| format!("'${{{name}}}': no config value or param '{key}'")),
-        ["tasks", task, "outputs", key] => match scope.outputs.get(*task) {
+        Placeholder::TaskOutput { task, key } => match scope.outputs.get(task) {
             Some(outputs) => outputs
-                .get(*key)
+                .get(key)
                 .cloned()
                 .ok_or_else(|| format!("'${{{name}}}': task '{task}' wrote no output '{key}'")),
             None => Err(format!(
                 "'${{{name}}}': task '{task}' has no outputs (it did not succeed in this run)"
             )),
         },
-        ["run", "id"] => Ok(scope.run_id.to_string()),
-        ["job", "id"] => Ok(scope.job_id.to_string()),
-        _ => Err(format!("unknown placeholder '${{{name}}}'")),
+        Placeholder::RunId => Ok(scope.run_id.to_string()),
+        Placeholder::JobId => Ok(scope.job_id.to_string()),
+        Placeholder::Unknown(_) => Err(format!("unknown placeholder '${{{name}}}'")),
     }
 }
 
@@ -128,7 +189,10 @@ mod tests {
             ("${what} ${HOME:-x} ${config}", Ok("${what} ${HOME:-x} ${config}")),
             ("${run.what}", Err("unknown placeholder '${run.what}'")),
             ("echo ${HOME", Ok("echo ${HOME")),
-            ("${config.batch", Err("unclosed placeholder in '${config.batch'")),
+            (
+                "${config.batch",
+                Err("unclosed placeholder in '${config.batch' (a literal ${ is written $${)"),
+            ),
         ];
         for (input, want) in cases {
             assert_eq!(

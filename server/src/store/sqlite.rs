@@ -190,8 +190,11 @@ impl SqliteStore {
         let cannot_open =
             |e: &dyn Display| StoreError(format!("cannot open database {}: {e}", path.display()));
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| cannot_open(&e))?;
+            crate::private_files::create_dir_all(parent).map_err(|e| cannot_open(&e))?;
         }
+        // Made 0600 before SQLite opens it: SQLite gives the `-wal` and `-shm` files it
+        // creates the database's own mode.
+        crate::private_files::create_file(path).map_err(|e| cannot_open(&e))?;
         let mut conn = Connection::open(path).map_err(|e| cannot_open(&e))?;
         configure_writer(&conn).map_err(|e| cannot_open(&e))?;
         migrate(&mut conn, path)?;
