@@ -18,6 +18,8 @@ use petit_proto::v1::{
     ResumeSchedulerResponse, TriggerJobRequest, TriggerJobResponse, WatchEventsRequest,
     WatchEventsResponse, WatchRunRequest, WatchRunResponse,
 };
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 
@@ -82,7 +84,12 @@ pub async fn connect(options: &ConnectOptions) -> Result<Client, ClientError> {
             })
         }
     };
-    Ok(Client::new(channel, url, timeout))
+    Ok(Client::new(
+        channel,
+        url,
+        timeout,
+        Credentials::of(options)?,
+    ))
 }
 
 /// How often a long-lived connection pings the server, and how long a ping may go
@@ -102,7 +109,12 @@ pub fn connect_lazy(options: &ConnectOptions) -> Result<Client, ClientError> {
         .keep_alive_timeout(KEEPALIVE_TIMEOUT)
         .keep_alive_while_idle(true)
         .connect_lazy();
-    Ok(Client::new(channel, url, timeout))
+    Ok(Client::new(
+        channel,
+        url,
+        timeout,
+        Credentials::of(options)?,
+    ))
 }
 
 fn endpoint(url: &str, options: &ConnectOptions) -> Result<Endpoint, ClientError> {
@@ -121,15 +133,55 @@ fn endpoint(url: &str, options: &ConnectOptions) -> Result<Endpoint, ClientError
     Ok(endpoint.connect_timeout(options.timeout))
 }
 
+/// What every call carries: the `authorization` header, when a token is set.
+#[derive(Clone)]
+pub struct Credentials {
+    header: Option<MetadataValue<Ascii>>,
+}
+
+impl Credentials {
+    fn of(options: &ConnectOptions) -> Result<Credentials, ClientError> {
+        let header = match &options.token {
+            None => None,
+            Some(token) => {
+                let mut value: MetadataValue<Ascii> = format!("Bearer {}", token.expose())
+                    .parse()
+                    .map_err(|_| ClientError::TokenFile {
+                        path: "(PETIT_TOKEN or --token-file)".to_string(),
+                        reason: "the token has characters a header cannot carry".to_string(),
+                    })?;
+                // Kept out of HTTP/2 header compression tables and debug output.
+                value.set_sensitive(true);
+                Some(value)
+            }
+        };
+        Ok(Credentials { header })
+    }
+}
+
+impl tonic::service::Interceptor for Credentials {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(header) = &self.header {
+            request
+                .metadata_mut()
+                .insert("authorization", header.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// The channel every service client uses: one HTTP/2 connection, with the credentials.
+pub type Transport = InterceptedService<Channel, Credentials>;
+
 /// A connection to petitd with a client for each service; cheap to clone (the clones
 /// share one HTTP/2 connection).
 #[derive(Clone)]
 pub struct Client {
     server: Arc<str>,
     timeout: Duration,
-    scheduler: SchedulerServiceClient<Channel>,
-    jobs: JobServiceClient<Channel>,
-    runs: RunServiceClient<Channel>,
+    scheduler: SchedulerServiceClient<Transport>,
+    jobs: JobServiceClient<Transport>,
+    runs: RunServiceClient<Transport>,
 }
 
 /// A server stream whose failures come out as [`ClientError`].
@@ -150,15 +202,24 @@ impl<T> Stream<T> {
 }
 
 impl Client {
-    fn new(channel: Channel, server: String, timeout: Duration) -> Client {
+    fn new(
+        channel: Channel,
+        server: String,
+        timeout: Duration,
+        credentials: Credentials,
+    ) -> Client {
         Client {
             server: server.into(),
             timeout,
-            scheduler: SchedulerServiceClient::new(channel.clone())
+            scheduler: SchedulerServiceClient::with_interceptor(
+                channel.clone(),
+                credentials.clone(),
+            )
+            .max_decoding_message_size(MAX_MESSAGE_BYTES),
+            jobs: JobServiceClient::with_interceptor(channel.clone(), credentials.clone())
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
-            jobs: JobServiceClient::new(channel.clone())
+            runs: RunServiceClient::with_interceptor(channel, credentials)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
-            runs: RunServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES),
         }
     }
 
@@ -173,15 +234,15 @@ impl Client {
     }
 
     /// The raw service clients, for calls this type does not wrap.
-    pub fn scheduler_service(&self) -> SchedulerServiceClient<Channel> {
+    pub fn scheduler_service(&self) -> SchedulerServiceClient<Transport> {
         self.scheduler.clone()
     }
 
-    pub fn job_service(&self) -> JobServiceClient<Channel> {
+    pub fn job_service(&self) -> JobServiceClient<Transport> {
         self.jobs.clone()
     }
 
-    pub fn run_service(&self) -> RunServiceClient<Channel> {
+    pub fn run_service(&self) -> RunServiceClient<Transport> {
         self.runs.clone()
     }
 

@@ -32,6 +32,9 @@ pub enum ClientError {
         path: String,
         reason: String,
     },
+    /// The token file (`--token-file`, PETIT_TOKEN_FILE) cannot be used.
+    #[error("cannot use the token file {path}: {reason}")]
+    TokenFile { path: String, reason: String },
     /// The TLS handshake failed: petitd's certificate is not trusted, petitd wants a
     /// client certificate, or one side does not speak TLS. Retrying cannot help.
     #[error("TLS with petitd at {server} failed: {reason}")]
@@ -48,6 +51,7 @@ impl ClientError {
         match self {
             ClientError::InvalidAddress { .. }
             | ClientError::TlsFile { .. }
+            | ClientError::TokenFile { .. }
             | ClientError::Tls { .. } => true,
             ClientError::Unreachable { .. }
             | ClientError::Unavailable { .. }

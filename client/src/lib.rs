@@ -22,6 +22,6 @@ pub mod render;
 
 pub use connect::{connect, connect_lazy, normalize_server, Client, Stream, DEFAULT_SERVER};
 pub use error::ClientError;
-pub use options::{ConnectArgs, ConnectOptions, TlsOptions};
+pub use options::{ConnectArgs, ConnectOptions, TlsOptions, Token, TOKEN_VARIABLE};
 /// The generated messages and enums of package `petit.v1`.
 pub use petit_proto::v1 as proto;

@@ -1,7 +1,9 @@
 //! The connection settings both clients take, in one struct ([`ConnectOptions`]) with
 //! one set of flags ([`ConnectArgs`], flattened into petitctl's and petit-tui's command
-//! lines): the server address, the time limit, and for `https://` the CA to trust and
-//! the client certificate for mutual TLS.
+//! lines): the server address, the time limit, the API token (`PETIT_TOKEN` or
+//! `--token-file`, never a flag of its own: a command line is visible to every user of
+//! the machine), and for `https://` the CA to trust and the client certificate for
+//! mutual TLS.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -20,6 +22,30 @@ pub struct ConnectOptions {
     /// Bounds connecting and each unary call.
     pub timeout: Duration,
     pub tls: TlsOptions,
+    /// Sent as `authorization: Bearer <token>` on every call.
+    pub token: Option<Token>,
+}
+
+/// An API token. Its `Debug` says only that there is one.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl Token {
+    /// A token as given; surrounding whitespace (a file's newline) is not part of it.
+    pub fn new(token: &str) -> Option<Token> {
+        let token = token.trim();
+        (!token.is_empty()).then(|| Token(token.to_string()))
+    }
+
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(…)")
+    }
 }
 
 /// What `https://` servers are checked against, and what this client shows them.
@@ -39,9 +65,19 @@ impl ConnectOptions {
             server: server.into(),
             timeout,
             tls: TlsOptions::default(),
+            token: None,
         }
     }
+
+    /// The same settings, sending `token` on every call.
+    pub fn with_token(mut self, token: Token) -> ConnectOptions {
+        self.token = Some(token);
+        self
+    }
 }
+
+/// The variable a token is read from; `--token-file` wins over it.
+pub const TOKEN_VARIABLE: &str = "PETIT_TOKEN";
 
 /// The connection flags, for a clap command line (`#[command(flatten)]`).
 #[derive(Debug, Clone, clap::Args)]
@@ -81,12 +117,25 @@ pub struct ConnectArgs {
         requires = "client_cert"
     )]
     pub client_key: Option<PathBuf>,
+
+    /// A file holding the API token for a petitd that requires one (`petitd token
+    /// create` makes them). Or set PETIT_TOKEN; a token is never taken on the command
+    /// line, where other users of the machine could read it
+    #[arg(long, global = true, env = "PETIT_TOKEN_FILE", value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
 }
 
 impl ConnectArgs {
-    /// The settings these flags give, with `timeout`.
-    pub fn options(&self, timeout: Duration) -> ConnectOptions {
-        ConnectOptions {
+    /// The settings these flags give, with `timeout`, and the token from
+    /// `--token-file` or `PETIT_TOKEN`.
+    pub fn options(&self, timeout: Duration) -> Result<ConnectOptions, ClientError> {
+        let token = match &self.token_file {
+            Some(path) => Some(read_token(path)?),
+            None => std::env::var(TOKEN_VARIABLE)
+                .ok()
+                .and_then(|t| Token::new(&t)),
+        };
+        Ok(ConnectOptions {
             server: self.server.clone(),
             timeout,
             tls: TlsOptions {
@@ -94,8 +143,31 @@ impl ConnectArgs {
                 client_cert: self.client_cert.clone(),
                 client_key: self.client_key.clone(),
             },
-        }
+            token,
+        })
     }
+}
+
+fn read_token(path: &Path) -> Result<Token, ClientError> {
+    let error = |reason: String| ClientError::TokenFile {
+        path: path.display().to_string(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        error(match e.kind() {
+            std::io::ErrorKind::NotFound => "no such file".to_string(),
+            std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+            std::io::ErrorKind::InvalidData => "not text".to_string(),
+            _ => e.to_string(),
+        })
+    })?;
+    let token = Token::new(&text).ok_or_else(|| error("it is empty".to_string()))?;
+    if token.0.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(error(
+            "it holds more than one word (it should hold the token alone)".to_string(),
+        ));
+    }
+    Ok(token)
 }
 
 impl TlsOptions {

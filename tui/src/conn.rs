@@ -94,7 +94,15 @@ enum Stop {
     Quit,
     /// The connection failed; try again later.
     Lost(String),
+    /// petitd refused this dashboard's token (or lack of one): trying again soon
+    /// cannot help, so the next try waits [`REFUSED_RETRY`].
+    Refused(String),
 }
+
+/// How long the dashboard waits before trying again after petitd refused its token:
+/// long enough not to hammer the daemon (or fill its log), short enough to notice a
+/// tokens file that was fixed.
+pub const REFUSED_RETRY: Duration = Duration::from_secs(30);
 
 /// Unary calls in flight; each resolves to the messages its answer makes.
 type Calls = FuturesUnordered<BoxFuture<'static, Vec<ServerMsg>>>;
@@ -114,12 +122,12 @@ impl Conn {
     async fn run(mut self) {
         let mut backoff = Backoff::new();
         loop {
-            let error = match self.session(&mut backoff).await {
+            let (error, retry_in) = match self.session(&mut backoff).await {
                 Err(Stop::Quit) => return,
-                Err(Stop::Lost(error)) => error,
+                Err(Stop::Lost(error)) => (error, backoff.next_delay()),
+                Err(Stop::Refused(error)) => (error, REFUSED_RETRY),
                 Ok(never) => match never {},
             };
-            let retry_in = backoff.next_delay();
             if self
                 .send(ServerMsg::Disconnected { error, retry_in })
                 .await
@@ -166,7 +174,18 @@ impl Conn {
                 ..Default::default()
             })
             .await
-            .map_err(|status| Stop::Lost(status_text(&client, status)))?
+            .map_err(|status| {
+                let refused = matches!(
+                    status.code(),
+                    tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
+                );
+                let text = status_text(&client, status);
+                if refused {
+                    Stop::Refused(text)
+                } else {
+                    Stop::Lost(text)
+                }
+            })?
             .into_inner();
         let mut run_stream = self.open_run_watch(&client).await?;
         let mut log_stream = self.open_logs(&client).await?;
@@ -429,7 +448,7 @@ fn error_notice(err: &ClientError) -> ServerMsg {
 
 /// A client with the connection flags given and the dashboard's call time limit.
 pub fn client(connection: &petit_client::ConnectArgs) -> Result<Client, ClientError> {
-    petit_client::connect_lazy(&connection.options(CALL_TIMEOUT))
+    petit_client::connect_lazy(&connection.options(CALL_TIMEOUT)?)
 }
 
 #[cfg(test)]

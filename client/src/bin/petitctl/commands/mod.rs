@@ -31,7 +31,7 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
 }
 
 async fn dispatch(cli: Cli) -> Result<u8, CliError> {
-    let client = petit_client::connect(&cli.connection.options(cli.timeout)).await?;
+    let client = petit_client::connect(&cli.connection.options(cli.timeout)?).await?;
     let client = &client;
     let out = &mut Out::stdout(cli.command.format());
     let code = match cli.command {
