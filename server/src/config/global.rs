@@ -12,6 +12,7 @@ use serde::Deserialize;
 use super::bad_values;
 use super::de::{ByteSize, ScalarText};
 use super::job::{retry_policy, RawRetry};
+use super::limits::{Bounded, JobFileLimits};
 use super::lines::Outline;
 use super::{ConfigError, ConfigErrors};
 use crate::core::RetryPolicy;
@@ -38,6 +39,8 @@ pub struct GlobalConfig {
     pub default_retry: Option<RetryPolicy>,
     /// Environment variables given to every task; a task's own values win.
     pub environment: BTreeMap<String, String>,
+    /// Size and nesting limits of job files (`job_files: {max_bytes, max_depth}`).
+    pub job_files: JobFileLimits,
 }
 
 impl Default for GlobalConfig {
@@ -52,6 +55,7 @@ impl Default for GlobalConfig {
             log_retention_days: None,
             default_retry: None,
             environment: BTreeMap::new(),
+            job_files: JobFileLimits::default(),
         }
     }
 }
@@ -70,6 +74,14 @@ struct RawGlobal {
     default_retry: Option<RawRetry>,
     #[serde(default)]
     environment: BTreeMap<String, ScalarText>,
+    job_files: Option<RawJobFiles>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJobFiles {
+    max_bytes: Option<ByteSize>,
+    max_depth: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -99,14 +111,16 @@ impl GlobalConfig {
     /// Reads and validates `petit.yaml`; a missing file is an error (callers that make
     /// it optional check for it first).
     pub fn load(path: &Path) -> Result<GlobalConfig, ConfigErrors> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError::new(path, None, format!("cannot read: {e}")))?;
+        let text = JobFileLimits::default()
+            .read(path, Bounded::GlobalConfig)
+            .map_err(|unread| unread.error)?;
         GlobalConfig::parse(&text, path)
     }
 
     /// Parses the text of `petit.yaml`; `path` names it in errors and anchors a
     /// relative storage path.
     pub fn parse(text: &str, path: &Path) -> Result<GlobalConfig, ConfigErrors> {
+        JobFileLimits::default().check(text, path, Bounded::GlobalConfig)?;
         // Unknown fields and one-line values of the wrong type do not stop the parse:
         // they are reported with everything else.
         let (raw, mut errors) = if super::job::is_blank(text) {
@@ -227,6 +241,25 @@ impl GlobalConfig {
             }
         }
         config.environment = raw.environment.into_iter().map(|(k, v)| (k, v.0)).collect();
+        if let Some(limits) = raw.job_files {
+            if let Some(ByteSize(bytes)) = limits.max_bytes {
+                match bytes {
+                    0 => error(
+                        outline.nested_key("job_files", "max_bytes"),
+                        "max_bytes must be at least 1".to_string(),
+                    ),
+                    n => config.job_files.max_bytes = n,
+                }
+            }
+            match limits.max_depth {
+                Some(0) => error(
+                    outline.nested_key("job_files", "max_depth"),
+                    "max_depth must be at least 1".to_string(),
+                ),
+                Some(n) => config.job_files.max_depth = n,
+                None => {}
+            }
+        }
 
         if errors.is_empty() {
             Ok(config)
@@ -279,6 +312,9 @@ storage:
 logs:
   max_bytes_per_stream: 512KiB
   retention_days: 30
+job_files:
+  max_bytes: 4MiB
+  max_depth: 100
 default_retry:
   max_attempts: 2
   delay: 5s
@@ -299,6 +335,13 @@ environment:
         );
         assert_eq!(c.max_log_bytes_per_stream, 512 * 1024);
         assert_eq!(c.log_retention_days, Some(30));
+        assert_eq!(
+            c.job_files,
+            JobFileLimits {
+                max_bytes: 4 << 20,
+                max_depth: 100
+            }
+        );
         let retry = c.default_retry.unwrap();
         assert_eq!(
             (retry.max_attempts, retry.delay),
@@ -366,6 +409,22 @@ storage:
                 "unknown unit 'parsecs'",
             ),
             ("storage:\n  type: s3\n", 2, "unknown storage type 's3'"),
+            (
+                "job_files:\n  max_bytes: 0\n",
+                2,
+                "max_bytes must be at least 1",
+            ),
+            (
+                "job_files:\n  max_depth: 0\n",
+                2,
+                "max_depth must be at least 1",
+            ),
+            ("job_files:\n  max_depth: -1\n", 2, "invalid type"),
+            (
+                "a: [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\n",
+                1,
+                "nested more than 64 deep here",
+            ),
             ("storage: {type: sqlite}\n", 1, "needs a path"),
             ("timezone: UTC\ndefault_timezone: UTC\n", 2, "not both"),
             ("workers: 3\n", 1, "unknown field `workers`"),
