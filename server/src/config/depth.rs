@@ -33,12 +33,38 @@ pub(super) fn check_depth(text: &str, limit: usize) -> Result<(), TooDeep> {
         carry: Carry::None,
         line: 0,
     };
-    for (index, line) in text.split('\n').enumerate() {
+    for (index, line) in lines(text.as_bytes()).enumerate() {
         scan.line = index + 1;
-        let line = line.strip_suffix('\r').unwrap_or(line);
-        scan.line_of_text(line.as_bytes())?;
+        scan.line_of_text(line)?;
     }
     Ok(())
+}
+
+/// The lines of `text` as libyaml breaks them: at `\n`, `\r\n`, a lone `\r`, and the
+/// Unicode breaks NEL, LS and PS. (Splitting at `\n` alone would let a comment before
+/// a lone `\r` hide the lines after it from the scan, but not from libyaml.)
+fn lines(text: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(text);
+    std::iter::from_fn(move || {
+        let text = rest?;
+        let mut i = 0;
+        while i < text.len() {
+            let width = match text[i..] {
+                [b'\r', b'\n', ..] => 2,
+                [b'\n' | b'\r', ..] => 1,
+                [0xc2, 0x85, ..] => 2,
+                [0xe2, 0x80, 0xa8 | 0xa9, ..] => 3,
+                _ => 0,
+            };
+            if width > 0 {
+                rest = Some(&text[i + width..]);
+                return Some(&text[..i]);
+            }
+            i += 1;
+        }
+        rest = None;
+        Some(text)
+    })
 }
 
 /// What a line leaves open for the next one.
@@ -376,6 +402,24 @@ mod tests {
             .collect();
         assert_eq!(check_depth(&block, 64).unwrap_err().line, 65);
         assert_eq!(check_depth(&block, 70), Ok(()));
+    }
+
+    #[test]
+    fn breaks_lines_where_libyaml_does() {
+        let split = |text: &str| {
+            lines(text.as_bytes())
+                .map(|l| String::from_utf8_lossy(l).into_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            split("a\nb\r\nc\rd\u{85}e\u{2028}f\u{2029}g"),
+            ["a", "b", "c", "d", "e", "f", "g"]
+        );
+        assert_eq!(split(""), [""]);
+        assert_eq!(split("a\n"), ["a", ""]);
+        // A comment ends at a lone `\r`: what follows is YAML again.
+        let hidden = format!("a: 1 # note\rb: {}\n", "[".repeat(100));
+        assert_eq!(check_depth(&hidden, 64).unwrap_err().line, 2);
     }
 
     #[test]
