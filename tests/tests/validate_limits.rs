@@ -172,6 +172,41 @@ fn a_cycle_through_20000_tasks_is_reported() {
     );
 }
 
+/// 10,000 chained tasks, each reading the outputs of the task two before it: all of
+/// them upstream, but one, which reads a task downstream of it.
+#[test]
+fn output_placeholders_along_a_10000_task_chain() {
+    let mut job = String::from("id: outputs\ntasks:\n");
+    for i in 0..10_000 {
+        job.push_str(&format!("- id: t{i}\n  command: echo\n"));
+        if i > 0 {
+            job.push_str(&format!("  depends_on: [t{}]\n", i - 1));
+        }
+        let from = match i {
+            5_000 => 9_000,
+            i if i >= 2 => i - 2,
+            _ => continue,
+        };
+        job.push_str(&format!("  args: [\"${{tasks.t{from}.outputs.x}}\"]\n"));
+    }
+    let line = 1 + job
+        .lines()
+        .position(|l| l.contains("${tasks.t9000.outputs.x}"))
+        .expect("the bad reference");
+    let jobs = jobs_dir(&[("outputs.yaml", &job)]);
+    let output = validate(jobs.path(), None);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "{}:{line}: task 't5000': '${{tasks.t9000.outputs.x}}': task 't9000' is not \
+             upstream of 't5000', so its outputs may not exist yet (add it to depends_on)",
+            jobs.path().join("outputs.yaml").display()
+        )
+    );
+}
+
 /// Start-up runs the same checks: the same errors, and petitd does not start.
 #[test]
 fn start_up_refuses_the_same_files_with_the_same_errors() {
