@@ -184,4 +184,107 @@ async fn main() {
     )
     .await;
     fire_latency().await;
+    validate_cases();
+}
+
+/// A job of `n` tasks, each depending on the one before, written compactly (20,000
+/// of them stay under the 1 MiB limit of a job file).
+fn chain_yaml(n: usize) -> String {
+    let mut y = String::from("id: chain\ntasks:\n");
+    for i in 0..n {
+        y += &format!("- id: t{i}\n  command: echo\n");
+        if i > 0 {
+            y += &format!("  depends_on: [t{}]\n", i - 1);
+        }
+    }
+    y
+}
+
+/// The median time of `ROUNDS` calls of `f`.
+fn time(mut f: impl FnMut()) -> Duration {
+    median(
+        (0..ROUNDS)
+            .map(|_| {
+                let start = Instant::now();
+                f();
+                start.elapsed()
+            })
+            .collect(),
+    )
+}
+
+fn print_ratio(name: &str, what: &str, petit: Duration, raw: Duration) {
+    println!(
+        "{name:<44} petit {:>9.2} ms   raw {:>9.2} ms   ratio {:>5.2}x   (raw: {what})",
+        petit.as_secs_f64() * 1e3,
+        raw.as_secs_f64() * 1e3,
+        petit.as_secs_f64() / raw.as_secs_f64(),
+    );
+}
+
+/// Loading job files (`load_jobs_dir`, what `petitd validate` and start-up do): a
+/// 20,000-task chain against serde_yaml reading the same text into a plain `Value`;
+/// a file opening 100,000 lists (refused by the nesting limit) against reading the
+/// file; and the whole `petitd validate` command on the chain against the same
+/// command on an empty directory (the process's start-up alone).
+fn validate_cases() {
+    use petit_server::config::load_jobs_dir;
+    let global = GlobalConfig::default();
+    let dirs = |name: &str, text: &str| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join(name);
+        std::fs::write(&file, text).expect("write");
+        (dir, file)
+    };
+
+    let chain = chain_yaml(20_000);
+    let (chain_dir, chain_file) = dirs("chain.yaml", &chain);
+    let petit = time(|| {
+        let jobs = load_jobs_dir(chain_dir.path(), &global).expect("the chain loads");
+        assert_eq!(jobs[0].tasks.len(), 20_000);
+    });
+    let raw = time(|| {
+        let text = std::fs::read_to_string(&chain_file).expect("read");
+        serde_yaml::from_str::<serde_yaml::Value>(&text).expect("yaml");
+    });
+    print_ratio(
+        "load a 20,000-task chained job",
+        "read + serde_yaml::Value",
+        petit,
+        raw,
+    );
+
+    let nested = format!(
+        "id: deep\ntasks:\n  - id: t\n    command: echo\n    args: {}\n",
+        "[".repeat(100_000)
+    );
+    let (nest_dir, nest_file) = dirs("deep.yaml", &nested);
+    let petit = time(|| {
+        let errors = load_jobs_dir(nest_dir.path(), &global).expect_err("too deep");
+        assert!(errors.to_string().contains("nested more than 64 deep"));
+    });
+    let raw = time(|| {
+        std::fs::read_to_string(&nest_file).expect("read");
+    });
+    print_ratio("refuse 100,000 nested `[`", "read the file", petit, raw);
+
+    let petitd = |dir: &Path| {
+        let status = Command::new(env!("CARGO_BIN_EXE_petitd"))
+            .arg("validate")
+            .arg(dir)
+            .env_remove("PETIT_CONFIG")
+            .stdout(Stdio::null())
+            .status()
+            .expect("petitd validate");
+        assert!(status.success());
+    };
+    let empty = tempfile::tempdir().expect("tempdir");
+    let petit = time(|| petitd(chain_dir.path()));
+    let raw = time(|| petitd(empty.path()));
+    print_ratio(
+        "`petitd validate` a 20,000-task chained job",
+        "an empty directory",
+        petit,
+        raw,
+    );
 }

@@ -12,6 +12,7 @@
 //! field's) is dropped: the type error already says what is wrong there.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::path::Path;
 
 use serde::de::DeserializeOwned;
@@ -27,12 +28,14 @@ const MAX_BLANKED: usize = 32;
 pub(super) fn parse<T: DeserializeOwned>(text: &str, file: &Path) -> (Option<T>, Vec<ConfigError>) {
     let mut text = Cow::Borrowed(text);
     let mut errors: Vec<ConfigError> = Vec::new();
+    // What `errors` holds, to find a repeat in one lookup: a file may have thousands.
+    let mut seen: HashSet<(Option<usize>, String)> = HashSet::new();
     let mut blanked: Vec<String> = Vec::new();
     loop {
         let (value, found) = unknown_fields::parse::<T>(&text, file);
         // Each read reports again the unknown fields seen before the stop.
         for error in found {
-            if !errors.contains(&error) {
+            if seen.insert((error.line, error.message.clone())) {
                 errors.push(error);
             }
         }

@@ -18,6 +18,7 @@ use serde::Deserialize;
 use super::bad_values;
 use super::de::{ByteSize, DurationText, ScalarText};
 use super::job::{retry_policy, RawRetry};
+use super::limits::{Bounded, JobFileLimits};
 use super::lines::Outline;
 use super::{ConfigError, ConfigErrors};
 use crate::core::{EnvPolicy, Inherit, RetryPolicy};
@@ -44,6 +45,8 @@ pub struct GlobalConfig {
     pub default_retry: Option<RetryPolicy>,
     /// Environment variables given to every task; a task's own values win.
     pub environment: BTreeMap<String, String>,
+    /// Size and nesting limits of job files (`job_files: {max_bytes, max_depth}`).
+    pub job_files: JobFileLimits,
     /// What tasks inherit from petitd's own environment (default: all but Petit's
     /// secrets).
     pub environment_policy: EnvPolicy,
@@ -91,6 +94,7 @@ impl Default for GlobalConfig {
             tls: None,
             connections: ConnectionSettings::default(),
             environment_policy: EnvPolicy::default(),
+            job_files: JobFileLimits::default(),
         }
     }
 }
@@ -113,6 +117,7 @@ struct RawGlobal {
     auth: Option<RawAuth>,
     tls: Option<RawTls>,
     connections: Option<RawConnections>,
+    job_files: Option<RawJobFiles>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -205,6 +210,13 @@ pub(super) fn env_policy(raw: &RawEnvPolicy) -> Result<EnvPolicy, String> {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawJobFiles {
+    max_bytes: Option<ByteSize>,
+    max_depth: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawResources {
     #[serde(default)]
     pools: BTreeMap<String, u32>,
@@ -230,14 +242,16 @@ impl GlobalConfig {
     /// Reads and validates `petit.yaml`; a missing file is an error (callers that make
     /// it optional check for it first).
     pub fn load(path: &Path) -> Result<GlobalConfig, ConfigErrors> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError::new(path, None, format!("cannot read: {e}")))?;
+        let text = JobFileLimits::default()
+            .read(path, Bounded::GlobalConfig)
+            .map_err(|unread| unread.error)?;
         GlobalConfig::parse(&text, path)
     }
 
     /// Parses the text of `petit.yaml`; `path` names it in errors and anchors a
     /// relative storage path.
     pub fn parse(text: &str, path: &Path) -> Result<GlobalConfig, ConfigErrors> {
+        JobFileLimits::default().check(text, path, Bounded::GlobalConfig)?;
         // Unknown fields and one-line values of the wrong type do not stop the parse:
         // they are reported with everything else.
         let (raw, mut errors) = if super::job::is_blank(text) {
@@ -422,6 +436,26 @@ impl GlobalConfig {
             }
         }
 
+        if let Some(limits) = raw.job_files {
+            if let Some(ByteSize(bytes)) = limits.max_bytes {
+                match bytes {
+                    0 => error(
+                        outline.nested_key("job_files", "max_bytes"),
+                        "max_bytes must be at least 1".to_string(),
+                    ),
+                    n => config.job_files.max_bytes = n,
+                }
+            }
+            match limits.max_depth {
+                Some(0) => error(
+                    outline.nested_key("job_files", "max_depth"),
+                    "max_depth must be at least 1".to_string(),
+                ),
+                Some(n) => config.job_files.max_depth = n,
+                None => {}
+            }
+        }
+
         if errors.is_empty() {
             Ok(config)
         } else {
@@ -472,6 +506,9 @@ storage:
 logs:
   max_bytes_per_stream: 512KiB
   retention_days: 30
+job_files:
+  max_bytes: 4MiB
+  max_depth: 100
 default_retry:
   max_attempts: 2
   delay: 5s
@@ -495,6 +532,13 @@ environment_policy:
         );
         assert_eq!(c.max_log_bytes_per_stream, 512 * 1024);
         assert_eq!(c.log_retention_days, Some(30));
+        assert_eq!(
+            c.job_files,
+            JobFileLimits {
+                max_bytes: 4 << 20,
+                max_depth: 100
+            }
+        );
         let retry = c.default_retry.unwrap();
         assert_eq!(
             (retry.max_attempts, retry.delay),
@@ -644,6 +688,22 @@ storage:
                 "environment_policy:\n  allow: [PATH]\n",
                 2,
                 "unknown field `allow`",
+            ),
+            (
+                "job_files:\n  max_bytes: 0\n",
+                2,
+                "max_bytes must be at least 1",
+            ),
+            (
+                "job_files:\n  max_depth: 0\n",
+                2,
+                "max_depth must be at least 1",
+            ),
+            ("job_files:\n  max_depth: -1\n", 2, "invalid type"),
+            (
+                "a: [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\n",
+                1,
+                "nested more than 64 deep here",
             ),
             ("storage: {type: sqlite}\n", 1, "needs a path"),
             ("timezone: UTC\ndefault_timezone: UTC\n", 2, "not both"),

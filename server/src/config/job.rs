@@ -3,7 +3,7 @@
 //! `JobDef`, collecting every semantic error of the file with the line of the item it
 //! is about.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -13,6 +13,7 @@ use serde::Deserialize;
 use super::bad_values;
 use super::de::{DurationText, ScalarText, StrOrMap};
 use super::global::{env_policy, RawEnvPolicy};
+use super::limits::Bounded;
 use super::lines::{Item, Outline};
 use super::placeholder::{placeholders, Placeholder};
 use super::{ConfigError, GlobalConfig};
@@ -165,6 +166,22 @@ pub(super) struct ParsedFile {
     pub errors: Vec<ConfigError>,
 }
 
+impl ParsedFile {
+    /// A file that could not be parsed at all because of `error`: only its id, as
+    /// `text` (a part of it) says.
+    pub(super) fn unread(text: &str, file: &Path, error: ConfigError) -> ParsedFile {
+        let outline = Outline::new(text);
+        ParsedFile {
+            path: file.to_path_buf(),
+            id: outline.value("id").map(str::to_string),
+            id_line: outline.key("id"),
+            depends_on: Vec::new(),
+            job: None,
+            errors: vec![error],
+        }
+    }
+}
+
 /// Whether `text` holds nothing but blank lines, comments and document markers.
 pub(super) fn is_blank(text: &str) -> bool {
     text.lines().all(|l| {
@@ -245,6 +262,10 @@ pub(super) fn parse_file(text: &str, file: &Path, global: &GlobalConfig) -> Pars
         ));
         return parsed;
     }
+    // Before serde_yaml sees the text: libyaml is quadratic in the nesting depth.
+    if let Err(error) = global.job_files.check(text, file, Bounded::JobFile) {
+        return ParsedFile::unread(text, file, error);
+    }
     // Unknown fields and one-line values of the wrong type do not stop the parse: they
     // are reported with everything else. The line numbers of the text read stay those
     // of `text`, which `outline` scans.
@@ -259,6 +280,7 @@ pub(super) fn parse_file(text: &str, file: &Path, global: &GlobalConfig) -> Pars
         file,
         outline: &outline,
         errors: Vec::new(),
+        finds_left: FINDS_PER_TASK,
     };
     parsed.id = Some(raw.id.clone());
     parsed.depends_on = checker.dependency_lines(&raw);
@@ -270,11 +292,18 @@ pub(super) fn parse_file(text: &str, file: &Path, global: &GlobalConfig) -> Pars
     parsed
 }
 
+/// How many times one task's text is searched for the line of a value (a pool, a
+/// placeholder): past that, errors point at the key the value is under. A task with
+/// thousands of bad values would otherwise cost its size times their number.
+const FINDS_PER_TASK: usize = 64;
+
 /// Validation of one parsed file; errors accumulate in `errors`.
 struct JobChecker<'a> {
     file: &'a Path,
     outline: &'a Outline<'a>,
     errors: Vec<ConfigError>,
+    /// What is left of the current task's `FINDS_PER_TASK`.
+    finds_left: usize,
 }
 
 impl JobChecker<'_> {
@@ -355,8 +384,9 @@ impl JobChecker<'_> {
         let dag = match Dag::build(&graph) {
             Ok(dag) => Some(dag),
             Err(errors) => {
+                let places = TaskPlaces::new(&raw.tasks);
                 for e in errors {
-                    self.dag_error(&e, &raw.tasks, &items);
+                    self.dag_error(&e, &places, &items);
                 }
                 None
             }
@@ -499,6 +529,13 @@ impl JobChecker<'_> {
         }
     }
 
+    /// The first line of `item` holding `needle`, within the task's search budget.
+    fn find(&mut self, item: Option<Item>, needle: &str) -> Option<usize> {
+        let item = item?;
+        self.finds_left = self.finds_left.checked_sub(1)?;
+        self.outline.item_find(item, needle)
+    }
+
     fn task_line(&self, item: Option<Item>) -> Option<usize> {
         item.map(|i| i.line()).or(self.outline.key("tasks"))
     }
@@ -515,6 +552,7 @@ impl JobChecker<'_> {
         global: &GlobalConfig,
     ) -> Option<TaskDef> {
         let errors_before = self.errors.len();
+        self.finds_left = FINDS_PER_TASK;
         let line = self.task_line(item);
         let id = &raw.id;
         if let Err(e) = check_id(id) {
@@ -637,9 +675,9 @@ impl JobChecker<'_> {
 
         let mut resources = BTreeMap::new();
         for (pool, &slots) in raw.resources.iter().flat_map(|r| &r.slots) {
-            let at = item
-                .and_then(|i| self.outline.item_find(i, &format!("{pool}:")))
-                .or(self.task_key_line(item, "resources"));
+            let at = self
+                .find(item, &format!("{pool}:"))
+                .or_else(|| self.task_key_line(item, "resources"));
             match global.pools.get(pool) {
                 None if global.pools.is_empty() => self.error(
                     at,
@@ -699,17 +737,12 @@ impl JobChecker<'_> {
         })
     }
 
-    fn dag_error(&mut self, error: &DagError, tasks: &[RawTask], items: &[Option<Item>]) {
-        let first = |id: &str| tasks.iter().position(|t| t.id == id);
+    fn dag_error(&mut self, error: &DagError, places: &TaskPlaces, items: &[Option<Item>]) {
+        let first = |id: &str| places.first.get(id).copied();
         let (line, message) = match error {
             DagError::DuplicateTask(id) => {
                 // The second occurrence is the duplicate.
-                let second = tasks
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, t)| t.id == *id)
-                    .nth(1)
-                    .map(|(i, _)| i);
+                let second = places.second.get(id.as_str()).copied();
                 let item = second.and_then(|i| items[i]);
                 (self.task_line(item), format!("duplicate task id '{id}'"))
             }
@@ -744,25 +777,28 @@ impl JobChecker<'_> {
         config: &BTreeMap<String, String>,
         dag: Option<&Dag>,
     ) {
+        // Looked up once per placeholder: by id, the first task of each.
+        let mut index_of: HashMap<&str, usize> = HashMap::with_capacity(tasks.len());
+        for (i, task) in tasks.iter().enumerate().rev() {
+            index_of.insert(task.id.as_str(), i);
+        }
+        // Every `(upstream task, task reading its outputs)` pair, answered in one go.
+        let upstream = dag.map(|d| {
+            let mut pairs = Vec::new();
+            for (index, task) in tasks.iter().enumerate() {
+                for (_, text) in placeholder_fields(task) {
+                    for (placeholder, _) in placeholders(text).unwrap_or_default() {
+                        if let Placeholder::TaskOutput { task: from, .. } = placeholder {
+                            pairs.extend(index_of.get(from).map(|&from| (from, index)));
+                        }
+                    }
+                }
+            }
+            d.upstream_pairs(&pairs)
+        });
         for (index, task) in tasks.iter().enumerate() {
             let item = items[index];
-            let upstream = dag.map(|d| ancestors(d, index));
-            let fields = task
-                .args
-                .iter()
-                .map(|a| ("args", a.0.as_str()))
-                .chain(
-                    task.environment
-                        .values()
-                        .map(|v| ("environment", v.0.as_str())),
-                )
-                .chain(task.working_dir.iter().map(|w| ("working_dir", w.as_str())))
-                .chain(
-                    task.script
-                        .iter()
-                        .filter(|_| task.inline == Some(true))
-                        .map(|s| ("script", s.as_str())),
-                );
+            let fields = placeholder_fields(task);
             let mut problems = Vec::new();
             for (key, text) in fields {
                 let found = match placeholders(text) {
@@ -782,19 +818,17 @@ impl JobChecker<'_> {
                                  (params can only override existing keys)"
                             ))
                         }
-                        Placeholder::TaskOutput { task: from, .. } => {
-                            match tasks.iter().position(|t| t.id == from) {
-                                None => Some(format!("'{raw}' refers to unknown task '{from}'")),
-                                Some(from_index) => match &upstream {
-                                    Some(up) if !up.contains(&from_index) => Some(format!(
-                                        "'{raw}': task '{from}' is not upstream of '{}', so its \
+                        Placeholder::TaskOutput { task: from, .. } => match index_of.get(from) {
+                            None => Some(format!("'{raw}' refers to unknown task '{from}'")),
+                            Some(&from_index) => match &upstream {
+                                Some(up) if !up.contains(&(from_index, index)) => Some(format!(
+                                    "'{raw}': task '{from}' is not upstream of '{}', so its \
                                          outputs may not exist yet (add it to depends_on)",
-                                        task.id
-                                    )),
-                                    _ => None,
-                                },
-                            }
-                        }
+                                    task.id
+                                )),
+                                _ => None,
+                            },
+                        },
                         Placeholder::Unknown(name) => Some(format!(
                             "unknown placeholder '${{{name}}}' (expected ${{config.KEY}}, \
                              ${{params.KEY}}, ${{tasks.TASK.outputs.KEY}}, ${{run.id}} or \
@@ -807,24 +841,57 @@ impl JobChecker<'_> {
                     }
                 }
             }
+            self.finds_left = FINDS_PER_TASK;
             for (key, raw, problem) in problems {
-                let line = item
-                    .and_then(|i| self.outline.item_find(i, &raw))
-                    .or(self.task_key_line(item, key));
+                let line = self
+                    .find(item, &raw)
+                    .or_else(|| self.task_key_line(item, key));
                 self.error(line, format!("task '{}': {problem}", task.id));
             }
         }
     }
 }
 
-/// Every task `index` transitively depends on.
-fn ancestors(dag: &Dag, index: usize) -> BTreeSet<usize> {
-    let mut seen = BTreeSet::new();
-    let mut stack = dag.parents(index).to_vec();
-    while let Some(i) = stack.pop() {
-        if seen.insert(i) {
-            stack.extend_from_slice(dag.parents(i));
+/// Where each task id is first and second written, for the DAG's errors (one lookup
+/// each, not a search of the tasks per error).
+struct TaskPlaces<'a> {
+    first: HashMap<&'a str, usize>,
+    second: HashMap<&'a str, usize>,
+}
+
+impl<'a> TaskPlaces<'a> {
+    fn new(tasks: &'a [RawTask]) -> Self {
+        let mut places = TaskPlaces {
+            first: HashMap::with_capacity(tasks.len()),
+            second: HashMap::new(),
+        };
+        for (i, task) in tasks.iter().enumerate() {
+            let id = task.id.as_str();
+            if places.first.contains_key(id) {
+                places.second.entry(id).or_insert(i);
+            } else {
+                places.first.insert(id, i);
+            }
         }
+        places
     }
-    seen
+}
+
+/// The fields of a task that may hold placeholders, with the key each is under.
+fn placeholder_fields(task: &RawTask) -> impl Iterator<Item = (&'static str, &str)> {
+    task.args
+        .iter()
+        .map(|a| ("args", a.0.as_str()))
+        .chain(
+            task.environment
+                .values()
+                .map(|v| ("environment", v.0.as_str())),
+        )
+        .chain(task.working_dir.iter().map(|w| ("working_dir", w.as_str())))
+        .chain(
+            task.script
+                .iter()
+                .filter(|_| task.inline == Some(true))
+                .map(|s| ("script", s.as_str())),
+        )
 }

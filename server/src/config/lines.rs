@@ -4,10 +4,19 @@
 //! they are about here. This understands block-style YAML, the style job files are
 //! written in; for anything else (flow style `[{...}]`) it falls back to the line of
 //! the enclosing key.
+//!
+//! Each top-level key is looked for once and remembered: the checks ask for the same
+//! few keys (`tasks`, `depends_on`…) once per task, and scanning the file each time
+//! made loading quadratic in its size.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
 
 /// The lines of one file.
 pub(super) struct Outline<'a> {
     lines: Vec<&'a str>,
+    /// The index of each top-level key asked for so far.
+    keys: RefCell<HashMap<String, Option<usize>>>,
 }
 
 /// One item of a block sequence: lines `start..end` (0-based), keys at `key_column`.
@@ -64,6 +73,7 @@ impl<'a> Outline<'a> {
     pub(super) fn new(text: &'a str) -> Outline<'a> {
         Outline {
             lines: text.lines().collect(),
+            keys: RefCell::default(),
         }
     }
 
@@ -73,9 +83,15 @@ impl<'a> Outline<'a> {
     }
 
     fn key_index(&self, key: &str) -> Option<usize> {
-        self.lines
+        if let Some(&found) = self.keys.borrow().get(key) {
+            return found;
+        }
+        let found = self
+            .lines
             .iter()
-            .position(|l| is_top_level(l) && is_key(l, key))
+            .position(|l| is_top_level(l) && is_key(l, key));
+        self.keys.borrow_mut().insert(key.to_string(), found);
+        found
     }
 
     /// Lines `start..end` of the block under the top-level `key:` (after the key line).

@@ -2,12 +2,15 @@
 //! validated definitions. Every error names its file and line; all errors of a
 //! directory are reported at once: each file is parsed on its own, then the checks
 //! that span files (duplicate ids, job dependencies and their cycles) run over all of
-//! them.
+//! them. Loading is linear in the size of the input: files have a size and a nesting
+//! limit (`limits`), and the checks over a job's tasks are linear in tasks + edges.
 
 mod bad_values;
 mod de;
+mod depth;
 mod global;
 mod job;
+mod limits;
 mod lines;
 pub mod placeholder;
 mod unknown_fields;
@@ -19,6 +22,7 @@ use std::path::{Path, PathBuf};
 use crate::core::{Dag, DagError, JobDef};
 
 pub use global::GlobalConfig;
+pub use limits::JobFileLimits;
 
 /// One thing wrong with one file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,12 +95,12 @@ pub fn load_jobs_dir(dir: &Path, global: &GlobalConfig) -> Result<Vec<JobDef>, C
     let mut errors = Vec::new();
     let mut parsed = Vec::with_capacity(files.len());
     for file in files {
-        match std::fs::read(&file) {
-            Ok(bytes) => match String::from_utf8(bytes) {
-                Ok(text) => parsed.push(job::parse_file(&text, &file, global)),
-                Err(_) => errors.push(ConfigError::new(&file, None, "the file is not UTF-8")),
+        match global.job_files.read(&file, limits::Bounded::JobFile) {
+            Ok(text) => parsed.push(job::parse_file(&text, &file, global)),
+            Err(unread) => match unread.head {
+                Some(head) => parsed.push(job::ParsedFile::unread(&head, &file, unread.error)),
+                None => errors.push(unread.error),
             },
-            Err(e) => errors.push(ConfigError::new(&file, None, format!("cannot read: {e}"))),
         }
     }
     errors.extend(cross_file_errors(&parsed));

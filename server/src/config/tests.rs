@@ -1082,3 +1082,64 @@ fn placeholders_of_inline_scripts_are_checked() {
         "{errors}"
     );
 }
+
+/// The size and nesting limits of `petit.yaml` apply to every file of a directory, each
+/// error with its line, all of them at once, and a refused file's id still counts.
+#[test]
+fn limits_apply_to_each_file_with_its_line() {
+    let global = GlobalConfig {
+        job_files: JobFileLimits {
+            max_bytes: 200,
+            max_depth: 4,
+        },
+        ..GlobalConfig::default()
+    };
+    let padding = "# padding\n".repeat(30);
+    let dir = write_dir(&[
+        ("1_big.yaml", &format!("{}{padding}", job_text("big", &[]))),
+        (
+            "2_deep.yaml",
+            "id: deep\ntasks:\n  - id: t\n    command: echo\n    args: [[[x]]]\n",
+        ),
+        ("3_uses_big.yaml", &job_text("uses_big", &["big"])),
+        (
+            "4_fine.yaml",
+            // Four deep exactly: the job, its tasks, the task, its args.
+            "id: fine\ntasks:\n  - id: t\n    command: echo\n    args: [x]\n",
+        ),
+    ]);
+    let errors = load_jobs_dir(dir.path(), &global).unwrap_err().0;
+    let got: Vec<(String, Option<usize>, &str)> = errors
+        .iter()
+        .map(|e| {
+            let file = e.file.file_name().unwrap().to_string_lossy().into_owned();
+            (file, e.line, e.message.split(';').next().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                "1_big.yaml".to_string(),
+                // 58 bytes of job on 5 lines, then 142 bytes of padding: 14 lines and 2
+                // bytes of the 20th.
+                Some(20),
+                "the file is larger than the limit of 200 bytes (it has 358 bytes"
+            ),
+            (
+                "2_deep.yaml".to_string(),
+                Some(5),
+                "lists and mappings are nested more than 4 deep here"
+            ),
+        ]
+    );
+    // The same checks on a text already read.
+    let deep = parse_job(
+        "id: deep\ntasks:\n  - id: t\n    command: echo\n    args: [[[x]]]\n",
+        Path::new(FILE),
+        &global,
+    )
+    .unwrap_err();
+    assert_eq!(deep.0.len(), 1);
+    assert_eq!(deep.0[0].line, Some(5));
+}
