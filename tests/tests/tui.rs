@@ -379,3 +379,95 @@ async fn dashboard_memory_with_a_thousand_jobs() {
         "petit-tui uses {rss_kib} KiB with {JOBS} jobs (limit {LIMIT_KIB} KiB)"
     );
 }
+
+/// Makes a token with the real `petitd token create`.
+fn create_token(file: &Path, name: &str, role: &str) -> String {
+    let out = petit_tests::run_to_exit(
+        Command::new(bin("petitd"))
+            .args(["token", "create", name, "--role", role, "--tokens"])
+            .arg(file),
+        WAIT,
+    );
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[tokio::test]
+async fn dashboard_with_a_viewer_token_reads_and_is_told_it_may_not_trigger() {
+    if !tmux_available() {
+        return;
+    }
+    let keys = tempfile::tempdir().unwrap();
+    let file = keys.path().join("tokens.yaml");
+    let viewer = create_token(&file, "wall", "viewer");
+    let operator = create_token(&file, "ops", "operator");
+    let jobs = jobs_dir(&[("alpha.yaml", ALPHA), ("beta.yaml", BETA)]);
+    let daemon = Daemon::start_with(jobs.path(), &["--tokens", file.to_str().unwrap()]);
+
+    let tmux = Tmux::start(&format!(
+        "env PETIT_TOKEN={viewer} {}",
+        tui_command(&daemon.url())
+    ));
+    tmux.wait_for("the jobs, read with the viewer token", |s| {
+        s.contains("alpha") && s.contains("beta") && s.contains("connected")
+    });
+    tmux.keys(&["g", "t"]);
+    tmux.wait_for("the confirmation", |s| s.contains("Trigger job alpha now?"));
+    tmux.keys(&["y"]);
+    tmux.wait_for("the refusal, on screen", |s| {
+        s.contains("role viewer") && s.contains("needs operator")
+    });
+
+    // An operator's run shows who started it in its task view.
+    let channel = daemon.channel().await;
+    let mut client = JobServiceClient::new(channel.clone());
+    let mut request = tonic::Request::new(petit_proto::v1::TriggerJobRequest {
+        job_id: "beta".into(),
+        ..Default::default()
+    });
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {operator}").parse().unwrap(),
+    );
+    let run = client
+        .trigger_job(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .run
+        .unwrap();
+    tmux.keys(&["2"]);
+    let shown = short_id(&run.id).to_string();
+    tmux.wait_for("the operator's run", |s| s.contains(&shown));
+    tmux.keys(&["g", "Enter"]);
+    tmux.wait_for("who triggered it", |s| s.contains("(succeeded) by ops"));
+}
+
+#[tokio::test]
+async fn dashboard_without_a_token_says_what_to_set_and_waits_before_trying_again() {
+    if !tmux_available() {
+        return;
+    }
+    let keys = tempfile::tempdir().unwrap();
+    let file = keys.path().join("tokens.yaml");
+    create_token(&file, "ops", "operator");
+    let jobs = jobs_dir(&[("alpha.yaml", ALPHA)]);
+    let daemon = Daemon::start_with(jobs.path(), &["--tokens", file.to_str().unwrap()]);
+    let tmux = Tmux::start(&format!(
+        "env -u PETIT_TOKEN {}",
+        tui_command(&daemon.url())
+    ));
+    let screen = tmux.wait_for("the refusal", |s| s.contains("a token is required"));
+    assert!(
+        screen.contains("set PETIT_TOKEN or --token-file"),
+        "{screen}"
+    );
+    // Not a tight loop: the next try is half a minute away, not the usual backoff.
+    let wait = screen
+        .split("reconnecting in ")
+        .nth(1)
+        .and_then(|rest| rest.split('s').next())
+        .and_then(|n| n.trim().parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no countdown on screen:\n{screen}"));
+    assert!(wait >= 20, "retries in {wait}s:\n{screen}");
+}

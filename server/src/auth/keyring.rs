@@ -88,9 +88,9 @@ impl Keyring {
     /// The caller a request's `authorization` header names, or UNAUTHENTICATED.
     pub fn authenticate(&self, header: Option<&HeaderValue>) -> Result<Caller, Status> {
         let Some(token) = header.and_then(bearer) else {
+            // Short, the fix first: the dashboard shows it on one 80-column line.
             return Err(Status::unauthenticated(
-                "this petitd requires a token: send `authorization: Bearer <token>` \
-                 (petitctl and petit-tui: set PETIT_TOKEN or --token-file)",
+                "a token is required: set PETIT_TOKEN or --token-file (authorization: Bearer …)",
             ));
         };
         self.refresh();
@@ -118,7 +118,7 @@ impl Keyring {
                 role: entry.role,
             }),
             None => Err(Status::unauthenticated(
-                "the token is not valid (unknown or revoked): check PETIT_TOKEN or --token-file",
+                "token not valid (unknown or revoked): check PETIT_TOKEN or --token-file",
             )),
         }
     }

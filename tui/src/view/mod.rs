@@ -219,7 +219,7 @@ fn draw_runs<'a>(frame: &mut Frame, area: Rect, state: &'a State, theme: Theme) 
 fn draw_tasks<'a>(frame: &mut Frame, area: Rect, state: &'a State, theme: Theme) {
     let title = match &state.run_view {
         Some(v) if !v.run.triggered_by.is_empty() => format!(
-            "Tasks of {} run {} ({}, triggered by {})",
+            "Tasks of {} run {} ({}) by {}",
             v.run.job_id,
             v.run.id,
             v.run.status.label(),
