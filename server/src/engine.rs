@@ -631,7 +631,10 @@ impl Engine {
             done: done_tx,
         } = registration;
         let engine = self.clone();
-        self.inner.runs.spawn(async move {
+        // Every log line of the run, its tasks' included, carries the job and run ids
+        // (as span fields: `--log-format json` has them under "span").
+        let span = tracing::info_span!("run", job = %job.id, run = %run.id);
+        let body = async move {
             let inner = &engine.inner;
             let mut stop_wait = stop.clone();
             let slot = tokio::select! {
@@ -650,7 +653,10 @@ impl Engine {
             };
             engine.unregister(&run_id);
             let _ = done_tx.send(Some(finished));
-        });
+        };
+        self.inner
+            .runs
+            .spawn(tracing::Instrument::instrument(body, span));
     }
 
     /// Ends a run stopped while it waited for a slot: cancelled or interrupted, its

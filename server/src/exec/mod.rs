@@ -304,7 +304,9 @@ impl Walk {
         let record = self.records[i].clone();
         let handle = self
             .running
-            .spawn(async move { (i, attempt.run(record).await) });
+            .spawn(tracing::Instrument::in_current_span(async move {
+                (i, attempt.run(record).await)
+            }));
         self.by_tokio_id.insert(handle.id(), i);
     }
 
@@ -549,14 +551,14 @@ impl TaskAttempts {
     async fn attempt(&self, attempt: u32, seq: u64) -> (TaskOutcome, u64) {
         let (log_tx, log_rx) = mpsc::channel(LOG_CHANNEL);
         let (finish_tx, finish_rx) = oneshot::channel();
-        let pump = tokio::spawn(pump_logs(
+        let pump = tokio::spawn(tracing::Instrument::in_current_span(pump_logs(
             self.env.clone(),
             self.job_id.clone(),
             (self.run_id.clone(), self.task.id.clone(), attempt),
             seq,
             log_rx,
             finish_rx,
-        ));
+        )));
         let ctx = TaskContext::new(
             (
                 self.run_id.clone(),
