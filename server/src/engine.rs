@@ -382,6 +382,12 @@ impl Engine {
             .collect()
     }
 
+    /// Publishes an event of something outside the engine (a notification's delivery)
+    /// to every subscriber.
+    pub fn publish(&self, event: Event) {
+        self.inner.bus.publish(event);
+    }
+
     /// Every event from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.inner.bus.subscribe()

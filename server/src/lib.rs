@@ -9,6 +9,7 @@ pub mod engine;
 pub mod events;
 pub mod exec;
 pub mod metrics;
+pub mod notify;
 pub mod private_files;
 pub mod scheduler;
 pub mod serve;

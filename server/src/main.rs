@@ -366,6 +366,7 @@ fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
     };
     let db = db_path(&args, &global);
     let metrics = Arc::new(Metrics::new());
+    let (notifier, deliveries) = petit_server::notify::channel();
     serve_options.metrics = metrics.clone();
     let options = EngineOptions {
         max_concurrent_runs: args
@@ -381,7 +382,7 @@ fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
         process_ledger: db.as_deref().map(|db| beside(db, ".pids")),
         // Under the database lock: the next start empties what a crash left there.
         scratch_dir: db.as_deref().map(|db| beside(db, ".scratch")),
-        observers: vec![metrics.clone()],
+        observers: vec![metrics.clone(), notifier],
         ..EngineOptions::default()
     };
 
@@ -405,6 +406,7 @@ fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
         let job_count = jobs.len();
         let engine = Engine::start(jobs, store, options).await?;
         seed_metrics(&engine, &metrics);
+        deliveries.start(engine.clone(), api_base(addr, serve_options.tls.is_some()));
         if let Some(systemd) = systemd {
             let systemd = systemd.start(&engine);
             signals = notify_stopping(signals, systemd);
@@ -448,6 +450,23 @@ fn exposure(
         tls,
         warnings,
     })
+}
+
+/// Where notifications' links to runs point: this daemon's REST API, by the address
+/// it listens on (the host's name when that is every address).
+fn api_base(addr: SocketAddr, tls: bool) -> String {
+    let scheme = if tls { "https" } else { "http" };
+    let host = if addr.ip().is_unspecified() {
+        nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_else(|| "localhost".to_string())
+    } else if addr.is_ipv6() {
+        format!("[{}]", addr.ip())
+    } else {
+        addr.ip().to_string()
+    };
+    format!("{scheme}://{host}:{}", addr.port())
 }
 
 /// Each job's last success, read once in the background: the alert signal is right

@@ -84,6 +84,7 @@ proto_messages!(
     // run.proto
     GetRunRequest,
     GetRunResponse,
+    NotificationAttempt,
     ListTaskRunsRequest,
     ListTaskRunsResponse,
     CancelRunRequest,

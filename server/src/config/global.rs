@@ -20,7 +20,9 @@ use super::de::{ByteSize, DurationText, ScalarText};
 use super::job::{retry_policy, RawRetry};
 use super::limits::{Bounded, JobFileLimits};
 use super::lines::Outline;
+use super::notify::{notify_rule, RawNotify};
 use super::{ConfigError, ConfigErrors};
+use crate::core::notify::NotifyRule;
 use crate::core::{EnvPolicy, Inherit, RetryPolicy};
 
 /// Settings of the whole daemon, from `petit.yaml`.
@@ -50,6 +52,8 @@ pub struct GlobalConfig {
     /// What tasks inherit from petitd's own environment (default: all but Petit's
     /// secrets).
     pub environment_policy: EnvPolicy,
+    /// The notifications of jobs that declare none (`notify:`).
+    pub notify: Option<NotifyRule>,
     /// The tokens file that turns authentication on (`auth: {tokens: FILE}`), relative
     /// paths resolved against the directory of `petit.yaml`.
     pub auth_tokens: Option<PathBuf>,
@@ -94,6 +98,7 @@ impl Default for GlobalConfig {
             tls: None,
             connections: ConnectionSettings::default(),
             environment_policy: EnvPolicy::default(),
+            notify: None,
             job_files: JobFileLimits::default(),
         }
     }
@@ -114,6 +119,7 @@ struct RawGlobal {
     #[serde(default)]
     environment: BTreeMap<String, ScalarText>,
     environment_policy: Option<RawEnvPolicy>,
+    notify: Option<RawNotify>,
     auth: Option<RawAuth>,
     tls: Option<RawTls>,
     connections: Option<RawConnections>,
@@ -429,6 +435,13 @@ impl GlobalConfig {
             }
         }
         config.environment = raw.environment.into_iter().map(|(k, v)| (k, v.0)).collect();
+        if let Some(notify) = &raw.notify {
+            match notify_rule(notify) {
+                Ok(rule) => config.notify = Some(rule),
+                Err(message) => error(outline.key("notify"), message),
+            }
+        }
+
         if let Some(policy) = &raw.environment_policy {
             match env_policy(policy) {
                 Ok(policy) => config.environment_policy = policy,

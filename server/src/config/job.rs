@@ -15,6 +15,7 @@ use super::de::{DurationText, ScalarText, StrOrMap};
 use super::global::{env_policy, RawEnvPolicy};
 use super::limits::Bounded;
 use super::lines::{Item, Outline};
+use super::notify::{notify_rule, RawNotify};
 use super::placeholder::{placeholders, Placeholder};
 use super::{ConfigError, GlobalConfig};
 use crate::core::schedule::parse_duration;
@@ -39,6 +40,8 @@ struct RawJob {
     /// Not `environment`: the original documents a job-level `environment` as a map
     /// of variables, so the inheritance rules get a key of their own.
     environment_policy: Option<RawEnvPolicy>,
+    /// Replaces `petit.yaml`'s default `notify`.
+    notify: Option<RawNotify>,
     tasks: Vec<RawTask>,
 }
 
@@ -357,6 +360,14 @@ impl JobChecker<'_> {
                 global.environment_policy.clone()
             }
         };
+        let notify = match raw.notify.as_ref().map(notify_rule) {
+            None => global.notify.clone(),
+            Some(Ok(rule)) => Some(rule),
+            Some(Err(message)) => {
+                self.error(self.outline.key("notify"), message);
+                None
+            }
+        };
         let config: BTreeMap<String, String> =
             raw.config.into_iter().map(|(k, v)| (k, v.0)).collect();
 
@@ -411,6 +422,7 @@ impl JobChecker<'_> {
             dag,
             source: self.file.to_path_buf(),
             environment_policy,
+            notify,
         })
     }
 

@@ -12,6 +12,7 @@ mod global;
 mod job;
 mod limits;
 mod lines;
+mod notify;
 pub mod placeholder;
 mod unknown_fields;
 

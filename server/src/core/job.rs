@@ -32,6 +32,8 @@ pub struct JobDef {
     /// What its tasks inherit from petitd's environment (`petit.yaml`'s policy
     /// narrowed by the job's).
     pub environment_policy: EnvPolicy,
+    /// What to tell whom when its runs end (the job's `notify`, else `petit.yaml`'s).
+    pub notify: Option<super::notify::NotifyRule>,
 }
 
 impl JobDef {

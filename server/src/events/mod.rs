@@ -27,6 +27,8 @@ pub enum EventKind {
     SchedulerResumed,
     /// A fire or trigger did not start a run (overlap, unmet dependency).
     JobSkipped,
+    /// An attempt to deliver a notification, delivered or not (the message says).
+    Notification,
 }
 
 /// One state change, with the state it produced.
@@ -44,6 +46,8 @@ pub struct Event {
     pub log: Option<std::sync::Arc<LogRecord>>,
     /// Why (skips, errors).
     pub message: Option<String>,
+    /// The run an event without a record is about (a notification's).
+    pub run_ref: Option<String>,
     /// Skips: the reason as one word (`concurrency`, `dependency`...), for metrics.
     pub reason: Option<&'static str>,
 }
@@ -58,6 +62,7 @@ impl Event {
             task_run: None,
             log: None,
             message: None,
+            run_ref: None,
             reason: None,
         }
     }
@@ -82,6 +87,12 @@ impl Event {
         self
     }
 
+    /// Names the run of an event that carries no record of it (empty: none).
+    pub fn with_run_id(mut self, run_id: &str) -> Event {
+        self.run_ref = Some(run_id.to_string()).filter(|r| !r.is_empty());
+        self
+    }
+
     pub fn with_reason(mut self, reason: &'static str) -> Event {
         self.reason = Some(reason);
         self
@@ -94,6 +105,7 @@ impl Event {
             .map(|r| r.id.as_str())
             .or_else(|| self.task_run.as_ref().map(|t| t.run_id.as_str()))
             .or_else(|| self.log.as_ref().map(|l| l.run_id.as_str()))
+            .or(self.run_ref.as_deref())
     }
 
     /// Whether this event ends a run.

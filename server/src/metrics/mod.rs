@@ -316,7 +316,10 @@ impl EventObserver for Metrics {
                     })
                     .inc();
             }
-            EventKind::TaskStarted | EventKind::SchedulerPaused | EventKind::SchedulerResumed => {}
+            EventKind::TaskStarted
+            | EventKind::SchedulerPaused
+            | EventKind::SchedulerResumed
+            | EventKind::Notification => {}
         }
     }
 }

@@ -256,6 +256,26 @@ pub trait Store: Send + Sync + 'static {
     /// Audit entries, newest first.
     async fn list_audit(&self, page: RunPage) -> StoreResult<Vec<AuditRecord>>;
 
+    /// The last `n` lines of one stream of a task run (all attempts), oldest first.
+    async fn log_tail(
+        &self,
+        run_id: &str,
+        task_id: &str,
+        stream: LogStream,
+        n: usize,
+    ) -> StoreResult<Vec<String>> {
+        let lines = self.logs(run_id, Some(task_id)).await?;
+        let mut tail: Vec<String> = lines
+            .into_iter()
+            .rev()
+            .filter(|l| l.stream == stream)
+            .take(n)
+            .map(|l| l.line)
+            .collect();
+        tail.reverse();
+        Ok(tail)
+    }
+
     /// Records one delivery attempt of a notification.
     async fn append_notification(&self, record: NotificationRecord) -> StoreResult<()>;
 

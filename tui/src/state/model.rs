@@ -190,6 +190,7 @@ pub enum EventKind {
     SchedulerPaused,
     SchedulerResumed,
     JobSkipped,
+    Notification,
 }
 
 impl EventKind {
@@ -213,6 +214,7 @@ impl EventKind {
             Self::SchedulerPaused => "scheduler paused",
             Self::SchedulerResumed => "scheduler resumed",
             Self::JobSkipped => "job skipped",
+            Self::Notification => "notification",
         }
     }
 
@@ -251,6 +253,7 @@ impl From<v1::EventType> for EventKind {
             T::SchedulerPaused => Self::SchedulerPaused,
             T::SchedulerResumed => Self::SchedulerResumed,
             T::JobSkipped => Self::JobSkipped,
+            T::Notification => Self::Notification,
         }
     }
 }

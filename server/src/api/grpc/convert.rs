@@ -99,6 +99,7 @@ pub fn event_type(k: EventKind) -> pb::EventType {
         EventKind::SchedulerPaused => pb::EventType::SchedulerPaused,
         EventKind::SchedulerResumed => pb::EventType::SchedulerResumed,
         EventKind::JobSkipped => pb::EventType::JobSkipped,
+        EventKind::Notification => pb::EventType::Notification,
     }
 }
 

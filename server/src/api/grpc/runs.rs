@@ -28,12 +28,22 @@ impl RunService for PetitApi {
         request: Request<pb::GetRunRequest>,
     ) -> Result<Response<pb::GetRunResponse>, Status> {
         let request = request.into_inner();
-        let run = self
-            .engine
-            .get_run(required("run_id", &request.run_id)?)
-            .await?;
+        let run_id = required("run_id", &request.run_id)?;
+        let run = self.engine.get_run(run_id).await?;
+        let notifications = self.engine.store().notifications(run_id).await?;
         Ok(Response::new(pb::GetRunResponse {
             run: Some(convert::run(&run, Utc::now())),
+            notifications: notifications
+                .into_iter()
+                .map(|n| pb::NotificationAttempt {
+                    time: Some(convert::timestamp(n.time)),
+                    event: n.event,
+                    target: n.target,
+                    attempt: n.attempt,
+                    outcome: n.outcome,
+                    message: n.message,
+                })
+                .collect(),
         }))
     }
 

@@ -3,7 +3,7 @@
 use petit_client::proto::WatchRunResponse;
 use petit_client::Client;
 
-use super::view::{log_text, run_fields, run_summary, tasks_table};
+use super::view::{log_text, notifications_table, run_fields, run_summary, tasks_table};
 use crate::exit::{CliError, SUCCESS};
 use crate::out::Out;
 
@@ -20,10 +20,15 @@ pub async fn show(client: &Client, run_id: &str, out: &mut Out) -> Result<u8, Cl
         })?;
         return Ok(SUCCESS);
     }
+    let notifications = run.notifications;
     let run = run.run.ok_or(CliError::Missing("run"))?;
     out.text(&run_fields(&run, out.color))?;
     out.line("")?;
     out.text(&tasks_table(&tasks.task_runs, out.color))?;
+    if !notifications.is_empty() {
+        out.line("")?;
+        out.text(&notifications_table(&notifications, out.color))?;
+    }
     Ok(SUCCESS)
 }
 

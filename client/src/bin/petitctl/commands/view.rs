@@ -2,7 +2,8 @@
 //! and log lines, and the one-line summary of an ended run.
 
 use petit_client::proto::{
-    Event, EventType, Job, LogLine, Run, Schedule, TaskDefinition, TaskRun, TriggerReason,
+    Event, EventType, Job, LogLine, NotificationAttempt, Run, Schedule, TaskDefinition, TaskRun,
+    TriggerReason,
 };
 use petit_client::render::{
     self, fields, format_clock, format_proto_duration, format_time, paint, Cell, Table,
@@ -36,6 +37,27 @@ pub fn runs_table(runs: &[Run], color: bool) -> String {
             Cell::new(format_time(run.started_at.as_ref())),
             Cell::new(format_proto_duration(run.duration.as_ref())),
             Cell::new(&run.error),
+        ]);
+    }
+    table.render(color)
+}
+
+/// The notifications sent about a run, one line per attempt.
+pub fn notifications_table(attempts: &[NotificationAttempt], color: bool) -> String {
+    let mut table = Table::new(["NOTIFIED", "ON", "TARGET", "ATTEMPT", "OUTCOME", "DETAIL"]);
+    for n in attempts {
+        let outcome = if n.outcome == "delivered" {
+            Cell::colored(&n.outcome, render::Color::Green)
+        } else {
+            Cell::colored(&n.outcome, render::Color::Red)
+        };
+        table.row([
+            Cell::new(format_time(n.time.as_ref())),
+            Cell::new(&n.event),
+            Cell::new(&n.target),
+            Cell::new(n.attempt.to_string()),
+            outcome,
+            Cell::new(&n.message),
         ]);
     }
     table.render(color)
