@@ -353,3 +353,40 @@ notify:
     // The job that turned notifications off sent none.
     assert!(get_run(&channel, &quiet.id).await.notifications.is_empty());
 }
+
+#[tokio::test]
+async fn a_skipped_fire_is_told() {
+    let out_dir = tempfile::tempdir().unwrap();
+    let sink = out_dir.path().join("skipped.json");
+    // Fires every second, each run takes 30 s: from the second fire on, each is skipped.
+    let job = format!(
+        r#"
+id: busy
+schedule: "@every 1s"
+tasks:
+  - id: nap
+    command: sleep
+    args: ["30"]
+notify:
+  on: [skipped_fire]
+  targets:
+    - command: ["sh", "-c", "cat > {}"]
+"#,
+        sink.display()
+    );
+    let jobs = jobs_dir(&[("busy.yaml", &job)]);
+    let _daemon = Daemon::start(jobs.path());
+    let body = eventually(
+        Duration::from_secs(20),
+        "the skipped fire's notification",
+        || {
+            let text = std::fs::read_to_string(&sink).unwrap_or_default();
+            async move { serde_json::from_str::<serde_json::Value>(&text).ok() }
+        },
+    )
+    .await;
+    assert_eq!(body["event"], "skipped_fire");
+    assert_eq!(body["job"], "busy");
+    assert!(body["reason"].as_str().unwrap().contains("busy"), "{body}");
+    assert!(body.get("link").is_none(), "no run, no link: {body}");
+}

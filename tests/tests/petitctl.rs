@@ -299,8 +299,10 @@ fn trigger_wait_and_run_views() {
 
     // `run`: details and the task table.
     let show = stdout(&expect(&server, &["run", &id], 0));
-    assert!(show.contains("Status:    succeeded"), "{show}");
-    assert!(show.contains("Params:    greeting=yo"), "{show}");
+    assert!(show.contains("Status:        succeeded"), "{show}");
+    assert!(show.contains("Params:        greeting=yo"), "{show}");
+    // Without tokens, the caller is recorded as anonymous.
+    assert!(show.contains("Triggered by:  anonymous"), "{show}");
     let task = show
         .lines()
         .find(|l| l.starts_with("greet "))

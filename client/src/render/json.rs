@@ -281,6 +281,7 @@ mod tests {
                     "createdAt": "2025-11-26T09:55:03Z",
                     "duration": "1.500s",
                     "error": "",
+                    "triggeredBy": "",
                 }),
             ),
             (
@@ -366,7 +367,7 @@ mod tests {
         let compact = to_json_string(&run, false).expect("json");
         assert_eq!(
             compact,
-            r#"{"id":"r1","jobId":"hello","status":"RUN_STATUS_UNSPECIFIED","trigger":"TRIGGER_REASON_UNSPECIFIED","params":{},"error":""}"#
+            r#"{"id":"r1","jobId":"hello","status":"RUN_STATUS_UNSPECIFIED","trigger":"TRIGGER_REASON_UNSPECIFIED","params":{},"error":"","triggeredBy":""}"#
         );
         let pretty = to_json_string(&run, true).expect("json");
         assert!(

@@ -650,7 +650,7 @@ tasks:
                     2,
                     "unknown field `owner`, expected one of `id`, `name`, `description`, \
                      `schedule`, `enabled`, `max_concurrency`, `depends_on`, `config`, \
-                     `environment_policy`, `tasks`"
+                     `environment_policy`, `notify`, `tasks`"
                         .into(),
                 ),
                 (5, "schedule: unknown field `timezon`, expected `cron` or `timezone`".into()),
