@@ -5,7 +5,7 @@ CARGO ?= cargo
 JOBS ?= examples/jobs
 CONFIG ?= examples/petit.yaml
 
-.PHONY: all fmt fmt-check lint test test-long test-tools check build bench boundaries run ci
+.PHONY: all fmt fmt-check lint test test-long test-tools fuzz check build bench boundaries run ci
 
 all: fmt lint boundaries test build
 
@@ -29,6 +29,19 @@ test:
 test-long: test-tools
 	$(CARGO) build --workspace --bins
 	PETIT_SCHEMATHESIS_EXAMPLES=200 $(CARGO) test -p petit-tests --test openapi --no-fail-fast
+
+# cargo-fuzz on the parsers of hostile input (job files, schedules, REST JSON bodies,
+# placeholders), FUZZ_SECONDS each, from the seed corpus in server/fuzz/corpus (new
+# inputs go to target/fuzz-corpus). Needs `cargo install cargo-fuzz`; the sanitizer
+# flags it uses are nightly-only, hence RUSTC_BOOTSTRAP. `make test` runs the same
+# parsers over the same seeds as a short seeded property pass (server/src/hostile.rs).
+FUZZ_SECONDS ?= 60
+fuzz:
+	@for target in job cron json placeholder; do \
+	  mkdir -p target/fuzz-corpus/$$target; \
+	  (cd server/fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run $$target \
+	    ../../target/fuzz-corpus/$$target corpus/$$target -- -max_total_time=$(FUZZ_SECONDS)) || exit 1; \
+	done
 
 # Python tools some end-to-end tests use (OpenAPI validation, API fuzzing), in a venv
 # under target/; without them those tests are skipped (and fail under CI).

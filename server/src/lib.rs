@@ -15,6 +15,9 @@ pub mod scheduler;
 pub mod serve;
 pub mod store;
 pub mod systemd;
+
+#[cfg(test)]
+mod hostile;
 pub mod testing;
 
 pub use engine::{Engine, EngineError, EngineOptions, SchedulerInfo};

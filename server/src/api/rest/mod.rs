@@ -39,6 +39,16 @@ use crate::auth::Authenticator;
 
 pub use error::{http_status, ErrorBody, RestError};
 pub use message::FieldPath;
+
+/// The JSON body decoding of `body: "*"` routes, for the hostile-input tests and the
+/// fuzz targets.
+#[doc(hidden)]
+pub fn from_json_body_for_tests(
+    desc: &prost_reflect::MessageDescriptor,
+    body: &[u8],
+) -> Result<DynamicMessage, RestError> {
+    message::from_json_body(desc, body)
+}
 pub use table::{BodyRule, Lookup, Route, RouteError, RouteTable};
 pub use template::{RouteTemplate, Segment, TemplateError};
 
