@@ -20,14 +20,14 @@ use tokio::sync::{oneshot, Semaphore};
 
 use super::log_chunks;
 use super::{
-    check_new_run, JobRecord, LogRecord, RunPage, RunRecord, Store, StoreError, StoreOptions,
-    StoreResult, TaskRunRecord,
+    check_new_run, JobRecord, LogPage, LogPageLimit, LogRecord, LogStart, RunPage, RunRecord,
+    Store, StoreError, StoreOptions, StoreResult, TaskRunRecord,
 };
 use crate::core::RunStatus;
 
 /// Schema changes in order: entry `i` takes a database from `PRAGMA user_version` `i`
 /// to `i + 1`. Append only; never edit a migration that has shipped.
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     // 1: the initial schema.
     r#"
     CREATE TABLE jobs (
@@ -99,6 +99,15 @@ const MIGRATIONS: &[&str] = &[
         key         TEXT PRIMARY KEY NOT NULL,
         value       TEXT NOT NULL
     ) STRICT, WITHOUT ROWID;
+    "#,
+    // 3: log reads by page. Each page seeks to its first batch, and a tail walks the
+    // chunks' line counts backwards, from the index alone (hence `count` in it); the
+    // index on `batch` makes each append's `MAX(batch)` one lookup instead of a scan
+    // of every chunk.
+    r#"
+    CREATE INDEX log_chunks_by_batch ON log_chunks (batch);
+    CREATE INDEX log_chunks_page_of_task ON log_chunks (run_id, task_id, batch, count);
+    CREATE INDEX log_chunks_page_of_run ON log_chunks (run_id, batch, count);
     "#,
 ];
 
@@ -716,11 +725,22 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn logs(&self, run_id: &str, task_id: Option<&str>) -> StoreResult<Vec<LogRecord>> {
+    async fn log_page(
+        &self,
+        run_id: &str,
+        task_id: Option<&str>,
+        start: LogStart,
+        limit: LogPageLimit,
+    ) -> StoreResult<LogPage> {
         let run_id = run_id.to_owned();
         let task_id = task_id.map(str::to_owned);
         self.read(move |conn| {
-            log_chunks::read(conn, &run_id, task_id.as_deref()).map_err(read_failed("logs"))
+            // One read transaction: a tail's start and its lines come from one snapshot.
+            let snapshot = conn.unchecked_transaction().map_err(read_failed("logs"))?;
+            let page = log_chunks::read_page(conn, &run_id, task_id.as_deref(), start, limit)
+                .map_err(read_failed("logs"))?;
+            snapshot.finish().map_err(read_failed("logs"))?;
+            Ok(page)
         })
         .await
     }

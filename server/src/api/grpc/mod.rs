@@ -5,6 +5,7 @@
 pub mod convert;
 mod error;
 mod jobs;
+mod log_page;
 mod page;
 mod runs;
 mod scheduler;
