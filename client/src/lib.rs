@@ -17,7 +17,9 @@ mod connect;
 mod error;
 pub mod render;
 
-pub use connect::{LogPages, connect, connect_lazy, normalize_server, Client, Stream, DEFAULT_SERVER};
+pub use connect::{
+    connect, connect_lazy, normalize_server, Client, LogPages, Stream, DEFAULT_SERVER,
+};
 pub use error::ClientError;
 /// The generated messages and enums of package `petit.v1`.
 pub use petit_proto::v1 as proto;

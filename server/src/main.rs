@@ -133,6 +133,7 @@ fn validate(dir: &Path, config: Option<&Path>) -> anyhow::Result<ExitCode> {
 }
 
 fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
+    petit_server::alloc::tune();
     init_logging(args.log_format);
     // Before anything slow, so that a busy port fails at once.
     let listener = TcpListener::bind(&args.listen)

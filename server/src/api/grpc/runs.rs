@@ -138,8 +138,9 @@ impl RunService for PetitApi {
             .store()
             .log_page(run_id, task_id, start, limit)
             .await?;
+        crate::alloc::large_response_built();
         Ok(Response::new(pb::GetTaskLogsResponse {
-            lines: page.lines.iter().map(convert::log_line).collect(),
+            lines: page.lines.into_iter().map(convert::into_log_line).collect(),
             next_page_token: log_page::token(page.next),
         }))
     }
@@ -336,6 +337,7 @@ impl LogFollower {
             }
             if let Some(last) = page.last {
                 self.resume = Some(last.successor());
+                crate::alloc::large_response_built();
             }
             match page.next {
                 Some(next) => start = LogStart::At(next),
