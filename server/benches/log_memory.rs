@@ -66,6 +66,11 @@ impl Daemon {
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
             .expect("spawn petitd");
+        // Owned at once, so that it is killed (and waited for) whatever happens next.
+        let mut daemon = Daemon {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let text = std::fs::read_to_string(&log).unwrap_or_default();
@@ -76,7 +81,8 @@ impl Daemon {
                 .and_then(|(_, rest)| rest.split_whitespace().next())
                 .and_then(|a| a.parse().ok());
             if let Some(addr) = addr {
-                return Daemon { child, addr };
+                daemon.addr = addr;
+                return daemon;
             }
             assert!(Instant::now() < deadline, "petitd did not start:\n{text}");
             std::thread::sleep(Duration::from_millis(20));
