@@ -400,16 +400,18 @@ impl Client {
         }
     }
 
-    /// Stored output, then live lines until the task (or, with an empty `task_id`, the
-    /// run) ends.
+    /// Stored output (its last `tail` lines when `tail` is not 0, which needs a task),
+    /// then live lines until the task (or, with an empty `task_id`, the run) ends.
     pub async fn follow_task_logs(
         &self,
         run_id: &str,
         task_id: &str,
+        tail: u32,
     ) -> Result<Stream<FollowTaskLogsResponse>, ClientError> {
         let request = Request::new(FollowTaskLogsRequest {
             run_id: run_id.to_string(),
             task_id: task_id.to_string(),
+            tail,
         });
         self.open(self.runs.clone().follow_task_logs(request)).await
     }

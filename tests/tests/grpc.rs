@@ -368,6 +368,7 @@ tasks:
         .follow_task_logs(FollowTaskLogsRequest {
             run_id: run.id.clone(),
             task_id: "talk".into(),
+            ..Default::default()
         })
         .await
         .expect("follow_task_logs")
@@ -589,6 +590,7 @@ async fn unknown_and_missing_ids_are_refused() {
             runs.follow_task_logs(FollowTaskLogsRequest {
                 run_id: run_id(),
                 task_id: String::new(),
+                ..Default::default()
             })
             .await
             .map(drop),

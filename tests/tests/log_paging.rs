@@ -1,15 +1,17 @@
 //! Log paging end to end, on the real `petitd`: a task that prints 2,000,000 lines
 //! (`seq 2000000`) is read page by page over gRPC and REST (every line once, in order,
-//! no page over its bounds), by tail, and by `petitctl logs`, whose output is exactly
-//! `seq`'s. The daemon's resident memory stays near its idle figure throughout; the
-//! tight figures are measured by `make bench`, this only guards against a whole log
-//! being built in memory again.
+//! no page over its bounds), by tail, by `petitctl logs` (whose output is exactly
+//! `seq`'s) and followed from a tail. The daemon's resident memory stays near its idle
+//! figure throughout; the tight figures are measured by `make bench`, this only guards
+//! against a whole log being built in memory again.
 
 use std::process::Command;
 use std::time::Duration;
 
 use petit_proto::v1::run_service_client::RunServiceClient;
-use petit_proto::v1::{GetTaskLogsRequest, GetTaskLogsResponse, LogStream, RunStatus};
+use petit_proto::v1::{
+    FollowTaskLogsRequest, GetTaskLogsRequest, GetTaskLogsResponse, LogStream, RunStatus,
+};
 use petit_tests::{bin, eventually, get_run, jobs_dir, trigger, Daemon};
 use serde_json::Value;
 use tonic::transport::Channel;
@@ -327,6 +329,46 @@ async fn a_two_million_line_log_reads_page_by_page() {
         String::from_utf8_lossy(&output.stdout),
         "1999998\n1999999\n2000000\n"
     );
+    // `tail -f`: the last stored lines, then (the task having ended) the end.
+    let output = petitctl_output(&[
+        "--server",
+        &server,
+        "logs",
+        &big.run_id,
+        "count",
+        "--tail",
+        "3",
+        "--follow",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "1999998\n1999999\n2000000\n"
+    );
+    let mut runs = RunServiceClient::new(big.channel.clone());
+    let mut follow = runs
+        .follow_task_logs(FollowTaskLogsRequest {
+            run_id: big.run_id.clone(),
+            task_id: "count".into(),
+            tail: 2,
+        })
+        .await
+        .expect("follow with a tail")
+        .into_inner();
+    let mut followed = Vec::new();
+    while let Some(message) = follow.message().await.expect("a message") {
+        followed.extend(message.line.map(|l| l.line));
+    }
+    assert_eq!(followed, ["1999999", "2000000"]);
+    // A whole run has no one order of seq to cut a tail by: refused.
+    let status = runs
+        .follow_task_logs(FollowTaskLogsRequest {
+            run_id: big.run_id.clone(),
+            task_id: String::new(),
+            tail: 2,
+        })
+        .await
+        .expect_err("a tail of the whole run");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status}");
     big.sample();
 
     assert!(

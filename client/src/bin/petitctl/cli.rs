@@ -128,9 +128,8 @@ With --follow and -o json: one FollowTaskLogsResponse per line (NDJSON)."
         /// Keep printing new lines until the task (or the whole run) ends
         #[arg(short, long)]
         follow: bool,
-        /// Only the last N stored lines
-        #[arg(long, value_name = "N", conflicts_with = "follow",
-              value_parser = clap::value_parser!(u32).range(1..))]
+        /// Only the last N stored lines (with --follow: then the live ones; needs a task)
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
         tail: Option<u32>,
         #[command(flatten)]
         output: OutputArg,

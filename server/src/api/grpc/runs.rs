@@ -154,6 +154,18 @@ impl RunService for PetitApi {
         let request = request.into_inner();
         let run_id = required("run_id", &request.run_id)?.to_string();
         let task_id = Some(request.task_id).filter(|t| !t.is_empty());
+        // A tail of the whole run would leave lines of other tasks, stored before the
+        // tail and still on their way through the event bus, to come through as live
+        // ones: only a task's lines have one `seq` order to cut them by.
+        if request.tail > 0 && task_id.is_none() {
+            return Err(Status::invalid_argument(
+                "tail needs a task_id: follow one task's last lines, or a whole run from its first",
+            ));
+        }
+        let first = match request.tail {
+            0 => LogStart::First,
+            n => LogStart::Tail(usize::try_from(n).unwrap_or(usize::MAX)),
+        };
         let events = self.engine.subscribe();
         // Check the task exists now, so that a typo is NOT_FOUND rather than a stream
         // that never says anything.
@@ -168,6 +180,7 @@ impl RunService for PetitApi {
                 task_id,
                 sent: HashMap::new(),
             },
+            first,
             resume: None,
         };
         let stream = stream::spawn(&self.streams, move |out| async move {
@@ -222,6 +235,8 @@ struct LogFollower {
     engine: Engine,
     run_id: String,
     cursor: LogCursor,
+    /// Where the first catch-up starts (the first line, or a tail).
+    first: LogStart,
     /// Where the stored lines not read yet start (`None`: nothing read yet).
     resume: Option<LogPosition>,
 }
@@ -316,7 +331,7 @@ impl LogFollower {
         // Page by page, each sent before the next is read: the stored part is never
         // whole in memory, and a slow client holds back only the next read.
         // A later catch-up (after lagging on the bus) starts after what was read.
-        let mut start = self.resume.map_or(LogStart::First, LogStart::At);
+        let mut start = self.resume.map_or(self.first, LogStart::At);
         loop {
             let page = match store
                 .log_page(

@@ -37,8 +37,8 @@ pub async fn tasks(client: &Client, run_id: &str, out: &mut Out) -> Result<u8, C
     Ok(SUCCESS)
 }
 
-/// Stored output (or its last `tail` lines), or with `follow` the stored output and
-/// then live lines until the task (or, with no task, the run) ends. Lines are prefixed by their task when all tasks
+/// Stored output (or its last `tail` lines), or with `follow` the same and then live
+/// lines until the task (or, with no task, the run) ends. Lines are prefixed by their task when all tasks
 /// are shown.
 pub async fn logs(
     client: &Client,
@@ -64,7 +64,9 @@ pub async fn logs(
         }
         return Ok(SUCCESS);
     }
-    let mut stream = client.follow_task_logs(run_id, task_id).await?;
+    let mut stream = client
+        .follow_task_logs(run_id, task_id, tail.unwrap_or(0))
+        .await?;
     while let Some(message) = stream.message().await? {
         if out.is_json() {
             out.json_line(&message)?;
