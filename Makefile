@@ -58,9 +58,11 @@ check:
 build:
 	$(CARGO) build --workspace --release
 
-# Engine overhead as ratios against the raw cost of the same work (see server/benches).
+# Engine overhead as ratios against the raw cost of the same work, and petitd's
+# resident memory while it serves a 2,000,000-line log (see server/benches).
 bench:
 	$(CARGO) bench -p petit-server --bench engine
+	$(CARGO) bench -p petit-server --bench log_memory
 
 # The clients must never depend on server code, SQLite, YAML parsing or the REST stack.
 boundaries:

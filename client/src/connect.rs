@@ -184,6 +184,34 @@ pub struct Client {
     runs: RunServiceClient<Transport>,
 }
 
+/// Lines asked for per `GetTaskLogs` page: the server's largest (it may still end a
+/// page sooner, at about 1 MiB of text).
+const LOG_PAGE_SIZE: u32 = 10_000;
+
+/// The pages of a stored log, from [`Client::log_pages`].
+pub struct LogPages {
+    client: Client,
+    /// The request for the next page; `None` once the last page has come.
+    request: Option<GetTaskLogsRequest>,
+}
+
+impl LogPages {
+    /// The next page, or `None` after the last one.
+    pub async fn next_page(&mut self) -> Result<Option<GetTaskLogsResponse>, ClientError> {
+        let Some(request) = self.request.take() else {
+            return Ok(None);
+        };
+        let page = self.client.get_task_logs(request.clone()).await?;
+        if !page.next_page_token.is_empty() {
+            self.request = Some(GetTaskLogsRequest {
+                page_token: page.next_page_token.clone(),
+                ..request
+            });
+        }
+        Ok(Some(page))
+    }
+}
+
 /// A server stream whose failures come out as [`ClientError`].
 pub struct Stream<T> {
     inner: tonic::Streaming<T>,
@@ -429,29 +457,45 @@ impl Client {
         self.open(self.runs.clone().watch_run(request)).await
     }
 
-    /// Stored output of one task, or of every task when `task_id` is empty.
+    /// One page of the stored output of one task, or of every task when `task_id` is
+    /// empty; [`Client::log_pages`] reads them all.
     pub async fn get_task_logs(
         &self,
-        run_id: &str,
-        task_id: &str,
+        request: GetTaskLogsRequest,
     ) -> Result<GetTaskLogsResponse, ClientError> {
-        let request = self.unary(GetTaskLogsRequest {
-            run_id: run_id.to_string(),
-            task_id: task_id.to_string(),
-        });
+        let request = self.unary(request);
         self.call(self.runs.clone().get_task_logs(request)).await
     }
 
-    /// Stored output, then live lines until the task (or, with an empty `task_id`, the
-    /// run) ends.
+    /// The stored output of one task (or of every task when `task_id` is empty), or
+    /// its last `tail` lines when `tail` is not 0, as pages read one at a time: the
+    /// next page is asked for when the caller wants it, so a long log is never whole
+    /// in memory on either side.
+    pub fn log_pages(&self, run_id: &str, task_id: &str, tail: u32) -> LogPages {
+        LogPages {
+            client: self.clone(),
+            request: Some(GetTaskLogsRequest {
+                run_id: run_id.to_string(),
+                task_id: task_id.to_string(),
+                page_size: LOG_PAGE_SIZE,
+                page_token: String::new(),
+                tail,
+            }),
+        }
+    }
+
+    /// Stored output (its last `tail` lines when `tail` is not 0, which needs a task),
+    /// then live lines until the task (or, with an empty `task_id`, the run) ends.
     pub async fn follow_task_logs(
         &self,
         run_id: &str,
         task_id: &str,
+        tail: u32,
     ) -> Result<Stream<FollowTaskLogsResponse>, ClientError> {
         let request = Request::new(FollowTaskLogsRequest {
             run_id: run_id.to_string(),
             task_id: task_id.to_string(),
+            tail,
         });
         self.open(self.runs.clone().follow_task_logs(request)).await
     }

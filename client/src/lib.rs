@@ -20,7 +20,9 @@ mod error;
 mod options;
 pub mod render;
 
-pub use connect::{connect, connect_lazy, normalize_server, Client, Stream, DEFAULT_SERVER};
+pub use connect::{
+    connect, connect_lazy, normalize_server, Client, LogPages, Stream, DEFAULT_SERVER,
+};
 pub use error::ClientError;
 pub use options::{ConnectArgs, ConnectOptions, TlsOptions, Token, TOKEN_VARIABLE};
 /// The generated messages and enums of package `petit.v1`.

@@ -1,6 +1,7 @@
 //! Petit's engine and daemon: job files, schedules, DAG runs, SQLite storage, and the
 //! gRPC/REST API. `petitd` (src/main.rs) only parses flags and calls into this.
 
+pub mod alloc;
 pub mod api;
 pub mod auth;
 pub mod config;

@@ -316,6 +316,7 @@ fn token(action: TokenCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
+    petit_server::alloc::tune();
     init_logging(args.log_format);
     // While this process has one thread: it changes the environment.
     let systemd = petit_server::systemd::Notifier::from_env();

@@ -241,6 +241,7 @@ async fn a_triggered_run_is_watched_to_its_end() {
         .get_task_logs(GetTaskLogsRequest {
             run_id: run.id.clone(),
             task_id: String::new(),
+            ..Default::default()
         })
         .await
         .expect("get_task_logs")
@@ -302,6 +303,7 @@ async fn params_override_config() {
         .get_task_logs(GetTaskLogsRequest {
             run_id: run.id,
             task_id: "greet".into(),
+            ..Default::default()
         })
         .await
         .expect("get_task_logs")
@@ -366,6 +368,7 @@ tasks:
         .follow_task_logs(FollowTaskLogsRequest {
             run_id: run.id.clone(),
             task_id: "talk".into(),
+            ..Default::default()
         })
         .await
         .expect("follow_task_logs")
@@ -562,6 +565,7 @@ async fn unknown_and_missing_ids_are_refused() {
             runs.get_task_logs(GetTaskLogsRequest {
                 run_id: run_id(),
                 task_id: String::new(),
+                ..Default::default()
             })
             .await
             .map(drop),
@@ -586,6 +590,7 @@ async fn unknown_and_missing_ids_are_refused() {
             runs.follow_task_logs(FollowTaskLogsRequest {
                 run_id: run_id(),
                 task_id: String::new(),
+                ..Default::default()
             })
             .await
             .map(drop),
@@ -603,6 +608,7 @@ async fn unknown_and_missing_ids_are_refused() {
         .get_task_logs(GetTaskLogsRequest {
             run_id: run.id,
             task_id: "nope".into(),
+            ..Default::default()
         })
         .await
         .expect_err("unknown task");

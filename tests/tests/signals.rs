@@ -72,6 +72,7 @@ async fn assert_intact(channel: &Channel, before: &Run) {
         .get_task_logs(GetTaskLogsRequest {
             run_id: before.id.clone(),
             task_id: "say".into(),
+            ..Default::default()
         })
         .await
         .expect("get_task_logs")

@@ -13,7 +13,7 @@ use petit_proto::v1::{self, watch_events_response::Item};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::state::{Command, JobRow, RunRow, ServerMsg, Snapshot};
+use crate::state::{Command, JobRow, RunRow, ServerMsg, Snapshot, MAX_LOG_LINES};
 
 /// Limit on connecting and on each unary call (streams have none).
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -289,7 +289,13 @@ impl Conn {
             return Ok(None);
         };
         let (run_id, task_id) = &wanted.target;
-        match client.follow_task_logs(run_id, task_id).await {
+        // The view keeps its last MAX_LOG_LINES lines: older stored ones of a task would
+        // only be sent to be dropped. (A whole run's log has no tail to ask for.)
+        let tail = match task_id.is_empty() {
+            true => 0,
+            false => u32::try_from(MAX_LOG_LINES).unwrap_or(u32::MAX),
+        };
+        match client.follow_task_logs(run_id, task_id, tail).await {
             Ok(stream) => Ok(Some(stream)),
             Err(err) => {
                 let text = format!("cannot follow logs: {err}");

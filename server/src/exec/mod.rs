@@ -30,7 +30,9 @@ use crate::core::{
     TaskStatus,
 };
 use crate::events::{Event, EventBus, EventKind};
-use crate::store::{LogRecord, RunRecord, Store, StoreError, TaskRunRecord};
+use crate::store::{
+    LogPageLimit, LogRecord, LogStart, RunRecord, Store, StoreError, TaskRunRecord,
+};
 use substitute::{substitute, substitute_script, Scope};
 
 /// Log lines buffered between a task and the store before the task is slowed down.
@@ -421,13 +423,15 @@ impl TaskAttempts {
                 self.record(EventKind::TaskFailed, &record, None).await;
                 return record;
             }
+            // Only the last stored line is needed, not the whole log.
+            let last = LogPageLimit { lines: 1, bytes: 0 };
             seq = self
                 .env
                 .store
-                .logs(&self.run_id, Some(&self.task.id))
+                .log_page(&self.run_id, Some(&self.task.id), LogStart::Tail(1), last)
                 .await
                 .ok()
-                .and_then(|l| l.last().map(|l| l.seq))
+                .and_then(|page| page.lines.last().map(|l| l.seq))
                 .unwrap_or(0);
         }
         loop {

@@ -8,7 +8,7 @@
 use chrono::DateTime;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{LogRecord, StoreError, StoreResult};
+use super::{LogPage, LogPageLimit, LogPosition, LogRecord, LogStart, StoreError, StoreResult};
 use crate::core::LogStream;
 
 /// One line as a chunk holds it.
@@ -134,11 +134,7 @@ pub fn append(conn: &Connection, lines: &[LogRecord], cap: usize) -> StoreResult
         }
     }
     let batch: i64 = conn
-        .query_row(
-            "SELECT COALESCE(MAX(batch), 0) + 1 FROM log_chunks",
-            [],
-            |r| r.get(0),
-        )
+        .query_row(NEXT_BATCH, [], |r| r.get(0))
         .map_err(failed)?;
     {
         let mut insert = conn
@@ -242,32 +238,87 @@ fn trim(
     Ok(())
 }
 
-/// The lines of a run (of one task, or all), in write order.
-pub fn read(
+/// The next batch number: the index on `batch` makes it one lookup, not a scan.
+pub(super) const NEXT_BATCH: &str = "SELECT COALESCE(MAX(batch), 0) + 1 FROM log_chunks";
+/// The chunks of a page, from its first batch on, each through its index (migration 3).
+pub(super) const PAGE_OF_TASK: &str = "SELECT id, batch, task_id, stream, lines FROM log_chunks
+     WHERE run_id = ?1 AND task_id = ?2 AND batch >= ?3 ORDER BY batch";
+pub(super) const PAGE_OF_RUN: &str = "SELECT id, batch, task_id, stream, lines FROM log_chunks
+     WHERE run_id = ?1 AND batch >= ?2 ORDER BY batch";
+/// Chunk line counts from the end, read from the index alone.
+pub(super) const TAIL_OF_TASK: &str = "SELECT batch, count FROM log_chunks
+     WHERE run_id = ?1 AND task_id = ?2 ORDER BY batch DESC";
+pub(super) const TAIL_OF_RUN: &str =
+    "SELECT batch, count FROM log_chunks WHERE run_id = ?1 ORDER BY batch DESC";
+
+/// One page of a run's lines (of one task, or all), in write order. The chunks are
+/// read in batch order from an index seek at the page's start, so a page costs the
+/// chunks it covers (plus the rest of its last batch), never a scan of the whole log.
+pub fn read_page(
     conn: &Connection,
     run_id: &str,
     task_id: Option<&str>,
-) -> rusqlite::Result<Vec<LogRecord>> {
-    let sql = match task_id {
-        Some(_) => "SELECT id, batch, task_id, stream, lines FROM log_chunks WHERE run_id = ?1 AND task_id = ?2 ORDER BY id",
-        None => "SELECT id, batch, task_id, stream, lines FROM log_chunks WHERE run_id = ?1 ORDER BY id",
+    start: LogStart,
+    limit: LogPageLimit,
+) -> rusqlite::Result<LogPage> {
+    // `skip` lines of the first batch read go before the page starts (a tail's cut).
+    let (from, mut skip) = match start {
+        LogStart::First => (LogPosition::default(), 0),
+        LogStart::At(position) => (position, 0),
+        LogStart::Tail(n) => tail_start(conn, run_id, task_id, n)?,
     };
-    let mut stmt = conn.prepare_cached(sql)?;
+    let first_batch = i64::try_from(from.batch).unwrap_or(i64::MAX);
+    let mut stmt;
     let mut rows = match task_id {
-        Some(task_id) => stmt.query(params![run_id, task_id])?,
-        None => stmt.query(params![run_id])?,
+        Some(task_id) => {
+            stmt = conn.prepare_cached(PAGE_OF_TASK)?;
+            stmt.query(params![run_id, task_id, first_batch])?
+        }
+        None => {
+            stmt = conn.prepare_cached(PAGE_OF_RUN)?;
+            stmt.query(params![run_id, first_batch])?
+        }
     };
-    let mut keyed: Vec<((i64, u64), LogRecord)> = Vec::new();
-    while let Some(row) = rows.next()? {
+    let mut page = PageBuilder {
+        page: LogPage::default(),
+        bytes: 0,
+        limit,
+    };
+    // The lines of the batch being read: a batch's chunks (one per task and stream)
+    // interleave, and only their positions give the write order.
+    let mut group: Vec<(u64, LogRecord)> = Vec::new();
+    let mut group_batch = None;
+    loop {
+        let row = rows.next()?;
+        let batch = row.map(|r| r.get::<_, i64>(1)).transpose()?;
+        if group_batch.is_some() && batch != group_batch {
+            let done_batch = group_batch.unwrap_or_default() as u64;
+            group.sort_by_key(|(pos, _)| *pos);
+            for (pos, line) in group.drain(..) {
+                if done_batch == from.batch && pos < from.pos {
+                    continue;
+                }
+                if skip > 0 {
+                    skip -= 1;
+                    continue;
+                }
+                if !page.push(line, done_batch, pos) {
+                    return Ok(page.page);
+                }
+            }
+        }
+        let Some(row) = row else {
+            return Ok(page.page);
+        };
+        group_batch = batch;
         let id: i64 = row.get(0)?;
-        let batch: i64 = row.get(1)?;
         let task: String = row.get(2)?;
         let stream: String = row.get(3)?;
         let stream: LogStream = stream.parse().map_err(|_| corrupt(id))?;
         let blob: Vec<u8> = row.get(4)?;
         for l in decode(&blob).ok_or_else(|| corrupt(id))? {
-            keyed.push((
-                (batch, l.pos),
+            group.push((
+                l.pos,
                 LogRecord {
                     run_id: run_id.to_string(),
                     seq: l.seq,
@@ -280,8 +331,84 @@ pub fn read(
             ));
         }
     }
-    keyed.sort_by_key(|(k, _)| *k);
-    Ok(keyed.into_iter().map(|(_, l)| l).collect())
+}
+
+/// Fills a page up to its limit; the first line that does not fit is where the next
+/// page starts.
+struct PageBuilder {
+    page: LogPage,
+    bytes: usize,
+    limit: LogPageLimit,
+}
+
+impl PageBuilder {
+    /// Adds a line, or, when the page is full, records the line's position as the next
+    /// page's start and returns false.
+    fn push(&mut self, line: LogRecord, batch: u64, pos: u64) -> bool {
+        let lines = self.page.lines.len();
+        let full = lines >= self.limit.lines.max(1)
+            || (lines > 0 && self.bytes.saturating_add(line.line.len()) > self.limit.bytes);
+        if full {
+            self.page.next = Some(LogPosition { batch, pos });
+            return false;
+        }
+        self.bytes += line.line.len();
+        self.page.lines.push(line);
+        self.page.last = Some(LogPosition { batch, pos });
+        true
+    }
+}
+
+/// Where the last `n` lines start: the batch holding the n-th line from the end, and
+/// how many of that batch's lines come before it. Walks the per-chunk line counts
+/// backwards from the end in the covering index, without reading any chunk's lines.
+fn tail_start(
+    conn: &Connection,
+    run_id: &str,
+    task_id: Option<&str>,
+    n: usize,
+) -> rusqlite::Result<(LogPosition, usize)> {
+    let mut stmt;
+    let mut rows = match task_id {
+        Some(task_id) => {
+            stmt = conn.prepare_cached(TAIL_OF_TASK)?;
+            stmt.query(params![run_id, task_id])?
+        }
+        None => {
+            stmt = conn.prepare_cached(TAIL_OF_RUN)?;
+            stmt.query(params![run_id])?
+        }
+    };
+    // Lines in the batches after the one being counted, and that batch's own.
+    let mut after = 0usize;
+    let mut current: Option<(i64, usize)> = None;
+    loop {
+        let row = rows.next()?;
+        let next = row
+            .map(|r| Ok::<_, rusqlite::Error>((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
+            .transpose()?;
+        match (current, next) {
+            (Some((batch, count)), Some((b, c))) if b == batch => {
+                current = Some((batch, count + c.max(0) as usize));
+            }
+            (Some((batch, count)), next) => {
+                if after + count >= n {
+                    let position = LogPosition {
+                        batch: batch as u64,
+                        pos: 0,
+                    };
+                    return Ok((position, after + count - n));
+                }
+                after += count;
+                match next {
+                    Some((b, c)) => current = Some((b, c.max(0) as usize)),
+                    None => return Ok((LogPosition::default(), 0)),
+                }
+            }
+            (None, Some((b, c))) => current = Some((b, c.max(0) as usize)),
+            (None, None) => return Ok((LogPosition::default(), 0)),
+        }
+    }
 }
 
 /// Deletes the lines of runs that ended before `cutoff` (RFC 3339, as `runs` stores
@@ -310,6 +437,56 @@ pub fn prune(conn: &Connection, cutoff: &str) -> rusqlite::Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The plan SQLite picks for `sql`, one line per step.
+    fn plan(conn: &Connection, sql: &str) -> String {
+        let mut stmt = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .expect("explain");
+        let steps = stmt
+            .query_map(
+                rusqlite::params_from_iter(std::iter::repeat_n("x", stmt.parameter_count())),
+                |row| row.get::<_, String>(3),
+            )
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .expect("plan rows");
+        steps.join("\n")
+    }
+
+    /// Each append's next batch number, each page's seek and each tail's walk go
+    /// through an index: none scans the chunks, nor sorts them.
+    #[test]
+    fn log_queries_use_their_indexes() {
+        let conn = Connection::open_in_memory().expect("database");
+        for sql in super::super::sqlite::MIGRATIONS {
+            conn.execute_batch(sql).expect("migration");
+        }
+        let cases = [
+            (NEXT_BATCH, "COVERING INDEX log_chunks_by_batch"),
+            (
+                PAGE_OF_TASK,
+                "INDEX log_chunks_page_of_task (run_id=? AND task_id=? AND batch>?)",
+            ),
+            (
+                PAGE_OF_RUN,
+                "INDEX log_chunks_page_of_run (run_id=? AND batch>?)",
+            ),
+            (
+                TAIL_OF_TASK,
+                "COVERING INDEX log_chunks_page_of_task (run_id=? AND task_id=?)",
+            ),
+            (
+                TAIL_OF_RUN,
+                "COVERING INDEX log_chunks_page_of_run (run_id=?)",
+            ),
+        ];
+        for (sql, index) in cases {
+            let plan = plan(&conn, sql);
+            assert!(plan.contains(index), "{sql}\n{plan}");
+            assert!(!plan.contains("SCAN log_chunks"), "{sql}\n{plan}");
+            assert!(!plan.contains("TEMP B-TREE"), "{sql}\n{plan}");
+        }
+    }
 
     #[test]
     fn encoding_round_trips() {

@@ -7,8 +7,9 @@ use std::sync::{Mutex, MutexGuard};
 use chrono::{DateTime, Utc};
 
 use super::{
-    check_new_run, AuditRecord, JobRecord, LogRecord, NotificationRecord, RunPage, RunRecord,
-    Store, StoreError, StoreOptions, StoreResult, TaskRunRecord,
+    check_new_run, AuditRecord, JobRecord, LogPage, LogPageLimit, LogPosition, LogRecord, LogStart,
+    NotificationRecord, RunPage, RunRecord, Store, StoreError, StoreOptions, StoreResult,
+    TaskRunRecord,
 };
 use crate::core::{LogStream, RunStatus};
 
@@ -29,10 +30,10 @@ struct State {
     notifications: Vec<NotificationRecord>,
     /// The (job, instant) of every scheduled run: one run per fire.
     fires: std::collections::HashSet<(String, DateTime<Utc>)>,
-    /// Id of the next log line. Lines of different tasks and streams live in separate
-    /// queues; this global counter is what puts them back in write order, as SQLite's
-    /// rowid does.
-    next_log_id: u64,
+    /// Number of the next append. Lines of different tasks and streams live in separate
+    /// queues; their positions (append, place in it) put them back in write order, and
+    /// are the same positions the SQLite store gives, so page starts mean the same.
+    next_batch: u64,
 }
 
 struct RunEntry {
@@ -45,8 +46,8 @@ struct RunEntry {
 
 #[derive(Default)]
 struct StreamLog {
-    /// (log id, line), oldest first.
-    lines: VecDeque<(u64, LogRecord)>,
+    /// (position, line), oldest first.
+    lines: VecDeque<(LogPosition, LogRecord)>,
     bytes: usize,
 }
 
@@ -163,9 +164,16 @@ impl Store for MemoryStore {
                 line.run_id
             )));
         }
-        for line in lines {
-            let id = state.next_log_id;
-            state.next_log_id += 1;
+        if lines.is_empty() {
+            return Ok(()); // no append, as in SQLite: positions stay the same in both
+        }
+        state.next_batch += 1;
+        let batch = state.next_batch;
+        for (pos, line) in lines.into_iter().enumerate() {
+            let id = LogPosition {
+                batch,
+                pos: pos as u64,
+            };
             let Some(entry) = state.runs.get_mut(&line.run_id) else {
                 continue; // checked above
             };
@@ -263,19 +271,24 @@ impl Store for MemoryStore {
             .unwrap_or_default())
     }
 
-    async fn logs(&self, run_id: &str, task_id: Option<&str>) -> StoreResult<Vec<LogRecord>> {
+    async fn log_page(
+        &self,
+        run_id: &str,
+        task_id: Option<&str>,
+        start: LogStart,
+        limit: LogPageLimit,
+    ) -> StoreResult<LogPage> {
         let state = self.state()?;
         let Some(entry) = state.runs.get(run_id) else {
-            return Ok(Vec::new());
+            return Ok(LogPage::default());
         };
-        let mut lines: Vec<&(u64, LogRecord)> = entry
+        let queues: Vec<&VecDeque<(LogPosition, LogRecord)>> = entry
             .logs
             .iter()
             .filter(|((task, _), _)| task_id.is_none_or(|wanted| task == wanted))
-            .flat_map(|(_, log)| log.lines.iter())
+            .map(|(_, log)| &log.lines)
             .collect();
-        lines.sort_by_key(|(id, _)| *id);
-        Ok(lines.into_iter().map(|(_, line)| line.clone()).collect())
+        Ok(page_of(&queues, start, limit))
     }
 
     async fn set_scheduler_paused(&self, paused: bool) -> StoreResult<()> {
@@ -336,5 +349,58 @@ impl Store for MemoryStore {
         // Oldest first, so that settling them at start-up follows their history.
         runs.sort_by(|a, b| newest_first(b, a));
         Ok(runs)
+    }
+}
+
+/// A page merged from the queues of several streams, each already in position order:
+/// a binary search finds where each queue's part of the page starts, so a page costs
+/// its own lines (times the number of queues), not the whole log.
+fn page_of(
+    queues: &[&VecDeque<(LogPosition, LogRecord)>],
+    start: LogStart,
+    limit: LogPageLimit,
+) -> LogPage {
+    let mut at: Vec<usize> = match start {
+        LogStart::First => vec![0; queues.len()],
+        LogStart::At(from) => queues
+            .iter()
+            .map(|q| q.partition_point(|(p, _)| *p < from))
+            .collect(),
+        LogStart::Tail(n) => {
+            // Step back from the ends, newest line first, n times.
+            let mut at: Vec<usize> = queues.iter().map(|q| q.len()).collect();
+            for _ in 0..n {
+                let newest = (0..queues.len())
+                    .filter(|&i| at[i] > 0)
+                    .max_by_key(|&i| queues[i][at[i] - 1].0);
+                match newest {
+                    Some(i) => at[i] -= 1,
+                    None => break,
+                }
+            }
+            at
+        }
+    };
+    let mut page = LogPage::default();
+    let mut bytes = 0usize;
+    loop {
+        let oldest = (0..queues.len())
+            .filter(|&i| at[i] < queues[i].len())
+            .min_by_key(|&i| queues[i][at[i]].0);
+        let Some(i) = oldest else {
+            return page;
+        };
+        let (position, line) = &queues[i][at[i]];
+        let count = page.lines.len();
+        if count >= limit.lines.max(1)
+            || (count > 0 && bytes.saturating_add(line.line.len()) > limit.bytes)
+        {
+            page.next = Some(*position);
+            return page;
+        }
+        bytes += line.line.len();
+        page.lines.push(line.clone());
+        page.last = Some(*position);
+        at[i] += 1;
     }
 }

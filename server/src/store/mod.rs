@@ -184,6 +184,57 @@ pub struct LogRecord {
     pub time: DateTime<Utc>,
 }
 
+/// Where a line sits in its run's log: the append that brought it (`batch`, counted
+/// across the whole store) and its place among that append's lines (`pos`). Positions
+/// order lines as they were written, across tasks and streams, and stay put when older
+/// lines are trimmed or pruned, so a page that starts at a position is stable.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LogPosition {
+    pub batch: u64,
+    pub pos: u64,
+}
+
+impl LogPosition {
+    /// The position right after this one: where the lines after it start.
+    pub fn successor(self) -> LogPosition {
+        LogPosition {
+            batch: self.batch,
+            pos: self.pos.saturating_add(1),
+        }
+    }
+}
+
+/// Where a page of log lines starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogStart {
+    /// At the oldest line kept.
+    First,
+    /// At the first line kept at or after this position (a previous page's `next`).
+    At(LogPosition),
+    /// At the N-th line from the end (at the first line when there are fewer).
+    Tail(usize),
+}
+
+/// How much one page may hold. A page always holds at least one line when any is
+/// left, even one longer than `bytes`, so paging always moves on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogPageLimit {
+    /// At most this many lines.
+    pub lines: usize,
+    /// At most this many bytes of line text (UTF-8 lengths summed).
+    pub bytes: usize,
+}
+
+/// One page of a log, oldest line first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogPage {
+    pub lines: Vec<LogRecord>,
+    /// The position of the page's last line (`None` for an empty page).
+    pub last: Option<LogPosition>,
+    /// Where the next page starts; `None` when this page ends with the last line kept.
+    pub next: Option<LogPosition>,
+}
+
 /// Which page of a job's runs to read: newest first.
 #[derive(Debug, Clone, Default)]
 pub struct RunPage {
@@ -232,9 +283,36 @@ pub trait Store: Send + Sync + 'static {
     /// A run's task runs, in the order they were created.
     async fn task_runs(&self, run_id: &str) -> StoreResult<Vec<TaskRunRecord>>;
 
-    /// A run's stored log lines (of one task, or of all when `task_id` is `None`), in
-    /// the order they were written.
-    async fn logs(&self, run_id: &str, task_id: Option<&str>) -> StoreResult<Vec<LogRecord>>;
+    /// One page of a run's stored log lines (of one task, or of all when `task_id` is
+    /// `None`), in the order they were written. Costs time and memory in proportion to
+    /// the page (and to one append's lines), never to the whole log. An unknown run or
+    /// task, or a start past the end, is an empty page.
+    async fn log_page(
+        &self,
+        run_id: &str,
+        task_id: Option<&str>,
+        start: LogStart,
+        limit: LogPageLimit,
+    ) -> StoreResult<LogPage>;
+
+    /// Every stored log line of a run (or of one task), read page by page but returned
+    /// whole: for tests and small logs only. Serving code reads with [`Store::log_page`].
+    async fn logs(&self, run_id: &str, task_id: Option<&str>) -> StoreResult<Vec<LogRecord>> {
+        let limit = LogPageLimit {
+            lines: 10_000,
+            bytes: 4 << 20,
+        };
+        let mut lines = Vec::new();
+        let mut start = LogStart::First;
+        loop {
+            let page = self.log_page(run_id, task_id, start, limit).await?;
+            lines.extend(page.lines);
+            match page.next {
+                Some(next) => start = LogStart::At(next),
+                None => return Ok(lines),
+            }
+        }
+    }
 
     /// Deletes the log lines of runs that ended before `cutoff` (log retention);
     /// returns how many lines went. Runs and task runs are kept.
@@ -256,7 +334,8 @@ pub trait Store: Send + Sync + 'static {
     /// Audit entries, newest first.
     async fn list_audit(&self, page: RunPage) -> StoreResult<Vec<AuditRecord>>;
 
-    /// The last `n` lines of one stream of a task run (all attempts), oldest first.
+    /// The last `n` lines (at most) of one stream of a task run (all attempts), oldest
+    /// first.
     async fn log_tail(
         &self,
         run_id: &str,
@@ -264,8 +343,17 @@ pub trait Store: Send + Sync + 'static {
         stream: LogStream,
         n: usize,
     ) -> StoreResult<Vec<String>> {
-        let lines = self.logs(run_id, Some(task_id)).await?;
-        let mut tail: Vec<String> = lines
+        // Bounded: the last lines of both streams, of which this stream's are kept (a
+        // task that wrote far more to the other stream lately shows fewer).
+        let limit = LogPageLimit {
+            lines: n.saturating_mul(25).clamp(1, 10_000),
+            bytes: 1 << 20,
+        };
+        let page = self
+            .log_page(run_id, Some(task_id), LogStart::Tail(limit.lines), limit)
+            .await?;
+        let mut tail: Vec<String> = page
+            .lines
             .into_iter()
             .rev()
             .filter(|l| l.stream == stream)

@@ -20,14 +20,15 @@ use tokio::sync::{oneshot, Semaphore};
 
 use super::log_chunks;
 use super::{
-    check_new_run, AuditRecord, JobRecord, LogRecord, NotificationRecord, RunPage, RunRecord,
-    Store, StoreError, StoreOptions, StoreResult, TaskRunRecord,
+    check_new_run, AuditRecord, JobRecord, LogPage, LogPageLimit, LogRecord, LogStart,
+    NotificationRecord, RunPage, RunRecord, Store, StoreError, StoreOptions, StoreResult,
+    TaskRunRecord,
 };
 use crate::core::RunStatus;
 
 /// Schema changes in order: entry `i` takes a database from `PRAGMA user_version` `i`
 /// to `i + 1`. Append only; never edit a migration that has shipped.
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     // 1: the initial schema.
     r#"
     CREATE TABLE jobs (
@@ -100,7 +101,16 @@ const MIGRATIONS: &[&str] = &[
         value       TEXT NOT NULL
     ) STRICT, WITHOUT ROWID;
     "#,
-    // 3: who started a run, the instant a scheduled run stands for (one run per fire
+    // 3: log reads by page. Each page seeks to its first batch, and a tail walks the
+    // chunks' line counts backwards, from the index alone (hence `count` in it); the
+    // index on `batch` makes each append's `MAX(batch)` one lookup instead of a scan
+    // of every chunk.
+    r#"
+    CREATE INDEX log_chunks_by_batch ON log_chunks (batch);
+    CREATE INDEX log_chunks_page_of_task ON log_chunks (run_id, task_id, batch, count);
+    CREATE INDEX log_chunks_page_of_run ON log_chunks (run_id, batch, count);
+    "#,
+    // 4: who started a run, the instant a scheduled run stands for (one run per fire
     // instant, whoever tries), and the audit record of mutating calls.
     r#"
     ALTER TABLE runs ADD COLUMN triggered_by TEXT;
@@ -138,6 +148,8 @@ const MIGRATIONS: &[&str] = &[
 /// The `settings` key holding whether the scheduler is paused (`true` / `false`).
 const SCHEDULER_PAUSED: &str = "scheduler_paused";
 
+/// Page cache of each read connection: 512 KiB (`PRAGMA cache_size` counts KiB when negative).
+const READ_CACHE_KIB: i64 = -512;
 /// Read-only connections kept open, and the most reads that run at once.
 const READ_CONNECTIONS: usize = 4;
 /// Most commands committed in one transaction, so one batch cannot delay its replies
@@ -640,6 +652,11 @@ impl ReadPool {
         )
         .map_err(cannot_open)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(cannot_open)?;
+        // A small page cache per reader: a long log read through each of them would
+        // otherwise leave each holding its 2 MiB default for good, and the file's pages
+        // are in the OS's cache anyway.
+        conn.pragma_update(None, "cache_size", READ_CACHE_KIB)
+            .map_err(cannot_open)?;
         Ok(conn)
     }
 
@@ -800,11 +817,22 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn logs(&self, run_id: &str, task_id: Option<&str>) -> StoreResult<Vec<LogRecord>> {
+    async fn log_page(
+        &self,
+        run_id: &str,
+        task_id: Option<&str>,
+        start: LogStart,
+        limit: LogPageLimit,
+    ) -> StoreResult<LogPage> {
         let run_id = run_id.to_owned();
         let task_id = task_id.map(str::to_owned);
         self.read(move |conn| {
-            log_chunks::read(conn, &run_id, task_id.as_deref()).map_err(read_failed("logs"))
+            // One read transaction: a tail's start and its lines come from one snapshot.
+            let snapshot = conn.unchecked_transaction().map_err(read_failed("logs"))?;
+            let page = log_chunks::read_page(conn, &run_id, task_id.as_deref(), start, limit)
+                .map_err(read_failed("logs"))?;
+            snapshot.finish().map_err(read_failed("logs"))?;
+            Ok(page)
         })
         .await
     }

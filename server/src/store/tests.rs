@@ -103,7 +103,19 @@ conformance!(
     audit_is_newest_first_and_paged,
     one_run_per_fire_instant,
     notifications_are_kept_per_run_in_order,
+    log_pages_give_every_line_once_in_order,
+    log_pages_respect_the_byte_bound,
+    log_tail_gives_the_last_lines,
+    log_pages_past_the_end_are_empty,
+    log_page_starts_outlive_trimming,
 );
+
+mod log_pages;
+use log_pages::{
+    log_page_starts_outlive_trimming, log_pages_give_every_line_once_in_order,
+    log_pages_past_the_end_are_empty, log_pages_respect_the_byte_bound,
+    log_tail_gives_the_last_lines,
+};
 
 /// A fixed instant `secs` after a base, with nanoseconds so that any precision lost
 /// on the way through a store shows.

@@ -110,7 +110,8 @@ pub enum Command {
     },
     /// Print the output of a run's tasks (each line prefixed by its task when showing all)
     #[command(
-        after_help = "With --follow and -o json: one FollowTaskLogsResponse per line (NDJSON)."
+        after_help = "The stored output is read page by page (GetTaskLogs) and printed as it comes; with -o json, one GetTaskLogsResponse document per page.
+With --follow and -o json: one FollowTaskLogsResponse per line (NDJSON)."
     )]
     Logs {
         /// Run id
@@ -120,6 +121,9 @@ pub enum Command {
         /// Keep printing new lines until the task (or the whole run) ends
         #[arg(short, long)]
         follow: bool,
+        /// Only the last N stored lines (with --follow: then the live ones; needs a task)
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        tail: Option<u32>,
         #[command(flatten)]
         output: OutputArg,
     },

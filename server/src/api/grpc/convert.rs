@@ -142,13 +142,18 @@ pub fn task_run(t: &TaskRunRecord, now: DateTime<Utc>) -> pb::TaskRun {
 }
 
 pub fn log_line(l: &LogRecord) -> pb::LogLine {
+    into_log_line(l.clone())
+}
+
+/// As [`log_line`], moving the strings: a page of lines is converted without a copy.
+pub fn into_log_line(l: LogRecord) -> pb::LogLine {
     pb::LogLine {
-        run_id: l.run_id.clone(),
-        task_id: l.task_id.clone(),
-        attempt: l.attempt,
         stream: log_stream(l.stream).into(),
-        line: l.line.clone(),
         time: Some(timestamp(l.time)),
+        run_id: l.run_id,
+        task_id: l.task_id,
+        attempt: l.attempt,
+        line: l.line,
         seq: l.seq,
     }
 }

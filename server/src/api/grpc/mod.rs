@@ -6,6 +6,7 @@ mod audit;
 pub mod convert;
 mod error;
 mod jobs;
+mod log_page;
 mod page;
 mod runs;
 mod scheduler;

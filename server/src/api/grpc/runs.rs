@@ -15,11 +15,11 @@ use tonic::{Request, Response, Status};
 
 use super::error::required;
 use super::stream::{self, ClientGone, Outbox, ResponseStream};
-use super::{convert, PetitApi};
+use super::{convert, log_page, PetitApi};
 use crate::auth::Caller;
 use crate::engine::Engine;
 use crate::events::{Event, EventKind};
-use crate::store::{LogRecord, RunRecord, TaskRunRecord};
+use crate::store::{LogPosition, LogRecord, LogStart, RunRecord, TaskRunRecord};
 
 #[tonic::async_trait]
 impl RunService for PetitApi {
@@ -144,9 +144,16 @@ impl RunService for PetitApi {
         if let Some(task_id) = task_id {
             find_task(&tasks, run_id, task_id)?;
         }
-        let lines = self.engine.store().logs(run_id, task_id).await?;
+        let (start, limit) = log_page::parse(request.page_size, &request.page_token, request.tail)?;
+        let page = self
+            .engine
+            .store()
+            .log_page(run_id, task_id, start, limit)
+            .await?;
+        crate::alloc::large_response_built();
         Ok(Response::new(pb::GetTaskLogsResponse {
-            lines: lines.iter().map(convert::log_line).collect(),
+            lines: page.lines.into_iter().map(convert::into_log_line).collect(),
+            next_page_token: log_page::token(page.next),
         }))
     }
 
@@ -159,6 +166,18 @@ impl RunService for PetitApi {
         let request = request.into_inner();
         let run_id = required("run_id", &request.run_id)?.to_string();
         let task_id = Some(request.task_id).filter(|t| !t.is_empty());
+        // A tail of the whole run would leave lines of other tasks, stored before the
+        // tail and still on their way through the event bus, to come through as live
+        // ones: only a task's lines have one `seq` order to cut them by.
+        if request.tail > 0 && task_id.is_none() {
+            return Err(Status::invalid_argument(
+                "tail needs a task_id: follow one task's last lines, or a whole run from its first",
+            ));
+        }
+        let first = match request.tail {
+            0 => LogStart::First,
+            n => LogStart::Tail(usize::try_from(n).unwrap_or(usize::MAX)),
+        };
         let events = self.engine.subscribe();
         // Check the task exists now, so that a typo is NOT_FOUND rather than a stream
         // that never says anything.
@@ -173,6 +192,8 @@ impl RunService for PetitApi {
                 task_id,
                 sent: HashMap::new(),
             },
+            first,
+            resume: None,
         };
         let stream = stream::spawn(&self.streams, move |out| async move {
             follower.follow(events, &out).await
@@ -226,6 +247,10 @@ struct LogFollower {
     engine: Engine,
     run_id: String,
     cursor: LogCursor,
+    /// Where the first catch-up starts (the first line, or a tail).
+    first: LogStart,
+    /// Where the stored lines not read yet start (`None`: nothing read yet).
+    resume: Option<LogPosition>,
 }
 
 /// Which lines a follower still has to send.
@@ -310,21 +335,40 @@ impl LogFollower {
     ) -> Result<bool, ClientGone> {
         // The state is read before the lines: a task seen settled has all its lines
         // stored already, so the lines read next are the last ones.
-        let store = self.engine.store();
+        let store = std::sync::Arc::clone(self.engine.store());
         let state = match run_state(&self.engine, &self.run_id).await {
             Ok(state) => state,
             Err(status) => return out.fail(status).await.map(|()| true),
         };
-        let lines = match store
-            .logs(&self.run_id, self.cursor.task_id.as_deref())
-            .await
-        {
-            Ok(lines) => lines,
-            Err(e) => return out.fail(e.into()).await.map(|()| true),
-        };
-        for line in &lines {
-            if self.cursor.wants(line) {
-                self.send(out, line).await?;
+        // Page by page, each sent before the next is read: the stored part is never
+        // whole in memory, and a slow client holds back only the next read.
+        // A later catch-up (after lagging on the bus) starts after what was read.
+        let mut start = self.resume.map_or(self.first, LogStart::At);
+        loop {
+            let page = match store
+                .log_page(
+                    &self.run_id,
+                    self.cursor.task_id.as_deref(),
+                    start,
+                    log_page::FOLLOW_PAGE,
+                )
+                .await
+            {
+                Ok(page) => page,
+                Err(e) => return out.fail(e.into()).await.map(|()| true),
+            };
+            for line in &page.lines {
+                if self.cursor.wants(line) {
+                    self.send(out, line).await?;
+                }
+            }
+            if let Some(last) = page.last {
+                self.resume = Some(last.successor());
+                crate::alloc::large_response_built();
+            }
+            match page.next {
+                Some(next) => start = LogStart::At(next),
+                None => break,
             }
         }
         let (run, tasks) = state;

@@ -139,6 +139,7 @@ async fn a_lagging_log_follower_still_gets_every_line_once() {
         .follow_task_logs(Request::new(pb::FollowTaskLogsRequest {
             run_id: run.id.clone(),
             task_id: "shout".into(),
+            ..Default::default()
         }))
         .await
         .expect("follow_task_logs")

@@ -188,7 +188,7 @@ pub async fn trigger(client: &Client, args: TriggerArgs, out: &mut Out) -> Resul
 
 /// Prints every task's output as it comes, until the run ends.
 async fn follow_run(client: &Client, run_id: &str, out: &mut Out) -> Result<(), CliError> {
-    let mut stream = client.follow_task_logs(run_id, "").await?;
+    let mut stream = client.follow_task_logs(run_id, "", 0).await?;
     while let Some(message) = stream.message().await? {
         if out.is_json() {
             out.json_line(&message)?;

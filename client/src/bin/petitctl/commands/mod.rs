@@ -45,8 +45,12 @@ async fn dispatch(cli: Cli) -> Result<u8, CliError> {
             run_id,
             task,
             follow,
+            tail,
             ..
-        } => runs::logs(client, &run_id, task.as_deref().unwrap_or(""), follow, out).await?,
+        } => {
+            let task = task.as_deref().unwrap_or("");
+            runs::logs(client, &run_id, task, follow, tail, out).await?
+        }
         Command::Cancel { run_id, .. } => runs::cancel(client, &run_id, out).await?,
         Command::Pause { .. } => scheduler::pause(client, out).await?,
         Command::Resume { .. } => scheduler::resume(client, out).await?,

@@ -42,29 +42,36 @@ pub async fn tasks(client: &Client, run_id: &str, out: &mut Out) -> Result<u8, C
     Ok(SUCCESS)
 }
 
-/// Stored output, or with `follow` the stored output and then live lines until the task
-/// (or, with no task, the run) ends. Lines are prefixed by their task when all tasks
+/// Stored output (or its last `tail` lines), or with `follow` the same and then live
+/// lines until the task (or, with no task, the run) ends. Lines are prefixed by their task when all tasks
 /// are shown.
 pub async fn logs(
     client: &Client,
     run_id: &str,
     task_id: &str,
     follow: bool,
+    tail: Option<u32>,
     out: &mut Out,
 ) -> Result<u8, CliError> {
     let with_task = task_id.is_empty();
     if !follow {
-        let response = client.get_task_logs(run_id, task_id).await?;
-        if out.is_json() {
-            out.json(&response)?;
-        } else {
-            for line in &response.lines {
-                out.line(log_text(line, with_task))?;
+        // Each page is printed (and let go) before the next is asked for.
+        let mut pages = client.log_pages(run_id, task_id, tail.unwrap_or(0));
+        while let Some(page) = pages.next_page().await? {
+            if out.is_json() {
+                out.json(&page)?;
+            } else {
+                for line in &page.lines {
+                    out.line(log_text(line, with_task))?;
+                }
             }
+            out.flush()?;
         }
         return Ok(SUCCESS);
     }
-    let mut stream = client.follow_task_logs(run_id, task_id).await?;
+    let mut stream = client
+        .follow_task_logs(run_id, task_id, tail.unwrap_or(0))
+        .await?;
     while let Some(message) = stream.message().await? {
         if out.is_json() {
             out.json_line(&message)?;
