@@ -159,6 +159,60 @@ async fn a_lagging_log_follower_still_gets_every_line_once() {
     assert_eq!(seqs, (1..=300).collect::<Vec<u64>>());
 }
 
+/// Prints more lines than one page of stored lines holds (1,000).
+const LONG: &str = r#"
+id: long
+name: Long
+tasks:
+  - id: count
+    type: command
+    command: seq
+    args: ["2500"]
+"#;
+
+/// The seq numbers a follower gets, to the end of its stream.
+async fn followed_seqs(api: &PetitApi, run_id: &str, tail: u32) -> Vec<u64> {
+    let lines = api
+        .follow_task_logs(Request::new(pb::FollowTaskLogsRequest {
+            run_id: run_id.into(),
+            task_id: "count".into(),
+            tail,
+        }))
+        .await
+        .expect("follow_task_logs")
+        .into_inner();
+    tokio::time::timeout(LIMIT, async {
+        lines
+            .map(|m| m.expect("no error").line.map_or(0, |l| l.seq))
+            .collect::<Vec<u64>>()
+            .await
+    })
+    .await
+    .expect("the stream ends with the task")
+}
+
+#[tokio::test]
+async fn a_follower_sends_the_stored_lines_page_after_page() {
+    let engine = Harness::from_yaml(LONG)
+        .expect("valid job")
+        .start()
+        .await
+        .expect("engine");
+    let api = PetitApi::new(engine.clone(), StreamShutdown::new());
+    let events = engine.subscribe();
+    let run = engine
+        .trigger("long", Default::default(), false)
+        .await
+        .expect("trigger");
+    wait_end(&engine, events, &run.id).await;
+    // Three pages of stored lines, in order, each once; then a tail of them.
+    assert_eq!(
+        followed_seqs(&api, &run.id, 0).await,
+        (1..=2500).collect::<Vec<u64>>()
+    );
+    assert_eq!(followed_seqs(&api, &run.id, 3).await, [2498, 2499, 2500]);
+}
+
 #[tokio::test]
 async fn watching_an_ended_run_sends_its_state_and_ends() {
     let (engine, api) = small_bus().await;
