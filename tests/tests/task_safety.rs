@@ -450,3 +450,50 @@ fn modes_under(dir: &Path) -> Vec<(PathBuf, u32)> {
     }
     found
 }
+
+/// Outputs travel with every task run, so they are bounded: a task that writes more
+/// than 64 KiB (or bytes that are not text) to `$PETIT_OUTPUT` fails, saying why, and
+/// what it wrote is not served.
+#[tokio::test]
+async fn outputs_are_bounded_and_text() {
+    let jobs = jobs_dir(&[
+        (
+            "big.yaml",
+            "id: big\ntasks:\n  - id: dump\n    command: sh\n    args: [\"-c\", \"head -c 70000 /dev/zero | tr '\\\\0' x | sed 's/^/k=/' > $PETIT_OUTPUT\"]\n",
+        ),
+        (
+            "binary.yaml",
+            "id: binary\ntasks:\n  - id: dump\n    command: sh\n    args: [\"-c\", \"printf 'k=\\\\377\\\\n' > $PETIT_OUTPUT\"]\n",
+        ),
+        (
+            "small.yaml",
+            "id: small\ntasks:\n  - id: put\n    command: sh\n    args: [\"-c\", \"echo rows=42 >> $PETIT_OUTPUT\"]\n",
+        ),
+    ]);
+    let daemon = Daemon::start(jobs.path());
+    let channel = daemon.channel().await;
+    let task_error = |job: &'static str| {
+        let channel = channel.clone();
+        async move {
+            let run = trigger(&channel, job, &[]).await;
+            let run = wait_for_end(&channel, &run.id).await;
+            let tasks = RunServiceClient::new(channel.clone())
+                .list_task_runs(petit_proto::v1::ListTaskRunsRequest { run_id: run.id })
+                .await
+                .unwrap()
+                .into_inner()
+                .task_runs;
+            (run.status, tasks[0].error.clone(), tasks[0].outputs.clone())
+        }
+    };
+    let (status, error, outputs) = task_error("big").await;
+    assert_eq!(status, RunStatus::Failed as i32);
+    assert!(error.contains("more than 64 KiB"), "{error}");
+    assert!(outputs.is_empty());
+    let (status, error, _) = task_error("binary").await;
+    assert_eq!(status, RunStatus::Failed as i32);
+    assert!(error.contains("not UTF-8"), "{error}");
+    let (status, _, outputs) = task_error("small").await;
+    assert_eq!(status, RunStatus::Succeeded as i32);
+    assert_eq!(outputs.get("rows").map(String::as_str), Some("42"));
+}

@@ -55,6 +55,29 @@ pub struct CommandTask {
     pub ledger: Option<Arc<Ledger>>,
 }
 
+/// The most a task may write to `$PETIT_OUTPUT`. Outputs travel with every task run
+/// (ListTaskRuns, WatchRun, events), so they are for small values handed to later
+/// tasks, not for data.
+pub const MAX_OUTPUTS_BYTES: u64 = 64 * 1024;
+
+/// The text of an outputs file, read no further than the limit: `Ok(Err(why))` when it
+/// is over the limit or not UTF-8 (the task's fault), `Err` when it cannot be read.
+async fn read_outputs(path: &std::path::Path) -> std::io::Result<Result<String, String>> {
+    let file = tokio::fs::File::open(path).await?;
+    let mut bytes = Vec::new();
+    file.take(MAX_OUTPUTS_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .await?;
+    if bytes.len() as u64 > MAX_OUTPUTS_BYTES {
+        return Ok(Err(format!(
+            "$PETIT_OUTPUT holds more than {} KiB: outputs are small values for later tasks \
+             (write data to a file and pass its path instead)",
+            MAX_OUTPUTS_BYTES / 1024
+        )));
+    }
+    Ok(String::from_utf8(bytes).map_err(|_| "$PETIT_OUTPUT is not UTF-8 text".to_string()))
+}
+
 #[async_trait::async_trait]
 impl Task for CommandTask {
     async fn run(&self, ctx: TaskContext) -> TaskOutcome {
@@ -79,8 +102,13 @@ impl Task for CommandTask {
         let outcome = self.spawn_and_wait(&ctx).await;
         let outcome = match outcome {
             TaskOutcome::Succeeded { exit_code, .. } => {
-                match tokio::fs::read_to_string(&self.output_file).await {
-                    Ok(text) => match parse_outputs(&text) {
+                match read_outputs(&self.output_file).await {
+                    Ok(Err(too_big)) => TaskOutcome::Failed {
+                        exit_code,
+                        error: too_big,
+                        transient: false,
+                    },
+                    Ok(Ok(text)) => match parse_outputs(&text) {
                         Ok(outputs) => TaskOutcome::Succeeded { outputs, exit_code },
                         Err(error) => TaskOutcome::Failed {
                             exit_code,
