@@ -94,7 +94,7 @@ impl Keyring {
             ));
         };
         self.refresh();
-        let presented: [u8; 32] = sha2_bytes(token);
+        let presented = tokens::digest(token);
         let loaded = self.loaded.read().expect("keyring lock");
         let entries = match &loaded.tokens {
             Ok(entries) => entries,
@@ -163,11 +163,6 @@ fn with_hashes(entries: Vec<TokenEntry>) -> Vec<(TokenEntry, [u8; 32])> {
             (entry, raw)
         })
         .collect()
-}
-
-fn sha2_bytes(token: &str) -> [u8; 32] {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(token.as_bytes()).into()
 }
 
 /// The token of an `Authorization: Bearer <token>` value (the scheme is

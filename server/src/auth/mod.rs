@@ -16,7 +16,7 @@ use axum::response::Response;
 
 pub use access::{required_role, Access, METHOD_ROLES};
 pub use keyring::Keyring;
-pub use tokens::{create_token, list_tokens, revoke_token, Role, TokenEntry, TokensError};
+pub use tokens::{create_token, hex, list_tokens, revoke_token, Role, TokenEntry, TokensError};
 
 /// The caller of a request, as the services see it (an extension of every request that
 /// passed the check).

@@ -110,14 +110,24 @@ pub enum TokensError {
     Random(String),
 }
 
-/// The hex SHA-256 of `token`.
+/// The SHA-256 of `token`.
+pub(super) fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// The hex SHA-256 of `token`, as the file keeps it.
 pub fn hash(token: &str) -> String {
-    let digest = Sha256::digest(token.as_bytes());
-    let mut hex = String::with_capacity(64);
-    for byte in digest {
-        hex.push_str(&format!("{byte:02x}"));
+    hex(&digest(token))
+}
+
+/// `bytes` as lowercase hex digits.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut text = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        let _ = write!(text, "{byte:02x}");
     }
-    hex
+    text
 }
 
 /// The entries of the tokens file at `path`.
@@ -184,10 +194,7 @@ pub fn create_token(path: &Path, name: &str, role: Role) -> Result<String, Token
     rand::rngs::OsRng
         .try_fill_bytes(&mut bytes)
         .map_err(|e| TokensError::Random(e.to_string()))?;
-    let mut token = String::from(TOKEN_PREFIX);
-    for byte in bytes {
-        token.push_str(&format!("{byte:02x}"));
-    }
+    let token = format!("{TOKEN_PREFIX}{}", hex(&bytes));
     tokens.push(TokenEntry {
         name: name.to_string(),
         role,

@@ -34,11 +34,7 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
     let mut mac =
         Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any size");
     mac.update(body);
-    let mut hex = String::from("sha256=");
-    for byte in mac.finalize().into_bytes() {
-        hex.push_str(&format!("{byte:02x}"));
-    }
-    hex
+    format!("sha256={}", crate::auth::hex(&mac.finalize().into_bytes()))
 }
 
 pub async fn webhook(

@@ -14,7 +14,7 @@ use crate::core::{
 };
 use crate::engine::SchedulerInfo;
 use crate::events::{Event, EventKind};
-use crate::store::{LogRecord, RunRecord, TaskRunRecord};
+use crate::store::{AuditRecord, LogRecord, NotificationRecord, RunRecord, TaskRunRecord};
 
 pub fn timestamp(t: DateTime<Utc>) -> Timestamp {
     Timestamp {
@@ -120,6 +120,30 @@ pub fn run(r: &RunRecord, now: DateTime<Utc>) -> pb::Run {
         error: r.error.clone().unwrap_or_default(),
         triggered_by: r.triggered_by.clone().unwrap_or_default(),
         scheduled_for: r.scheduled_for.map(timestamp),
+    }
+}
+
+/// An audit entry as the API shows it.
+pub fn audit_record(r: AuditRecord) -> pb::AuditRecord {
+    pb::AuditRecord {
+        time: Some(timestamp(r.time)),
+        actor: r.actor,
+        call: r.call,
+        target: r.target,
+        outcome: r.outcome,
+        message: r.message,
+    }
+}
+
+/// A notification delivery attempt as the API shows it.
+pub fn notification(n: NotificationRecord) -> pb::NotificationAttempt {
+    pb::NotificationAttempt {
+        time: Some(timestamp(n.time)),
+        event: n.event,
+        target: n.target,
+        attempt: n.attempt,
+        outcome: n.outcome,
+        message: n.message,
     }
 }
 

@@ -35,14 +35,7 @@ impl RunService for PetitApi {
             run: Some(convert::run(&run, Utc::now())),
             notifications: notifications
                 .into_iter()
-                .map(|n| pb::NotificationAttempt {
-                    time: Some(convert::timestamp(n.time)),
-                    event: n.event,
-                    target: n.target,
-                    attempt: n.attempt,
-                    outcome: n.outcome,
-                    message: n.message,
-                })
+                .map(convert::notification)
                 .collect(),
         }))
     }

@@ -94,17 +94,7 @@ impl SchedulerService for PetitApi {
         let next_page_token = page.next_token(page.offset + records.len());
         records.truncate(page.size);
         Ok(Response::new(pb::ListAuditRecordsResponse {
-            records: records
-                .into_iter()
-                .map(|r| pb::AuditRecord {
-                    time: Some(convert::timestamp(r.time)),
-                    actor: r.actor,
-                    call: r.call,
-                    target: r.target,
-                    outcome: r.outcome,
-                    message: r.message,
-                })
-                .collect(),
+            records: records.into_iter().map(convert::audit_record).collect(),
             next_page_token,
         }))
     }
