@@ -17,7 +17,7 @@ use crate::events::{Event, EventBus, EventKind};
 use crate::exec::ledger::Ledger;
 use crate::exec::{execute_run, ExecEnv, Scratch, StopReason, Task};
 use crate::scheduler::{Scheduler, SchedulerCommand};
-use crate::store::{JobRecord, RunRecord, Store, StoreError, TaskRunRecord};
+use crate::store::{JobRecord, Run, Store, StoreError, TaskRun};
 
 /// Limits and timings of an engine.
 #[derive(Debug, Clone)]
@@ -153,7 +153,7 @@ struct State {
 /// final record.
 struct Registration {
     stop: watch::Receiver<Option<StopReason>>,
-    done: watch::Sender<Option<RunRecord>>,
+    done: watch::Sender<Option<Run>>,
 }
 
 /// A run that has not ended yet.
@@ -161,7 +161,7 @@ struct ActiveRun {
     job_id: String,
     stop: watch::Sender<Option<StopReason>>,
     /// Set to the final record when the run ends.
-    done: watch::Receiver<Option<RunRecord>>,
+    done: watch::Receiver<Option<Run>>,
 }
 
 impl Engine {
@@ -414,7 +414,7 @@ impl Engine {
         job_id: &str,
         params: BTreeMap<String, String>,
         force: bool,
-    ) -> Result<RunRecord, EngineError> {
+    ) -> Result<Run, EngineError> {
         self.trigger_as(job_id, params, force, None).await
     }
 
@@ -425,7 +425,7 @@ impl Engine {
         params: BTreeMap<String, String>,
         force: bool,
         triggered_by: Option<String>,
-    ) -> Result<RunRecord, EngineError> {
+    ) -> Result<Run, EngineError> {
         let job = self
             .job(job_id)
             .ok_or_else(|| EngineError::JobNotFound(job_id.to_string()))?;
@@ -485,7 +485,7 @@ impl Engine {
         force: bool,
         triggered_by: Option<String>,
         scheduled_for: Option<DateTime<Utc>>,
-    ) -> Result<RunRecord, EngineError> {
+    ) -> Result<Run, EngineError> {
         if self.inner.state.lock().expect("engine state lock").stopping {
             return Err(EngineError::ShuttingDown);
         }
@@ -493,7 +493,7 @@ impl Engine {
             self.check_dependencies(&job).await?;
         }
         let now = Utc::now();
-        let run = RunRecord {
+        let run = Run {
             id: uuid::Uuid::now_v7().to_string(),
             job_id: job.id.clone(),
             status: RunStatus::Pending,
@@ -521,10 +521,10 @@ impl Engine {
             }
             self.register_locked(&mut state, &run)
         };
-        let tasks: Vec<TaskRunRecord> = job
+        let tasks: Vec<TaskRun> = job
             .tasks
             .iter()
-            .map(|t| TaskRunRecord::pending(&run.id, &t.id))
+            .map(|t| TaskRun::pending(&run.id, &t.id))
             .collect();
         if let Err(e) = self
             .inner
@@ -592,14 +592,14 @@ impl Engine {
         Ok(())
     }
 
-    fn register(&self, run: &RunRecord) -> Result<Registration, EngineError> {
+    fn register(&self, run: &Run) -> Result<Registration, EngineError> {
         let mut state = self.inner.state.lock().expect("engine state lock");
         Ok(self.register_locked(&mut state, run))
     }
 
     /// Makes `run` active: from now on it counts against the limits and can be
     /// cancelled (its `done` channel is live before the run's task even starts).
-    fn register_locked(&self, state: &mut State, run: &RunRecord) -> Registration {
+    fn register_locked(&self, state: &mut State, run: &Run) -> Registration {
         let (stop, stop_rx) = watch::channel(None);
         let (done_tx, done) = watch::channel(None);
         state.active.insert(
@@ -628,8 +628,8 @@ impl Engine {
     fn spawn_run(
         &self,
         job: Arc<JobDef>,
-        run: RunRecord,
-        tasks: Vec<TaskRunRecord>,
+        run: Run,
+        tasks: Vec<TaskRun>,
         registration: Registration,
     ) {
         let Registration {
@@ -669,10 +669,10 @@ impl Engine {
     /// tasks never started.
     async fn end_unstarted(
         &self,
-        mut run: RunRecord,
-        tasks: Vec<TaskRunRecord>,
+        mut run: Run,
+        tasks: Vec<TaskRun>,
         reason: Option<StopReason>,
-    ) -> RunRecord {
+    ) -> Run {
         let store = &self.inner.store;
         let interrupted = reason == Some(StopReason::Interrupt);
         if !interrupted {
@@ -714,7 +714,7 @@ impl Engine {
 
     /// Cancels a run: its processes are killed and it ends `cancelled`. Returns the
     /// run once it has ended.
-    pub async fn cancel(&self, run_id: &str) -> Result<RunRecord, EngineError> {
+    pub async fn cancel(&self, run_id: &str) -> Result<Run, EngineError> {
         let done = {
             let state = self.inner.state.lock().expect("engine state lock");
             state.active.get(run_id).map(|active| {
@@ -752,7 +752,7 @@ impl Engine {
         }
     }
 
-    pub async fn get_run(&self, run_id: &str) -> Result<RunRecord, EngineError> {
+    pub async fn get_run(&self, run_id: &str) -> Result<Run, EngineError> {
         self.inner
             .store
             .get_run(run_id)

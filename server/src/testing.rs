@@ -15,7 +15,7 @@ use crate::core::{JobDef, LogStream};
 use crate::engine::{Engine, EngineError, EngineOptions};
 use crate::events::{Event, EventKind};
 use crate::exec::{StopReason, Task, TaskContext};
-use crate::store::{MemoryStore, RunRecord, Store, StoreOptions, TaskRunRecord};
+use crate::store::{MemoryStore, Run, Store, StoreOptions, TaskRun};
 
 /// Builds an engine over some jobs and runs one of them to its end.
 pub struct Harness {
@@ -118,14 +118,14 @@ pub async fn run_to_end(
 /// What a harness run left behind.
 pub struct HarnessRun {
     pub engine: Engine,
-    pub run: RunRecord,
-    pub tasks: Vec<TaskRunRecord>,
+    pub run: Run,
+    pub tasks: Vec<TaskRun>,
     pub tracker: ExecutionTracker,
 }
 
 impl HarnessRun {
     /// The record of task `id`; panics if the run has no such task.
-    pub fn task(&self, id: &str) -> &TaskRunRecord {
+    pub fn task(&self, id: &str) -> &TaskRun {
         self.tasks
             .iter()
             .find(|t| t.task_id == id)

@@ -10,7 +10,7 @@ use petit_server::config::{parse_job, GlobalConfig};
 use petit_server::core::{JobDef, RunStatus, TaskStatus, TriggerReason};
 use petit_server::events::{Event, EventKind};
 use petit_server::exec::{StopReason, Task, TaskContext, TaskOutcome};
-use petit_server::store::{RunRecord, SqliteStore, Store, StoreOptions, TaskRunRecord};
+use petit_server::store::{Run, SqliteStore, Store, StoreOptions, TaskRun};
 use petit_server::testing::{run_to_end, Harness, MockTaskContext};
 use petit_server::{Engine, EngineError, EngineOptions};
 use tokio::sync::broadcast;
@@ -45,10 +45,7 @@ async fn wait_event(
 
 /// Triggers `job_id` on `engine` and waits until one of its tasks has started; the run,
 /// and the event feed subscribed before the trigger.
-async fn trigger_until_running(
-    engine: &Engine,
-    job_id: &str,
-) -> (RunRecord, broadcast::Receiver<Event>) {
+async fn trigger_until_running(engine: &Engine, job_id: &str) -> (Run, broadcast::Receiver<Event>) {
     let mut events = engine.subscribe();
     let run = engine
         .trigger(job_id, BTreeMap::new(), false)
@@ -710,7 +707,7 @@ tasks:
 "#;
     let no_retry = "id: fragile\ntasks:\n  - {id: only, command: 'true'}\n";
     let now = chrono::Utc::now();
-    let task = |run: &str, id: &str, status: TaskStatus, attempts: u32| TaskRunRecord {
+    let task = |run: &str, id: &str, status: TaskStatus, attempts: u32| TaskRun {
         run_id: run.into(),
         task_id: id.into(),
         status,
@@ -721,7 +718,7 @@ tasks:
         error: None,
         outputs: BTreeMap::new(),
     };
-    let run = |id: &str, job: &str, status: RunStatus| RunRecord {
+    let run = |id: &str, job: &str, status: RunStatus| Run {
         id: id.into(),
         job_id: job.into(),
         status,
@@ -860,7 +857,7 @@ async fn log_retention_prunes_logs_of_old_runs_at_start() {
         StoreOptions::default(),
     ));
     let long_ago = chrono::Utc::now() - chrono::Duration::days(40);
-    let old = RunRecord {
+    let old = Run {
         id: "old".into(),
         job_id: "j".into(),
         status: RunStatus::Succeeded,
@@ -874,7 +871,7 @@ async fn log_retention_prunes_logs_of_old_runs_at_start() {
         scheduled_for: None,
     };
     store.create_run(old, vec![]).await.unwrap();
-    let line = petit_server::store::LogRecord {
+    let line = petit_server::store::LogLine {
         run_id: "old".into(),
         seq: 1,
         task_id: "t".into(),

@@ -5,6 +5,7 @@ pub mod dag;
 pub mod environment;
 pub mod job;
 pub mod notify;
+pub mod run;
 pub mod schedule;
 pub mod status;
 
@@ -14,5 +15,6 @@ pub use job::{
     Backoff, Condition, DepCondition, JobDef, JobDependency, RetryCondition, RetryPolicy, TaskDef,
     TaskKind,
 };
+pub use run::{LogLine, Run, TaskRun};
 pub use schedule::{Schedule, ScheduleError};
 pub use status::{LogStream, RunStatus, TaskStatus, TriggerReason};

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use tokio::sync::broadcast;
 
-use crate::store::{LogRecord, RunRecord, TaskRunRecord};
+use crate::core::{LogLine, Run, TaskRun};
 
 /// What changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,11 +39,11 @@ pub struct Event {
     /// Empty for scheduler events.
     pub job_id: String,
     /// Run events: the run as it now stands.
-    pub run: Option<RunRecord>,
+    pub run: Option<Run>,
     /// Task events: the task run as it now stands.
-    pub task_run: Option<TaskRunRecord>,
+    pub task_run: Option<TaskRun>,
     /// Log events.
-    pub log: Option<std::sync::Arc<LogRecord>>,
+    pub log: Option<std::sync::Arc<LogLine>>,
     /// Why (skips, errors).
     pub message: Option<String>,
     /// The run an event without a record is about (a notification's).
@@ -67,17 +67,17 @@ impl Event {
         }
     }
 
-    pub fn with_run(mut self, run: RunRecord) -> Event {
+    pub fn with_run(mut self, run: Run) -> Event {
         self.run = Some(run);
         self
     }
 
-    pub fn with_task(mut self, task: TaskRunRecord) -> Event {
+    pub fn with_task(mut self, task: TaskRun) -> Event {
         self.task_run = Some(task);
         self
     }
 
-    pub fn with_log(mut self, log: LogRecord) -> Event {
+    pub fn with_log(mut self, log: LogLine) -> Event {
         self.log = Some(std::sync::Arc::new(log));
         self
     }

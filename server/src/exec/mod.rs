@@ -26,13 +26,11 @@ pub use command::CommandTask;
 pub use task::{StopReason, Task, TaskContext, TaskOutcome};
 
 use crate::core::{
-    Condition, EnvPolicy, JobDef, LogStream, RetryCondition, RunStatus, TaskDef, TaskKind,
-    TaskStatus,
+    Condition, EnvPolicy, JobDef, LogLine, LogStream, RetryCondition, Run, RunStatus, TaskDef,
+    TaskKind, TaskRun, TaskStatus,
 };
 use crate::events::{Event, EventBus, EventKind};
-use crate::store::{
-    LogPageLimit, LogRecord, LogStart, RunRecord, Store, StoreError, TaskRunRecord,
-};
+use crate::store::{LogPageLimit, LogStart, Store, StoreError};
 use substitute::{substitute, substitute_script, Scope};
 
 /// Log lines buffered between a task and the store before the task is slowed down.
@@ -119,10 +117,10 @@ pub struct ExecEnv {
 pub async fn execute_run(
     env: Arc<ExecEnv>,
     job: Arc<JobDef>,
-    mut run: RunRecord,
-    tasks: Vec<TaskRunRecord>,
+    mut run: Run,
+    tasks: Vec<TaskRun>,
     stop: watch::Receiver<Option<StopReason>>,
-) -> RunRecord {
+) -> Run {
     run.status = RunStatus::Running;
     run.started_at.get_or_insert_with(Utc::now);
     run.error = None;
@@ -175,11 +173,11 @@ struct Walk {
     job: Arc<JobDef>,
     run_id: String,
     config: Arc<BTreeMap<String, String>>,
-    records: Vec<TaskRunRecord>,
+    records: Vec<TaskRun>,
     started: Vec<bool>,
     run_slots: Arc<Semaphore>,
     stop: watch::Receiver<Option<StopReason>>,
-    running: JoinSet<(usize, TaskRunRecord)>,
+    running: JoinSet<(usize, TaskRun)>,
     by_tokio_id: HashMap<tokio::task::Id, usize>,
 }
 
@@ -187,22 +185,22 @@ impl Walk {
     fn new(
         env: Arc<ExecEnv>,
         job: Arc<JobDef>,
-        run: &RunRecord,
-        tasks: Vec<TaskRunRecord>,
+        run: &Run,
+        tasks: Vec<TaskRun>,
         stop: watch::Receiver<Option<StopReason>>,
     ) -> Walk {
         let mut config = job.config.clone();
         config.extend(run.params.clone());
         // Records in job order, whatever order the store gave them in.
-        let mut by_id: HashMap<String, TaskRunRecord> =
+        let mut by_id: HashMap<String, TaskRun> =
             tasks.into_iter().map(|t| (t.task_id.clone(), t)).collect();
-        let records: Vec<TaskRunRecord> = job
+        let records: Vec<TaskRun> = job
             .tasks
             .iter()
             .map(|t| {
                 by_id
                     .remove(&t.id)
-                    .unwrap_or_else(|| TaskRunRecord::pending(&run.id, &t.id))
+                    .unwrap_or_else(|| TaskRun::pending(&run.id, &t.id))
             })
             .collect();
         let started = records.iter().map(|r| r.status.is_terminal()).collect();
@@ -340,7 +338,7 @@ impl Walk {
         }
     }
 
-    async fn record(&self, kind: EventKind, record: &TaskRunRecord, message: Option<String>) {
+    async fn record(&self, kind: EventKind, record: &TaskRun, message: Option<String>) {
         record_task(&self.env, &self.job.id, kind, record, message).await;
     }
 }
@@ -359,7 +357,7 @@ fn condition_holds(condition: Condition, parents: &[TaskStatus]) -> bool {
 /// Outputs of task `p` and of everything upstream of it, by task id.
 fn collect_upstream_outputs(
     job: &JobDef,
-    records: &[TaskRunRecord],
+    records: &[TaskRun],
     p: usize,
     into: &mut BTreeMap<String, BTreeMap<String, String>>,
 ) {
@@ -379,7 +377,7 @@ async fn record_task(
     env: &ExecEnv,
     job_id: &str,
     kind: EventKind,
-    record: &TaskRunRecord,
+    record: &TaskRun,
     message: Option<String>,
 ) {
     if let Err(e) = env.store.update_task_run(record.clone()).await {
@@ -406,7 +404,7 @@ struct TaskAttempts {
 }
 
 impl TaskAttempts {
-    async fn run(self, mut record: TaskRunRecord) -> TaskRunRecord {
+    async fn run(self, mut record: TaskRun) -> TaskRun {
         let policy = &self.task.retry;
         let mut seq = 0;
         if record.status == TaskStatus::Interrupted {
@@ -669,11 +667,7 @@ impl TaskAttempts {
     }
 
     /// Settles a task its run stopped: `cancelled` or `interrupted`.
-    async fn stopped(
-        &self,
-        mut record: TaskRunRecord,
-        reason: Option<StopReason>,
-    ) -> TaskRunRecord {
+    async fn stopped(&self, mut record: TaskRun, reason: Option<StopReason>) -> TaskRun {
         let (status, kind, error) = match reason {
             Some(StopReason::Interrupt) => (
                 TaskStatus::Interrupted,
@@ -689,7 +683,7 @@ impl TaskAttempts {
         record
     }
 
-    async fn record(&self, kind: EventKind, record: &TaskRunRecord, message: Option<String>) {
+    async fn record(&self, kind: EventKind, record: &TaskRun, message: Option<String>) {
         record_task(&self.env, &self.job_id, kind, record, message).await;
     }
 }
@@ -742,11 +736,11 @@ async fn pump_logs(
             }
         }
         let now = Utc::now();
-        let records: Vec<LogRecord> = batch
+        let records: Vec<LogLine> = batch
             .into_iter()
             .map(|(stream, line)| {
                 seq += 1;
-                LogRecord {
+                LogLine {
                     run_id: run_id.clone(),
                     seq,
                     task_id: task_id.clone(),

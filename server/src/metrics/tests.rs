@@ -5,12 +5,12 @@ use chrono::{TimeZone, Utc};
 
 use super::*;
 use crate::core::{RunStatus, TaskStatus, TriggerReason};
-use crate::store::{MemoryStore, RunRecord, StoreOptions, TaskRunRecord};
+use crate::store::{MemoryStore, Run, StoreOptions, TaskRun};
 use crate::EngineOptions;
 
-fn run(id: &str, status: RunStatus, scheduled: bool) -> RunRecord {
+fn run(id: &str, status: RunStatus, scheduled: bool) -> Run {
     let at = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
-    RunRecord {
+    Run {
         id: id.into(),
         job_id: "nightly".into(),
         status,
@@ -39,7 +39,7 @@ async fn events_feed_the_counters_once_each() {
     metrics.observe(&event(EventKind::RunStarted).with_run(started.clone()));
     // A run resumed after a restart starts again: counted and measured once.
     metrics.observe(&event(EventKind::RunStarted).with_run(started));
-    let mut task = TaskRunRecord::pending("r1", "t");
+    let mut task = TaskRun::pending("r1", "t");
     task.status = TaskStatus::Failed;
     metrics.observe(&event(EventKind::TaskRetrying).with_task(task.clone()));
     metrics.observe(&event(EventKind::TaskFailed).with_task(task));

@@ -8,7 +8,7 @@
 use chrono::DateTime;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{LogPage, LogPageLimit, LogPosition, LogRecord, LogStart, StoreError, StoreResult};
+use super::{LogLine, LogPage, LogPageLimit, LogPosition, LogStart, StoreError, StoreResult};
 use crate::core::LogStream;
 
 /// One line as a chunk holds it.
@@ -92,7 +92,7 @@ fn corrupt(id: i64) -> rusqlite::Error {
 type StreamKey<'a> = (&'a str, &'a str, LogStream);
 
 /// Appends `lines` (one batch), then trims each stream they touched back under `cap`.
-pub fn append(conn: &Connection, lines: &[LogRecord], cap: usize) -> StoreResult<()> {
+pub fn append(conn: &Connection, lines: &[LogLine], cap: usize) -> StoreResult<()> {
     let failed = |e: rusqlite::Error| StoreError(format!("cannot append logs: {e}"));
     if lines.is_empty() {
         return Ok(());
@@ -286,7 +286,7 @@ pub fn read_page(
     };
     // The lines of the batch being read: a batch's chunks (one per task and stream)
     // interleave, and only their positions give the write order.
-    let mut group: Vec<(u64, LogRecord)> = Vec::new();
+    let mut group: Vec<(u64, LogLine)> = Vec::new();
     let mut group_batch = None;
     loop {
         let row = rows.next()?;
@@ -319,7 +319,7 @@ pub fn read_page(
         for l in decode(&blob).ok_or_else(|| corrupt(id))? {
             group.push((
                 l.pos,
-                LogRecord {
+                LogLine {
                     run_id: run_id.to_string(),
                     seq: l.seq,
                     task_id: task.clone(),
@@ -344,7 +344,7 @@ struct PageBuilder {
 impl PageBuilder {
     /// Adds a line, or, when the page is full, records the line's position as the next
     /// page's start and returns false.
-    fn push(&mut self, line: LogRecord, batch: u64, pos: u64) -> bool {
+    fn push(&mut self, line: LogLine, batch: u64, pos: u64) -> bool {
         let lines = self.page.lines.len();
         let full = lines >= self.limit.lines.max(1)
             || (lines > 0 && self.bytes.saturating_add(line.line.len()) > self.limit.bytes);

@@ -7,9 +7,8 @@ use std::sync::{Mutex, MutexGuard};
 use chrono::{DateTime, Utc};
 
 use super::{
-    check_new_run, AuditRecord, JobRecord, LogPage, LogPageLimit, LogPosition, LogRecord, LogStart,
-    NotificationRecord, RunPage, RunRecord, Store, StoreError, StoreOptions, StoreResult,
-    TaskRunRecord,
+    check_new_run, AuditRecord, JobRecord, LogLine, LogPage, LogPageLimit, LogPosition, LogStart,
+    NotificationRecord, Run, RunPage, Store, StoreError, StoreOptions, StoreResult, TaskRun,
 };
 use crate::core::{LogStream, RunStatus};
 
@@ -37,9 +36,9 @@ struct State {
 }
 
 struct RunEntry {
-    run: RunRecord,
+    run: Run,
     /// In creation order.
-    tasks: Vec<TaskRunRecord>,
+    tasks: Vec<TaskRun>,
     /// Keyed by (task id, stream): the unit the byte cap applies to.
     logs: HashMap<(String, LogStream), StreamLog>,
 }
@@ -47,7 +46,7 @@ struct RunEntry {
 #[derive(Default)]
 struct StreamLog {
     /// (position, line), oldest first.
-    lines: VecDeque<(LogPosition, LogRecord)>,
+    lines: VecDeque<(LogPosition, LogLine)>,
     bytes: usize,
 }
 
@@ -82,7 +81,7 @@ impl Default for MemoryStore {
 
 /// Newest first: by creation time, then by id so that runs created in the same
 /// instant still have one stable order (the same as the SQLite store's).
-fn newest_first(a: &RunRecord, b: &RunRecord) -> std::cmp::Ordering {
+fn newest_first(a: &Run, b: &Run) -> std::cmp::Ordering {
     (&b.created_at, &b.id).cmp(&(&a.created_at, &a.id))
 }
 
@@ -96,7 +95,7 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn create_run(&self, run: RunRecord, tasks: Vec<TaskRunRecord>) -> StoreResult<()> {
+    async fn create_run(&self, run: Run, tasks: Vec<TaskRun>) -> StoreResult<()> {
         check_new_run(&run, &tasks)?;
         let mut state = self.state()?;
         if state.runs.contains_key(&run.id) {
@@ -118,7 +117,7 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn update_run(&self, run: RunRecord) -> StoreResult<()> {
+    async fn update_run(&self, run: Run) -> StoreResult<()> {
         let mut state = self.state()?;
         let entry = state
             .runs
@@ -132,7 +131,7 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn update_task_run(&self, task: TaskRunRecord) -> StoreResult<()> {
+    async fn update_task_run(&self, task: TaskRun) -> StoreResult<()> {
         let mut state = self.state()?;
         let stored = state
             .runs
@@ -154,7 +153,7 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn append_logs(&self, lines: Vec<LogRecord>) -> StoreResult<()> {
+    async fn append_logs(&self, lines: Vec<LogLine>) -> StoreResult<()> {
         let cap = self.options.max_log_bytes_per_stream;
         let mut state = self.state()?;
         // All or nothing, like the SQLite store's transaction: check before changing.
@@ -209,14 +208,14 @@ impl Store for MemoryStore {
         Ok(pruned)
     }
 
-    async fn get_run(&self, run_id: &str) -> StoreResult<Option<RunRecord>> {
+    async fn get_run(&self, run_id: &str) -> StoreResult<Option<Run>> {
         let state = self.state()?;
         Ok(state.runs.get(run_id).map(|entry| entry.run.clone()))
     }
 
-    async fn list_runs(&self, job_id: Option<&str>, page: RunPage) -> StoreResult<Vec<RunRecord>> {
+    async fn list_runs(&self, job_id: Option<&str>, page: RunPage) -> StoreResult<Vec<Run>> {
         let state = self.state()?;
-        let mut runs: Vec<&RunRecord> = state
+        let mut runs: Vec<&Run> = state
             .runs
             .values()
             .map(|entry| &entry.run)
@@ -236,11 +235,7 @@ impl Store for MemoryStore {
             .collect())
     }
 
-    async fn last_run(
-        &self,
-        job_id: &str,
-        statuses: &[RunStatus],
-    ) -> StoreResult<Option<RunRecord>> {
+    async fn last_run(&self, job_id: &str, statuses: &[RunStatus]) -> StoreResult<Option<Run>> {
         let state = self.state()?;
         Ok(state
             .runs
@@ -252,7 +247,7 @@ impl Store for MemoryStore {
             .cloned())
     }
 
-    async fn last_runs(&self, job_ids: &[String]) -> StoreResult<HashMap<String, RunRecord>> {
+    async fn last_runs(&self, job_ids: &[String]) -> StoreResult<HashMap<String, Run>> {
         let mut last = HashMap::new();
         for job_id in job_ids {
             if let Some(run) = self.last_run(job_id, &[]).await? {
@@ -262,7 +257,7 @@ impl Store for MemoryStore {
         Ok(last)
     }
 
-    async fn task_runs(&self, run_id: &str) -> StoreResult<Vec<TaskRunRecord>> {
+    async fn task_runs(&self, run_id: &str) -> StoreResult<Vec<TaskRun>> {
         let state = self.state()?;
         Ok(state
             .runs
@@ -282,7 +277,7 @@ impl Store for MemoryStore {
         let Some(entry) = state.runs.get(run_id) else {
             return Ok(LogPage::default());
         };
-        let queues: Vec<&VecDeque<(LogPosition, LogRecord)>> = entry
+        let queues: Vec<&VecDeque<(LogPosition, LogLine)>> = entry
             .logs
             .iter()
             .filter(|((task, _), _)| task_id.is_none_or(|wanted| task == wanted))
@@ -337,9 +332,9 @@ impl Store for MemoryStore {
             .collect())
     }
 
-    async fn unfinished_runs(&self) -> StoreResult<Vec<RunRecord>> {
+    async fn unfinished_runs(&self) -> StoreResult<Vec<Run>> {
         let state = self.state()?;
-        let mut runs: Vec<RunRecord> = state
+        let mut runs: Vec<Run> = state
             .runs
             .values()
             .map(|entry| &entry.run)
@@ -356,7 +351,7 @@ impl Store for MemoryStore {
 /// a binary search finds where each queue's part of the page starts, so a page costs
 /// its own lines (times the number of queues), not the whole log.
 fn page_of(
-    queues: &[&VecDeque<(LogPosition, LogRecord)>],
+    queues: &[&VecDeque<(LogPosition, LogLine)>],
     start: LogStart,
     limit: LogPageLimit,
 ) -> LogPage {

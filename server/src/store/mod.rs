@@ -9,7 +9,7 @@ mod sqlite;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
@@ -17,7 +17,8 @@ pub use lock::{beside, DataLock, LockError};
 pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;
 
-use crate::core::{LogStream, RunStatus, TaskStatus, TriggerReason};
+pub use crate::core::{LogLine, Run, TaskRun};
+use crate::core::{LogStream, RunStatus};
 
 /// A storage failure. Always an internal error for API callers.
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +46,7 @@ impl Default for StoreOptions {
 
 /// Refuses a new run whose task runs name another run or repeat a task, so that both
 /// stores reject the same input with the same message.
-fn check_new_run(run: &RunRecord, tasks: &[TaskRunRecord]) -> StoreResult<()> {
+fn check_new_run(run: &Run, tasks: &[TaskRun]) -> StoreResult<()> {
     let mut seen = std::collections::HashSet::new();
     for task in tasks {
         if task.run_id != run.id {
@@ -82,26 +83,6 @@ pub struct JobRecord {
     pub updated_at: DateTime<Utc>,
 }
 
-/// One run of a job.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RunRecord {
-    pub id: String,
-    pub job_id: String,
-    pub status: RunStatus,
-    pub trigger: TriggerReason,
-    pub params: BTreeMap<String, String>,
-    pub created_at: DateTime<Utc>,
-    pub started_at: Option<DateTime<Utc>>,
-    pub ended_at: Option<DateTime<Utc>>,
-    pub error: Option<String>,
-    /// The name of the token whose call started the run (`anonymous` without
-    /// authentication); `None` for scheduled runs.
-    pub triggered_by: Option<String>,
-    /// The schedule instant a scheduled run stands for. A store holds at most one run
-    /// per (job, instant): a second insert is refused, so a fire cannot run twice.
-    pub scheduled_for: Option<DateTime<Utc>>,
-}
-
 /// One mutating API call (trigger, cancel, pause, resume): who made it, on what, and
 /// how it ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,52 +117,6 @@ pub struct NotificationRecord {
     pub outcome: String,
     /// The HTTP status, the command's exit, or the error.
     pub message: String,
-}
-
-/// One task of one run.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TaskRunRecord {
-    pub run_id: String,
-    pub task_id: String,
-    pub status: TaskStatus,
-    /// Attempts made so far (0 = not started).
-    pub attempts: u32,
-    pub exit_code: Option<i32>,
-    pub started_at: Option<DateTime<Utc>>,
-    pub ended_at: Option<DateTime<Utc>>,
-    pub error: Option<String>,
-    pub outputs: BTreeMap<String, String>,
-}
-
-impl TaskRunRecord {
-    /// A task of a new run, not started yet.
-    pub fn pending(run_id: &str, task_id: &str) -> TaskRunRecord {
-        TaskRunRecord {
-            run_id: run_id.to_string(),
-            task_id: task_id.to_string(),
-            status: TaskStatus::Pending,
-            attempts: 0,
-            exit_code: None,
-            started_at: None,
-            ended_at: None,
-            error: None,
-            outputs: BTreeMap::new(),
-        }
-    }
-}
-
-/// One line of a task's output.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogRecord {
-    pub run_id: String,
-    /// Position of the line among all lines of this task run (all attempts, both
-    /// streams), from 1. Followers use it to skip lines they already have.
-    pub seq: u64,
-    pub task_id: String,
-    pub attempt: u32,
-    pub stream: LogStream,
-    pub line: String,
-    pub time: DateTime<Utc>,
 }
 
 /// Where a line sits in its run's log: the append that brought it (`batch`, counted
@@ -228,7 +163,7 @@ pub struct LogPageLimit {
 /// One page of a log, oldest line first.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LogPage {
-    pub lines: Vec<LogRecord>,
+    pub lines: Vec<LogLine>,
     /// The position of the page's last line (`None` for an empty page).
     pub last: Option<LogPosition>,
     /// Where the next page starts; `None` when this page ends with the last line kept.
@@ -251,37 +186,33 @@ pub trait Store: Send + Sync + 'static {
     async fn upsert_jobs(&self, jobs: Vec<JobRecord>) -> StoreResult<()>;
 
     /// Inserts a new run with its task runs (all pending), atomically.
-    async fn create_run(&self, run: RunRecord, tasks: Vec<TaskRunRecord>) -> StoreResult<()>;
+    async fn create_run(&self, run: Run, tasks: Vec<TaskRun>) -> StoreResult<()>;
 
     /// Replaces a run's mutable fields (status, times, error).
-    async fn update_run(&self, run: RunRecord) -> StoreResult<()>;
+    async fn update_run(&self, run: Run) -> StoreResult<()>;
 
     /// Replaces a task run's mutable fields (status, attempts, exit code, times,
     /// error, outputs).
-    async fn update_task_run(&self, task: TaskRunRecord) -> StoreResult<()>;
+    async fn update_task_run(&self, task: TaskRun) -> StoreResult<()>;
 
     /// Appends log lines, keeping at most `max_bytes_per_stream` bytes of each
     /// (run, task, stream): when over, the oldest lines are dropped (the tail is kept).
-    async fn append_logs(&self, lines: Vec<LogRecord>) -> StoreResult<()>;
+    async fn append_logs(&self, lines: Vec<LogLine>) -> StoreResult<()>;
 
-    async fn get_run(&self, run_id: &str) -> StoreResult<Option<RunRecord>>;
+    async fn get_run(&self, run_id: &str) -> StoreResult<Option<Run>>;
 
     /// Runs of a job (or of every job when `job_id` is `None`), newest first.
-    async fn list_runs(&self, job_id: Option<&str>, page: RunPage) -> StoreResult<Vec<RunRecord>>;
+    async fn list_runs(&self, job_id: Option<&str>, page: RunPage) -> StoreResult<Vec<Run>>;
 
     /// The newest run of a job whose status is one of `statuses` (any when empty).
-    async fn last_run(
-        &self,
-        job_id: &str,
-        statuses: &[RunStatus],
-    ) -> StoreResult<Option<RunRecord>>;
+    async fn last_run(&self, job_id: &str, statuses: &[RunStatus]) -> StoreResult<Option<Run>>;
 
     /// The newest run of each of `job_ids` that has one, in one call (job lists and
     /// snapshots show a last run per job).
-    async fn last_runs(&self, job_ids: &[String]) -> StoreResult<HashMap<String, RunRecord>>;
+    async fn last_runs(&self, job_ids: &[String]) -> StoreResult<HashMap<String, Run>>;
 
     /// A run's task runs, in the order they were created.
-    async fn task_runs(&self, run_id: &str) -> StoreResult<Vec<TaskRunRecord>>;
+    async fn task_runs(&self, run_id: &str) -> StoreResult<Vec<TaskRun>>;
 
     /// One page of a run's stored log lines (of one task, or of all when `task_id` is
     /// `None`), in the order they were written. Costs time and memory in proportion to
@@ -297,7 +228,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every stored log line of a run (or of one task), read page by page but returned
     /// whole: for tests and small logs only. Serving code reads with [`Store::log_page`].
-    async fn logs(&self, run_id: &str, task_id: Option<&str>) -> StoreResult<Vec<LogRecord>> {
+    async fn logs(&self, run_id: &str, task_id: Option<&str>) -> StoreResult<Vec<LogLine>> {
         let limit = LogPageLimit {
             lines: 10_000,
             bytes: 4 << 20,
@@ -319,7 +250,7 @@ pub trait Store: Send + Sync + 'static {
     async fn prune_logs(&self, cutoff: DateTime<Utc>) -> StoreResult<u64>;
 
     /// Runs whose status is `pending` or `running` (left so by a crash, at start-up).
-    async fn unfinished_runs(&self) -> StoreResult<Vec<RunRecord>>;
+    async fn unfinished_runs(&self) -> StoreResult<Vec<Run>>;
 
     /// Records whether the scheduler is paused, so that a paused daemon comes back
     /// paused after a restart or a crash.

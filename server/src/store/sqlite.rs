@@ -20,9 +20,8 @@ use tokio::sync::{oneshot, Semaphore};
 
 use super::log_chunks;
 use super::{
-    check_new_run, AuditRecord, JobRecord, LogPage, LogPageLimit, LogRecord, LogStart,
-    NotificationRecord, RunPage, RunRecord, Store, StoreError, StoreOptions, StoreResult,
-    TaskRunRecord,
+    check_new_run, AuditRecord, JobRecord, LogLine, LogPage, LogPageLimit, LogStart,
+    NotificationRecord, Run, RunPage, Store, StoreError, StoreOptions, StoreResult, TaskRun,
 };
 use crate::core::RunStatus;
 
@@ -175,10 +174,10 @@ pub struct SqliteStore {
 /// One write, applied by the writer thread.
 enum Write {
     UpsertJobs(Vec<JobRecord>),
-    CreateRun(RunRecord, Vec<TaskRunRecord>),
-    UpdateRun(RunRecord),
-    UpdateTaskRun(TaskRunRecord),
-    AppendLogs(Vec<LogRecord>),
+    CreateRun(Run, Vec<TaskRun>),
+    UpdateRun(Run),
+    UpdateTaskRun(TaskRun),
+    AppendLogs(Vec<LogLine>),
     /// The cutoff, and where the number of deleted lines goes.
     PruneLogs(DateTime<Utc>, Arc<std::sync::atomic::AtomicU64>),
     /// A key of the `settings` table, and its new value.
@@ -557,7 +556,7 @@ fn upsert_jobs(conn: &Connection, jobs: &[JobRecord]) -> rusqlite::Result<()> {
     Ok(())
 }
 
-fn insert_run(conn: &Connection, run: &RunRecord, tasks: &[TaskRunRecord]) -> rusqlite::Result<()> {
+fn insert_run(conn: &Connection, run: &Run, tasks: &[TaskRun]) -> rusqlite::Result<()> {
     conn.prepare_cached(&format!(
         "INSERT INTO runs ({RUN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
     ))?
@@ -595,7 +594,7 @@ fn insert_run(conn: &Connection, run: &RunRecord, tasks: &[TaskRunRecord]) -> ru
     Ok(())
 }
 
-fn update_run(conn: &Connection, run: &RunRecord) -> rusqlite::Result<usize> {
+fn update_run(conn: &Connection, run: &Run) -> rusqlite::Result<usize> {
     conn.prepare_cached(
         "UPDATE runs SET status = ?2, started_at = ?3, ended_at = ?4, error = ?5 WHERE id = ?1",
     )?
@@ -608,7 +607,7 @@ fn update_run(conn: &Connection, run: &RunRecord) -> rusqlite::Result<usize> {
     ])
 }
 
-fn update_task_run(conn: &Connection, task: &TaskRunRecord) -> rusqlite::Result<usize> {
+fn update_task_run(conn: &Connection, task: &TaskRun) -> rusqlite::Result<usize> {
     conn.prepare_cached(
         "UPDATE task_runs SET status = ?3, attempts = ?4, exit_code = ?5, started_at = ?6,
              ended_at = ?7, error = ?8, outputs = ?9
@@ -679,19 +678,19 @@ impl Store for SqliteStore {
         self.write(Write::UpsertJobs(jobs)).await
     }
 
-    async fn create_run(&self, run: RunRecord, tasks: Vec<TaskRunRecord>) -> StoreResult<()> {
+    async fn create_run(&self, run: Run, tasks: Vec<TaskRun>) -> StoreResult<()> {
         self.write(Write::CreateRun(run, tasks)).await
     }
 
-    async fn update_run(&self, run: RunRecord) -> StoreResult<()> {
+    async fn update_run(&self, run: Run) -> StoreResult<()> {
         self.write(Write::UpdateRun(run)).await
     }
 
-    async fn update_task_run(&self, task: TaskRunRecord) -> StoreResult<()> {
+    async fn update_task_run(&self, task: TaskRun) -> StoreResult<()> {
         self.write(Write::UpdateTaskRun(task)).await
     }
 
-    async fn append_logs(&self, lines: Vec<LogRecord>) -> StoreResult<()> {
+    async fn append_logs(&self, lines: Vec<LogLine>) -> StoreResult<()> {
         if lines.is_empty() {
             return Ok(());
         }
@@ -704,7 +703,7 @@ impl Store for SqliteStore {
         Ok(pruned.load(std::sync::atomic::Ordering::Relaxed))
     }
 
-    async fn get_run(&self, run_id: &str) -> StoreResult<Option<RunRecord>> {
+    async fn get_run(&self, run_id: &str) -> StoreResult<Option<Run>> {
         let run_id = run_id.to_owned();
         self.read(move |conn| {
             conn.prepare_cached(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"))
@@ -714,7 +713,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn list_runs(&self, job_id: Option<&str>, page: RunPage) -> StoreResult<Vec<RunRecord>> {
+    async fn list_runs(&self, job_id: Option<&str>, page: RunPage) -> StoreResult<Vec<Run>> {
         let job_id = job_id.map(str::to_owned);
         // SQLite reads a negative LIMIT as "no limit".
         let limit = match page.limit {
@@ -750,11 +749,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn last_run(
-        &self,
-        job_id: &str,
-        statuses: &[RunStatus],
-    ) -> StoreResult<Option<RunRecord>> {
+    async fn last_run(&self, job_id: &str, statuses: &[RunStatus]) -> StoreResult<Option<Run>> {
         let mut values = vec![job_id.to_owned()];
         values.extend(statuses.iter().map(|s| s.as_str().to_owned()));
         let status_filter = if statuses.is_empty() {
@@ -780,7 +775,7 @@ impl Store for SqliteStore {
     async fn last_runs(
         &self,
         job_ids: &[String],
-    ) -> StoreResult<std::collections::HashMap<String, RunRecord>> {
+    ) -> StoreResult<std::collections::HashMap<String, Run>> {
         let job_ids = job_ids.to_vec();
         // One trip to a read connection, one indexed lookup per job.
         self.read(move |conn| {
@@ -802,7 +797,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn task_runs(&self, run_id: &str) -> StoreResult<Vec<TaskRunRecord>> {
+    async fn task_runs(&self, run_id: &str) -> StoreResult<Vec<TaskRun>> {
         let run_id = run_id.to_owned();
         self.read(move |conn| {
             conn.prepare_cached(&format!(
@@ -910,7 +905,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn unfinished_runs(&self) -> StoreResult<Vec<RunRecord>> {
+    async fn unfinished_runs(&self) -> StoreResult<Vec<Run>> {
         self.read(|conn| {
             conn.prepare_cached(&format!(
                 "SELECT {RUN_COLUMNS} FROM runs WHERE status IN (?1, ?2)
@@ -971,8 +966,8 @@ fn conversion_error(index: usize, error: impl Display) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(index, Type::Text, error.to_string().into())
 }
 
-fn run_from_row(row: &Row<'_>) -> rusqlite::Result<RunRecord> {
-    Ok(RunRecord {
+fn run_from_row(row: &Row<'_>) -> rusqlite::Result<Run> {
+    Ok(Run {
         id: row.get(0)?,
         job_id: row.get(1)?,
         status: parse_column(row, 2)?,
@@ -998,8 +993,8 @@ fn audit_from_row(row: &Row<'_>) -> rusqlite::Result<AuditRecord> {
     })
 }
 
-fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRunRecord> {
-    Ok(TaskRunRecord {
+fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRun> {
+    Ok(TaskRun {
         run_id: row.get(0)?,
         task_id: row.get(1)?,
         status: parse_column(row, 2)?,
@@ -1142,7 +1137,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let store =
             SqliteStore::open(&dir.path().join("petit.db"), StoreOptions::default()).expect("open");
-        let run = RunRecord {
+        let run = Run {
             id: "r1".into(),
             job_id: "job".into(),
             status: RunStatus::Pending,

@@ -10,8 +10,8 @@ use futures::FutureExt;
 use tempfile::TempDir;
 
 use super::{
-    AuditRecord, JobRecord, LogRecord, MemoryStore, NotificationRecord, RunPage, RunRecord,
-    SqliteStore, Store, StoreOptions, StoreResult, TaskRunRecord,
+    AuditRecord, JobRecord, LogLine, MemoryStore, NotificationRecord, Run, RunPage, SqliteStore,
+    Store, StoreOptions, StoreResult, TaskRun,
 };
 use crate::core::{LogStream, RunStatus, TaskStatus, TriggerReason};
 
@@ -125,8 +125,8 @@ fn at(secs: i64) -> DateTime<Utc> {
         .expect("valid time")
 }
 
-fn run(id: &str, job_id: &str, status: RunStatus, created: i64) -> RunRecord {
-    RunRecord {
+fn run(id: &str, job_id: &str, status: RunStatus, created: i64) -> Run {
+    Run {
         id: id.into(),
         job_id: job_id.into(),
         status,
@@ -141,12 +141,12 @@ fn run(id: &str, job_id: &str, status: RunStatus, created: i64) -> RunRecord {
     }
 }
 
-fn task(run_id: &str, task_id: &str) -> TaskRunRecord {
-    TaskRunRecord::pending(run_id, task_id)
+fn task(run_id: &str, task_id: &str) -> TaskRun {
+    TaskRun::pending(run_id, task_id)
 }
 
-fn log(run_id: &str, task_id: &str, stream: LogStream, seq: u64, line: &str) -> LogRecord {
-    LogRecord {
+fn log(run_id: &str, task_id: &str, stream: LogStream, seq: u64, line: &str) -> LogLine {
+    LogLine {
         run_id: run_id.into(),
         seq,
         task_id: task_id.into(),
@@ -157,11 +157,11 @@ fn log(run_id: &str, task_id: &str, stream: LogStream, seq: u64, line: &str) -> 
     }
 }
 
-fn ids(runs: &[RunRecord]) -> Vec<&str> {
+fn ids(runs: &[Run]) -> Vec<&str> {
     runs.iter().map(|r| r.id.as_str()).collect()
 }
 
-fn lines(logs: &[LogRecord]) -> Vec<&str> {
+fn lines(logs: &[LogLine]) -> Vec<&str> {
     logs.iter().map(|l| l.line.as_str()).collect()
 }
 
@@ -174,7 +174,7 @@ async fn create_get_and_update_run(subject: &Subject) -> StoreResult<()> {
     assert_eq!(store.get_run("r1").await?, Some(created.clone()));
     assert_eq!(store.get_run("missing").await?, None);
 
-    let running = RunRecord {
+    let running = Run {
         status: RunStatus::Failed,
         started_at: Some(at(2)),
         ended_at: Some(at(3)),
@@ -185,7 +185,7 @@ async fn create_get_and_update_run(subject: &Subject) -> StoreResult<()> {
     assert_eq!(store.get_run("r1").await?, Some(running.clone()));
 
     // Only the mutable fields change; what the run was created with stays.
-    let tampered = RunRecord {
+    let tampered = Run {
         job_id: "other".into(),
         trigger: TriggerReason::Schedule,
         params: BTreeMap::new(),
@@ -327,7 +327,7 @@ async fn task_runs_keep_creation_order_and_updates(subject: &Subject) -> StoreRe
         .await?;
     assert_eq!(store.task_runs("r1").await?, tasks);
 
-    let done = TaskRunRecord {
+    let done = TaskRun {
         status: TaskStatus::Succeeded,
         attempts: 2,
         exit_code: Some(0),
@@ -344,7 +344,7 @@ async fn task_runs_keep_creation_order_and_updates(subject: &Subject) -> StoreRe
         ..task("r1", "alpha")
     };
     store.update_task_run(done.clone()).await?;
-    let failed = TaskRunRecord {
+    let failed = TaskRun {
         status: TaskStatus::Failed,
         attempts: 1,
         exit_code: Some(-9),
@@ -573,7 +573,7 @@ async fn unfinished_runs_are_pending_or_running(subject: &Subject) -> StoreResul
         ["running-early", "pending", "running-late"]
     );
 
-    let settled = RunRecord {
+    let settled = Run {
         status: RunStatus::Interrupted,
         ended_at: Some(at(10)),
         ..unfinished[0].clone()
@@ -640,7 +640,7 @@ async fn scheduler_paused_round_trips(subject: &Subject) -> StoreResult<()> {
 
 async fn one_run_per_fire_instant(subject: &Subject) -> StoreResult<()> {
     let store = subject.store();
-    let fire = |id: &str, job: &str, at: i64| RunRecord {
+    let fire = |id: &str, job: &str, at: i64| Run {
         trigger: TriggerReason::Schedule,
         scheduled_for: Some(self::at(at)),
         ..run(id, job, RunStatus::Pending, at)
@@ -740,13 +740,13 @@ fn open_at(dir: &TempDir) -> SqliteStore {
 #[tokio::test]
 async fn sqlite_data_survives_reopen() -> StoreResult<()> {
     let dir = tempfile::tempdir().expect("temp dir");
-    let finished = RunRecord {
+    let finished = Run {
         status: RunStatus::Succeeded,
         started_at: Some(at(2)),
         ended_at: Some(at(3)),
         ..run("r1", "job", RunStatus::Pending, 1)
     };
-    let done = TaskRunRecord {
+    let done = TaskRun {
         status: TaskStatus::Succeeded,
         attempts: 1,
         exit_code: Some(0),
@@ -801,7 +801,7 @@ async fn sqlite_concurrent_appends_all_commit() -> StoreResult<()> {
     const LINES: u64 = 3;
     let subject = Subject::sqlite();
     let store = subject.store();
-    let tasks: Vec<TaskRunRecord> = (0..WRITERS).map(|n| task("r1", &format!("t{n}"))).collect();
+    let tasks: Vec<TaskRun> = (0..WRITERS).map(|n| task("r1", &format!("t{n}"))).collect();
     store
         .create_run(run("r1", "job", RunStatus::Running, 1), tasks)
         .await?;
@@ -856,7 +856,7 @@ async fn sqlite_write_issued_right_before_drop_is_durable() -> StoreResult<()> {
         let _ = store
             .append_logs(vec![log("r1", "a", LogStream::Stdout, 1, "last words")])
             .now_or_never();
-        let ended = RunRecord {
+        let ended = Run {
             status: RunStatus::Succeeded,
             ..run("r1", "job", RunStatus::Running, 1)
         };

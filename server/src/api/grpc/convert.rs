@@ -14,7 +14,7 @@ use crate::core::{
 };
 use crate::engine::SchedulerInfo;
 use crate::events::{Event, EventKind};
-use crate::store::{AuditRecord, LogRecord, NotificationRecord, RunRecord, TaskRunRecord};
+use crate::store::{AuditRecord, LogLine, NotificationRecord, Run, TaskRun};
 
 pub fn timestamp(t: DateTime<Utc>) -> Timestamp {
     Timestamp {
@@ -104,7 +104,7 @@ pub fn event_type(k: EventKind) -> pb::EventType {
 }
 
 /// A run as of `now`: a run still going reports the time it has been running so far.
-pub fn run(r: &RunRecord, now: DateTime<Utc>) -> pb::Run {
+pub fn run(r: &Run, now: DateTime<Utc>) -> pb::Run {
     pb::Run {
         id: r.id.clone(),
         job_id: r.job_id.clone(),
@@ -148,7 +148,7 @@ pub fn notification(n: NotificationRecord) -> pb::NotificationAttempt {
 }
 
 /// A task run as of `now` (see `run`).
-pub fn task_run(t: &TaskRunRecord, now: DateTime<Utc>) -> pb::TaskRun {
+pub fn task_run(t: &TaskRun, now: DateTime<Utc>) -> pb::TaskRun {
     pb::TaskRun {
         run_id: t.run_id.clone(),
         task_id: t.task_id.clone(),
@@ -165,12 +165,12 @@ pub fn task_run(t: &TaskRunRecord, now: DateTime<Utc>) -> pb::TaskRun {
     }
 }
 
-pub fn log_line(l: &LogRecord) -> pb::LogLine {
+pub fn log_line(l: &LogLine) -> pb::LogLine {
     into_log_line(l.clone())
 }
 
 /// As [`log_line`], moving the strings: a page of lines is converted without a copy.
-pub fn into_log_line(l: LogRecord) -> pb::LogLine {
+pub fn into_log_line(l: LogLine) -> pb::LogLine {
     pb::LogLine {
         stream: log_stream(l.stream).into(),
         time: Some(timestamp(l.time)),
@@ -233,7 +233,7 @@ fn saturate(n: usize) -> u32 {
 pub fn job(
     def: &JobDef,
     next_fires: &[DateTime<Utc>],
-    last_run: Option<&RunRecord>,
+    last_run: Option<&Run>,
     now: DateTime<Utc>,
 ) -> pb::Job {
     pb::Job {
@@ -309,8 +309,8 @@ mod tests {
         Utc.timestamp_opt(secs, 0).single().expect("valid instant")
     }
 
-    fn run_record(status: RunStatus, started: Option<i64>, ended: Option<i64>) -> RunRecord {
-        RunRecord {
+    fn run_record(status: RunStatus, started: Option<i64>, ended: Option<i64>) -> Run {
+        Run {
             id: "r1".into(),
             job_id: "j".into(),
             status,
@@ -409,7 +409,7 @@ mod tests {
 
     #[test]
     fn event_names_its_run_and_task() {
-        let task = TaskRunRecord {
+        let task = TaskRun {
             run_id: "r1".into(),
             task_id: "t1".into(),
             status: TaskStatus::Running,
@@ -420,7 +420,7 @@ mod tests {
             error: None,
             outputs: BTreeMap::new(),
         };
-        let log = LogRecord {
+        let log = LogLine {
             run_id: "r2".into(),
             seq: 7,
             task_id: "t2".into(),

@@ -19,7 +19,7 @@ use super::{convert, log_page, PetitApi};
 use crate::auth::Caller;
 use crate::engine::Engine;
 use crate::events::{Event, EventKind};
-use crate::store::{LogPosition, LogRecord, LogStart, RunRecord, TaskRunRecord};
+use crate::store::{LogLine, LogPosition, LogStart, Run, TaskRun};
 
 #[tonic::async_trait]
 impl RunService for PetitApi {
@@ -196,20 +196,13 @@ impl RunService for PetitApi {
 }
 
 /// A run and its task runs, as stored; NOT_FOUND for an unknown run.
-async fn run_state(
-    engine: &Engine,
-    run_id: &str,
-) -> Result<(RunRecord, Vec<TaskRunRecord>), Status> {
+async fn run_state(engine: &Engine, run_id: &str) -> Result<(Run, Vec<TaskRun>), Status> {
     let run = engine.get_run(run_id).await?;
     let tasks = engine.store().task_runs(run_id).await?;
     Ok((run, tasks))
 }
 
-fn find_task<'a>(
-    tasks: &'a [TaskRunRecord],
-    run_id: &str,
-    task_id: &str,
-) -> Result<&'a TaskRunRecord, Status> {
+fn find_task<'a>(tasks: &'a [TaskRun], run_id: &str, task_id: &str) -> Result<&'a TaskRun, Status> {
     tasks.iter().find(|t| t.task_id == task_id).ok_or_else(|| {
         let known: Vec<&str> = tasks.iter().map(|t| t.task_id.as_str()).collect();
         Status::not_found(format!(
@@ -222,8 +215,8 @@ fn find_task<'a>(
 /// Sends the run with every task run; true when the run has ended (the stream is done).
 async fn send_whole_run(
     out: &Outbox<pb::WatchRunResponse>,
-    run: &RunRecord,
-    tasks: &[TaskRunRecord],
+    run: &Run,
+    tasks: &[TaskRun],
 ) -> Result<bool, ClientGone> {
     let now = Utc::now();
     out.send(pb::WatchRunResponse {
@@ -257,7 +250,7 @@ struct LogCursor {
 }
 
 impl LogCursor {
-    fn wants(&self, line: &LogRecord) -> bool {
+    fn wants(&self, line: &LogLine) -> bool {
         self.task_id.as_ref().is_none_or(|t| *t == line.task_id)
             && self
                 .sent
@@ -265,7 +258,7 @@ impl LogCursor {
                 .is_none_or(|&seq| line.seq > seq)
     }
 
-    fn record(&mut self, line: &LogRecord) {
+    fn record(&mut self, line: &LogLine) {
         self.sent.insert(line.task_id.clone(), line.seq);
     }
 
@@ -278,7 +271,7 @@ impl LogCursor {
     }
 
     /// Whether the followed task has settled, in a run's stored task runs.
-    fn task_settled(&self, tasks: &[TaskRunRecord]) -> bool {
+    fn task_settled(&self, tasks: &[TaskRun]) -> bool {
         self.task_id.as_ref().is_some_and(|task_id| {
             tasks
                 .iter()
@@ -371,7 +364,7 @@ impl LogFollower {
     async fn send(
         &mut self,
         out: &Outbox<pb::FollowTaskLogsResponse>,
-        line: &LogRecord,
+        line: &LogLine,
     ) -> Result<(), ClientGone> {
         self.cursor.record(line);
         out.send(pb::FollowTaskLogsResponse {
@@ -387,8 +380,8 @@ mod tests {
     use crate::core::{LogStream, TaskStatus};
     use chrono::TimeZone;
 
-    fn line(task: &str, seq: u64) -> LogRecord {
-        LogRecord {
+    fn line(task: &str, seq: u64) -> LogLine {
+        LogLine {
             run_id: "r".into(),
             seq,
             task_id: task.into(),
@@ -399,8 +392,8 @@ mod tests {
         }
     }
 
-    fn task(task_id: &str, status: TaskStatus) -> TaskRunRecord {
-        TaskRunRecord {
+    fn task(task_id: &str, status: TaskStatus) -> TaskRun {
+        TaskRun {
             run_id: "r".into(),
             task_id: task_id.into(),
             status,

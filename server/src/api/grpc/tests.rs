@@ -16,7 +16,7 @@ use tonic::Request;
 use super::{PetitApi, StreamShutdown};
 use crate::engine::{Engine, EngineOptions};
 use crate::events::Event;
-use crate::store::RunRecord;
+use crate::store::Run;
 use crate::testing::Harness;
 
 /// Prints many lines fast: far more events than the bus below holds.
@@ -48,11 +48,7 @@ async fn small_bus() -> (Engine, PetitApi) {
 }
 
 /// Waits for the end of a run subscribed to before it started, whatever the bus lost.
-async fn wait_end(
-    engine: &Engine,
-    mut events: broadcast::Receiver<Event>,
-    run_id: &str,
-) -> RunRecord {
+async fn wait_end(engine: &Engine, mut events: broadcast::Receiver<Event>, run_id: &str) -> Run {
     tokio::time::timeout(LIMIT, async {
         loop {
             match events.recv().await {
@@ -71,7 +67,7 @@ async fn wait_end(
 }
 
 /// Triggers `loud` and waits for its run to end.
-async fn run_loud(engine: &Engine) -> RunRecord {
+async fn run_loud(engine: &Engine) -> Run {
     let events = engine.subscribe();
     let run = engine
         .trigger("loud", Default::default(), false)

@@ -3,7 +3,7 @@
 
 use super::{lines, log, run, task, Subject};
 use crate::core::{LogStream, RunStatus};
-use crate::store::{LogPage, LogPageLimit, LogPosition, LogRecord, LogStart, StoreResult};
+use crate::store::{LogLine, LogPage, LogPageLimit, LogPosition, LogStart, StoreResult};
 
 fn by_lines(lines: usize) -> LogPageLimit {
     LogPageLimit {
@@ -15,7 +15,7 @@ fn by_lines(lines: usize) -> LogPageLimit {
 /// Run r1 with tasks a and b: 12 appends of 5 lines each, tasks and streams
 /// interleaved inside each append; returns the lines in write order. Each stream gets
 /// at most 15 lines of 2-3 bytes, under the suite's byte cap, so nothing is trimmed.
-async fn interleaved_log(subject: &Subject) -> StoreResult<Vec<LogRecord>> {
+async fn interleaved_log(subject: &Subject) -> StoreResult<Vec<LogLine>> {
     let store = subject.store();
     store
         .create_run(
