@@ -205,7 +205,7 @@ async fn main() {
             .run
             .expect("a run");
         match now.status() {
-            RunStatus::Pending | RunStatus::Running => {
+            RunStatus::Queued | RunStatus::Running => {
                 tokio::time::sleep(Duration::from_millis(50)).await
             }
             RunStatus::Succeeded => break,

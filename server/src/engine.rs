@@ -496,7 +496,7 @@ impl Engine {
         let run = Run {
             id: uuid::Uuid::now_v7().to_string(),
             job_id: job.id.clone(),
-            status: RunStatus::Pending,
+            status: RunStatus::Queued,
             trigger,
             params,
             created_at: now,

@@ -526,7 +526,7 @@ async fn the_global_run_limit_keeps_runs_pending() {
     let second = engine.trigger("b", BTreeMap::new(), false).await.unwrap();
     assert_eq!(
         engine.get_run(&second.id).await.unwrap().status,
-        RunStatus::Pending
+        RunStatus::Queued
     );
     engine.cancel(&first.id).await.unwrap();
     let done = wait_event(&mut events, Duration::from_secs(10), |e| {
@@ -753,7 +753,7 @@ tasks:
             .await
             .unwrap();
         store
-            .create_run(run("gone-run", "deleted_job", RunStatus::Pending), vec![])
+            .create_run(run("gone-run", "deleted_job", RunStatus::Queued), vec![])
             .await
             .unwrap();
         store

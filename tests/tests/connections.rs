@@ -263,7 +263,7 @@ async fn past_the_connection_limit_new_connections_are_closed_and_runs_still_suc
                 .ok()?
                 .into_inner()
                 .run?;
-            (run.status() != RunStatus::Pending && run.status() != RunStatus::Running)
+            (run.status() != RunStatus::Queued && run.status() != RunStatus::Running)
                 .then(|| run.status())
         }
     })
@@ -342,7 +342,7 @@ async fn clients_cannot_take_the_descriptors_runs_need() {
                 .ok()?
                 .into_inner()
                 .run?;
-            (run.status() != RunStatus::Pending && run.status() != RunStatus::Running)
+            (run.status() != RunStatus::Queued && run.status() != RunStatus::Running)
                 .then(|| run.status())
         }
     })

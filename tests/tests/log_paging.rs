@@ -81,7 +81,7 @@ impl Big {
             let id = run.id.clone();
             async move {
                 let run = get_run(&channel, &id).await;
-                (run.status() != RunStatus::Running && run.status() != RunStatus::Pending)
+                (run.status() != RunStatus::Running && run.status() != RunStatus::Queued)
                     .then_some(run)
             }
         })

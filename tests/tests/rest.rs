@@ -258,7 +258,7 @@ impl Api {
             assert_eq!(status, 200, "{body}");
             let ended = !matches!(
                 body["run"]["status"].as_str(),
-                Some("RUN_STATUS_PENDING" | "RUN_STATUS_RUNNING")
+                Some("RUN_STATUS_QUEUED" | "RUN_STATUS_RUNNING")
             );
             ended.then(|| body["run"].clone())
         })

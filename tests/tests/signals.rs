@@ -202,7 +202,7 @@ async fn after_sigkill_the_restart_kills_orphaned_task_processes() {
     let channel = daemon.channel().await;
     let settled = eventually(WAIT, "the crashed run to settle", || async {
         let run = get_run(&channel, &run.id).await;
-        (!matches!(run.status(), RunStatus::Running | RunStatus::Pending)).then_some(run)
+        (!matches!(run.status(), RunStatus::Running | RunStatus::Queued)).then_some(run)
     })
     .await;
     assert_eq!(settled.status(), RunStatus::Failed, "{settled:?}");
@@ -228,7 +228,7 @@ async fn after_sigkill_the_unfinished_run_settles_on_restart() {
     // no retry): the run must end, whichever way its recovery decides.
     let settled = eventually(WAIT, "the crashed run to settle", || async {
         let run = get_run(&channel, &slow.id).await;
-        let going = matches!(run.status(), RunStatus::Running | RunStatus::Pending);
+        let going = matches!(run.status(), RunStatus::Running | RunStatus::Queued);
         (!going).then_some(run)
     })
     .await;

@@ -56,7 +56,8 @@ pub struct StatusWord {
 pub fn run_status(status: i32) -> StatusWord {
     let (word, color) = match RunStatus::try_from(status).unwrap_or(RunStatus::Unspecified) {
         RunStatus::Unspecified => ("unknown", Color::Dim),
-        RunStatus::Pending => ("pending", Color::Yellow),
+        #[allow(deprecated)] // an old server's word for queued
+        RunStatus::Pending | RunStatus::Queued => ("queued", Color::Yellow),
         RunStatus::Running => ("running", Color::Cyan),
         RunStatus::Succeeded => ("succeeded", Color::Green),
         RunStatus::Failed => ("failed", Color::Red),

@@ -38,7 +38,7 @@ macro_rules! string_enum {
 string_enum!(
     /// The state of one run of a job.
     RunStatus {
-        Pending => "pending",
+        Queued => "queued",
         Running => "running",
         Succeeded => "succeeded",
         Failed => "failed",

@@ -338,7 +338,7 @@ impl Store for MemoryStore {
             .runs
             .values()
             .map(|entry| &entry.run)
-            .filter(|run| matches!(run.status, RunStatus::Pending | RunStatus::Running))
+            .filter(|run| matches!(run.status, RunStatus::Queued | RunStatus::Running))
             .cloned()
             .collect();
         // Oldest first, so that settling them at start-up follows their history.

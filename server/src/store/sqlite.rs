@@ -913,7 +913,7 @@ impl Store for SqliteStore {
             ))
             .and_then(|mut stmt| {
                 stmt.query_map(
-                    [RunStatus::Pending.as_str(), RunStatus::Running.as_str()],
+                    [RunStatus::Queued.as_str(), RunStatus::Running.as_str()],
                     run_from_row,
                 )?
                 .collect::<rusqlite::Result<Vec<_>>>()
@@ -1140,7 +1140,7 @@ mod tests {
         let run = Run {
             id: "r1".into(),
             job_id: "job".into(),
-            status: RunStatus::Pending,
+            status: RunStatus::Queued,
             trigger: TriggerReason::Manual,
             params: BTreeMap::new(),
             created_at: Utc::now(),

@@ -167,7 +167,7 @@ fn lines(logs: &[LogLine]) -> Vec<&str> {
 
 async fn create_get_and_update_run(subject: &Subject) -> StoreResult<()> {
     let store = subject.store();
-    let created = run("r1", "job", RunStatus::Pending, 1);
+    let created = run("r1", "job", RunStatus::Queued, 1);
     store
         .create_run(created.clone(), vec![task("r1", "a"), task("r1", "b")])
         .await?;
@@ -205,12 +205,12 @@ async fn create_run_rejects_bad_input_atomically(subject: &Subject) -> StoreResu
     let cases = [
         (
             "duplicate task",
-            run("r1", "job", RunStatus::Pending, 1),
+            run("r1", "job", RunStatus::Queued, 1),
             vec![task("r1", "a"), task("r1", "a")],
         ),
         (
             "task of another run",
-            run("r2", "job", RunStatus::Pending, 1),
+            run("r2", "job", RunStatus::Queued, 1),
             vec![task("r2", "a"), task("elsewhere", "b")],
         ),
     ];
@@ -224,7 +224,7 @@ async fn create_run_rejects_bad_input_atomically(subject: &Subject) -> StoreResu
         );
     }
 
-    let first = run("r3", "job", RunStatus::Pending, 1);
+    let first = run("r3", "job", RunStatus::Queued, 1);
     store
         .create_run(first.clone(), vec![task("r3", "a")])
         .await?;
@@ -284,7 +284,7 @@ async fn last_run_filters_by_status(subject: &Subject) -> StoreResult<()> {
         ("f1", RunStatus::Failed, 2),
         ("s2", RunStatus::Succeeded, 3),
         ("c1", RunStatus::Cancelled, 4),
-        ("p1", RunStatus::Pending, 5),
+        ("p1", RunStatus::Queued, 5),
     ] {
         store
             .create_run(run(id, "job", status, created), vec![])
@@ -557,7 +557,7 @@ async fn unfinished_runs_are_pending_or_running(subject: &Subject) -> StoreResul
     for (id, status, created) in [
         ("running-late", RunStatus::Running, 4),
         ("done", RunStatus::Succeeded, 1),
-        ("pending", RunStatus::Pending, 2),
+        ("pending", RunStatus::Queued, 2),
         ("failed", RunStatus::Failed, 3),
         ("running-early", RunStatus::Running, 1),
         ("cancelled", RunStatus::Cancelled, 5),
@@ -643,7 +643,7 @@ async fn one_run_per_fire_instant(subject: &Subject) -> StoreResult<()> {
     let fire = |id: &str, job: &str, at: i64| Run {
         trigger: TriggerReason::Schedule,
         scheduled_for: Some(self::at(at)),
-        ..run(id, job, RunStatus::Pending, at)
+        ..run(id, job, RunStatus::Queued, at)
     };
     store.create_run(fire("a", "j", 10), vec![]).await?;
     let again = store
@@ -660,10 +660,10 @@ async fn one_run_per_fire_instant(subject: &Subject) -> StoreResult<()> {
     store.create_run(fire("c", "j", 11), vec![]).await?;
     store.create_run(fire("d", "k", 10), vec![]).await?;
     store
-        .create_run(run("e", "j", RunStatus::Pending, 10), vec![])
+        .create_run(run("e", "j", RunStatus::Queued, 10), vec![])
         .await?;
     store
-        .create_run(run("f", "j", RunStatus::Pending, 10), vec![])
+        .create_run(run("f", "j", RunStatus::Queued, 10), vec![])
         .await?;
     assert_eq!(
         store.get_run("a").await?.unwrap().scheduled_for,
@@ -744,7 +744,7 @@ async fn sqlite_data_survives_reopen() -> StoreResult<()> {
         status: RunStatus::Succeeded,
         started_at: Some(at(2)),
         ended_at: Some(at(3)),
-        ..run("r1", "job", RunStatus::Pending, 1)
+        ..run("r1", "job", RunStatus::Queued, 1)
     };
     let done = TaskRun {
         status: TaskStatus::Succeeded,
@@ -761,7 +761,7 @@ async fn sqlite_data_survives_reopen() -> StoreResult<()> {
         let store = open_at(&dir);
         store
             .create_run(
-                run("r1", "job", RunStatus::Pending, 1),
+                run("r1", "job", RunStatus::Queued, 1),
                 vec![task("r1", "a"), task("r1", "b")],
             )
             .await?;

@@ -48,7 +48,7 @@ impl From<Option<v1::SchedulerState>> for SchedulerStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunStatus {
     Unknown,
-    Pending,
+    Queued,
     Running,
     Succeeded,
     Failed,
@@ -60,7 +60,7 @@ impl RunStatus {
     pub fn label(self) -> &'static str {
         match self {
             Self::Unknown => "unknown",
-            Self::Pending => "pending",
+            Self::Queued => "queued",
             Self::Running => "running",
             Self::Succeeded => "succeeded",
             Self::Failed => "failed",
@@ -82,7 +82,8 @@ impl From<v1::RunStatus> for RunStatus {
     fn from(s: v1::RunStatus) -> Self {
         match s {
             v1::RunStatus::Unspecified => Self::Unknown,
-            v1::RunStatus::Pending => Self::Pending,
+            #[allow(deprecated)] // an old server's word for queued
+            v1::RunStatus::Pending | v1::RunStatus::Queued => Self::Queued,
             v1::RunStatus::Running => Self::Running,
             v1::RunStatus::Succeeded => Self::Succeeded,
             v1::RunStatus::Failed => Self::Failed,

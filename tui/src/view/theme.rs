@@ -67,7 +67,7 @@ impl Theme {
     pub fn run(self, s: RunStatus) -> Style {
         match s {
             RunStatus::Unknown => self.dim(),
-            RunStatus::Pending => self.warn(),
+            RunStatus::Queued => self.warn(),
             RunStatus::Running => self.fg(Color::Cyan),
             RunStatus::Succeeded => self.good(),
             RunStatus::Failed | RunStatus::Interrupted => self.fg(Color::Red),

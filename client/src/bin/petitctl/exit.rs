@@ -77,7 +77,7 @@ mod tests {
             (RunStatus::Cancelled, FAILURE, true),
             (RunStatus::Interrupted, FAILURE, true),
             (RunStatus::Running, FAILURE, false),
-            (RunStatus::Pending, FAILURE, false),
+            (RunStatus::Queued, FAILURE, false),
             (RunStatus::Unspecified, FAILURE, false),
         ];
         for (status, code, ended) in cases {

@@ -43,7 +43,7 @@ fn hash_map(map: &BTreeMap<String, String>) -> HashMap<String, String> {
 
 pub fn run_status(s: RunStatus) -> pb::RunStatus {
     match s {
-        RunStatus::Pending => pb::RunStatus::Pending,
+        RunStatus::Queued => pb::RunStatus::Queued,
         RunStatus::Running => pb::RunStatus::Running,
         RunStatus::Succeeded => pb::RunStatus::Succeeded,
         RunStatus::Failed => pb::RunStatus::Failed,
@@ -329,7 +329,7 @@ mod tests {
     fn run_duration_follows_its_state() {
         // (status, started, ended, now, expected duration in seconds)
         let cases = [
-            (RunStatus::Pending, None, None, 200, None),
+            (RunStatus::Queued, None, None, 200, None),
             (RunStatus::Running, Some(100), None, 130, Some(30)),
             (RunStatus::Succeeded, Some(100), Some(110), 500, Some(10)),
             // The clock went backwards: never a negative duration.
@@ -346,7 +346,7 @@ mod tests {
     #[test]
     fn statuses_map_one_to_one() {
         let runs = [
-            (RunStatus::Pending, pb::RunStatus::Pending),
+            (RunStatus::Queued, pb::RunStatus::Queued),
             (RunStatus::Running, pb::RunStatus::Running),
             (RunStatus::Succeeded, pb::RunStatus::Succeeded),
             (RunStatus::Failed, pb::RunStatus::Failed),
