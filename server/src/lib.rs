@@ -12,7 +12,6 @@ pub mod exec;
 pub mod metrics;
 pub mod notify;
 pub mod private_files;
-pub mod scheduler;
 pub mod serve;
 pub mod store;
 pub mod systemd;

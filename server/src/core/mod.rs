@@ -1,6 +1,7 @@
 //! Pure domain types: job and task definitions, schedules, the task DAG, retry and
 //! condition policies, run and task statuses. No I/O lives here.
 
+pub mod clock;
 pub mod dag;
 pub mod environment;
 pub mod job;

@@ -9,6 +9,8 @@ use crate::core::{LogLine, Run, TaskRun};
 /// What changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKind {
+    /// A run was stored and waits for a slot.
+    RunQueued,
     RunStarted,
     RunSucceeded,
     RunFailed,

@@ -109,11 +109,14 @@ pub struct ExecEnv {
     pub custom_tasks: HashMap<(String, String), Arc<dyn Task>>,
 }
 
-/// Executes `run` of `job` to its end and returns the final run record.
+/// Executes `run` of `job` to its end and returns its final record, not yet stored: the
+/// caller frees the run's slot first, then records and publishes the end with
+/// [`finish_run`], so that whoever sees the end can start the job again at once.
 ///
-/// `tasks` are the run's task records: all pending for a new run; for a run resumed
-/// after a crash, settled tasks are kept and `interrupted` ones are retried if their
-/// policy allows, else failed.
+/// `run` is claimed (`running`, with its start time, in the store). `tasks` are the
+/// run's task records: all pending for a new run; for a run resumed after a crash,
+/// settled tasks are kept and `interrupted` ones are retried if their policy allows,
+/// else failed.
 pub async fn execute_run(
     env: Arc<ExecEnv>,
     job: Arc<JobDef>,
@@ -121,12 +124,7 @@ pub async fn execute_run(
     tasks: Vec<TaskRun>,
     stop: watch::Receiver<Option<StopReason>>,
 ) -> Run {
-    run.status = RunStatus::Running;
-    run.started_at.get_or_insert_with(Utc::now);
     run.error = None;
-    if let Err(e) = env.store.update_run(run.clone()).await {
-        tracing::error!(run = %run.id, "cannot record run start: {e}");
-    }
     env.bus
         .publish(Event::new(EventKind::RunStarted, &job.id).with_run(run.clone()));
     tracing::info!(job = %job.id, run = %run.id, trigger = %run.trigger, "run started");
@@ -152,19 +150,23 @@ pub async fn execute_run(
     run.status = status;
     run.error = error;
     run.ended_at = Some(Utc::now());
+    run
+}
+
+/// Records a run's end in the store, then publishes it.
+pub async fn finish_run(env: &ExecEnv, run: &Run) {
     if let Err(e) = env.store.update_run(run.clone()).await {
         tracing::error!(run = %run.id, "cannot record run end: {e}");
     }
-    let kind = match status {
+    let kind = match run.status {
         RunStatus::Succeeded => EventKind::RunSucceeded,
         RunStatus::Cancelled => EventKind::RunCancelled,
         RunStatus::Interrupted => EventKind::RunInterrupted,
         _ => EventKind::RunFailed,
     };
-    tracing::info!(job = %job.id, run = %run.id, status = %status, "run ended");
+    tracing::info!(job = %run.job_id, run = %run.id, status = %run.status, "run ended");
     env.bus
-        .publish(Event::new(kind, &job.id).with_run(run.clone()));
-    run
+        .publish(Event::new(kind, &run.job_id).with_run(run.clone()));
 }
 
 /// The walk over one run's DAG.

@@ -252,7 +252,7 @@ impl EventObserver for Metrics {
         let job = || event.job_id.clone();
         match event.kind {
             // The most frequent event by far: out first.
-            EventKind::LogLine => {}
+            EventKind::LogLine | EventKind::RunQueued => {}
             EventKind::RunStarted => {
                 let Some(run) = &event.run else { return };
                 let new = self

@@ -82,6 +82,7 @@ pub fn log_stream(s: LogStream) -> pb::LogStream {
 
 pub fn event_type(k: EventKind) -> pb::EventType {
     match k {
+        EventKind::RunQueued => pb::EventType::RunQueued,
         EventKind::RunStarted => pb::EventType::RunStarted,
         EventKind::RunSucceeded => pb::EventType::RunSucceeded,
         EventKind::RunFailed => pb::EventType::RunFailed,
@@ -214,6 +215,7 @@ pub fn scheduler_state(s: &SchedulerInfo) -> pb::SchedulerState {
         status: status.into(),
         job_count: saturate(s.job_count),
         running_runs: saturate(s.running_runs),
+        queued_runs: saturate(s.queued_runs),
         started_at: Some(timestamp(s.started_at)),
         max_concurrent_runs: saturate(s.max_concurrent_runs),
         max_concurrent_tasks: saturate(s.max_concurrent_tasks),
@@ -387,6 +389,7 @@ mod tests {
             stopping,
             job_count: 3,
             running_runs: 1,
+            queued_runs: 0,
             started_at: at(0),
             max_concurrent_runs: 16,
             max_concurrent_tasks: 8,

@@ -17,10 +17,14 @@ impl From<EngineError> for Status {
             EngineError::RunEnded { .. } => Code::FailedPrecondition,
             EngineError::InvalidArgument(_) => Code::InvalidArgument,
             EngineError::ShuttingDown => Code::Unavailable,
-            EngineError::Store(_) => Code::Internal,
+            EngineError::Store(_) | EngineError::Io { .. } => Code::Internal,
         };
         match e {
             EngineError::Store(e) => Status::from(e),
+            e @ EngineError::Io { .. } => {
+                tracing::error!(error = %e, "request failed on the daemon's files");
+                Status::new(code, format!("{e} (see the petitd log)"))
+            }
             e => Status::new(code, e.to_string()),
         }
     }

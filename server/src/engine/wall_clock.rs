@@ -5,17 +5,29 @@
 //! On Linux this is a `timerfd` on CLOCK_REALTIME armed with TFD_TIMER_ABSTIME and
 //! TFD_TIMER_CANCEL_ON_SET; elsewhere (or if that fails) a plain tokio sleep.
 
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
 
 use chrono::{DateTime, Utc};
 
-/// Why an alarm returned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Wake {
-    /// The instant has come.
-    Due,
-    /// The system clock was set; instants computed before may be wrong.
-    ClockChanged,
+use crate::core::clock::{Clock, Wake};
+
+/// The daemon's clock: the system's real-time clock, waited on with one alarm (created
+/// on first use, inside the runtime).
+#[derive(Default)]
+pub struct WallClock {
+    alarm: std::sync::OnceLock<WallClockAlarm>,
+}
+
+impl Clock for WallClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+
+    fn sleep_until(&self, at: DateTime<Utc>) -> Pin<Box<dyn Future<Output = Wake> + Send + '_>> {
+        Box::pin(self.alarm.get_or_init(WallClockAlarm::new).sleep_until(at))
+    }
 }
 
 /// One alarm, re-armed by each `sleep_until`.

@@ -1,0 +1,566 @@
+//! The engine: the face of Petit's core for the daemon, the API and embedders.
+//!
+//! One task, the owner (`owner.rs`), holds the live state: the job table, the timers,
+//! the paused flag, the registry of queued and running runs and the limits. The handle
+//! ([`Engine`]) sends it commands with a reply each, and reads what the owner publishes
+//! (a [`View`]); reads of history go to the store directly. Nothing else changes that
+//! state, so each fact has one copy.
+
+mod deps;
+mod owner;
+mod registry;
+mod timers;
+mod wall_clock;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{broadcast, mpsc, oneshot, watch, Semaphore};
+use tokio_util::task::TaskTracker;
+
+use crate::core::clock::Clock;
+use crate::core::JobDef;
+use crate::events::{Event, EventBus};
+use crate::exec::ledger::Ledger;
+use crate::exec::{ExecEnv, Scratch, Task};
+use crate::store::{JobRecord, Run, Store, StoreError};
+use owner::{Command, Owner};
+pub use timers::UPCOMING;
+pub use wall_clock::{WallClock, WallClockAlarm};
+
+/// Limits and timings of an engine.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Runs executing at once across all jobs; further runs wait `pending`.
+    pub max_concurrent_runs: usize,
+    /// Tasks executing at once within one run.
+    pub max_concurrent_tasks: usize,
+    /// Named resource pools and their slot counts.
+    pub pools: BTreeMap<String, u32>,
+    /// Between SIGTERM and SIGKILL when a task times out or is cancelled.
+    pub kill_grace: Duration,
+    /// Capacity of the event bus (events a slow subscriber may lag behind).
+    pub event_capacity: usize,
+    /// Log lines of runs that ended longer ago than this are deleted (checked at start
+    /// and then hourly). `None` keeps logs forever.
+    pub log_retention: Option<Duration>,
+    /// A directory where running task process groups are recorded, so that after a
+    /// crash the next start kills the ones left running (see `exec::ledger`). `None`
+    /// for an in-memory engine that has no next start.
+    pub process_ledger: Option<std::path::PathBuf>,
+    /// Where tasks' `$PETIT_OUTPUT` files go: a directory this engine owns alone (petitd
+    /// holds its database lock), emptied at start so that what a crash left there goes.
+    /// `None`: a new temporary directory, removed with the engine.
+    pub scratch_dir: Option<std::path::PathBuf>,
+    /// See every event synchronously, from the first (crash recovery at start) on.
+    pub observers: Vec<Arc<dyn crate::events::EventObserver>>,
+    /// Where the engine reads the time and waits for fire instants: the wall clock
+    /// when `None`; tests pass a `ManualClock`.
+    pub clock: Option<Arc<dyn Clock>>,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            max_concurrent_runs: 16,
+            max_concurrent_tasks: 8,
+            pools: BTreeMap::new(),
+            kill_grace: Duration::from_secs(5),
+            event_capacity: 4096,
+            log_retention: None,
+            process_ledger: None,
+            scratch_dir: None,
+            observers: Vec::new(),
+            clock: None,
+        }
+    }
+}
+
+/// What the scheduler is doing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchedulerInfo {
+    pub paused: bool,
+    pub stopping: bool,
+    pub job_count: usize,
+    pub running_runs: usize,
+    pub queued_runs: usize,
+    pub started_at: DateTime<Utc>,
+    pub max_concurrent_runs: usize,
+    pub max_concurrent_tasks: usize,
+}
+
+impl EngineError {
+    /// The refusal as one word, for metrics labels.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            EngineError::JobNotFound(_) | EngineError::RunNotFound(_) => "not_found",
+            EngineError::DependencyUnmet { .. } => "dependency",
+            EngineError::ConcurrencyLimit { .. } => "concurrency",
+            EngineError::RunEnded { .. } => "ended",
+            EngineError::InvalidArgument(_) => "invalid",
+            EngineError::ShuttingDown => "shutting_down",
+            EngineError::Store(_) | EngineError::Io { .. } => "storage",
+        }
+    }
+}
+
+/// Why the engine refused a request. The API maps each to one status code.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("job '{0}' not found")]
+    JobNotFound(String),
+    #[error("run '{0}' not found")]
+    RunNotFound(String),
+    #[error(
+        "job '{job_id}' depends on job '{dependency}': {reason} (trigger with force to run anyway)"
+    )]
+    DependencyUnmet {
+        job_id: String,
+        dependency: String,
+        reason: String,
+    },
+    #[error("job '{job_id}' already has {limit} run(s) in progress (max_concurrency {limit})")]
+    ConcurrencyLimit { job_id: String, limit: u32 },
+    #[error("run '{run_id}' has already ended ({status})")]
+    RunEnded { run_id: String, status: String },
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("the scheduler is shutting down")]
+    ShuttingDown,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The engine's own files (scratch directory, process ledger).
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+}
+
+/// What the owner task publishes for readers: the job table and the live counts.
+/// Borrowed briefly, never across an await.
+pub struct View {
+    pub jobs: Arc<BTreeMap<String, Arc<JobDef>>>,
+    /// Each scheduled job's next fire instants (up to [`UPCOMING`]), as armed: empty
+    /// while the scheduler is paused.
+    pub upcoming: HashMap<String, Arc<[DateTime<Utc>]>>,
+    pub paused: bool,
+    pub stopping: bool,
+    pub running: usize,
+    pub queued: usize,
+}
+
+/// A handle on a running engine; cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+/// What the handles and the owner share (all immutable or internally synchronised).
+pub(crate) struct Inner {
+    store: Arc<dyn Store>,
+    bus: EventBus,
+    env: Arc<ExecEnv>,
+    options: EngineOptions,
+    clock: Arc<dyn Clock>,
+    started_at: DateTime<Utc>,
+    commands: mpsc::UnboundedSender<Command>,
+    view: watch::Receiver<View>,
+    /// The run tasks, for shutdown to wait on.
+    runs: TaskTracker,
+}
+
+impl Engine {
+    /// Settles runs a crash left unfinished, records the jobs, and starts the owner
+    /// task (timers included).
+    pub async fn start(
+        jobs: Vec<JobDef>,
+        store: Arc<dyn Store>,
+        options: EngineOptions,
+    ) -> Result<Engine, EngineError> {
+        Self::start_with_tasks(jobs, store, options, HashMap::new()).await
+    }
+
+    /// As `start`, with embedded `Task` implementations used instead of the commands of
+    /// the given (job id, task id) pairs.
+    pub async fn start_with_tasks(
+        jobs: Vec<JobDef>,
+        store: Arc<dyn Store>,
+        options: EngineOptions,
+        custom_tasks: HashMap<(String, String), Arc<dyn Task>>,
+    ) -> Result<Engine, EngineError> {
+        let jobs: BTreeMap<String, Arc<JobDef>> = jobs
+            .into_iter()
+            .map(|j| (j.id.clone(), Arc::new(j)))
+            .collect();
+        let clock: Arc<dyn Clock> = options
+            .clock
+            .clone()
+            .unwrap_or_else(|| Arc::new(WallClock::default()));
+        // File system work: off the executor threads.
+        let owned = options.scratch_dir.clone();
+        let scratch = tokio::task::spawn_blocking(move || Scratch::create(owned))
+            .await
+            .map_err(|e| EngineError::Io {
+                context: "scratch directory".into(),
+                source: std::io::Error::other(e),
+            })??;
+        let ledger = match &options.process_ledger {
+            Some(dir) => {
+                // File system work: off the executor threads.
+                let dir = dir.clone();
+                let opened = tokio::task::spawn_blocking(move || {
+                    let ledger = Ledger::open(&dir).map_err(|source| EngineError::Io {
+                        context: format!("cannot open the process ledger {}", dir.display()),
+                        source,
+                    })?;
+                    let killed = ledger.kill_orphans();
+                    Ok::<_, EngineError>((ledger, killed))
+                })
+                .await
+                .map_err(|e| EngineError::Io {
+                    context: "process ledger".into(),
+                    source: std::io::Error::other(e),
+                })?;
+                let (ledger, killed) = opened?;
+                if killed > 0 {
+                    tracing::warn!(
+                        killed,
+                        "killed task processes a crashed daemon left running"
+                    );
+                }
+                Some(Arc::new(ledger))
+            }
+            None => None,
+        };
+        let bus =
+            EventBus::with_observers(options.event_capacity.max(16), options.observers.clone());
+        let env = Arc::new(ExecEnv {
+            store: store.clone(),
+            bus: bus.clone(),
+            pools: options
+                .pools
+                .iter()
+                .map(|(k, &v)| (k.clone(), Arc::new(Semaphore::new(v as usize))))
+                .collect(),
+            max_concurrent_tasks: options.max_concurrent_tasks.max(1),
+            kill_grace: options.kill_grace,
+            scratch,
+            ledger,
+            custom_tasks,
+        });
+        // A scheduler paused by an operator stays paused across restarts and crashes.
+        let paused = store.scheduler_paused().await?;
+        if paused {
+            tracing::warn!("the scheduler was left paused: no scheduled fires until it is resumed (`petitctl resume`)");
+        }
+        let now = clock.now();
+        let records = jobs
+            .values()
+            .map(|j| JobRecord {
+                id: j.id.clone(),
+                name: j.name.clone(),
+                source: j.source.display().to_string(),
+                schedule: j.schedule.as_ref().map(|s| s.expression().to_string()),
+                updated_at: now,
+            })
+            .collect();
+        store.upsert_jobs(records).await?;
+
+        let (commands, receiver) = mpsc::unbounded_channel();
+        let jobs = Arc::new(jobs);
+        let (view_tx, view) = watch::channel(View {
+            jobs: jobs.clone(),
+            upcoming: HashMap::new(),
+            paused,
+            stopping: false,
+            running: 0,
+            queued: 0,
+        });
+        let inner = Arc::new(Inner {
+            store,
+            bus,
+            env,
+            options,
+            clock,
+            started_at: now,
+            commands,
+            view,
+            runs: TaskTracker::new(),
+        });
+        let mut owner = Owner::new(&inner, jobs, paused, view_tx);
+        owner.recover().await?;
+        tokio::spawn(owner.run(receiver));
+        if let Some(retention) = inner.options.log_retention {
+            tokio::spawn(prune_logs_hourly(Arc::downgrade(&inner), retention));
+        }
+        Ok(Engine { inner })
+    }
+
+    /// Every job, sorted by id.
+    pub fn jobs(&self) -> Vec<Arc<JobDef>> {
+        self.inner.view.borrow().jobs.values().cloned().collect()
+    }
+
+    pub fn job(&self, job_id: &str) -> Option<Arc<JobDef>> {
+        self.inner.view.borrow().jobs.get(job_id).cloned()
+    }
+
+    /// The next `n` fire instants of a job, as its timer is armed: empty when it has no
+    /// schedule, is disabled, or the scheduler is paused.
+    pub fn next_fires(&self, job_id: &str, n: usize) -> Vec<DateTime<Utc>> {
+        let view = self.inner.view.borrow();
+        let Some(armed) = view.upcoming.get(job_id).cloned() else {
+            return Vec::new();
+        };
+        let job = view.jobs.get(job_id).cloned();
+        drop(view);
+        let mut fires: Vec<DateTime<Utc>> = armed.iter().take(n).copied().collect();
+        if fires.len() < n && armed.len() == UPCOMING {
+            if let (Some(last), Some(schedule)) = (
+                fires.last().copied(),
+                job.as_ref().and_then(|j| j.schedule.as_ref()),
+            ) {
+                fires.extend(schedule.upcoming(last, n - fires.len()));
+            }
+        }
+        fires
+    }
+
+    pub fn state(&self) -> SchedulerInfo {
+        let view = self.inner.view.borrow();
+        SchedulerInfo {
+            paused: view.paused,
+            stopping: view.stopping,
+            job_count: view.jobs.len(),
+            running_runs: view.running,
+            queued_runs: view.queued,
+            started_at: self.inner.started_at,
+            max_concurrent_runs: self.inner.options.max_concurrent_runs,
+            max_concurrent_tasks: self.inner.options.max_concurrent_tasks,
+        }
+    }
+
+    /// Each resource pool: its name, its slots, and how many are free now.
+    pub fn pool_slots(&self) -> Vec<(String, usize, usize)> {
+        self.inner
+            .options
+            .pools
+            .iter()
+            .map(|(name, &slots)| {
+                let free = self
+                    .inner
+                    .env
+                    .pools
+                    .get(name)
+                    .map_or(0, |sem| sem.available_permits());
+                (name.clone(), slots as usize, free)
+            })
+            .collect()
+    }
+
+    /// Publishes an event of something outside the engine (a notification's delivery)
+    /// to every subscriber.
+    pub fn publish(&self, event: Event) {
+        self.inner.bus.publish(event);
+    }
+
+    /// Every event from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.inner.bus.subscribe()
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// The engine's clock (the wall clock in the daemon).
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
+    }
+
+    /// Sends a command and waits for its reply.
+    async fn ask<T>(
+        &self,
+        command: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, EngineError> {
+        let (reply, answer) = oneshot::channel();
+        self.inner
+            .commands
+            .send(command(reply))
+            .map_err(|_| EngineError::ShuttingDown)?;
+        answer.await.map_err(|_| EngineError::ShuttingDown)
+    }
+
+    /// Queues a run of `job_id` now (it starts as soon as the limits allow). `params`
+    /// override `config` values for this run; `force` queues it even when a job
+    /// dependency is unmet.
+    pub async fn trigger(
+        &self,
+        job_id: &str,
+        params: BTreeMap<String, String>,
+        force: bool,
+    ) -> Result<Run, EngineError> {
+        self.trigger_as(job_id, params, force, None).await
+    }
+
+    /// As [`Engine::trigger`], recording who asked (a token's name) on the run.
+    pub async fn trigger_as(
+        &self,
+        job_id: &str,
+        params: BTreeMap<String, String>,
+        force: bool,
+        triggered_by: Option<String>,
+    ) -> Result<Run, EngineError> {
+        let job = self
+            .job(job_id)
+            .ok_or_else(|| EngineError::JobNotFound(job_id.to_string()))?;
+        if let Some(key) = params.keys().find(|k| !job.config.contains_key(*k)) {
+            let known: Vec<&str> = job.config.keys().map(String::as_str).collect();
+            return Err(EngineError::InvalidArgument(format!(
+                "job '{job_id}' has no config value '{key}' to override (known: {})",
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            )));
+        }
+        self.ask(|reply| Command::Trigger {
+            job_id: job_id.to_string(),
+            params,
+            force,
+            triggered_by,
+            reply,
+        })
+        .await?
+    }
+
+    /// Cancels a run: a queued run ends `cancelled` at once; a running one has its
+    /// processes killed and ends `cancelled`. Returns the run once it has ended.
+    pub async fn cancel(&self, run_id: &str) -> Result<Run, EngineError> {
+        let cancelling = self
+            .ask(|reply| Command::Cancel {
+                run_id: run_id.to_string(),
+                reply,
+            })
+            .await?;
+        match cancelling? {
+            owner::Cancelling::Ended(run) => Ok(run),
+            owner::Cancelling::Wait(mut done) => {
+                let finished = done
+                    .wait_for(Option::is_some)
+                    .await
+                    .map(|r| r.clone())
+                    .ok()
+                    .flatten();
+                match finished {
+                    Some(run) => Ok(run),
+                    None => self.get_run(run_id).await,
+                }
+            }
+            owner::Cancelling::NotActive => {
+                let run = self.get_run(run_id).await?;
+                Err(EngineError::RunEnded {
+                    run_id: run.id,
+                    status: run.status.to_string(),
+                })
+            }
+        }
+    }
+
+    pub async fn get_run(&self, run_id: &str) -> Result<Run, EngineError> {
+        self.inner
+            .store
+            .get_run(run_id)
+            .await?
+            .ok_or_else(|| EngineError::RunNotFound(run_id.to_string()))
+    }
+
+    /// Stops scheduled fires (manual triggers still work). The paused state is stored:
+    /// a restarted daemon stays paused.
+    pub async fn pause(&self) -> Result<SchedulerInfo, EngineError> {
+        self.set_paused(true).await
+    }
+
+    /// Resumes scheduled fires from now on; fires missed while paused are not made up.
+    pub async fn resume(&self) -> Result<SchedulerInfo, EngineError> {
+        self.set_paused(false).await
+    }
+
+    async fn set_paused(&self, paused: bool) -> Result<SchedulerInfo, EngineError> {
+        self.ask(|reply| Command::SetPaused { paused, reply })
+            .await??;
+        Ok(self.state())
+    }
+
+    /// Returns once the engine has handled every command sent before and every fire due
+    /// at its clock's current time. For tests on a `ManualClock`: advance the clock,
+    /// then `settle`, then look.
+    pub async fn settle(&self) {
+        let _ = self.ask(|reply| Command::Settle { reply }).await;
+    }
+
+    /// Stops firing and starting queued runs, gives running runs `grace` to finish,
+    /// then kills their tasks and marks the runs interrupted. Returns once every run has
+    /// ended. Queued runs stay queued in the store: the next start runs them.
+    pub async fn shutdown(&self, grace: Duration) {
+        let already = self
+            .ask(|reply| Command::Stop { reply })
+            .await
+            .unwrap_or(true);
+        if already {
+            self.wait_idle(None).await;
+            return;
+        }
+        if !self.wait_idle(Some(grace)).await {
+            tracing::warn!("grace period over");
+            self.interrupt_runs();
+        }
+        self.wait_idle(None).await;
+        self.inner.runs.close();
+        self.inner.runs.wait().await;
+    }
+
+    /// Interrupts every running run now: its tasks are stopped (SIGTERM to each process
+    /// group, then SIGKILL) and it ends `interrupted`. What `shutdown` does once the
+    /// grace period is over; a second SIGTERM or SIGINT to petitd cuts the grace short
+    /// with it.
+    pub fn interrupt_runs(&self) {
+        let _ = self.inner.commands.send(Command::Interrupt);
+    }
+
+    /// Waits until no run is running, or until `timeout`; whether it is idle.
+    async fn wait_idle(&self, timeout: Option<Duration>) -> bool {
+        let mut view = self.inner.view.clone();
+        let idle = async move { view.wait_for(|v| v.running == 0).await.is_ok() };
+        match timeout {
+            Some(t) => tokio::time::timeout(t, idle).await.unwrap_or(false),
+            None => idle.await,
+        }
+    }
+}
+
+/// Applies the log retention now and then every hour, for as long as the engine lives.
+async fn prune_logs_hourly(inner: std::sync::Weak<Inner>, retention: Duration) {
+    const EVERY: Duration = Duration::from_secs(3600);
+    loop {
+        let Some(engine) = inner.upgrade() else {
+            return;
+        };
+        let cutoff = engine.clock.now()
+            - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+        match engine.store.prune_logs(cutoff).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                lines = n,
+                "deleted log lines older than the retention period"
+            ),
+            Err(e) => tracing::warn!("cannot apply log retention: {e}"),
+        }
+        drop(engine);
+        tokio::time::sleep(EVERY).await;
+    }
+}

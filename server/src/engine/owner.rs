@@ -1,0 +1,491 @@
+//! The owner task: the one place where the engine's live state changes. It waits for a
+//! command or for the next fire instant on the engine's clock, whichever comes first,
+//! handles it, starts the queued runs the limits allow, and publishes a fresh
+//! [`View`](super::View).
+//!
+//! A run's life through here: stored `queued` (with an event), claimed when a slot is
+//! free (stored `running`), executed on a task of its own, and on its end its slot is
+//! freed (an `Ending` command) before the end is stored and published, so a client that
+//! sees the end and triggers again is never refused for concurrency.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::task::TaskTracker;
+
+use super::registry::{Active, Queued, Registry};
+use super::timers::Timers;
+use super::{deps, EngineError, EngineOptions, Inner, View};
+use crate::core::clock::{Clock, Wake};
+use crate::core::{JobDef, Run, RunStatus, TaskRun, TaskStatus, TriggerReason};
+use crate::events::{Event, EventBus, EventKind};
+use crate::exec::{execute_run, finish_run, ExecEnv, StopReason};
+use crate::store::Store;
+
+/// What the handles (and the run tasks) ask of the owner.
+pub enum Command {
+    /// Queue a manual run.
+    Trigger {
+        job_id: String,
+        params: BTreeMap<String, String>,
+        force: bool,
+        triggered_by: Option<String>,
+        reply: oneshot::Sender<Result<Run, EngineError>>,
+    },
+    Cancel {
+        run_id: String,
+        reply: oneshot::Sender<Result<Cancelling, EngineError>>,
+    },
+    SetPaused {
+        paused: bool,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+    },
+    /// Handle what is due at the clock's now, then answer.
+    Settle { reply: oneshot::Sender<()> },
+    /// Stop firing and claiming; answers whether it was stopping already.
+    Stop { reply: oneshot::Sender<bool> },
+    /// Interrupt every running run.
+    Interrupt,
+    /// From a run's task: the run has ended and its end is about to be stored.
+    Ending { run_id: String },
+}
+
+/// The answer to a cancel.
+pub enum Cancelling {
+    /// It was queued: it is cancelled now.
+    Ended(Run),
+    /// It is running: told to stop; its final record appears here.
+    Wait(watch::Receiver<Option<Run>>),
+    /// Neither queued nor running here.
+    NotActive,
+}
+
+pub struct Owner {
+    store: Arc<dyn Store>,
+    bus: EventBus,
+    env: Arc<ExecEnv>,
+    clock: Arc<dyn Clock>,
+    options: EngineOptions,
+    runs: TaskTracker,
+    /// Weak: the owner must not keep its own command channel open (it ends when every
+    /// handle and run task is gone).
+    commands: mpsc::WeakUnboundedSender<Command>,
+    view: watch::Sender<View>,
+    jobs: Arc<BTreeMap<String, Arc<JobDef>>>,
+    timers: Timers,
+    paused: bool,
+    stopping: bool,
+    registry: Registry,
+}
+
+impl Owner {
+    pub fn new(
+        inner: &Inner,
+        jobs: Arc<BTreeMap<String, Arc<JobDef>>>,
+        paused: bool,
+        view: watch::Sender<View>,
+    ) -> Owner {
+        let timers = Timers::new(jobs.values().cloned(), inner.clock.now());
+        let owner = Owner {
+            store: inner.store.clone(),
+            bus: inner.bus.clone(),
+            env: inner.env.clone(),
+            clock: inner.clock.clone(),
+            options: inner.options.clone(),
+            runs: inner.runs.clone(),
+            commands: inner.commands.downgrade(),
+            view,
+            jobs,
+            timers,
+            paused,
+            stopping: false,
+            registry: Registry::default(),
+        };
+        owner.publish_upcoming();
+        owner
+    }
+
+    /// Settles the runs a crash (or a stop) left: queued runs go back in the queue in
+    /// their order; running ones resume (their running tasks become `interrupted`, and
+    /// are retried if their policy allows, else failed) until they end.
+    pub async fn recover(&mut self) -> Result<(), EngineError> {
+        let store = self.store.clone();
+        let mut unfinished = store.unfinished_runs().await?;
+        unfinished.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        for mut run in unfinished {
+            let mut tasks = store.task_runs(&run.id).await?;
+            let Some(job) = self.jobs.get(&run.job_id).cloned() else {
+                run.status = RunStatus::Failed;
+                run.ended_at = Some(self.clock.now());
+                run.error = Some(format!(
+                    "job '{}' is no longer defined; the run could not resume after a restart",
+                    run.job_id
+                ));
+                tracing::warn!(job = %run.job_id, run = %run.id, "failing an unfinished run of a job that no longer exists");
+                store.update_run(run).await?;
+                continue;
+            };
+            if run.status == RunStatus::Queued {
+                tracing::info!(job = %run.job_id, run = %run.id, "a queued run waits again after the restart");
+                self.registry.enqueue(Queued { job, run, tasks });
+                continue;
+            }
+            for task in tasks
+                .iter_mut()
+                .filter(|t| matches!(t.status, TaskStatus::Running | TaskStatus::Retrying))
+            {
+                task.status = TaskStatus::Interrupted;
+                task.ended_at = Some(self.clock.now());
+                task.error = Some("interrupted: the daemon stopped while the task ran".to_string());
+                store.update_task_run(task.clone()).await?;
+            }
+            tracing::warn!(job = %run.job_id, run = %run.id, "resuming a run the previous daemon left unfinished");
+            self.registry.adopt(&run.job_id);
+            self.start(job, run, tasks);
+        }
+        self.publish_counts();
+        Ok(())
+    }
+
+    /// Runs until every handle and every run task is gone.
+    pub async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        loop {
+            self.claim_queued().await;
+            self.publish_counts();
+            let next = match self.paused || self.stopping {
+                true => None,
+                false => self.timers.next(),
+            };
+            let clock = self.clock.clone();
+            let sleep = async move {
+                match next {
+                    Some(at) => clock.sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                command = commands.recv() => match command {
+                    Some(command) => self.handle(command).await,
+                    None => return,
+                },
+                wake = sleep => {
+                    self.fire_due().await;
+                    if wake == Wake::ClockChanged {
+                        let now = self.clock.now();
+                        tracing::info!("the system clock was set; fire times recomputed from {now}");
+                        self.timers.reset(now);
+                        self.publish_upcoming();
+                    }
+                }
+            }
+        }
+    }
+
+    async fn handle(&mut self, command: Command) {
+        match command {
+            Command::Trigger {
+                job_id,
+                params,
+                force,
+                triggered_by,
+                reply,
+            } => {
+                let result = self.trigger(&job_id, params, force, triggered_by).await;
+                let _ = reply.send(result);
+            }
+            Command::Cancel { run_id, reply } => {
+                let result = self.cancel(&run_id).await;
+                let _ = reply.send(result);
+            }
+            Command::SetPaused { paused, reply } => {
+                let result = self.set_paused(paused).await;
+                let _ = reply.send(result);
+            }
+            Command::Settle { reply } => {
+                self.fire_due().await;
+                let _ = reply.send(());
+            }
+            Command::Stop { reply } => {
+                let already = std::mem::replace(&mut self.stopping, true);
+                self.view.send_modify(|v| v.stopping = true);
+                let _ = reply.send(already);
+            }
+            Command::Interrupt => {
+                if self.registry.running() > 0 {
+                    tracing::warn!(
+                        runs = self.registry.running(),
+                        "interrupting the runs still going"
+                    );
+                }
+                for active in self.registry.actives() {
+                    active.stop.send_if_modified(|reason| {
+                        let first = reason.is_none();
+                        *reason = Some(StopReason::Interrupt);
+                        first
+                    });
+                }
+            }
+            Command::Ending { run_id } => {
+                self.registry.end(&run_id);
+            }
+        }
+    }
+
+    async fn trigger(
+        &mut self,
+        job_id: &str,
+        params: BTreeMap<String, String>,
+        force: bool,
+        triggered_by: Option<String>,
+    ) -> Result<Run, EngineError> {
+        if self.stopping {
+            return Err(EngineError::ShuttingDown);
+        }
+        let job = self
+            .jobs
+            .get(job_id)
+            .cloned()
+            .ok_or_else(|| EngineError::JobNotFound(job_id.to_string()))?;
+        if !force {
+            deps::check(&*self.store, &job, self.clock.now()).await?;
+        }
+        self.enqueue(job, TriggerReason::Manual, params, triggered_by, None)
+            .await
+    }
+
+    /// Every fire due at the clock's now: each queues a run, or publishes why it was
+    /// skipped.
+    async fn fire_due(&mut self) {
+        if self.paused || self.stopping {
+            return;
+        }
+        let due = self.timers.take_due(self.clock.now());
+        for (job, at, upcoming) in due {
+            let job_id = job.id.clone();
+            self.view.send_modify(|v| {
+                v.upcoming.insert(job_id, upcoming);
+            });
+            self.fire(job, at).await;
+        }
+    }
+
+    async fn fire(&mut self, job: Arc<JobDef>, at: DateTime<Utc>) {
+        let queued = match deps::check(&*self.store, &job, self.clock.now()).await {
+            Ok(()) => {
+                self.enqueue(
+                    job.clone(),
+                    TriggerReason::Schedule,
+                    BTreeMap::new(),
+                    None,
+                    Some(at),
+                )
+                .await
+            }
+            Err(e) => Err(e),
+        };
+        match queued {
+            Ok(run) => tracing::debug!(job = %job.id, run = %run.id, scheduled = %at, "fired"),
+            Err(EngineError::ShuttingDown) => {}
+            Err(e) => {
+                tracing::info!(job = %job.id, scheduled = %at, "skipped a scheduled fire: {e}");
+                self.bus.publish(
+                    Event::new(EventKind::JobSkipped, &job.id)
+                        .with_message(e.to_string())
+                        .with_reason(e.reason()),
+                );
+            }
+        }
+    }
+
+    /// Stores a new run `queued` and puts it in the queue, if the job's
+    /// `max_concurrency` allows one more.
+    async fn enqueue(
+        &mut self,
+        job: Arc<JobDef>,
+        trigger: TriggerReason,
+        params: BTreeMap<String, String>,
+        triggered_by: Option<String>,
+        scheduled_for: Option<DateTime<Utc>>,
+    ) -> Result<Run, EngineError> {
+        if self.stopping {
+            return Err(EngineError::ShuttingDown);
+        }
+        if self.registry.of_job(&job.id) >= job.max_concurrency as usize {
+            return Err(EngineError::ConcurrencyLimit {
+                job_id: job.id.clone(),
+                limit: job.max_concurrency,
+            });
+        }
+        let run = Run {
+            id: uuid::Uuid::now_v7().to_string(),
+            job_id: job.id.clone(),
+            status: RunStatus::Queued,
+            trigger,
+            params,
+            created_at: self.clock.now(),
+            started_at: None,
+            ended_at: None,
+            error: None,
+            triggered_by,
+            scheduled_for,
+        };
+        let tasks: Vec<TaskRun> = job
+            .tasks
+            .iter()
+            .map(|t| TaskRun::pending(&run.id, &t.id))
+            .collect();
+        self.store.create_run(run.clone(), tasks.clone()).await?;
+        self.bus
+            .publish(Event::new(EventKind::RunQueued, &job.id).with_run(run.clone()));
+        self.registry.enqueue(Queued {
+            job,
+            run: run.clone(),
+            tasks,
+        });
+        Ok(run)
+    }
+
+    /// Starts queued runs, oldest first, while `max_concurrent_runs` allows.
+    async fn claim_queued(&mut self) {
+        if self.stopping {
+            return;
+        }
+        while let Some(queued) = self
+            .registry
+            .next_to_claim(self.options.max_concurrent_runs)
+        {
+            let mut run = queued.run.clone();
+            run.status = RunStatus::Running;
+            run.started_at = Some(self.clock.now());
+            match self.store.update_run(run.clone()).await {
+                Ok(()) => {
+                    let Queued { job, tasks, .. } = queued;
+                    self.start(job, run, tasks);
+                }
+                Err(e) => {
+                    tracing::error!(run = %run.id, "cannot record the start of a queued run: {e}");
+                    self.registry.requeue_front(queued);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Executes a claimed run on a task of its own.
+    fn start(&mut self, job: Arc<JobDef>, run: Run, tasks: Vec<TaskRun>) {
+        let (stop, stop_rx) = watch::channel(None);
+        let (done_tx, done) = watch::channel(None);
+        self.registry.activate(
+            run.id.clone(),
+            Active {
+                job_id: job.id.clone(),
+                stop,
+                done,
+            },
+        );
+        let env = self.env.clone();
+        let commands = self.commands.upgrade();
+        // Every log line of the run, its tasks' included, carries the job and run ids
+        // (as span fields: `--log-format json` has them under "span").
+        let span = tracing::info_span!("run", job = %job.id, run = %run.id);
+        let body = async move {
+            let finished = execute_run(env.clone(), job, run, tasks, stop_rx).await;
+            // The slot is free before the end is visible.
+            if let Some(commands) = &commands {
+                let _ = commands.send(Command::Ending {
+                    run_id: finished.id.clone(),
+                });
+            }
+            finish_run(&env, &finished).await;
+            let _ = done_tx.send(Some(finished));
+        };
+        self.runs.spawn(tracing::Instrument::instrument(body, span));
+    }
+
+    async fn cancel(&mut self, run_id: &str) -> Result<Cancelling, EngineError> {
+        if let Some(active) = self.registry.active(run_id) {
+            active.stop.send_if_modified(|reason| {
+                if reason.is_none() {
+                    *reason = Some(StopReason::Cancel);
+                    true
+                } else {
+                    false
+                }
+            });
+            return Ok(Cancelling::Wait(active.done.clone()));
+        }
+        let Some(queued) = self.registry.take_queued(run_id) else {
+            return Ok(Cancelling::NotActive);
+        };
+        Ok(Cancelling::Ended(self.cancel_queued(queued).await))
+    }
+
+    /// Ends a run cancelled while it waited for a slot: its tasks never started.
+    async fn cancel_queued(&mut self, queued: Queued) -> Run {
+        let Queued { mut run, tasks, .. } = queued;
+        let now = self.clock.now();
+        for mut task in tasks.into_iter().filter(|t| !t.status.is_terminal()) {
+            task.status = TaskStatus::Cancelled;
+            task.ended_at = Some(now);
+            if let Err(e) = self.store.update_task_run(task.clone()).await {
+                tracing::error!(run = %run.id, "cannot record task state: {e}");
+            }
+            self.bus
+                .publish(Event::new(EventKind::TaskCancelled, &run.job_id).with_task(task));
+        }
+        run.status = RunStatus::Cancelled;
+        run.error = Some("cancelled before it started".to_string());
+        run.ended_at = Some(now);
+        if let Err(e) = self.store.update_run(run.clone()).await {
+            tracing::error!(run = %run.id, "cannot record run end: {e}");
+        }
+        self.bus
+            .publish(Event::new(EventKind::RunCancelled, &run.job_id).with_run(run.clone()));
+        run
+    }
+
+    async fn set_paused(&mut self, paused: bool) -> Result<(), EngineError> {
+        if self.paused == paused {
+            return Ok(());
+        }
+        // Stored first: a pause that is answered is a pause that survives a crash.
+        self.store.set_scheduler_paused(paused).await?;
+        self.paused = paused;
+        if !paused {
+            // Fires missed while paused are not made up.
+            self.timers.reset(self.clock.now());
+        }
+        self.publish_upcoming();
+        self.view.send_modify(|v| v.paused = paused);
+        tracing::info!("scheduler {}", if paused { "paused" } else { "resumed" });
+        let kind = if paused {
+            EventKind::SchedulerPaused
+        } else {
+            EventKind::SchedulerResumed
+        };
+        self.bus.publish(Event::new(kind, ""));
+        Ok(())
+    }
+
+    /// The armed fire instants of every job, for readers (none while paused).
+    fn publish_upcoming(&self) {
+        let upcoming = match self.paused {
+            true => HashMap::new(),
+            false => self.timers.upcoming(),
+        };
+        self.view.send_modify(|v| v.upcoming = upcoming);
+    }
+
+    fn publish_counts(&self) {
+        let (running, queued) = (self.registry.running(), self.registry.queued());
+        self.view.send_if_modified(|v| {
+            let changed = v.running != running || v.queued != queued;
+            v.running = running;
+            v.queued = queued;
+            changed
+        });
+    }
+}

@@ -1,0 +1,190 @@
+//! The registry of runs that have not ended: the queue of stored `queued` runs in the
+//! order they came, and the runs executing now. Owned by the engine's owner task alone;
+//! pure bookkeeping (no I/O), so that the limits it applies are tested on their own.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use crate::core::{JobDef, Run, TaskRun};
+use crate::exec::StopReason;
+
+/// A stored run waiting for a slot.
+pub struct Queued {
+    pub job: Arc<JobDef>,
+    pub run: Run,
+    pub tasks: Vec<TaskRun>,
+}
+
+/// A run executing now: how to stop it, and where its final record appears.
+pub struct Active {
+    pub job_id: String,
+    pub stop: watch::Sender<Option<StopReason>>,
+    pub done: watch::Receiver<Option<Run>>,
+}
+
+/// Queued and running runs, with the count of each job's.
+#[derive(Default)]
+pub struct Registry {
+    queue: VecDeque<Queued>,
+    running: HashMap<String, Active>,
+    /// Queued plus running runs of each job (what `max_concurrency` limits).
+    per_job: HashMap<String, usize>,
+}
+
+impl Registry {
+    /// Runs of `job_id` queued or running.
+    pub fn of_job(&self, job_id: &str) -> usize {
+        self.per_job.get(job_id).copied().unwrap_or(0)
+    }
+
+    pub fn running(&self) -> usize {
+        self.running.len()
+    }
+
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Adds a run at the back of the queue.
+    pub fn enqueue(&mut self, queued: Queued) {
+        *self.per_job.entry(queued.run.job_id.clone()).or_default() += 1;
+        self.queue.push_back(queued);
+    }
+
+    /// The oldest queued run, if a run may start under `max_running` runs at once. It
+    /// still counts for its job until it is made active or forgotten.
+    pub fn next_to_claim(&mut self, max_running: usize) -> Option<Queued> {
+        if self.running.len() >= max_running.max(1) {
+            return None;
+        }
+        self.queue.pop_front()
+    }
+
+    /// Puts back at the front a run whose claim could not be recorded (a store error),
+    /// to be tried again on the next change.
+    pub fn requeue_front(&mut self, queued: Queued) {
+        self.queue.push_front(queued);
+    }
+
+    /// Removes a queued run (cancelled before it started).
+    pub fn take_queued(&mut self, run_id: &str) -> Option<Queued> {
+        let at = self.queue.iter().position(|q| q.run.id == run_id)?;
+        let queued = self.queue.remove(at)?;
+        self.forget(&queued.run.job_id);
+        Some(queued)
+    }
+
+    /// Counts for its job a run claimed before this registry existed (resumed after a
+    /// restart); `activate` follows.
+    pub fn adopt(&mut self, job_id: &str) {
+        *self.per_job.entry(job_id.to_string()).or_default() += 1;
+    }
+
+    /// Records a claimed run as executing (it was counted since it was queued).
+    pub fn activate(&mut self, run_id: String, active: Active) {
+        self.running.insert(run_id, active);
+    }
+
+    /// Records a run whose end is being written, or a claimed run that is gone: its
+    /// slot and its job's count are free from now on.
+    pub fn end(&mut self, run_id: &str) -> Option<Active> {
+        let active = self.running.remove(run_id)?;
+        self.forget(&active.job_id);
+        Some(active)
+    }
+
+    /// Drops one run of `job_id` from the job's count.
+    pub fn forget(&mut self, job_id: &str) {
+        if let Some(n) = self.per_job.get_mut(job_id) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_job.remove(job_id);
+            }
+        }
+    }
+
+    pub fn active(&self, run_id: &str) -> Option<&Active> {
+        self.running.get(run_id)
+    }
+
+    #[cfg(test)]
+    pub fn is_queued(&self, run_id: &str) -> bool {
+        self.queue.iter().any(|q| q.run.id == run_id)
+    }
+
+    pub fn actives(&self) -> impl Iterator<Item = &Active> {
+        self.running.values()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::{parse_job, GlobalConfig};
+    use crate::core::{RunStatus, TriggerReason};
+
+    fn queued(job: &Arc<JobDef>, id: &str) -> Queued {
+        Queued {
+            job: job.clone(),
+            run: Run {
+                id: id.to_string(),
+                job_id: job.id.clone(),
+                status: RunStatus::Queued,
+                trigger: TriggerReason::Manual,
+                params: BTreeMap::new(),
+                created_at: chrono::Utc::now(),
+                started_at: None,
+                ended_at: None,
+                error: None,
+                triggered_by: None,
+                scheduled_for: None,
+            },
+            tasks: Vec::new(),
+        }
+    }
+
+    fn active(job_id: &str) -> Active {
+        Active {
+            job_id: job_id.to_string(),
+            stop: watch::channel(None).0,
+            done: watch::channel(None).1,
+        }
+    }
+
+    #[test]
+    fn the_queue_is_served_in_order_within_the_run_limit_and_counts_stay_true() {
+        let yaml = "id: j\ntasks:\n  - {id: t, command: 'true'}\n";
+        let job = Arc::new(parse_job(yaml, Path::new("j.yaml"), &GlobalConfig::default()).unwrap());
+        let mut registry = Registry::default();
+        for id in ["r1", "r2", "r3"] {
+            registry.enqueue(queued(&job, id));
+        }
+        assert_eq!((registry.of_job("j"), registry.queued()), (3, 3));
+
+        let first = registry.next_to_claim(1).expect("a free slot");
+        assert_eq!(first.run.id, "r1");
+        registry.activate(first.run.id, active("j"));
+        assert!(registry.next_to_claim(1).is_none(), "one run at a time");
+        assert_eq!(registry.of_job("j"), 3, "claimed, queued and running alike");
+
+        // r2 is cancelled while it waits: r3 is next.
+        assert!(registry.take_queued("r2").is_some());
+        assert!(registry.take_queued("r2").is_none());
+        assert_eq!(registry.of_job("j"), 2);
+
+        // r1's end frees its slot before anything else happens.
+        assert!(registry.end("r1").is_some());
+        assert!(registry.end("r1").is_none(), "ending twice counts once");
+        assert_eq!(registry.of_job("j"), 1);
+        let next = registry.next_to_claim(1).expect("the slot is free");
+        assert_eq!(next.run.id, "r3");
+        registry.requeue_front(next);
+        assert!(registry.is_queued("r3"));
+        assert_eq!(registry.of_job("j"), 1);
+    }
+}

@@ -1,0 +1,230 @@
+//! The timer table: the next fire instant of every scheduled job. Pure: the engine's
+//! owner task asks it for the earliest instant, sleeps on its clock until then, and
+//! hands it the time it woke at to learn what is due.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use crate::core::JobDef;
+
+/// Next fire instants listed per job (the API shows them).
+pub const UPCOMING: usize = 5;
+
+struct Entry {
+    job: Arc<JobDef>,
+    next: Option<DateTime<Utc>>,
+}
+
+/// The next fire of each enabled job that has a schedule.
+pub struct Timers {
+    entries: Vec<Entry>,
+}
+
+impl Timers {
+    /// The table over `jobs` (those enabled and scheduled), armed from `now`.
+    pub fn new(jobs: impl IntoIterator<Item = Arc<JobDef>>, now: DateTime<Utc>) -> Timers {
+        let entries = jobs
+            .into_iter()
+            .filter(|j| j.enabled && j.schedule.is_some())
+            .map(|job| Entry { job, next: None })
+            .collect();
+        let mut timers = Timers { entries };
+        timers.reset(now);
+        timers
+    }
+
+    /// The earliest next fire of any job.
+    pub fn next(&self) -> Option<DateTime<Utc>> {
+        self.entries.iter().filter_map(|e| e.next).min()
+    }
+
+    /// Recomputes every next fire from `now` (after a resume or a clock step): what
+    /// fell due in between is not made up.
+    pub fn reset(&mut self, now: DateTime<Utc>) {
+        for e in &mut self.entries {
+            e.next = e.job.schedule.as_ref().and_then(|s| s.next_after(now));
+        }
+    }
+
+    /// Each job's next `UPCOMING` fire instants, starting with its armed one.
+    pub fn upcoming(&self) -> HashMap<String, Arc<[DateTime<Utc>]>> {
+        self.entries
+            .iter()
+            .map(|e| (e.job.id.clone(), Self::upcoming_of(e)))
+            .collect()
+    }
+
+    fn upcoming_of(e: &Entry) -> Arc<[DateTime<Utc>]> {
+        let Some(first) = e.next else {
+            return Arc::from([]);
+        };
+        let schedule = e.job.schedule.as_ref().expect("entries have schedules");
+        let mut list = vec![first];
+        list.extend(schedule.upcoming(first, UPCOMING - 1));
+        Arc::from(list)
+    }
+
+    /// Takes every fire due at `now`, once each (job, instant), moving each such job to
+    /// its next instant; also returns the changed jobs' new upcoming lists. A job more
+    /// than one period late (a suspended machine) fires once and skips the instants it
+    /// missed.
+    #[allow(clippy::type_complexity)]
+    pub fn take_due(
+        &mut self,
+        now: DateTime<Utc>,
+    ) -> Vec<(Arc<JobDef>, DateTime<Utc>, Arc<[DateTime<Utc>]>)> {
+        let mut due = Vec::new();
+        for e in &mut self.entries {
+            let Some(at) = e.next else { continue };
+            if at > now {
+                continue;
+            }
+            let schedule = e.job.schedule.as_ref().expect("entries have schedules");
+            let mut next = schedule.next_after(at);
+            if matches!(next, Some(n) if n <= now) {
+                tracing::warn!(job = %e.job.id, "missed fires between {at} and {now}; skipping to the next one");
+                next = schedule.next_after(now);
+            }
+            e.next = next;
+            due.push((e.job.clone(), at, Self::upcoming_of(e)));
+        }
+        due
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::config::{parse_job, GlobalConfig};
+
+    fn at(h: u32, m: u32, s: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 3, 2, h, m, s)
+            .single()
+            .expect("valid time")
+    }
+
+    /// A table over one job, armed at `now`.
+    fn timers(schedule: &str, now: DateTime<Utc>) -> Timers {
+        let yaml =
+            format!("id: j\nschedule: '{schedule}'\ntasks:\n  - {{id: t, command: 'true'}}\n");
+        let job =
+            Arc::new(parse_job(&yaml, Path::new("j.yaml"), &GlobalConfig::default()).expect("job"));
+        Timers::new([job], now)
+    }
+
+    fn fired(due: Vec<(Arc<JobDef>, DateTime<Utc>, Arc<[DateTime<Utc>]>)>) -> Vec<DateTime<Utc>> {
+        due.into_iter().map(|(_, at, _)| at).collect()
+    }
+
+    #[test]
+    fn fires_what_is_due_once_and_moves_on() {
+        // (schedule, armed at, woken at, fired instants, next fire)
+        let cases = [
+            // On time.
+            (
+                "0 */5 * * * *",
+                at(10, 0, 1),
+                at(10, 5, 0),
+                vec![at(10, 5, 0)],
+                at(10, 10, 0),
+            ),
+            // Woken early (nothing is due yet).
+            (
+                "0 */5 * * * *",
+                at(10, 0, 1),
+                at(10, 4, 59),
+                vec![],
+                at(10, 5, 0),
+            ),
+            // Three periods late (a suspended machine, a clock stepped forward): the due
+            // fire happens once and the missed ones are skipped.
+            (
+                "0 */5 * * * *",
+                at(10, 0, 1),
+                at(10, 17, 0),
+                vec![at(10, 5, 0)],
+                at(10, 20, 0),
+            ),
+            (
+                "@every 30s",
+                at(10, 0, 1),
+                at(10, 0, 30),
+                vec![at(10, 0, 30)],
+                at(10, 1, 0),
+            ),
+        ];
+        for (schedule, armed, woken, want_fired, want_next) in cases {
+            let mut timers = timers(schedule, armed);
+            assert_eq!(
+                fired(timers.take_due(woken)),
+                want_fired,
+                "{schedule} woken at {woken}"
+            );
+            assert_eq!(
+                timers.next(),
+                Some(want_next),
+                "{schedule} woken at {woken}"
+            );
+            assert_eq!(
+                timers.upcoming()["j"][0],
+                want_next,
+                "{schedule} woken at {woken}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_clock_set_back_recomputes_the_next_fire() {
+        // Armed for 02:00 while the clock read 01:59; the clock is then set back a day
+        // and a half (a Pi that booted with a time from the future learns the real one).
+        let mut timers = timers("0 0 2 * * *", at(1, 59, 0));
+        assert_eq!(timers.next(), Some(at(2, 0, 0)));
+        let now = at(14, 0, 0) - chrono::Duration::days(2);
+        assert!(timers.take_due(now).is_empty());
+        timers.reset(now);
+        assert_eq!(timers.next(), Some(at(2, 0, 0) - chrono::Duration::days(1)));
+    }
+}
+
+#[cfg(test)]
+mod upcoming_tests {
+    use std::path::Path;
+
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::config::{parse_job, GlobalConfig};
+
+    #[test]
+    fn upcoming_lists_start_at_the_armed_fire_and_skip_unscheduled_jobs() {
+        let global = GlobalConfig::default();
+        let every = parse_job(
+            "id: e\nschedule: '@every 10s'\ntasks:\n  - {id: t, command: 'true'}\n",
+            Path::new("e.yaml"),
+            &global,
+        )
+        .unwrap();
+        let manual = parse_job(
+            "id: m\ntasks:\n  - {id: t, command: 'true'}\n",
+            Path::new("m.yaml"),
+            &global,
+        )
+        .unwrap();
+        let now = Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 1).unwrap();
+        let timers = Timers::new([Arc::new(every), Arc::new(manual)], now);
+        let upcoming = timers.upcoming();
+        assert!(!upcoming.contains_key("m"));
+        let list = &upcoming["e"];
+        assert_eq!(list.len(), UPCOMING);
+        assert_eq!(Some(list[0]), timers.next());
+        for pair in list.windows(2) {
+            assert_eq!(pair[1] - pair[0], chrono::Duration::seconds(10));
+        }
+    }
+}
