@@ -78,6 +78,8 @@ pub struct Owner {
     paused: bool,
     stopping: bool,
     registry: Registry,
+    /// The latest time the owner has acted on, to notice the clock going back.
+    last_now: DateTime<Utc>,
 }
 
 impl Owner {
@@ -87,7 +89,8 @@ impl Owner {
         paused: bool,
         view: watch::Sender<View>,
     ) -> Owner {
-        let timers = Timers::new(jobs.values().cloned(), inner.clock.now());
+        let now = inner.clock.now();
+        let timers = Timers::new(jobs.values().cloned(), now);
         let owner = Owner {
             store: inner.store.clone(),
             bus: inner.bus.clone(),
@@ -102,6 +105,7 @@ impl Owner {
             paused,
             stopping: false,
             registry: Registry::default(),
+            last_now: now,
         };
         owner.publish_upcoming();
         owner
@@ -259,10 +263,19 @@ impl Owner {
     /// Every fire due at the clock's now: each queues a run, or publishes why it was
     /// skipped.
     async fn fire_due(&mut self) {
+        let now = self.clock.now();
+        if now < self.last_now {
+            // Set back (seen here even when no wait was armed to notice it): instants
+            // computed from the later time are wrong.
+            tracing::info!("the clock went back to {now}; fire times recomputed");
+            self.timers.reset(now);
+            self.publish_upcoming();
+        }
+        self.last_now = now;
         if self.paused || self.stopping {
             return;
         }
-        let due = self.timers.take_due(self.clock.now());
+        let due = self.timers.take_due(now);
         for (job, at, upcoming) in due {
             let job_id = job.id.clone();
             self.view.send_modify(|v| {

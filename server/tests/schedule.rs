@@ -1,0 +1,342 @@
+//! Scheduling on a controlled clock: the engine reads its time from a `ManualClock` the
+//! test moves, so every assertion is about an exact instant and nothing sleeps. After
+//! moving the clock, `Engine::settle` returns once the engine has handled every fire
+//! due at the new time.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use petit_server::config::{parse_job, GlobalConfig};
+use petit_server::core::clock::ManualClock;
+use petit_server::core::{JobDef, RunStatus, TriggerReason};
+use petit_server::events::{Event, EventKind};
+use petit_server::store::{RunPage, SqliteStore, Store, StoreOptions};
+use petit_server::testing::Harness;
+use petit_server::{Engine, EngineOptions};
+use tokio::sync::broadcast;
+
+fn job(yaml: &str) -> JobDef {
+    parse_job(yaml, Path::new("test.yaml"), &GlobalConfig::default())
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn t(h: u32, m: u32, s: u32, ms: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2030, 3, 2, h, m, s).unwrap() + chrono::Duration::milliseconds(ms)
+}
+
+/// Every second; runs may overlap (a run's real process may outlive a clock step).
+const TICK: &str =
+    "id: tick\nschedule: '* * * * * *'\nmax_concurrency: 100\ntasks:\n  - {id: t, command: 'true'}\n";
+
+async fn start(jobs: &[&str], clock: &Arc<ManualClock>, store: Option<Arc<dyn Store>>) -> Engine {
+    let mut harness = Harness::new(job(jobs[0]));
+    for yaml in &jobs[1..] {
+        harness = harness.with_job(job(yaml));
+    }
+    if let Some(store) = store {
+        harness = harness.with_store(store);
+    }
+    harness
+        .with_options(EngineOptions {
+            clock: Some(clock.clone()),
+            ..Default::default()
+        })
+        .start()
+        .await
+        .unwrap()
+}
+
+/// The instants the job's scheduled runs stand for, oldest first.
+async fn fired(engine: &Engine, job_id: &str) -> Vec<DateTime<Utc>> {
+    let runs = engine
+        .store()
+        .list_runs(
+            Some(job_id),
+            RunPage {
+                limit: 1000,
+                offset: 0,
+            },
+        )
+        .await
+        .unwrap();
+    let mut at: Vec<DateTime<Utc>> = runs
+        .iter()
+        .filter(|r| r.trigger == TriggerReason::Schedule)
+        .map(|r| r.scheduled_for.expect("a scheduled run stores its instant"))
+        .collect();
+    at.sort();
+    at
+}
+
+/// Moves the clock to `to` and lets the engine handle what fell due.
+async fn at(engine: &Engine, clock: &ManualClock, to: DateTime<Utc>) {
+    clock.set(to);
+    engine.settle().await;
+}
+
+async fn wait_event(rx: &mut broadcast::Receiver<Event>, pred: impl Fn(&Event) -> bool) -> Event {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match rx.recv().await {
+                Ok(e) if pred(&e) => return e,
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => panic!("bus closed"),
+            }
+        }
+    })
+    .await
+    .expect("event did not arrive in time")
+}
+
+#[tokio::test]
+async fn an_every_second_job_fires_at_each_exact_second_and_pause_stops_it() {
+    let clock = Arc::new(ManualClock::new(t(10, 0, 0, 300)));
+    let engine = start(&[TICK], &clock, None).await;
+    assert_eq!(
+        engine.next_fires("tick", 3),
+        [t(10, 0, 1, 0), t(10, 0, 2, 0), t(10, 0, 3, 0)]
+    );
+
+    at(&engine, &clock, t(10, 0, 0, 999)).await;
+    assert!(
+        fired(&engine, "tick").await.is_empty(),
+        "nothing before the second"
+    );
+    at(&engine, &clock, t(10, 0, 1, 0)).await;
+    at(&engine, &clock, t(10, 0, 2, 400)).await;
+    assert_eq!(
+        fired(&engine, "tick").await,
+        [t(10, 0, 1, 0), t(10, 0, 2, 0)]
+    );
+
+    // Paused: no fire, and no next fire listed as if it would happen.
+    assert!(engine.pause().await.unwrap().paused);
+    assert!(engine.next_fires("tick", 5).is_empty());
+    at(&engine, &clock, t(10, 0, 9, 0)).await;
+    assert_eq!(
+        fired(&engine, "tick").await.len(),
+        2,
+        "no fire while paused"
+    );
+
+    // Manual triggers still work while paused.
+    let manual = engine
+        .trigger("tick", BTreeMap::new(), false)
+        .await
+        .unwrap();
+    assert_eq!(
+        (manual.trigger, manual.scheduled_for),
+        (TriggerReason::Manual, None)
+    );
+    assert_eq!(
+        manual.created_at,
+        t(10, 0, 9, 0),
+        "created at the engine's time"
+    );
+
+    // Resumed at 10:00:09.5: what was missed is not made up; the next fire is 10:00:10.
+    clock.set(t(10, 0, 9, 500));
+    assert!(!engine.resume().await.unwrap().paused);
+    assert_eq!(engine.next_fires("tick", 1), [t(10, 0, 10, 0)]);
+    at(&engine, &clock, t(10, 0, 10, 0)).await;
+    assert_eq!(
+        fired(&engine, "tick").await,
+        [t(10, 0, 1, 0), t(10, 0, 2, 0), t(10, 0, 10, 0)]
+    );
+}
+
+#[tokio::test]
+async fn a_late_wake_fires_once_and_skips_the_missed_instants() {
+    // A suspended machine, or a clock stepped forward: 3 periods late.
+    let five = "id: five\nschedule: '0 */5 * * * *'\ntasks:\n  - {id: t, command: 'true'}\n";
+    let clock = Arc::new(ManualClock::new(t(10, 0, 1, 0)));
+    let engine = start(&[five], &clock, None).await;
+    at(&engine, &clock, t(10, 17, 0, 0)).await;
+    assert_eq!(fired(&engine, "five").await, [t(10, 5, 0, 0)]);
+    assert_eq!(engine.next_fires("five", 1), [t(10, 20, 0, 0)]);
+}
+
+#[tokio::test]
+async fn a_clock_set_back_rearms_the_timers() {
+    // Armed for 02:00 while the clock read 01:59; the clock is then set back a day and
+    // a half (a Pi that booted with a time from the future learns the real one).
+    let nightly = "id: nightly\nschedule: '0 0 2 * * *'\ntasks:\n  - {id: t, command: 'true'}\n";
+    let clock = Arc::new(ManualClock::new(t(1, 59, 0, 0)));
+    let engine = start(&[nightly], &clock, None).await;
+    assert_eq!(engine.next_fires("nightly", 1), [t(2, 0, 0, 0)]);
+    let back = t(14, 0, 0, 0) - chrono::Duration::days(2);
+    at(&engine, &clock, back).await;
+    let rearmed = t(2, 0, 0, 0) - chrono::Duration::days(1);
+    assert_eq!(engine.next_fires("nightly", 1), [rearmed]);
+    assert!(fired(&engine, "nightly").await.is_empty());
+    at(&engine, &clock, rearmed).await;
+    assert_eq!(fired(&engine, "nightly").await, [rearmed]);
+}
+
+#[tokio::test]
+async fn a_paused_scheduler_stays_paused_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = || -> Arc<dyn Store> {
+        Arc::new(SqliteStore::open(&dir.path().join("petit.db"), StoreOptions::default()).unwrap())
+    };
+    let clock = Arc::new(ManualClock::new(t(10, 0, 0, 500)));
+    let engine = start(&[TICK], &clock, Some(sqlite())).await;
+    assert!(engine.pause().await.unwrap().paused);
+    engine.shutdown(Duration::from_secs(5)).await;
+    drop(engine);
+
+    let engine = start(&[TICK], &clock, Some(sqlite())).await;
+    assert!(engine.state().paused, "the restarted scheduler is paused");
+    at(&engine, &clock, t(10, 0, 5, 0)).await;
+    assert!(
+        fired(&engine, "tick").await.is_empty(),
+        "no fire while paused"
+    );
+
+    assert!(!engine.resume().await.unwrap().paused);
+    at(&engine, &clock, t(10, 0, 6, 0)).await;
+    assert_eq!(fired(&engine, "tick").await, [t(10, 0, 6, 0)]);
+}
+
+#[tokio::test]
+async fn a_fire_over_max_concurrency_is_skipped_with_an_event() {
+    let slow = "id: slow\nschedule: '* * * * * *'\nmax_concurrency: 1\ntasks:\n  - {id: t, command: sleep, args: ['30']}\n";
+    let clock = Arc::new(ManualClock::new(t(10, 0, 0, 500)));
+    let engine = start(&[slow], &clock, None).await;
+    let mut events = engine.subscribe();
+    at(&engine, &clock, t(10, 0, 1, 0)).await;
+    at(&engine, &clock, t(10, 0, 2, 0)).await;
+    let skipped = wait_event(&mut events, |e| e.kind == EventKind::JobSkipped).await;
+    assert_eq!(skipped.reason, Some("concurrency"));
+    assert_eq!(fired(&engine, "slow").await, [t(10, 0, 1, 0)]);
+    engine.shutdown(Duration::from_millis(100)).await;
+}
+
+#[tokio::test]
+async fn a_run_waiting_for_a_slot_is_queued_visibly_and_can_be_cancelled() {
+    let a = "id: a\ntasks:\n  - {id: t, command: sleep, args: ['30']}\n";
+    let b = "id: b\ntasks:\n  - {id: t, command: 'true'}\n";
+    let engine = Harness::new(job(a))
+        .with_job(job(b))
+        .with_options(EngineOptions {
+            max_concurrent_runs: 1,
+            ..Default::default()
+        })
+        .start()
+        .await
+        .unwrap();
+    let mut events = engine.subscribe();
+    let first = engine.trigger("a", BTreeMap::new(), false).await.unwrap();
+    wait_event(&mut events, |e| {
+        e.kind == EventKind::RunStarted && e.run_id() == Some(first.id.as_str())
+    })
+    .await;
+    let second = engine.trigger("b", BTreeMap::new(), false).await.unwrap();
+    assert_eq!(second.status, RunStatus::Queued);
+    let queued = wait_event(&mut events, |e| e.kind == EventKind::RunQueued).await;
+    assert_eq!(queued.run_id(), Some(second.id.as_str()));
+    assert_eq!(engine.state().queued_runs, 1);
+    assert_eq!(
+        engine.get_run(&second.id).await.unwrap().status,
+        RunStatus::Queued
+    );
+
+    // Cancelled while it waits: it ends at once, and was seen before it ended.
+    let cancelled = engine.cancel(&second.id).await.unwrap();
+    assert_eq!(cancelled.status, RunStatus::Cancelled);
+    assert_eq!(cancelled.started_at, None);
+    let ended = wait_event(&mut events, |e| e.ends_run()).await;
+    assert_eq!(ended.run_id(), Some(second.id.as_str()));
+    assert_eq!(engine.state().queued_runs, 0);
+
+    // A third waits, and starts when the first ends.
+    let third = engine.trigger("b", BTreeMap::new(), false).await.unwrap();
+    engine.cancel(&first.id).await.unwrap();
+    let done = wait_event(&mut events, |e| {
+        e.ends_run() && e.run_id() == Some(third.id.as_str())
+    })
+    .await;
+    assert_eq!(done.run.unwrap().status, RunStatus::Succeeded);
+}
+
+#[tokio::test]
+async fn a_retrigger_after_seeing_the_end_is_never_refused() {
+    let one = "id: one\nmax_concurrency: 1\ntasks:\n  - {id: t, command: 'true'}\n";
+    let engine = Harness::new(job(one)).start().await.unwrap();
+    let mut events = engine.subscribe();
+    for i in 0..500 {
+        let run = engine
+            .trigger("one", BTreeMap::new(), false)
+            .await
+            .unwrap_or_else(|e| panic!("trigger {i} after the previous run's end: {e}"));
+        let end = wait_event(&mut events, |e| {
+            e.ends_run() && e.run_id() == Some(run.id.as_str())
+        })
+        .await;
+        assert_eq!(end.run.unwrap().status, RunStatus::Succeeded);
+    }
+}
+
+#[tokio::test]
+async fn queued_runs_survive_a_stop_and_run_after_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = || -> Arc<dyn Store> {
+        Arc::new(SqliteStore::open(&dir.path().join("petit.db"), StoreOptions::default()).unwrap())
+    };
+    let a = "id: a\ntasks:\n  - {id: t, command: sleep, args: ['30']}\n";
+    let b = "id: b\ntasks:\n  - {id: t, command: 'true'}\n";
+    let options = || EngineOptions {
+        max_concurrent_runs: 1,
+        ..Default::default()
+    };
+    let engine = Harness::new(job(a))
+        .with_job(job(b))
+        .with_store(sqlite())
+        .with_options(options())
+        .start()
+        .await
+        .unwrap();
+    let mut events = engine.subscribe();
+    let first = engine.trigger("a", BTreeMap::new(), false).await.unwrap();
+    wait_event(&mut events, |e| {
+        e.kind == EventKind::RunStarted && e.run_id() == Some(first.id.as_str())
+    })
+    .await;
+    let waiting = engine.trigger("b", BTreeMap::new(), false).await.unwrap();
+    engine.shutdown(Duration::from_millis(100)).await;
+    assert_eq!(
+        engine.get_run(&first.id).await.unwrap().status,
+        RunStatus::Interrupted
+    );
+    assert_eq!(
+        engine.get_run(&waiting.id).await.unwrap().status,
+        RunStatus::Queued
+    );
+    drop(engine);
+
+    let engine = Harness::new(job(a))
+        .with_job(job(b))
+        .with_store(sqlite())
+        .with_options(options())
+        .start()
+        .await
+        .unwrap();
+    let mut events = engine.subscribe();
+    // It may have ended before the subscription: poll the store with a deadline.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let run = engine.get_run(&waiting.id).await.unwrap();
+        if run.status.is_terminal() {
+            assert_eq!(run.status, RunStatus::Succeeded);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the queued run never ran"
+        );
+        let _ = tokio::time::timeout(Duration::from_millis(200), events.recv()).await;
+    }
+}
