@@ -137,10 +137,10 @@ async fn fire_latency() {
         let Ok(event) = events.recv().await else {
             continue;
         };
-        if event.kind != petit_server::events::EventKind::RunStarted {
+        if event.kind() != petit_server::events::EventKind::RunStarted {
             continue;
         }
-        let run = event.run.expect("run event");
+        let run = event.run().expect("run event");
         let ms = |t: chrono::DateTime<chrono::Utc>| f64::from(t.timestamp_subsec_micros()) / 1e3;
         created.push(ms(run.created_at));
         started.push(ms(run.started_at.expect("started")));

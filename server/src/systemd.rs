@@ -79,7 +79,7 @@ impl Notifier {
         let notifier = std::sync::Arc::new(self);
         notifier.send(&format!("READY=1\nSTATUS={}", status(engine)));
         tracing::info!("told the service manager petitd is ready");
-        let mut events = engine.subscribe();
+        let mut events = engine.subscribe_with(crate::events::Logs::None);
         let watched = engine.clone();
         let n = notifier.clone();
         tokio::spawn(async move {
@@ -88,7 +88,7 @@ impl Notifier {
                 match events.recv().await {
                     Ok(event)
                         if matches!(
-                            event.kind,
+                            event.kind(),
                             EventKind::RunStarted
                                 | EventKind::RunSucceeded
                                 | EventKind::RunFailed

@@ -8,12 +8,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 
 use crate::config::{self, ConfigErrors, GlobalConfig};
 use crate::core::{JobDef, LogStream};
 use crate::engine::{Engine, EngineError, EngineOptions};
-use crate::events::{Event, EventKind};
+use crate::events::{Event, EventKind, RecvError, Subscription};
 use crate::exec::{StopReason, Task, TaskContext};
 use crate::store::{MemoryStore, Run, Store, StoreOptions, TaskRun};
 
@@ -147,7 +147,7 @@ impl HarnessRun {
 /// The events of one run, in the order they were published.
 #[derive(Debug, Default, Clone)]
 pub struct ExecutionTracker {
-    pub events: Vec<Event>,
+    pub events: Vec<Arc<Event>>,
     /// Events the tracker missed because it fell behind the bus (a task flooding its
     /// output can outrun it). Order assertions refuse to answer when this is not 0.
     pub lagged: u64,
@@ -156,7 +156,7 @@ pub struct ExecutionTracker {
 impl ExecutionTracker {
     /// Collects the events of `run_id` from `events` until the run ends. Panics after
     /// 60 s (a test that hangs says so).
-    pub async fn follow(mut events: broadcast::Receiver<Event>, run_id: &str) -> ExecutionTracker {
+    pub async fn follow(mut events: Subscription, run_id: &str) -> ExecutionTracker {
         let mut tracker = ExecutionTracker::default();
         let collect = async {
             loop {
@@ -169,8 +169,8 @@ impl ExecutionTracker {
                         }
                     }
                     Ok(_) => {}
-                    Err(broadcast::error::RecvError::Lagged(n)) => tracker.lagged += n,
-                    Err(broadcast::error::RecvError::Closed) => return,
+                    Err(RecvError::Lagged(n)) => tracker.lagged += n,
+                    Err(RecvError::Closed) => return,
                 }
             }
         };
@@ -187,7 +187,7 @@ impl ExecutionTracker {
             self.lagged
         );
         self.events.iter().position(|e| {
-            kinds.contains(&e.kind) && e.task_run.as_ref().is_some_and(|t| t.task_id == task_id)
+            kinds.contains(&e.kind()) && e.task_run().is_some_and(|t| t.task_id == task_id)
         })
     }
 
@@ -231,9 +231,9 @@ impl ExecutionTracker {
         for e in self
             .events
             .iter()
-            .filter(|e| e.kind == EventKind::TaskStarted)
+            .filter(|e| e.kind() == EventKind::TaskStarted)
         {
-            let id = &e.task_run.as_ref().expect("task event").task_id;
+            let id = &e.task_run().as_ref().expect("task event").task_id;
             if !seen.contains(id) {
                 seen.push(id.clone());
             }
@@ -246,8 +246,8 @@ impl ExecutionTracker {
         let mut running = std::collections::HashSet::new();
         let mut max = 0;
         for e in &self.events {
-            let Some(t) = &e.task_run else { continue };
-            match e.kind {
+            let Some(t) = &e.task_run() else { continue };
+            match e.kind() {
                 EventKind::TaskStarted => {
                     running.insert(t.task_id.clone());
                 }
@@ -265,7 +265,7 @@ impl ExecutionTracker {
     pub fn count(&self, task_id: &str, kind: EventKind) -> usize {
         self.events
             .iter()
-            .filter(|e| e.kind == kind && e.task_run.as_ref().is_some_and(|t| t.task_id == task_id))
+            .filter(|e| e.kind() == kind && e.task_run().is_some_and(|t| t.task_id == task_id))
             .count()
     }
 }

@@ -8,12 +8,11 @@ use std::time::Duration;
 
 use petit_server::config::{parse_job, GlobalConfig};
 use petit_server::core::{JobDef, RunStatus, TaskStatus, TriggerReason};
-use petit_server::events::{Event, EventKind};
+use petit_server::events::{Event, EventKind, RecvError, Subscription};
 use petit_server::exec::{StopReason, Task, TaskContext, TaskOutcome};
 use petit_server::store::{Run, SqliteStore, Store, StoreOptions, TaskRun};
 use petit_server::testing::{run_to_end, Harness, MockTaskContext};
 use petit_server::{Engine, EngineError, EngineOptions};
-use tokio::sync::broadcast;
 
 fn job(yaml: &str) -> JobDef {
     parse_job(yaml, Path::new("test.yaml"), &GlobalConfig::default())
@@ -26,16 +25,16 @@ fn sqlite(dir: &Path) -> Arc<dyn Store> {
 
 /// Waits for the first event matching `pred`, up to `timeout`.
 async fn wait_event(
-    rx: &mut broadcast::Receiver<Event>,
+    rx: &mut Subscription,
     timeout: Duration,
     pred: impl Fn(&Event) -> bool,
-) -> Event {
+) -> Arc<Event> {
     tokio::time::timeout(timeout, async {
         loop {
             match rx.recv().await {
                 Ok(e) if pred(&e) => return e,
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(broadcast::error::RecvError::Closed) => panic!("bus closed"),
+                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => panic!("bus closed"),
             }
         }
     })
@@ -45,14 +44,14 @@ async fn wait_event(
 
 /// Triggers `job_id` on `engine` and waits until one of its tasks has started; the run,
 /// and the event feed subscribed before the trigger.
-async fn trigger_until_running(engine: &Engine, job_id: &str) -> (Run, broadcast::Receiver<Event>) {
+async fn trigger_until_running(engine: &Engine, job_id: &str) -> (Run, Subscription) {
     let mut events = engine.subscribe();
     let run = engine
         .trigger(job_id, BTreeMap::new(), false)
         .await
         .unwrap();
     wait_event(&mut events, Duration::from_secs(10), |e| {
-        e.kind == EventKind::TaskStarted && e.run_id() == Some(run.id.as_str())
+        e.kind() == EventKind::TaskStarted && e.run_id() == Some(run.id.as_str())
     })
     .await;
     (run, events)
@@ -530,10 +529,10 @@ async fn the_global_run_limit_keeps_runs_pending() {
     );
     engine.cancel(&first.id).await.unwrap();
     let done = wait_event(&mut events, Duration::from_secs(10), |e| {
-        e.ends_run() && e.run.as_ref().is_some_and(|r| r.id == second.id)
+        e.ends_run() && e.run().as_ref().is_some_and(|r| r.id == second.id)
     })
     .await;
-    assert_eq!(done.run.unwrap().status, RunStatus::Succeeded);
+    assert_eq!(done.run().unwrap().status, RunStatus::Succeeded);
 }
 
 #[tokio::test]

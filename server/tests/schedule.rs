@@ -12,11 +12,10 @@ use chrono::{DateTime, TimeZone, Utc};
 use petit_server::config::{parse_job, GlobalConfig};
 use petit_server::core::clock::ManualClock;
 use petit_server::core::{JobDef, RunStatus, TriggerReason};
-use petit_server::events::{Event, EventKind};
+use petit_server::events::{Event, EventKind, RecvError, Subscription};
 use petit_server::store::{RunPage, SqliteStore, Store, StoreOptions};
 use petit_server::testing::Harness;
 use petit_server::{Engine, EngineOptions};
-use tokio::sync::broadcast;
 
 fn job(yaml: &str) -> JobDef {
     parse_job(yaml, Path::new("test.yaml"), &GlobalConfig::default())
@@ -77,13 +76,13 @@ async fn at(engine: &Engine, clock: &ManualClock, to: DateTime<Utc>) {
     engine.settle().await;
 }
 
-async fn wait_event(rx: &mut broadcast::Receiver<Event>, pred: impl Fn(&Event) -> bool) -> Event {
+async fn wait_event(rx: &mut Subscription, pred: impl Fn(&Event) -> bool) -> Arc<Event> {
     tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             match rx.recv().await {
                 Ok(e) if pred(&e) => return e,
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(broadcast::error::RecvError::Closed) => panic!("bus closed"),
+                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => panic!("bus closed"),
             }
         }
     })
@@ -209,8 +208,8 @@ async fn a_fire_over_max_concurrency_is_skipped_with_an_event() {
     let mut events = engine.subscribe();
     at(&engine, &clock, t(10, 0, 1, 0)).await;
     at(&engine, &clock, t(10, 0, 2, 0)).await;
-    let skipped = wait_event(&mut events, |e| e.kind == EventKind::JobSkipped).await;
-    assert_eq!(skipped.reason, Some("concurrency"));
+    let skipped = wait_event(&mut events, |e| e.kind() == EventKind::JobSkipped).await;
+    assert_eq!(skipped.reason(), Some("concurrency"));
     assert_eq!(fired(&engine, "slow").await, [t(10, 0, 1, 0)]);
     engine.shutdown(Duration::from_millis(100)).await;
 }
@@ -231,12 +230,12 @@ async fn a_run_waiting_for_a_slot_is_queued_visibly_and_can_be_cancelled() {
     let mut events = engine.subscribe();
     let first = engine.trigger("a", BTreeMap::new(), false).await.unwrap();
     wait_event(&mut events, |e| {
-        e.kind == EventKind::RunStarted && e.run_id() == Some(first.id.as_str())
+        e.kind() == EventKind::RunStarted && e.run_id() == Some(first.id.as_str())
     })
     .await;
     let second = engine.trigger("b", BTreeMap::new(), false).await.unwrap();
     assert_eq!(second.status, RunStatus::Queued);
-    let queued = wait_event(&mut events, |e| e.kind == EventKind::RunQueued).await;
+    let queued = wait_event(&mut events, |e| e.kind() == EventKind::RunQueued).await;
     assert_eq!(queued.run_id(), Some(second.id.as_str()));
     assert_eq!(engine.state().queued_runs, 1);
     assert_eq!(
@@ -259,7 +258,7 @@ async fn a_run_waiting_for_a_slot_is_queued_visibly_and_can_be_cancelled() {
         e.ends_run() && e.run_id() == Some(third.id.as_str())
     })
     .await;
-    assert_eq!(done.run.unwrap().status, RunStatus::Succeeded);
+    assert_eq!(done.run().unwrap().status, RunStatus::Succeeded);
 }
 
 #[tokio::test]
@@ -276,7 +275,7 @@ async fn a_retrigger_after_seeing_the_end_is_never_refused() {
             e.ends_run() && e.run_id() == Some(run.id.as_str())
         })
         .await;
-        assert_eq!(end.run.unwrap().status, RunStatus::Succeeded);
+        assert_eq!(end.run().unwrap().status, RunStatus::Succeeded);
     }
 }
 
@@ -302,7 +301,7 @@ async fn queued_runs_survive_a_stop_and_run_after_the_next_start() {
     let mut events = engine.subscribe();
     let first = engine.trigger("a", BTreeMap::new(), false).await.unwrap();
     wait_event(&mut events, |e| {
-        e.kind == EventKind::RunStarted && e.run_id() == Some(first.id.as_str())
+        e.kind() == EventKind::RunStarted && e.run_id() == Some(first.id.as_str())
     })
     .await;
     let waiting = engine.trigger("b", BTreeMap::new(), false).await.unwrap();

@@ -4,6 +4,7 @@
 pub mod clock;
 pub mod dag;
 pub mod environment;
+pub mod event;
 pub mod job;
 pub mod notify;
 pub mod run;

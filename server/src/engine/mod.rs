@@ -17,12 +17,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::{broadcast, mpsc, oneshot, watch, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio_util::task::TaskTracker;
 
 use crate::core::clock::Clock;
 use crate::core::JobDef;
-use crate::events::{Event, EventBus};
+use crate::events::{Event, EventBus, Logs, Subscription};
 use crate::exec::ledger::Ledger;
 use crate::exec::{ExecEnv, Scratch, Task};
 use crate::store::{JobRecord, Run, Store, StoreError};
@@ -367,9 +367,14 @@ impl Engine {
         self.inner.bus.publish(event);
     }
 
-    /// Every event from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
-        self.inner.bus.subscribe()
+    /// Every event from now on, every log line included.
+    pub fn subscribe(&self) -> Subscription {
+        self.inner.bus.subscribe(Logs::All)
+    }
+
+    /// Every event from now on but log lines, of which only those `logs` asks for.
+    pub fn subscribe_with(&self, logs: Logs) -> Subscription {
+        self.inner.bus.subscribe(logs)
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

@@ -20,7 +20,7 @@ use super::timers::Timers;
 use super::{deps, EngineError, EngineOptions, Inner, View};
 use crate::core::clock::{Clock, Wake};
 use crate::core::{JobDef, Run, RunStatus, TaskRun, TaskStatus, TriggerReason};
-use crate::events::{Event, EventBus, EventKind};
+use crate::events::{Event, EventBus};
 use crate::exec::{execute_run, finish_run, ExecEnv, StopReason};
 use crate::store::Store;
 
@@ -304,11 +304,12 @@ impl Owner {
             Err(EngineError::ShuttingDown) => {}
             Err(e) => {
                 tracing::info!(job = %job.id, scheduled = %at, "skipped a scheduled fire: {e}");
-                self.bus.publish(
-                    Event::new(EventKind::JobSkipped, &job.id)
-                        .with_message(e.to_string())
-                        .with_reason(e.reason()),
-                );
+                self.bus.publish(Event::Skipped {
+                    time: self.clock.now(),
+                    job_id: job.id.clone(),
+                    reason: e.reason(),
+                    message: e.to_string(),
+                });
             }
         }
     }
@@ -351,8 +352,7 @@ impl Owner {
             .map(|t| TaskRun::pending(&run.id, &t.id))
             .collect();
         self.store.create_run(run.clone(), tasks.clone()).await?;
-        self.bus
-            .publish(Event::new(EventKind::RunQueued, &job.id).with_run(run.clone()));
+        self.bus.publish(Event::of_run(run.clone()));
         self.registry.enqueue(Queued {
             job,
             run: run.clone(),
@@ -446,8 +446,7 @@ impl Owner {
             if let Err(e) = self.store.update_task_run(task.clone()).await {
                 tracing::error!(run = %run.id, "cannot record task state: {e}");
             }
-            self.bus
-                .publish(Event::new(EventKind::TaskCancelled, &run.job_id).with_task(task));
+            self.bus.publish(Event::of_task(&run.job_id, task, None));
         }
         run.status = RunStatus::Cancelled;
         run.error = Some("cancelled before it started".to_string());
@@ -455,8 +454,7 @@ impl Owner {
         if let Err(e) = self.store.update_run(run.clone()).await {
             tracing::error!(run = %run.id, "cannot record run end: {e}");
         }
-        self.bus
-            .publish(Event::new(EventKind::RunCancelled, &run.job_id).with_run(run.clone()));
+        self.bus.publish(Event::of_run(run.clone()));
         run
     }
 
@@ -474,12 +472,10 @@ impl Owner {
         self.publish_upcoming();
         self.view.send_modify(|v| v.paused = paused);
         tracing::info!("scheduler {}", if paused { "paused" } else { "resumed" });
-        let kind = if paused {
-            EventKind::SchedulerPaused
-        } else {
-            EventKind::SchedulerResumed
-        };
-        self.bus.publish(Event::new(kind, ""));
+        self.bus.publish(Event::Scheduler {
+            time: self.clock.now(),
+            paused,
+        });
         Ok(())
     }
 

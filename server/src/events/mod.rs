@@ -1,126 +1,18 @@
-//! The event bus: every state change of the engine is one `Event`, broadcast to every
-//! subscriber (watch streams, the dashboard feed, tests). Nothing polls.
+//! The event bus: every state change of the engine is one [`Event`], published once as
+//! an `Arc<Event>` to every subscriber that wants it (watch streams, the dashboard
+//! feed, tests). Nothing polls.
+//!
+//! Log lines, by far the most frequent events, travel apart from the others: a
+//! subscriber says whether it wants every run's lines, one run's, or none, and one that
+//! wants one run's lines never sees another run's.
 
-use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use tokio::sync::broadcast;
+pub use tokio::sync::broadcast::error::RecvError;
 
-use crate::core::{LogLine, Run, TaskRun};
-
-/// What changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventKind {
-    /// A run was stored and waits for a slot.
-    RunQueued,
-    RunStarted,
-    RunSucceeded,
-    RunFailed,
-    RunCancelled,
-    RunInterrupted,
-    TaskStarted,
-    TaskSucceeded,
-    TaskFailed,
-    TaskRetrying,
-    TaskSkipped,
-    TaskTimedOut,
-    TaskCancelled,
-    TaskInterrupted,
-    LogLine,
-    SchedulerPaused,
-    SchedulerResumed,
-    /// A fire or trigger did not start a run (overlap, unmet dependency).
-    JobSkipped,
-    /// An attempt to deliver a notification, delivered or not (the message says).
-    Notification,
-}
-
-/// One state change, with the state it produced.
-#[derive(Debug, Clone)]
-pub struct Event {
-    pub kind: EventKind,
-    pub time: DateTime<Utc>,
-    /// Empty for scheduler events.
-    pub job_id: String,
-    /// Run events: the run as it now stands.
-    pub run: Option<Run>,
-    /// Task events: the task run as it now stands.
-    pub task_run: Option<TaskRun>,
-    /// Log events.
-    pub log: Option<std::sync::Arc<LogLine>>,
-    /// Why (skips, errors).
-    pub message: Option<String>,
-    /// The run an event without a record is about (a notification's).
-    pub run_ref: Option<String>,
-    /// Skips: the reason as one word (`concurrency`, `dependency`...), for metrics.
-    pub reason: Option<&'static str>,
-}
-
-impl Event {
-    pub fn new(kind: EventKind, job_id: impl Into<String>) -> Event {
-        Event {
-            kind,
-            time: Utc::now(),
-            job_id: job_id.into(),
-            run: None,
-            task_run: None,
-            log: None,
-            message: None,
-            run_ref: None,
-            reason: None,
-        }
-    }
-
-    pub fn with_run(mut self, run: Run) -> Event {
-        self.run = Some(run);
-        self
-    }
-
-    pub fn with_task(mut self, task: TaskRun) -> Event {
-        self.task_run = Some(task);
-        self
-    }
-
-    pub fn with_log(mut self, log: LogLine) -> Event {
-        self.log = Some(std::sync::Arc::new(log));
-        self
-    }
-
-    pub fn with_message(mut self, message: impl Into<String>) -> Event {
-        self.message = Some(message.into());
-        self
-    }
-
-    /// Names the run of an event that carries no record of it (empty: none).
-    pub fn with_run_id(mut self, run_id: &str) -> Event {
-        self.run_ref = Some(run_id.to_string()).filter(|r| !r.is_empty());
-        self
-    }
-
-    pub fn with_reason(mut self, reason: &'static str) -> Event {
-        self.reason = Some(reason);
-        self
-    }
-
-    /// The run this event is about, if any.
-    pub fn run_id(&self) -> Option<&str> {
-        self.run
-            .as_ref()
-            .map(|r| r.id.as_str())
-            .or_else(|| self.task_run.as_ref().map(|t| t.run_id.as_str()))
-            .or_else(|| self.log.as_ref().map(|l| l.run_id.as_str()))
-            .or(self.run_ref.as_deref())
-    }
-
-    /// Whether this event ends a run.
-    pub fn ends_run(&self) -> bool {
-        matches!(
-            self.kind,
-            EventKind::RunSucceeded
-                | EventKind::RunFailed
-                | EventKind::RunCancelled
-                | EventKind::RunInterrupted
-        )
-    }
-}
+pub use crate::core::event::{Event, EventKind};
 
 /// Something that must see every event, in order, without ever lagging (metrics):
 /// called synchronously by the publisher, so it must be quick and must not block.
@@ -128,13 +20,32 @@ pub trait EventObserver: std::fmt::Debug + Send + Sync + 'static {
     fn observe(&self, event: &Event);
 }
 
+/// Which log lines a subscription receives (it receives every other event).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Logs {
+    None,
+    All,
+    OfRun(String),
+}
+
 /// A broadcast bus of events. Slow subscribers lose the oldest events (and learn it
 /// from `RecvError::Lagged`); publishers never wait. Observers see each event before
 /// any subscriber.
 #[derive(Debug, Clone)]
 pub struct EventBus {
-    tx: broadcast::Sender<Event>,
-    observers: std::sync::Arc<[std::sync::Arc<dyn EventObserver>]>,
+    inner: Arc<Channels>,
+}
+
+#[derive(Debug)]
+struct Channels {
+    capacity: usize,
+    /// Every event but log lines.
+    state: broadcast::Sender<Arc<Event>>,
+    /// Every log line, for subscribers of all of them.
+    logs: broadcast::Sender<Arc<Event>>,
+    /// Log lines by run, for the runs someone follows.
+    run_logs: Mutex<HashMap<String, broadcast::Sender<Arc<Event>>>>,
+    observers: Vec<Arc<dyn EventObserver>>,
 }
 
 impl EventBus {
@@ -142,26 +53,94 @@ impl EventBus {
         EventBus::with_observers(capacity, Vec::new())
     }
 
-    pub fn with_observers(
-        capacity: usize,
-        observers: Vec<std::sync::Arc<dyn EventObserver>>,
-    ) -> EventBus {
-        let (tx, _) = broadcast::channel(capacity);
+    pub fn with_observers(capacity: usize, observers: Vec<Arc<dyn EventObserver>>) -> EventBus {
         EventBus {
-            tx,
-            observers: observers.into(),
+            inner: Arc::new(Channels {
+                capacity,
+                state: broadcast::channel(capacity).0,
+                logs: broadcast::channel(capacity).0,
+                run_logs: Mutex::new(HashMap::new()),
+                observers,
+            }),
         }
     }
 
     pub fn publish(&self, event: Event) {
-        for observer in self.observers.iter() {
+        let channels = &*self.inner;
+        for observer in &channels.observers {
             observer.observe(&event);
         }
+        let event = Arc::new(event);
         // No subscriber is fine: nobody is watching.
-        let _ = self.tx.send(event);
+        if let Event::Log { line, .. } = &*event {
+            if channels.logs.receiver_count() > 0 {
+                let _ = channels.logs.send(event.clone());
+            }
+            let run_logs = channels.run_logs.lock().expect("bus lock");
+            if let Some(tx) = run_logs.get(&line.run_id) {
+                let _ = tx.send(event);
+            }
+            return;
+        }
+        let ended = event.ends_run().then(|| event.run_id().map(str::to_string));
+        let _ = channels.state.send(event);
+        if let Some(Some(run_id)) = ended {
+            // The run's followers have its end; their log channel closes after it.
+            channels.run_logs.lock().expect("bus lock").remove(&run_id);
+        }
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
-        self.tx.subscribe()
+    /// Every event from now on, with the log lines `logs` asks for.
+    pub fn subscribe(&self, logs: Logs) -> Subscription {
+        let channels = &*self.inner;
+        let state = channels.state.subscribe();
+        let logs = match logs {
+            Logs::None => None,
+            Logs::All => Some(channels.logs.subscribe()),
+            Logs::OfRun(run_id) => {
+                let mut run_logs = channels.run_logs.lock().expect("bus lock");
+                // Drop the channels nobody follows any more (runs whose end was missed).
+                run_logs.retain(|_, tx| tx.receiver_count() > 0);
+                Some(
+                    run_logs
+                        .entry(run_id)
+                        .or_insert_with(|| broadcast::channel(channels.capacity).0)
+                        .subscribe(),
+                )
+            }
+        };
+        Subscription { state, logs }
+    }
+}
+
+/// One subscriber's events: state changes, and the log lines it asked for. A log line
+/// published before a state change is received before it.
+pub struct Subscription {
+    state: broadcast::Receiver<Arc<Event>>,
+    logs: Option<broadcast::Receiver<Arc<Event>>>,
+}
+
+impl Subscription {
+    /// The next event; `Lagged` when this subscriber fell behind and lost some.
+    pub async fn recv(&mut self) -> Result<Arc<Event>, RecvError> {
+        loop {
+            let Some(logs) = &mut self.logs else {
+                return self.state.recv().await;
+            };
+            // Log lines first: those published before a state change come before it.
+            let got = tokio::select! {
+                biased;
+                line = logs.recv() => match line {
+                    Err(RecvError::Closed) => None,
+                    other => Some(other),
+                },
+                event = self.state.recv() => Some(event),
+            };
+            match got {
+                Some(got) => return got,
+                // The followed run ended: state changes only from now on.
+                None => self.logs = None,
+            }
+        }
     }
 }

@@ -29,7 +29,7 @@ use crate::core::{
     Condition, EnvPolicy, JobDef, LogLine, LogStream, RetryCondition, Run, RunStatus, TaskDef,
     TaskKind, TaskRun, TaskStatus,
 };
-use crate::events::{Event, EventBus, EventKind};
+use crate::events::{Event, EventBus};
 use crate::store::{LogPageLimit, LogStart, Store, StoreError};
 use substitute::{substitute, substitute_script, Scope};
 
@@ -125,8 +125,7 @@ pub async fn execute_run(
     stop: watch::Receiver<Option<StopReason>>,
 ) -> Run {
     run.error = None;
-    env.bus
-        .publish(Event::new(EventKind::RunStarted, &job.id).with_run(run.clone()));
+    env.bus.publish(Event::of_run(run.clone()));
     tracing::info!(job = %job.id, run = %run.id, trigger = %run.trigger, "run started");
 
     let mut walk = Walk::new(env.clone(), job.clone(), &run, tasks, stop.clone());
@@ -158,15 +157,8 @@ pub async fn finish_run(env: &ExecEnv, run: &Run) {
     if let Err(e) = env.store.update_run(run.clone()).await {
         tracing::error!(run = %run.id, "cannot record run end: {e}");
     }
-    let kind = match run.status {
-        RunStatus::Succeeded => EventKind::RunSucceeded,
-        RunStatus::Cancelled => EventKind::RunCancelled,
-        RunStatus::Interrupted => EventKind::RunInterrupted,
-        _ => EventKind::RunFailed,
-    };
     tracing::info!(job = %run.job_id, run = %run.id, status = %run.status, "run ended");
-    env.bus
-        .publish(Event::new(kind, &run.job_id).with_run(run.clone()));
+    env.bus.publish(Event::of_run(run.clone()));
 }
 
 /// The walk over one run's DAG.
@@ -237,7 +229,7 @@ impl Walk {
                     record.status = TaskStatus::Failed;
                     record.error = Some(format!("task panicked: {e}"));
                     record.ended_at = Some(Utc::now());
-                    self.record(EventKind::TaskFailed, &record, None).await;
+                    self.record(&record, None).await;
                     (idx, record)
                 }
             };
@@ -279,8 +271,7 @@ impl Walk {
                     task.condition.as_str()
                 );
                 record.error = Some(why.clone());
-                self.record(EventKind::TaskSkipped, &record, Some(why))
-                    .await;
+                self.record(&record, Some(why)).await;
                 self.records[i] = record;
             }
         }
@@ -334,14 +325,14 @@ impl Walk {
                 let mut record = self.records[i].clone();
                 record.status = TaskStatus::Cancelled;
                 record.ended_at = Some(Utc::now());
-                self.record(EventKind::TaskCancelled, &record, None).await;
+                self.record(&record, None).await;
                 self.records[i] = record;
             }
         }
     }
 
-    async fn record(&self, kind: EventKind, record: &TaskRun, message: Option<String>) {
-        record_task(&self.env, &self.job.id, kind, record, message).await;
+    async fn record(&self, record: &TaskRun, message: Option<String>) {
+        record_task(&self.env, &self.job.id, record, message).await;
     }
 }
 
@@ -375,21 +366,12 @@ fn collect_upstream_outputs(
 }
 
 /// Stores a task record, then publishes its event.
-async fn record_task(
-    env: &ExecEnv,
-    job_id: &str,
-    kind: EventKind,
-    record: &TaskRun,
-    message: Option<String>,
-) {
+async fn record_task(env: &ExecEnv, job_id: &str, record: &TaskRun, message: Option<String>) {
     if let Err(e) = env.store.update_task_run(record.clone()).await {
         tracing::error!(run = %record.run_id, task = %record.task_id, "cannot record task state: {e}");
     }
-    let mut event = Event::new(kind, job_id).with_task(record.clone());
-    if let Some(m) = message {
-        event = event.with_message(m);
-    }
-    env.bus.publish(event);
+    env.bus
+        .publish(Event::of_task(job_id, record.clone(), message));
 }
 
 /// All attempts of one task in one run.
@@ -420,7 +402,7 @@ impl TaskAttempts {
                     "interrupted by a daemon restart during attempt {} and not retried (max_attempts {})",
                     record.attempts, policy.max_attempts
                 ));
-                self.record(EventKind::TaskFailed, &record, None).await;
+                self.record(&record, None).await;
                 return record;
             }
             // Only the last stored line is needed, not the whole log.
@@ -444,7 +426,7 @@ impl TaskAttempts {
             record.ended_at = None;
             record.exit_code = None;
             record.error = None;
-            self.record(EventKind::TaskStarted, &record, None).await;
+            self.record(&record, None).await;
 
             let (outcome, last_seq) = self.attempt(record.attempts, seq).await;
             seq = last_seq;
@@ -455,7 +437,7 @@ impl TaskAttempts {
                     record.status = TaskStatus::Succeeded;
                     record.exit_code = exit_code;
                     record.outputs = outputs;
-                    self.record(EventKind::TaskSucceeded, &record, None).await;
+                    self.record(&record, None).await;
                     return record;
                 }
                 TaskOutcome::Stopped(StopReason::Timeout) => {
@@ -489,12 +471,7 @@ impl TaskAttempts {
                 } else {
                     TaskStatus::Failed
                 };
-                let kind = if timed_out {
-                    EventKind::TaskTimedOut
-                } else {
-                    EventKind::TaskFailed
-                };
-                self.record(kind, &record, Some(error)).await;
+                self.record(&record, Some(error)).await;
                 return record;
             }
             let mut delay = policy.delay_before(retry);
@@ -510,8 +487,7 @@ impl TaskAttempts {
                 policy.max_attempts,
                 delay.as_secs_f64()
             );
-            self.record(EventKind::TaskRetrying, &record, Some(message))
-                .await;
+            self.record(&record, Some(message)).await;
             let mut stop = self.stop.clone();
             let stopped = tokio::select! {
                 _ = tokio::time::sleep(delay) => false,
@@ -670,23 +646,21 @@ impl TaskAttempts {
 
     /// Settles a task its run stopped: `cancelled` or `interrupted`.
     async fn stopped(&self, mut record: TaskRun, reason: Option<StopReason>) -> TaskRun {
-        let (status, kind, error) = match reason {
-            Some(StopReason::Interrupt) => (
-                TaskStatus::Interrupted,
-                EventKind::TaskInterrupted,
-                "interrupted: the daemon shut down",
-            ),
-            _ => (TaskStatus::Cancelled, EventKind::TaskCancelled, "cancelled"),
+        let (status, error) = match reason {
+            Some(StopReason::Interrupt) => {
+                (TaskStatus::Interrupted, "interrupted: the daemon shut down")
+            }
+            _ => (TaskStatus::Cancelled, "cancelled"),
         };
         record.status = status;
         record.error = Some(error.to_string());
         record.ended_at = Some(Utc::now());
-        self.record(kind, &record, None).await;
+        self.record(&record, None).await;
         record
     }
 
-    async fn record(&self, kind: EventKind, record: &TaskRun, message: Option<String>) {
-        record_task(&self.env, &self.job_id, kind, record, message).await;
+    async fn record(&self, record: &TaskRun, message: Option<String>) {
+        record_task(&self.env, &self.job_id, record, message).await;
     }
 }
 
@@ -757,8 +731,10 @@ async fn pump_logs(
             tracing::error!(run = %run_id, task = %task_id, "cannot store log lines: {e}");
         }
         for record in records {
-            env.bus
-                .publish(Event::new(EventKind::LogLine, &job_id).with_log(record));
+            env.bus.publish(Event::Log {
+                job_id: job_id.clone(),
+                line: record,
+            });
         }
     }
 }

@@ -249,12 +249,12 @@ impl Default for Metrics {
 
 impl EventObserver for Metrics {
     fn observe(&self, event: &Event) {
-        let job = || event.job_id.clone();
-        match event.kind {
+        let job = || event.job_id().to_string();
+        match event.kind() {
             // The most frequent event by far: out first.
             EventKind::LogLine | EventKind::RunQueued => {}
             EventKind::RunStarted => {
-                let Some(run) = &event.run else { return };
+                let Some(run) = &event.run() else { return };
                 let new = self
                     .running_ids
                     .lock()
@@ -269,7 +269,7 @@ impl EventObserver for Metrics {
             | EventKind::RunFailed
             | EventKind::RunCancelled
             | EventKind::RunInterrupted => {
-                let Some(run) = &event.run else { return };
+                let Some(run) = &event.run() else { return };
                 self.running_ids
                     .lock()
                     .expect("metrics lock")
@@ -286,9 +286,9 @@ impl EventObserver for Metrics {
                         .get_or_create(&JobLabel { job: job() })
                         .observe(took.as_secs_f64());
                 }
-                if event.kind == EventKind::RunSucceeded {
+                if event.kind() == EventKind::RunSucceeded {
                     self.last_success
-                        .record(&event.job_id, run.ended_at.unwrap_or(event.time));
+                        .record(&event.job_id(), run.ended_at.unwrap_or(event.time()));
                 }
             }
             EventKind::TaskSucceeded
@@ -297,7 +297,9 @@ impl EventObserver for Metrics {
             | EventKind::TaskTimedOut
             | EventKind::TaskCancelled
             | EventKind::TaskInterrupted => {
-                let Some(task) = &event.task_run else { return };
+                let Some(task) = &event.task_run() else {
+                    return;
+                };
                 self.tasks
                     .get_or_create(&JobStatus {
                         job: job(),
@@ -312,7 +314,7 @@ impl EventObserver for Metrics {
                 self.skipped
                     .get_or_create(&JobReason {
                         job: job(),
-                        reason: event.reason.unwrap_or("other").to_string(),
+                        reason: event.reason().unwrap_or("other").to_string(),
                     })
                     .inc();
             }

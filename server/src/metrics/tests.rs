@@ -35,25 +35,22 @@ fn line<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
 async fn events_feed_the_counters_once_each() {
     let metrics = Metrics::new();
     let started = run("r1", RunStatus::Running, true);
-    let event = |kind| Event::new(kind, "nightly");
-    metrics.observe(&event(EventKind::RunStarted).with_run(started.clone()));
+    metrics.observe(&Event::of_run(started.clone()));
     // A run resumed after a restart starts again: counted and measured once.
-    metrics.observe(&event(EventKind::RunStarted).with_run(started));
+    metrics.observe(&Event::of_run(started));
     let mut task = TaskRun::pending("r1", "t");
+    task.status = TaskStatus::Retrying;
+    metrics.observe(&Event::of_task("nightly", task.clone(), None));
     task.status = TaskStatus::Failed;
-    metrics.observe(&event(EventKind::TaskRetrying).with_task(task.clone()));
-    metrics.observe(&event(EventKind::TaskFailed).with_task(task));
-    metrics.observe(&event(EventKind::RunFailed).with_run(run("r1", RunStatus::Failed, true)));
-    metrics.observe(&event(EventKind::RunSucceeded).with_run(run(
-        "r2",
-        RunStatus::Succeeded,
-        false,
-    )));
-    metrics.observe(
-        &event(EventKind::JobSkipped)
-            .with_message("job 'nightly' already has 1 run going")
-            .with_reason("concurrency"),
-    );
+    metrics.observe(&Event::of_task("nightly", task, None));
+    metrics.observe(&Event::of_run(run("r1", RunStatus::Failed, true)));
+    metrics.observe(&Event::of_run(run("r2", RunStatus::Succeeded, false)));
+    metrics.observe(&Event::Skipped {
+        time: chrono::Utc::now(),
+        job_id: "nightly".into(),
+        reason: "concurrency",
+        message: "job 'nightly' already has 1 run going".into(),
+    });
 
     let engine = crate::Engine::start(
         vec![],

@@ -62,7 +62,7 @@ pub fn channel() -> (Arc<Notifier>, Deliveries) {
 
 impl EventObserver for Notifier {
     fn observe(&self, event: &Event) {
-        let on = match event.kind {
+        let on = match event.kind() {
             EventKind::RunFailed => NotifyOn::Failure,
             EventKind::RunSucceeded => NotifyOn::Success,
             EventKind::TaskRetrying => NotifyOn::Retry,
@@ -92,7 +92,7 @@ impl Deliveries {
         let client = send::http_client();
         tokio::spawn(async move {
             while let Some(occasion) = queue.recv().await {
-                let Some(job) = engine.job(&occasion.event.job_id) else {
+                let Some(job) = engine.job(&occasion.event.job_id()) else {
                     continue;
                 };
                 let Some(rule) = &job.notify else { continue };
@@ -195,13 +195,14 @@ impl Delivery {
         if let Err(e) = self.engine.store().append_notification(record).await {
             tracing::error!("cannot record a notification attempt: {e}");
         }
-        self.engine.publish(
-            Event::new(EventKind::Notification, &p.job_id)
-                .with_message(format!(
-                    "{} to {label}: {outcome} (attempt {attempt}): {message}",
-                    p.on
-                ))
-                .with_run_id(&p.run_id),
-        );
+        self.engine.publish(Event::Notification {
+            time: Utc::now(),
+            job_id: p.job_id.clone(),
+            run_id: p.run_id.clone(),
+            message: format!(
+                "{} to {label}: {outcome} (attempt {attempt}): {message}",
+                p.on
+            ),
+        });
     }
 }

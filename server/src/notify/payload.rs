@@ -34,13 +34,13 @@ impl Payload {
     pub async fn build(engine: &Engine, on: NotifyOn, event: &Event, api_base: &str) -> Payload {
         let mut body = BTreeMap::new();
         body.insert("event", json!(on.as_str()));
-        body.insert("job", json!(event.job_id));
-        body.insert("time", time(Some(event.time)));
+        body.insert("job", json!(event.job_id()));
+        body.insert("time", time(Some(event.time())));
         let run_id = event.run_id().unwrap_or_default().to_string();
-        if let Some(message) = &event.message {
+        if let Some(message) = &event.message() {
             body.insert("reason", json!(message));
         }
-        if let Some(run) = &event.run {
+        if let Some(run) = &event.run() {
             body.insert("run_id", json!(run.id));
             body.insert("status", json!(run.status.as_str()));
             body.insert("trigger", json!(run.trigger.as_str()));
@@ -56,7 +56,7 @@ impl Payload {
                 .map(|(s, e)| (e - s).num_milliseconds() as f64 / 1000.0);
             body.insert("duration_seconds", json!(duration));
         }
-        if let Some(task) = &event.task_run {
+        if let Some(task) = &event.task_run() {
             body.insert("run_id", json!(task.run_id));
             body.insert("task", json!(task.task_id));
             body.insert("attempt", json!(task.attempts));
@@ -77,7 +77,7 @@ impl Payload {
         let body = serde_json::to_vec(&body).unwrap_or_default();
         Payload {
             on,
-            job_id: event.job_id.clone(),
+            job_id: event.job_id().to_string(),
             run_id,
             body,
         }

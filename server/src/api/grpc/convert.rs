@@ -184,22 +184,17 @@ pub fn into_log_line(l: LogLine) -> pb::LogLine {
 }
 
 pub fn event(e: &Event) -> pb::Event {
-    let task_id = e
-        .task_run
-        .as_ref()
-        .map(|t| t.task_id.clone())
-        .or_else(|| e.log.as_ref().map(|l| l.task_id.clone()))
-        .unwrap_or_default();
+    let task_id = e.task_id().unwrap_or_default().to_string();
     pb::Event {
-        r#type: event_type(e.kind).into(),
-        time: Some(timestamp(e.time)),
-        job_id: e.job_id.clone(),
+        r#type: event_type(e.kind()).into(),
+        time: Some(timestamp(e.time())),
+        job_id: e.job_id().to_string(),
         run_id: e.run_id().unwrap_or_default().to_string(),
         task_id,
-        run: e.run.as_ref().map(|r| run(r, e.time)),
-        task_run: e.task_run.as_ref().map(|t| task_run(t, e.time)),
-        log: e.log.as_deref().map(log_line),
-        message: e.message.clone().unwrap_or_default(),
+        run: e.run().map(|r| run(r, e.time())),
+        task_run: e.task_run().map(|t| task_run(t, e.time())),
+        log: e.log().map(log_line),
+        message: e.message().unwrap_or_default().to_string(),
     }
 }
 
@@ -434,19 +429,25 @@ mod tests {
         };
         let cases = [
             (
-                Event::new(EventKind::TaskStarted, "j").with_task(task),
+                Event::of_task("j", task, None),
                 pb::EventType::TaskStarted,
                 "r1",
                 "t1",
             ),
             (
-                Event::new(EventKind::LogLine, "j").with_log(log),
+                Event::Log {
+                    job_id: "j".into(),
+                    line: log,
+                },
                 pb::EventType::LogLine,
                 "r2",
                 "t2",
             ),
             (
-                Event::new(EventKind::SchedulerPaused, ""),
+                Event::Scheduler {
+                    time: at(130),
+                    paused: true,
+                },
                 pb::EventType::SchedulerPaused,
                 "",
                 "",

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use chrono::Utc;
 use petit_proto::v1 as pb;
 use petit_proto::v1::run_service_server::RunService;
-use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::sync::broadcast::error::RecvError;
 use tonic::{Request, Response, Status};
 
 use super::error::required;
@@ -18,7 +18,7 @@ use super::stream::{self, ClientGone, Outbox, ResponseStream};
 use super::{convert, log_page, PetitApi};
 use crate::auth::Caller;
 use crate::engine::Engine;
-use crate::events::{Event, EventKind};
+use crate::events::{Event, EventKind, Logs, Subscription};
 use crate::store::{LogLine, LogPosition, LogStart, Run, TaskRun};
 
 #[tonic::async_trait]
@@ -75,7 +75,7 @@ impl RunService for PetitApi {
     ) -> Result<Response<Self::WatchRunStream>, Status> {
         let request = request.into_inner();
         let run_id = required("run_id", &request.run_id)?.to_string();
-        let mut events = self.engine.subscribe();
+        let mut events = self.engine.subscribe_with(Logs::None);
         let (run, tasks) = run_state(&self.engine, &run_id).await?;
         let engine = self.engine.clone();
         let stream = stream::spawn(&self.streams, move |out| async move {
@@ -102,18 +102,18 @@ impl RunService for PetitApi {
                     Err(RecvError::Closed) => return Ok(()),
                 };
                 // Log lines are for FollowTaskLogs; a run's watcher wants state changes.
-                if event.kind == EventKind::LogLine || event.run_id() != Some(run_id.as_str()) {
+                if event.kind() == EventKind::LogLine || event.run_id() != Some(run_id.as_str()) {
                     continue;
                 }
-                if let Some(now) = &event.run {
+                if let Some(now) = event.run() {
                     run = now.clone();
                 }
                 out.send(pb::WatchRunResponse {
-                    run: Some(convert::run(&run, event.time)),
+                    run: Some(convert::run(&run, event.time())),
                     task_runs: event
-                        .task_run
-                        .iter()
-                        .map(|t| convert::task_run(t, event.time))
+                        .task_run()
+                        .into_iter()
+                        .map(|t| convert::task_run(t, event.time()))
                         .collect(),
                     event: Some(convert::event(&event)),
                 })
@@ -171,7 +171,7 @@ impl RunService for PetitApi {
             0 => LogStart::First,
             n => LogStart::Tail(usize::try_from(n).unwrap_or(usize::MAX)),
         };
-        let events = self.engine.subscribe();
+        let events = self.engine.subscribe_with(Logs::OfRun(run_id.clone()));
         // Check the task exists now, so that a typo is NOT_FOUND rather than a stream
         // that never says anything.
         let (_, tasks) = run_state(&self.engine, &run_id).await?;
@@ -264,7 +264,7 @@ impl LogCursor {
 
     /// Whether this event says the followed task has settled.
     fn settles_task(&self, event: &Event) -> bool {
-        match (&self.task_id, &event.task_run) {
+        match (&self.task_id, event.task_run()) {
             (Some(task_id), Some(task)) => task.task_id == *task_id && task.status.is_terminal(),
             _ => false,
         }
@@ -283,7 +283,7 @@ impl LogCursor {
 impl LogFollower {
     async fn follow(
         &mut self,
-        mut events: broadcast::Receiver<Event>,
+        mut events: Subscription,
         out: &Outbox<pb::FollowTaskLogsResponse>,
     ) -> Result<(), ClientGone> {
         if self.catch_up(out).await? {
@@ -304,7 +304,7 @@ impl LogFollower {
             if event.run_id() != Some(self.run_id.as_str()) {
                 continue;
             }
-            if let Some(line) = &event.log {
+            if let Some(line) = event.log() {
                 if self.cursor.wants(line) {
                     self.send(out, line).await?;
                 }
@@ -448,7 +448,7 @@ mod tests {
                 task_id: followed.map(String::from),
                 sent: HashMap::new(),
             };
-            let event = Event::new(EventKind::TaskSucceeded, "j").with_task(task(task_id, status));
+            let event = Event::of_task("j", task(task_id, status), None);
             let by_event = cursor.settles_task(&event);
             assert_eq!(by_event, cursor.task_settled(&[task(task_id, status)]));
             by_event

@@ -16,7 +16,7 @@ use super::{convert, PetitApi};
 use crate::auth::Caller;
 use crate::engine::EngineError;
 use crate::events::Event;
-use crate::events::EventKind;
+use crate::events::{EventKind, Logs};
 use crate::store::RunPage;
 
 /// Finished runs a snapshot carries, after the runs still going.
@@ -115,14 +115,16 @@ impl SchedulerService for PetitApi {
         }
         // Subscribe before reading the state, so that nothing happens unseen between
         // the snapshot and the first forwarded event.
-        let mut events = self.engine.subscribe();
+        let mut events =
+            self.engine
+                .subscribe_with(if exclude_logs { Logs::None } else { Logs::All });
         let first = snapshot(self, job_id.as_deref()).await?;
         let api = self.clone();
         let stream = stream::spawn(&self.streams, move |out| async move {
             out.send(snapshot_message(first)).await?;
             loop {
                 match events.recv().await {
-                    Ok(event) if exclude_logs && event.kind == EventKind::LogLine => {}
+                    Ok(event) if exclude_logs && event.kind() == EventKind::LogLine => {}
                     Ok(event) if concerns(&event, job_id.as_deref()) => {
                         let item = Item::Event(convert::event(&event));
                         out.send(pb::WatchEventsResponse { item: Some(item) })
@@ -150,7 +152,7 @@ impl SchedulerService for PetitApi {
 fn concerns(event: &Event, job_id: Option<&str>) -> bool {
     match job_id {
         None => true,
-        Some(job_id) => event.job_id.is_empty() || event.job_id == job_id,
+        Some(job_id) => event.job_id().is_empty() || event.job_id() == job_id,
     }
 }
 
@@ -203,22 +205,31 @@ async fn snapshot(api: &PetitApi, job_id: Option<&str>) -> Result<pb::Snapshot, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::EventKind;
 
     #[test]
     fn job_filter_keeps_scheduler_events() {
+        let of_job = |job_id: &str| Event::Skipped {
+            time: chrono::Utc::now(),
+            job_id: job_id.to_string(),
+            reason: "concurrency",
+            message: String::new(),
+        };
+        let paused = Event::Scheduler {
+            time: chrono::Utc::now(),
+            paused: true,
+        };
         let cases = [
-            (Event::new(EventKind::RunStarted, "a"), None, true),
-            (Event::new(EventKind::RunStarted, "a"), Some("a"), true),
-            (Event::new(EventKind::RunStarted, "b"), Some("a"), false),
-            (Event::new(EventKind::SchedulerPaused, ""), Some("a"), true),
+            (of_job("a"), None, true),
+            (of_job("a"), Some("a"), true),
+            (of_job("b"), Some("a"), false),
+            (paused, Some("a"), true),
         ];
         for (event, filter, want) in cases {
             assert_eq!(
                 concerns(&event, filter),
                 want,
                 "{:?} {filter:?}",
-                event.kind
+                event.kind()
             );
         }
     }

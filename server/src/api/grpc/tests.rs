@@ -9,13 +9,13 @@ use petit_proto::v1::run_service_server::RunService;
 use petit_proto::v1::scheduler_service_server::SchedulerService;
 use petit_proto::v1::watch_events_response::Item;
 use prost_reflect::DescriptorPool;
-use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::sync::broadcast::error::RecvError;
 use tokio_stream::StreamExt;
 use tonic::Request;
 
 use super::{PetitApi, StreamShutdown};
 use crate::engine::{Engine, EngineOptions};
-use crate::events::Event;
+use crate::events::Subscription;
 use crate::store::Run;
 use crate::testing::Harness;
 
@@ -48,7 +48,7 @@ async fn small_bus() -> (Engine, PetitApi) {
 }
 
 /// Waits for the end of a run subscribed to before it started, whatever the bus lost.
-async fn wait_end(engine: &Engine, mut events: broadcast::Receiver<Event>, run_id: &str) -> Run {
+async fn wait_end(engine: &Engine, mut events: Subscription, run_id: &str) -> Run {
     tokio::time::timeout(LIMIT, async {
         loop {
             match events.recv().await {
