@@ -13,7 +13,7 @@ use petit_proto::v1::{self, watch_events_response::Item};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::state::{Command, JobRow, RunRow, ServerMsg, Snapshot, MAX_LOG_LINES};
+use crate::state::{scheduler_status, Command, JobRow, RunRow, ServerMsg, Snapshot, MAX_LOG_LINES};
 
 /// Limit on connecting and on each unary call (streams have none).
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -409,11 +409,11 @@ fn call(client: &Client, cmd: Command) -> BoxFuture<'static, Vec<ServerMsg>> {
             Command::Pause => client
                 .pause()
                 .await
-                .map(|resp| vec![ServerMsg::Scheduler(resp.state.into())]),
+                .map(|resp| vec![ServerMsg::Scheduler(scheduler_status(resp.state.as_ref()))]),
             Command::Resume => client
                 .resume()
                 .await
-                .map(|resp| vec![ServerMsg::Scheduler(resp.state.into())]),
+                .map(|resp| vec![ServerMsg::Scheduler(scheduler_status(resp.state.as_ref()))]),
             Command::LoadJobRuns { job_id } => {
                 client.list_job_runs(&job_id, JOB_RUNS).await.map(|resp| {
                     let runs = resp.runs.into_iter().map(RunRow::from).collect();
