@@ -48,6 +48,16 @@ fn pool() -> Result<&'static DescriptorPool, JsonError> {
     .map_err(|e| JsonError::Descriptors(e.clone()))
 }
 
+/// The numbers of an enum's values (`petit.v1.EventType`...), in `.proto` order, from
+/// the descriptor set: what a client can go through to size a column for every value.
+pub fn enum_numbers(full_name: &str) -> Result<Vec<i32>, JsonError> {
+    let values = pool()?
+        .get_enum_by_name(full_name)
+        .map(|e| e.values().map(|v| v.number()).collect())
+        .unwrap_or_default();
+    Ok(values)
+}
+
 /// `message` in the proto3 JSON mapping, as a value (object keys sorted).
 pub fn to_json<M: ProtoMessage>(message: &M) -> Result<serde_json::Value, JsonError> {
     Ok(reflect(message)?.serialize_with_options(serde_json::value::Serializer, &options())?)
@@ -199,6 +209,13 @@ mod tests {
             <petit_proto::v1::WatchEventsResponse as ProtoMessage>::FULL_NAME,
             "petit.v1.WatchEventsResponse"
         );
+    }
+
+    #[test]
+    fn enum_numbers_come_from_the_descriptor_set() {
+        let numbers = enum_numbers("petit.v1.TriggerReason").expect("pool");
+        assert_eq!(numbers, [0, 1, 2]);
+        assert!(enum_numbers("petit.v1.Nope").expect("pool").is_empty());
     }
 
     #[test]

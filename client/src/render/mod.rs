@@ -9,7 +9,7 @@ mod table;
 mod text;
 
 pub use dag::{dag_tree, TreeLine, TreeMark};
-pub use json::{to_json, to_json_string, JsonError, ProtoMessage};
+pub use json::{enum_numbers, to_json, to_json_string, JsonError, ProtoMessage};
 pub use style::{color_enabled, paint};
 pub use table::{fields, Cell, Table};
 pub use text::{

@@ -1,12 +1,14 @@
 //! The text views several commands share: run and task tables, a run's details, event
 //! and log lines, and the one-line summary of an ended run.
 
+use std::sync::OnceLock;
+
 use petit_client::proto::{
     Event, EventType, Job, LogLine, NotificationAttempt, Run, RunStatus, Schedule, TaskDefinition,
     TaskRun,
 };
 use petit_client::render::{
-    fields, format_clock, format_proto_duration, format_time, paint, Cell, Table,
+    enum_numbers, fields, format_clock, format_proto_duration, format_time, paint, Cell, Table,
 };
 use petit_client::vocab::{Tone, Vocabulary};
 
@@ -178,8 +180,20 @@ pub fn event_type_word(event_type: EventType) -> String {
     }
 }
 
-/// The longest event type word, so that the columns after it line up.
-const EVENT_TYPE_WIDTH: usize = "task_interrupted".len();
+/// The longest event type word, so that the columns after it line up: over every
+/// type in the contract, so a new, longer one needs no edit.
+fn event_type_width() -> usize {
+    static WIDTH: OnceLock<usize> = OnceLock::new();
+    *WIDTH.get_or_init(|| {
+        enum_numbers("petit.v1.EventType")
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|n| EventType::try_from(n).ok())
+            .map(|t| event_type_word(t).len())
+            .max()
+            .unwrap_or(0)
+    })
+}
 
 /// One event as one line: time, type, job, run, task, message ("-" for what does not
 /// apply).
@@ -203,13 +217,14 @@ pub fn event_line(event: &Event) -> String {
         String::new()
     };
     let line = format!(
-        "{}  {:<EVENT_TYPE_WIDTH$}  {}  {}  {}  {}",
+        "{}  {:<width$}  {}  {}  {}  {}",
         format_clock(event.time.as_ref()),
         event_type_word(event.r#type()),
         or_dash(&event.job_id),
         or_dash(&event.run_id),
         or_dash(&event.task_id),
         message,
+        width = event_type_width(),
     );
     one_line(line.trim_end())
 }
@@ -315,7 +330,7 @@ mod tests {
                     run_id: "r1".into(),
                     ..Default::default()
                 },
-                "-  run_started       hello  r1  -",
+                "-  run_started        hello  r1  -",
             ),
             (
                 Event {
@@ -329,14 +344,23 @@ mod tests {
                     }),
                     ..Default::default()
                 },
-                "-  log_line          hello  r1  greet  hi there",
+                "-  log_line           hello  r1  greet  hi there",
             ),
             (
                 Event {
                     r#type: EventType::SchedulerPaused as i32,
                     ..Default::default()
                 },
-                "-  scheduler_paused  -  -  -",
+                "-  scheduler_paused   -  -  -",
+            ),
+            (
+                // The longest type word: the columns after it still line up.
+                Event {
+                    r#type: EventType::SchedulerResumed as i32,
+                    job_id: "hello".into(),
+                    ..Default::default()
+                },
+                "-  scheduler_resumed  hello  -  -",
             ),
             (
                 Event {
@@ -344,7 +368,7 @@ mod tests {
                     message: "from a newer server".into(),
                     ..Default::default()
                 },
-                "-  unknown           -  -  -  from a newer server",
+                "-  unknown            -  -  -  from a newer server",
             ),
         ];
         for (event, want) in cases {
