@@ -244,6 +244,9 @@ pub fn run_summary(run: &Run) -> String {
     let duration = format_proto_duration(run.duration.as_ref());
     let mut summary = if status == RunStatus::Succeeded {
         format!("run {} succeeded in {duration}", run.id)
+    } else if run.started_at.is_none() {
+        // Cancelled while queued: it never ran, so it has no duration.
+        format!("run {} {} before it started", run.id, status.label())
     } else {
         format!("run {} {} after {duration}", run.id, status.label())
     };
@@ -381,6 +384,7 @@ mod tests {
         let run = |status: RunStatus, error: &str| Run {
             id: "r1".into(),
             status: status as i32,
+            started_at: Some(prost_types::Timestamp::default()),
             duration: Some(prost_types::Duration {
                 seconds: 1,
                 nanos: 200_000_000,
@@ -398,6 +402,14 @@ mod tests {
             (
                 run(RunStatus::Cancelled, "cancelled"),
                 "run r1 cancelled after 1.2s",
+            ),
+            (
+                Run {
+                    started_at: None,
+                    duration: None,
+                    ..run(RunStatus::Cancelled, "cancelled")
+                },
+                "run r1 cancelled before it started",
             ),
         ];
         for (run, want) in cases {
