@@ -78,6 +78,16 @@ impl ClientError {
         )
     }
 
+    /// Whether petitd refused this client's credentials: no token where one is needed,
+    /// an unknown one, or one whose role does not allow the call. Retrying soon cannot
+    /// help; a fixed tokens file or a new token can.
+    pub fn is_denied(&self) -> bool {
+        matches!(
+            self.code(),
+            Some(Code::Unauthenticated | Code::PermissionDenied)
+        )
+    }
+
     /// The gRPC code the server answered with, for refusals.
     pub fn code(&self) -> Option<Code> {
         match self {
@@ -362,22 +372,31 @@ mod tests {
             reason: "connection refused".into(),
         };
         let cases = [
-            // (error, is_fatal, is_connection)
-            (rpc(Code::NotFound, "job 'x' not found"), true, false),
-            (rpc(Code::InvalidArgument, "job_id is empty"), true, false),
+            // (error, is_fatal, is_connection, is_denied)
+            (rpc(Code::NotFound, "job 'x' not found"), true, false, false),
+            (
+                rpc(Code::InvalidArgument, "job_id is empty"),
+                true,
+                false,
+                false,
+            ),
             (
                 rpc(Code::FailedPrecondition, "dependency unmet"),
                 true,
                 false,
+                false,
             ),
-            (rpc(Code::ResourceExhausted, "limit"), false, false),
-            (rpc(Code::Unavailable, "shutting down"), false, true),
-            (rpc(Code::DeadlineExceeded, ""), false, true),
-            (unreachable, false, true),
+            (rpc(Code::Unauthenticated, "no token"), true, false, true),
+            (rpc(Code::PermissionDenied, "viewer"), true, false, true),
+            (rpc(Code::ResourceExhausted, "limit"), false, false, false),
+            (rpc(Code::Unavailable, "shutting down"), false, true, false),
+            (rpc(Code::DeadlineExceeded, ""), false, true, false),
+            (unreachable, false, true, false),
         ];
-        for (err, fatal, connection) in cases {
+        for (err, fatal, connection, denied) in cases {
             assert_eq!(err.is_fatal(), fatal, "{err:?}");
             assert_eq!(err.is_connection(), connection, "{err:?}");
+            assert_eq!(err.is_denied(), denied, "{err:?}");
         }
     }
 

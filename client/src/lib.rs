@@ -1,8 +1,9 @@
 //! The client side of Petit, shared by `petitctl` and the TUI: connecting to `petitd`
 //! (address forms, TLS, time limits: [`ConnectOptions`] and its flags [`ConnectArgs`]),
 //! one method per RPC, [`ClientError`] with what a caller
-//! can do about a failure, and [`render`]: tables, durations, times, the task tree and
-//! the proto3 JSON form of responses.
+//! can do about a failure, [`vocab`]: the words and tones of the contract's enums, and
+//! [`render`]: tables, durations, times, the task tree and the proto3 JSON form of
+//! responses.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), petit_client::ClientError> {
@@ -19,6 +20,7 @@ mod connect;
 mod error;
 mod options;
 pub mod render;
+pub mod vocab;
 
 pub use connect::{
     connect, connect_lazy, normalize_server, Client, LogPages, Stream, DEFAULT_SERVER,

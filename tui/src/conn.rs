@@ -13,13 +13,10 @@ use petit_proto::v1::{self, watch_events_response::Item};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::state::{Command, JobRow, RunRow, ServerMsg, Snapshot, MAX_LOG_LINES};
+use crate::state::{scheduler_status, Command, JobRow, RunRow, ServerMsg, Snapshot, MAX_LOG_LINES};
 
 /// Limit on connecting and on each unary call (streams have none).
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
-/// The snapshot lists every job in one message; tonic's default limit (4 MiB) would
-/// turn a large job directory into a reconnect loop.
-const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 /// Runs read when the user drills into a job.
 const JOB_RUNS: u32 = 50;
 
@@ -165,28 +162,14 @@ impl Conn {
     /// answers until something breaks.
     async fn session(&mut self, backoff: &mut Backoff) -> Result<Infallible, Stop> {
         let client = self.client.clone();
-        let mut events = client
-            .scheduler_service()
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .watch_events(v1::WatchEventsRequest {
-                // Output is followed per task in the log overlay; the feed is state.
-                exclude_logs: true,
-                ..Default::default()
-            })
-            .await
-            .map_err(|status| {
-                let refused = matches!(
-                    status.code(),
-                    tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
-                );
-                let text = status_text(&client, status);
-                if refused {
-                    Stop::Refused(text)
-                } else {
-                    Stop::Lost(text)
-                }
-            })?
-            .into_inner();
+        // Output is followed per task in the log overlay; the feed is state.
+        let mut events = client.watch_events("", true).await.map_err(|err| {
+            if err.is_denied() {
+                Stop::Refused(err.to_string())
+            } else {
+                Stop::Lost(err.to_string())
+            }
+        })?;
         let mut run_stream = self.open_run_watch(&client).await?;
         let mut log_stream = self.open_logs(&client).await?;
         let mut calls = Calls::new();
@@ -208,7 +191,7 @@ impl Conn {
                     }
                     Ok(Some(_)) => {}
                     Ok(None) => return Err(Stop::Lost("petitd ended the event stream".into())),
-                    Err(status) => return Err(Stop::Lost(status_text(&client, status))),
+                    Err(err) => return Err(Stop::Lost(err.to_string())),
                 },
                 msg = next_message(&mut run_stream) => {
                     if let Some(msg) = self.on_run_message(msg, &mut run_stream) {
@@ -386,10 +369,6 @@ async fn next_message<T>(stream: &mut Option<Stream<T>>) -> Result<Option<T>, Cl
     }
 }
 
-fn status_text(client: &Client, status: tonic::Status) -> String {
-    ClientError::from_status(client.server(), client.timeout(), status).to_string()
-}
-
 /// A unary call for a user command, resolving to what its answer says.
 fn call(client: &Client, cmd: Command) -> BoxFuture<'static, Vec<ServerMsg>> {
     let client = client.clone();
@@ -409,11 +388,11 @@ fn call(client: &Client, cmd: Command) -> BoxFuture<'static, Vec<ServerMsg>> {
             Command::Pause => client
                 .pause()
                 .await
-                .map(|resp| vec![ServerMsg::Scheduler(resp.state.into())]),
+                .map(|resp| vec![ServerMsg::Scheduler(scheduler_status(resp.state.as_ref()))]),
             Command::Resume => client
                 .resume()
                 .await
-                .map(|resp| vec![ServerMsg::Scheduler(resp.state.into())]),
+                .map(|resp| vec![ServerMsg::Scheduler(scheduler_status(resp.state.as_ref()))]),
             Command::LoadJobRuns { job_id } => {
                 client.list_job_runs(&job_id, JOB_RUNS).await.map(|resp| {
                     let runs = resp.runs.into_iter().map(RunRow::from).collect();

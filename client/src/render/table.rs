@@ -1,12 +1,13 @@
 //! Plain aligned tables (`kubectl get` style) and "Label:  value" blocks.
 
-use super::style::{paint, Color};
+use super::style::paint;
+use crate::vocab::{Tone, Vocabulary};
 
-/// One table cell: its text and, optionally, the colour it is shown in.
+/// One table cell: its text and the tone it is shown in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cell {
     text: String,
-    color: Option<Color>,
+    tone: Tone,
 }
 
 impl Cell {
@@ -18,14 +19,22 @@ impl Cell {
             .chars()
             .map(|c| if c.is_control() { ' ' } else { c })
             .collect();
-        Cell { text, color: None }
+        Cell {
+            text,
+            tone: Tone::Plain,
+        }
     }
 
-    pub fn colored(text: impl AsRef<str>, color: Color) -> Cell {
+    pub fn colored(text: impl AsRef<str>, tone: Tone) -> Cell {
         Cell {
-            color: Some(color),
+            tone,
             ..Cell::new(text)
         }
+    }
+
+    /// The word of a value of the contract's enums, in its tone.
+    pub fn word(value: impl Vocabulary) -> Cell {
+        Cell::colored(value.label(), value.tone())
     }
 
     fn width(&self) -> usize {
@@ -83,10 +92,7 @@ impl Table {
                     line.push_str("  ");
                 }
                 // Padding goes outside the colour codes, which have no width.
-                match cell.color {
-                    Some(c) => line.push_str(&paint(&cell.text, c, color)),
-                    None => line.push_str(&cell.text),
-                }
+                line.push_str(&paint(&cell.text, cell.tone, color));
                 if i + 1 < row.len() {
                     line.extend(std::iter::repeat_n(' ', widths[i] - cell.width()));
                 }
@@ -123,7 +129,7 @@ mod tests {
         let mut t = Table::new(["ID", "STATUS", "ERROR"]);
         t.row([
             "a".into(),
-            Cell::colored("succeeded", Color::Green),
+            Cell::colored("succeeded", Tone::Good),
             "".into(),
         ]);
         t.row(["long_id".into(), "failed".into(), "exit 1\nboom".into()]);
@@ -138,7 +144,7 @@ long_id  failed     exit 1 boom
     #[test]
     fn colour_does_not_shift_columns() {
         let mut t = Table::new(["S", "X"]);
-        t.row([Cell::colored("ok", Color::Green), "1".into()]);
+        t.row([Cell::colored("ok", Tone::Good), "1".into()]);
         t.row(["failed".into(), "2".into()]);
         assert_eq!(
             t.render(true),

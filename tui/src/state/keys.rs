@@ -2,10 +2,11 @@
 //! server, if any.
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use petit_client::vocab::{Lifecycle as _, Vocabulary as _};
 
 use super::{
     Command, Confirm, LogView, Overlay, RunRow, RunStatus, RunView, SchedulerStatus, State, Tab,
-    Trigger, MAX_FILTER_CHARS,
+    TriggerReason, MAX_FILTER_CHARS,
 };
 
 impl State {
@@ -198,8 +199,8 @@ impl State {
                     None => RunRow {
                         id: entry.run_id.clone(),
                         job_id: entry.job_id.clone(),
-                        status: RunStatus::Unknown,
-                        trigger: Trigger::Unknown,
+                        status: RunStatus::Unspecified,
+                        trigger: TriggerReason::Unspecified,
                         created_at: entry.time.unwrap_or(self.now),
                         started_at: None,
                         ended_at: None,
@@ -265,7 +266,7 @@ impl State {
                 self.say("the scheduler is stopping", true);
                 None
             }
-            SchedulerStatus::Unknown => {
+            SchedulerStatus::Unspecified => {
                 self.say("the scheduler's state is not known yet", true);
                 None
             }

@@ -9,6 +9,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use chrono::{DateTime, FixedOffset, Offset as _, TimeDelta, Utc};
+use petit_client::vocab::{Lifecycle as _, Vocabulary as _};
 
 pub use model::*;
 
@@ -271,7 +272,7 @@ impl State {
             now,
             offset: Utc.fix(),
             connection: Connection::Connecting,
-            scheduler: SchedulerStatus::Unknown,
+            scheduler: SchedulerStatus::Unspecified,
             jobs: Vec::new(),
             runs: Vec::new(),
             run_view: None,
@@ -425,9 +426,9 @@ impl State {
     fn apply_event(&mut self, e: ServerEvent) {
         match e.kind {
             // Followed through FollowTaskLogs when wanted; far too many for the feed.
-            EventKind::LogLine => return,
-            EventKind::SchedulerPaused => self.scheduler = SchedulerStatus::Paused,
-            EventKind::SchedulerResumed => self.scheduler = SchedulerStatus::Running,
+            EventType::LogLine => return,
+            EventType::SchedulerPaused => self.scheduler = SchedulerStatus::Paused,
+            EventType::SchedulerResumed => self.scheduler = SchedulerStatus::Running,
             _ => {}
         }
         let entry = FeedEntry::from(&e);

@@ -1,265 +1,19 @@
-//! The dashboard's own types (rows of the tables, feed entries, log lines, statuses)
-//! and their `From` conversions out of the `petit.v1` protocol messages. Only what
-//! the screen shows is kept: task definitions, params and outputs are dropped here.
+//! The dashboard's own types (rows of the tables, feed entries, log lines) and their
+//! `From` conversions out of the `petit.v1` protocol messages. Only what the screen
+//! shows is kept: task definitions, params and outputs are dropped here. Statuses,
+//! triggers and event types stay the contract's enums.
 
 use chrono::{DateTime, Utc};
 use petit_client::render::timestamp_to_utc;
 use petit_proto::v1;
 
-/// Whether the scheduler fires schedules.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SchedulerStatus {
-    #[default]
-    Unknown,
-    Running,
-    Paused,
-    Stopping,
-}
+/// The contract's enums, used as they are: their words and tones are
+/// `petit_client::vocab`'s.
+pub use v1::{EventType, RunStatus, SchedulerStatus, TaskStatus, TriggerReason};
 
-impl SchedulerStatus {
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Unknown => "unknown",
-            Self::Running => "running",
-            Self::Paused => "paused",
-            Self::Stopping => "stopping",
-        }
-    }
-}
-
-impl From<v1::SchedulerStatus> for SchedulerStatus {
-    fn from(s: v1::SchedulerStatus) -> Self {
-        match s {
-            v1::SchedulerStatus::Unspecified => Self::Unknown,
-            v1::SchedulerStatus::Running => Self::Running,
-            v1::SchedulerStatus::Paused => Self::Paused,
-            v1::SchedulerStatus::Stopping => Self::Stopping,
-        }
-    }
-}
-
-impl From<Option<v1::SchedulerState>> for SchedulerStatus {
-    fn from(s: Option<v1::SchedulerState>) -> Self {
-        s.map_or(Self::Unknown, |s| s.status().into())
-    }
-}
-
-/// The state of one run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunStatus {
-    Unknown,
-    Queued,
-    Running,
-    Succeeded,
-    Failed,
-    Cancelled,
-    Interrupted,
-}
-
-impl RunStatus {
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Unknown => "unknown",
-            Self::Queued => "queued",
-            Self::Running => "running",
-            Self::Succeeded => "succeeded",
-            Self::Failed => "failed",
-            Self::Cancelled => "cancelled",
-            Self::Interrupted => "interrupted",
-        }
-    }
-
-    /// Whether the run has ended (cancelling it makes no sense any more).
-    pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            Self::Succeeded | Self::Failed | Self::Cancelled | Self::Interrupted
-        )
-    }
-}
-
-impl From<v1::RunStatus> for RunStatus {
-    fn from(s: v1::RunStatus) -> Self {
-        match s {
-            v1::RunStatus::Unspecified => Self::Unknown,
-            #[allow(deprecated)] // an old server's word for queued
-            v1::RunStatus::Pending | v1::RunStatus::Queued => Self::Queued,
-            v1::RunStatus::Running => Self::Running,
-            v1::RunStatus::Succeeded => Self::Succeeded,
-            v1::RunStatus::Failed => Self::Failed,
-            v1::RunStatus::Cancelled => Self::Cancelled,
-            v1::RunStatus::Interrupted => Self::Interrupted,
-        }
-    }
-}
-
-/// The state of one task within a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TaskStatus {
-    Unknown,
-    Pending,
-    Running,
-    Succeeded,
-    Failed,
-    Skipped,
-    Retrying,
-    TimedOut,
-    Cancelled,
-    Interrupted,
-}
-
-impl TaskStatus {
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Unknown => "unknown",
-            Self::Pending => "pending",
-            Self::Running => "running",
-            Self::Succeeded => "succeeded",
-            Self::Failed => "failed",
-            Self::Skipped => "skipped",
-            Self::Retrying => "retrying",
-            Self::TimedOut => "timed out",
-            Self::Cancelled => "cancelled",
-            Self::Interrupted => "interrupted",
-        }
-    }
-}
-
-impl From<v1::TaskStatus> for TaskStatus {
-    fn from(s: v1::TaskStatus) -> Self {
-        match s {
-            v1::TaskStatus::Unspecified => Self::Unknown,
-            v1::TaskStatus::Pending => Self::Pending,
-            v1::TaskStatus::Running => Self::Running,
-            v1::TaskStatus::Succeeded => Self::Succeeded,
-            v1::TaskStatus::Failed => Self::Failed,
-            v1::TaskStatus::Skipped => Self::Skipped,
-            v1::TaskStatus::Retrying => Self::Retrying,
-            v1::TaskStatus::TimedOut => Self::TimedOut,
-            v1::TaskStatus::Cancelled => Self::Cancelled,
-            v1::TaskStatus::Interrupted => Self::Interrupted,
-        }
-    }
-}
-
-/// Why a run was started.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Trigger {
-    Unknown,
-    Schedule,
-    Manual,
-}
-
-impl Trigger {
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Unknown => "-",
-            Self::Schedule => "schedule",
-            Self::Manual => "manual",
-        }
-    }
-}
-
-impl From<v1::TriggerReason> for Trigger {
-    fn from(t: v1::TriggerReason) -> Self {
-        match t {
-            v1::TriggerReason::Unspecified => Self::Unknown,
-            v1::TriggerReason::Schedule => Self::Schedule,
-            v1::TriggerReason::Manual => Self::Manual,
-        }
-    }
-}
-
-/// What an engine event is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventKind {
-    Unknown,
-    RunStarted,
-    RunSucceeded,
-    RunFailed,
-    RunCancelled,
-    RunInterrupted,
-    RunQueued,
-    TaskStarted,
-    TaskSucceeded,
-    TaskFailed,
-    TaskRetrying,
-    TaskSkipped,
-    TaskTimedOut,
-    TaskCancelled,
-    TaskInterrupted,
-    LogLine,
-    SchedulerPaused,
-    SchedulerResumed,
-    JobSkipped,
-    Notification,
-}
-
-impl EventKind {
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Unknown => "unknown",
-            Self::RunStarted => "run started",
-            Self::RunSucceeded => "run succeeded",
-            Self::RunFailed => "run failed",
-            Self::RunCancelled => "run cancelled",
-            Self::RunInterrupted => "run interrupted",
-            Self::RunQueued => "run queued",
-            Self::TaskStarted => "task started",
-            Self::TaskSucceeded => "task succeeded",
-            Self::TaskFailed => "task failed",
-            Self::TaskRetrying => "task retrying",
-            Self::TaskSkipped => "task skipped",
-            Self::TaskTimedOut => "task timed out",
-            Self::TaskCancelled => "task cancelled",
-            Self::TaskInterrupted => "task interrupted",
-            Self::LogLine => "log line",
-            Self::SchedulerPaused => "scheduler paused",
-            Self::SchedulerResumed => "scheduler resumed",
-            Self::JobSkipped => "job skipped",
-            Self::Notification => "notification",
-        }
-    }
-
-    /// Whether the event reports a failure, for colouring the feed.
-    pub fn is_failure(self) -> bool {
-        matches!(
-            self,
-            Self::RunFailed
-                | Self::RunInterrupted
-                | Self::TaskFailed
-                | Self::TaskTimedOut
-                | Self::TaskInterrupted
-        )
-    }
-}
-
-impl From<v1::EventType> for EventKind {
-    fn from(t: v1::EventType) -> Self {
-        use v1::EventType as T;
-        match t {
-            T::Unspecified => Self::Unknown,
-            T::RunStarted => Self::RunStarted,
-            T::RunSucceeded => Self::RunSucceeded,
-            T::RunFailed => Self::RunFailed,
-            T::RunCancelled => Self::RunCancelled,
-            T::RunInterrupted => Self::RunInterrupted,
-            T::RunQueued => Self::RunQueued,
-            T::TaskStarted => Self::TaskStarted,
-            T::TaskSucceeded => Self::TaskSucceeded,
-            T::TaskFailed => Self::TaskFailed,
-            T::TaskRetrying => Self::TaskRetrying,
-            T::TaskSkipped => Self::TaskSkipped,
-            T::TaskTimedOut => Self::TaskTimedOut,
-            T::TaskCancelled => Self::TaskCancelled,
-            T::TaskInterrupted => Self::TaskInterrupted,
-            T::LogLine => Self::LogLine,
-            T::SchedulerPaused => Self::SchedulerPaused,
-            T::SchedulerResumed => Self::SchedulerResumed,
-            T::JobSkipped => Self::JobSkipped,
-            T::Notification => Self::Notification,
-        }
-    }
+/// The scheduler's status in a state message (unknown when absent).
+pub fn scheduler_status(state: Option<&v1::SchedulerState>) -> SchedulerStatus {
+    state.map_or(SchedulerStatus::Unspecified, v1::SchedulerState::status)
 }
 
 /// A protobuf timestamp as a UTC instant; `None` when absent or out of range.
@@ -344,7 +98,7 @@ pub struct RunRow {
     pub id: String,
     pub job_id: String,
     pub status: RunStatus,
-    pub trigger: Trigger,
+    pub trigger: TriggerReason,
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub ended_at: Option<DateTime<Utc>>,
@@ -355,8 +109,8 @@ pub struct RunRow {
 
 impl From<v1::Run> for RunRow {
     fn from(run: v1::Run) -> Self {
-        let status = run.status().into();
-        let trigger = run.trigger().into();
+        let status = run.status();
+        let trigger = run.trigger();
         let started_at = instant(run.started_at);
         RunRow {
             id: run.id,
@@ -391,11 +145,10 @@ pub struct TaskRow {
 
 impl From<v1::TaskRun> for TaskRow {
     fn from(t: v1::TaskRun) -> Self {
-        let status = t.status().into();
         TaskRow {
+            status: t.status(),
             run_id: t.run_id,
             task_id: t.task_id,
-            status,
             attempts: t.attempts,
             exit_code: t.exit_code,
             started_at: instant(t.started_at),
@@ -448,7 +201,7 @@ fn printable(line: String) -> String {
 /// An engine event, with the state it carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerEvent {
-    pub kind: EventKind,
+    pub kind: EventType,
     pub time: Option<DateTime<Utc>>,
     pub job_id: String,
     pub run_id: String,
@@ -460,7 +213,7 @@ pub struct ServerEvent {
 
 impl From<v1::Event> for ServerEvent {
     fn from(e: v1::Event) -> Self {
-        let kind = e.r#type().into();
+        let kind = e.r#type();
         let run = e.run.map(RunRow::from);
         let task = e.task_run.map(TaskRow::from);
         // Older or terser servers may leave the ids to the embedded messages.
@@ -499,7 +252,7 @@ impl From<v1::Event> for ServerEvent {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FeedEntry {
     pub time: Option<DateTime<Utc>>,
-    pub kind: EventKind,
+    pub kind: EventType,
     pub job_id: String,
     pub run_id: String,
     pub task_id: String,
@@ -540,7 +293,7 @@ pub struct Snapshot {
 impl From<v1::Snapshot> for Snapshot {
     fn from(s: v1::Snapshot) -> Self {
         Snapshot {
-            scheduler: s.state.into(),
+            scheduler: scheduler_status(s.state.as_ref()),
             jobs: s.jobs.into_iter().map(JobRow::from).collect(),
             runs: s.runs.into_iter().map(RunRow::from).collect(),
         }
@@ -592,7 +345,7 @@ mod tests {
             ..Default::default()
         };
         let e = ServerEvent::from(e);
-        assert_eq!(e.kind, EventKind::TaskFailed);
+        assert_eq!(e.kind, EventType::TaskFailed);
         assert_eq!((e.run_id.as_str(), e.task_id.as_str()), ("r1", "t1"));
         assert_eq!(FeedEntry::from(&e).message, "exit 3");
     }
@@ -619,8 +372,8 @@ mod tests {
             trigger: 42,
             ..Default::default()
         });
-        assert_eq!(run.status, RunStatus::Unknown);
-        assert_eq!(run.trigger, Trigger::Unknown);
+        assert_eq!(run.status, RunStatus::Unspecified);
+        assert_eq!(run.trigger, TriggerReason::Unspecified);
         assert_eq!(run.created_at, DateTime::UNIX_EPOCH);
     }
 }

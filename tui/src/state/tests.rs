@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use petit_proto::v1;
 
 use super::*;
 
@@ -28,7 +29,7 @@ fn run(id: &str, job_id: &str, status: RunStatus, created: i64) -> RunRow {
         id: id.into(),
         job_id: job_id.into(),
         status,
-        trigger: Trigger::Manual,
+        trigger: TriggerReason::Manual,
         created_at: t(created),
         started_at: Some(t(created)),
         ended_at: None,
@@ -50,7 +51,7 @@ fn task(run_id: &str, id: &str, status: TaskStatus) -> TaskRow {
     }
 }
 
-fn event(kind: EventKind, job_id: &str, run: Option<RunRow>, task: Option<TaskRow>) -> ServerMsg {
+fn event(kind: EventType, job_id: &str, run: Option<RunRow>, task: Option<TaskRow>) -> ServerMsg {
     ServerMsg::Event(ServerEvent {
         kind,
         time: Some(t(5)),
@@ -125,7 +126,7 @@ fn snapshot_makes_the_dashboard_whole() {
 fn run_started_adds_a_run_on_top_and_updates_its_job() {
     let mut s = connected();
     s.apply(event(
-        EventKind::RunStarted,
+        EventType::RunStarted,
         "gamma",
         Some(run("r3", "gamma", RunStatus::Running, 5)),
         None,
@@ -137,27 +138,27 @@ fn run_started_adds_a_run_on_top_and_updates_its_job() {
     let gamma = &s.jobs[2];
     assert_eq!(gamma.last_run.map(|l| l.status), Some(RunStatus::Running));
     assert_eq!(s.events.len(), 1);
-    assert_eq!(s.events[0].kind, EventKind::RunStarted);
+    assert_eq!(s.events[0].kind, EventType::RunStarted);
     assert_eq!(s.events[0].run_id, "r3");
 
     // Its end updates the same row, and the job's last status.
     let mut done = run("r3", "gamma", RunStatus::Failed, 5);
     done.ended_at = Some(t(9));
-    s.apply(event(EventKind::RunFailed, "gamma", Some(done), None));
+    s.apply(event(EventType::RunFailed, "gamma", Some(done), None));
     assert_eq!(s.runs.len(), 3);
     assert_eq!(s.runs[0].status, RunStatus::Failed);
     assert_eq!(
         s.jobs[2].last_run.map(|l| l.status),
         Some(RunStatus::Failed)
     );
-    assert_eq!(s.events[0].kind, EventKind::RunFailed, "newest first");
+    assert_eq!(s.events[0].kind, EventType::RunFailed, "newest first");
 }
 
 #[test]
 fn an_older_run_does_not_replace_the_last_status() {
     let mut s = connected();
     s.apply(event(
-        EventKind::RunStarted,
+        EventType::RunStarted,
         "alpha",
         Some(run("new", "alpha", RunStatus::Running, 1)),
         None,
@@ -203,20 +204,20 @@ fn task_events_update_the_task_table_of_the_selected_run() {
     let mut extracted = task("r2", "extract", TaskStatus::Succeeded);
     extracted.exit_code = Some(0);
     s.apply(event(
-        EventKind::TaskSucceeded,
+        EventType::TaskSucceeded,
         "beta",
         None,
         Some(extracted),
     ));
     s.apply(event(
-        EventKind::TaskStarted,
+        EventType::TaskStarted,
         "beta",
         None,
         Some(task("r2", "load", TaskStatus::Running)),
     ));
     // Another run's task changes nothing here.
     s.apply(event(
-        EventKind::TaskFailed,
+        EventType::TaskFailed,
         "alpha",
         None,
         Some(task("r1", "load", TaskStatus::Failed)),
@@ -299,7 +300,7 @@ fn selection_follows_the_row_when_rows_arrive_above_it() {
     press(&mut s, &[ch('2'), ch('j')]);
     assert_eq!(s.selected_run().map(|r| r.id.as_str()), Some("r1"));
     s.apply(event(
-        EventKind::RunStarted,
+        EventType::RunStarted,
         "gamma",
         Some(run("r3", "gamma", RunStatus::Running, 5)),
         None,
@@ -500,11 +501,44 @@ fn cancel_asks_first_and_only_for_live_runs() {
     );
 }
 
+/// A queued run has not started but can be cancelled, like a running one; so can a run
+/// an old server calls pending (its word for queued).
+#[test]
+fn cancel_is_offered_for_queued_runs() {
+    for status in [RunStatus::Queued as i32, 1] {
+        let mut s = connected();
+        let queued = v1::Run {
+            id: "r3".into(),
+            job_id: "gamma".into(),
+            status,
+            created_at: Some(prost_types::Timestamp {
+                seconds: t(1).timestamp(),
+                nanos: 0,
+            }),
+            ..Default::default()
+        };
+        s.apply(ServerMsg::JobRuns(vec![RunRow::from(queued)]));
+        let cmds = press(&mut s, &[ch('2'), ch('c'), ch('y')]);
+        assert_eq!(
+            cmds,
+            [Command::Cancel {
+                run_id: "r3".into()
+            }],
+            "status {status}"
+        );
+        let shown = s.runs.iter().find(|r| r.id == "r3").map(|r| r.status);
+        assert_eq!(
+            shown.map(petit_client::vocab::Vocabulary::label),
+            Some("queued")
+        );
+    }
+}
+
 #[test]
 fn pause_or_resume_follows_the_scheduler_state() {
     let mut s = connected();
     assert_eq!(press(&mut s, &[ch('p')]), [Command::Pause]);
-    s.apply(event(EventKind::SchedulerPaused, "", None, None));
+    s.apply(event(EventType::SchedulerPaused, "", None, None));
     assert_eq!(s.scheduler, SchedulerStatus::Paused);
     assert_eq!(press(&mut s, &[ch('p')]), [Command::Resume]);
     s.apply(ServerMsg::Scheduler(SchedulerStatus::Running));
@@ -616,7 +650,7 @@ fn feed_and_runs_are_bounded() {
         let id = format!("run{i}");
         let mut r = run(&id, "alpha", RunStatus::Succeeded, i as i64);
         r.ended_at = Some(t(i as i64 + 1));
-        s.apply(event(EventKind::RunSucceeded, "alpha", Some(r), None));
+        s.apply(event(EventType::RunSucceeded, "alpha", Some(r), None));
     }
     assert_eq!(s.events.len(), MAX_EVENTS);
     assert_eq!(s.runs.len(), MAX_RUNS);
@@ -630,11 +664,11 @@ fn feed_and_runs_are_bounded() {
 #[test]
 fn log_line_events_stay_out_of_the_feed() {
     let mut s = connected();
-    s.apply(event(EventKind::LogLine, "alpha", None, None));
-    s.apply(event(EventKind::JobSkipped, "alpha", None, None));
+    s.apply(event(EventType::LogLine, "alpha", None, None));
+    s.apply(event(EventType::JobSkipped, "alpha", None, None));
     assert_eq!(
         s.events.iter().map(|e| e.kind).collect::<Vec<_>>(),
-        [EventKind::JobSkipped]
+        [EventType::JobSkipped]
     );
 }
 

@@ -4,6 +4,7 @@
 mod format;
 mod theme;
 
+use petit_client::vocab::Vocabulary;
 use ratatui::layout::{Constraint, Flex, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span, Text};
@@ -165,7 +166,7 @@ fn draw_jobs<'a>(frame: &mut Frame, area: Rect, state: &'a State, theme: Theme) 
             (Some(_), None) => "never".to_string(),
         };
         let last = match j.last_run {
-            Some(last) => Cell::from(last.status.label()).style(theme.run(last.status)),
+            Some(last) => word(last.status, theme),
             None => Cell::from("-").style(theme.dim()),
         };
         Row::new([
@@ -178,6 +179,11 @@ fn draw_jobs<'a>(frame: &mut Frame, area: Rect, state: &'a State, theme: Theme) 
         ])
     };
     draw_list(frame, area, theme, spec, state.visible_jobs(), row);
+}
+
+/// A cell with the word of a status, trigger or event type, in its tone.
+fn word<'a>(value: impl Vocabulary, theme: Theme) -> Cell<'a> {
+    Cell::from(value.label()).style(theme.tone(value.tone()))
 }
 
 fn draw_runs<'a>(frame: &mut Frame, area: Rect, state: &'a State, theme: Theme) {
@@ -203,8 +209,8 @@ fn draw_runs<'a>(frame: &mut Frame, area: Rect, state: &'a State, theme: Theme) 
         Row::new([
             Cell::from(short_id(&r.id)),
             Cell::from(r.job_id.as_str()),
-            Cell::from(r.status.label()).style(theme.run(r.status)),
-            Cell::from(r.trigger.label()),
+            word(r.status, theme),
+            word(r.trigger, theme),
             Cell::from(format::when(
                 r.started_at.unwrap_or(r.created_at),
                 state.now,
@@ -254,7 +260,7 @@ fn draw_tasks<'a>(frame: &mut Frame, area: Rect, state: &'a State, theme: Theme)
     let row = |t: &'a TaskRow| -> Row<'a> {
         Row::new([
             Cell::from(t.task_id.as_str()),
-            Cell::from(t.status.label()).style(theme.task(t.status)),
+            word(t.status, theme),
             Cell::from(t.attempts.to_string()),
             Cell::from(format::elapsed(t.started_at, t.ended_at, state.now)),
             Cell::from(
@@ -292,7 +298,7 @@ fn draw_events<'a>(frame: &mut Frame, area: Rect, state: &'a State, theme: Theme
                 e.time
                     .map_or_else(String::new, |t| format::clock(t, state.offset)),
             ),
-            Cell::from(e.kind.label()).style(theme.event(e.kind)),
+            word(e.kind, theme),
             Cell::from(e.job_id.as_str()),
             Cell::from(short_id(&e.run_id)),
             Cell::from(detail),

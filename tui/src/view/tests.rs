@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use petit_client::vocab::Lifecycle as _;
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
 
@@ -16,7 +17,7 @@ fn t(secs: i64) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2025, 11, 26, 10, 0, 0).unwrap() + TimeDelta::seconds(secs)
 }
 
-fn run(id: &str, job_id: &str, status: RunStatus, trigger: Trigger, created: i64) -> RunRow {
+fn run(id: &str, job_id: &str, status: RunStatus, trigger: TriggerReason, created: i64) -> RunRow {
     let ended = status.is_terminal().then(|| t(created + 42));
     RunRow {
         id: id.into(),
@@ -91,33 +92,33 @@ fn dashboard() -> State {
                 "0193a1b2-7c3d-7e4f-8a5b-6c7d8e9fa0b1",
                 "data_pipeline",
                 RunStatus::Running,
-                Trigger::Manual,
+                TriggerReason::Manual,
                 5,
             ),
             run(
                 "0193a1b2-7c3d-7e4f-8a5b-000000000002",
                 "failing_job",
                 RunStatus::Failed,
-                Trigger::Schedule,
+                TriggerReason::Schedule,
                 -100,
             ),
             run(
                 "0193a1b2-7c3d-7e4f-8a5b-000000000001",
                 "hello_world",
                 RunStatus::Succeeded,
-                Trigger::Manual,
+                TriggerReason::Manual,
                 -90_000,
             ),
         ],
     }));
     // The snapshot's jobs carry their last run; here events bring them.
     let events = [
-        (EventKind::RunStarted, "data_pipeline", "", ""),
-        (EventKind::TaskStarted, "data_pipeline", "extract", ""),
-        (EventKind::TaskFailed, "failing_job", "boom", "exit code 1"),
-        (EventKind::JobSkipped, "minute_tick", "", "already running"),
-        (EventKind::SchedulerPaused, "", "", ""),
-        (EventKind::SchedulerResumed, "", "", ""),
+        (EventType::RunStarted, "data_pipeline", "", ""),
+        (EventType::TaskStarted, "data_pipeline", "extract", ""),
+        (EventType::TaskFailed, "failing_job", "boom", "exit code 1"),
+        (EventType::JobSkipped, "minute_tick", "", "already running"),
+        (EventType::SchedulerPaused, "", "", ""),
+        (EventType::SchedulerResumed, "", "", ""),
     ];
     for (i, (kind, job_id, task_id, message)) in events.into_iter().enumerate() {
         let run_id = match job_id {
@@ -166,7 +167,7 @@ fn tasks() -> State {
             run_id,
             "data_pipeline",
             RunStatus::Running,
-            Trigger::Manual,
+            TriggerReason::Manual,
             5,
         ),
         tasks: vec![

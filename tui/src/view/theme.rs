@@ -3,7 +3,7 @@
 
 use ratatui::style::{Color, Modifier, Style};
 
-use crate::state::{EventKind, RunStatus, TaskStatus};
+use petit_client::vocab::Tone;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Theme {
@@ -64,40 +64,15 @@ impl Theme {
         self.fg(Color::Gray)
     }
 
-    pub fn run(self, s: RunStatus) -> Style {
-        match s {
-            RunStatus::Unknown => self.dim(),
-            RunStatus::Queued => self.warn(),
-            RunStatus::Running => self.fg(Color::Cyan),
-            RunStatus::Succeeded => self.good(),
-            RunStatus::Failed | RunStatus::Interrupted => self.fg(Color::Red),
-            RunStatus::Cancelled => self.warn(),
-        }
-    }
-
-    pub fn task(self, s: TaskStatus) -> Style {
-        match s {
-            TaskStatus::Unknown | TaskStatus::Pending | TaskStatus::Skipped => self.dim(),
-            TaskStatus::Running => self.fg(Color::Cyan),
-            TaskStatus::Succeeded => self.good(),
-            TaskStatus::Failed | TaskStatus::TimedOut | TaskStatus::Interrupted => {
-                self.fg(Color::Red)
-            }
-            TaskStatus::Retrying | TaskStatus::Cancelled => self.warn(),
-        }
-    }
-
-    pub fn event(self, kind: EventKind) -> Style {
-        match kind {
-            k if k.is_failure() => self.fg(Color::Red),
-            EventKind::RunSucceeded | EventKind::TaskSucceeded => self.good(),
-            EventKind::RunStarted | EventKind::TaskStarted => self.fg(Color::Cyan),
-            EventKind::JobSkipped
-            | EventKind::TaskRetrying
-            | EventKind::RunCancelled
-            | EventKind::TaskCancelled
-            | EventKind::SchedulerPaused => self.warn(),
-            _ => Style::new(),
+    /// The style of a tone of the vocabulary (a status, a trigger, an event type).
+    pub fn tone(self, tone: Tone) -> Style {
+        match tone {
+            Tone::Good => self.good(),
+            Tone::Bad => self.fg(Color::Red),
+            Tone::Warn => self.warn(),
+            Tone::Active => self.fg(Color::Cyan),
+            Tone::Dim => self.dim(),
+            Tone::Plain => Style::new(),
         }
     }
 }

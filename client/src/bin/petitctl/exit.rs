@@ -45,22 +45,11 @@ impl CliError {
 }
 
 /// The exit code of `trigger --wait`: 0 only for a run that succeeded.
-pub fn run_exit_code(status: i32) -> u8 {
-    match RunStatus::try_from(status) {
-        Ok(RunStatus::Succeeded) => SUCCESS,
+pub fn run_exit_code(status: RunStatus) -> u8 {
+    match status {
+        RunStatus::Succeeded => SUCCESS,
         _ => FAILURE,
     }
-}
-
-/// Whether a run has ended (what `--wait` waits for).
-pub fn run_ended(status: i32) -> bool {
-    matches!(
-        RunStatus::try_from(status),
-        Ok(RunStatus::Succeeded
-            | RunStatus::Failed
-            | RunStatus::Cancelled
-            | RunStatus::Interrupted)
-    )
 }
 
 #[cfg(test)]
@@ -72,19 +61,15 @@ mod tests {
     #[test]
     fn run_outcomes() {
         let cases = [
-            (RunStatus::Succeeded, SUCCESS, true),
-            (RunStatus::Failed, FAILURE, true),
-            (RunStatus::Cancelled, FAILURE, true),
-            (RunStatus::Interrupted, FAILURE, true),
-            (RunStatus::Running, FAILURE, false),
-            (RunStatus::Queued, FAILURE, false),
-            (RunStatus::Unspecified, FAILURE, false),
+            (RunStatus::Succeeded, SUCCESS),
+            (RunStatus::Failed, FAILURE),
+            (RunStatus::Cancelled, FAILURE),
+            (RunStatus::Interrupted, FAILURE),
+            (RunStatus::Unspecified, FAILURE),
         ];
-        for (status, code, ended) in cases {
-            assert_eq!(run_exit_code(status as i32), code, "{status:?}");
-            assert_eq!(run_ended(status as i32), ended, "{status:?}");
+        for (status, code) in cases {
+            assert_eq!(run_exit_code(status), code, "{status:?}");
         }
-        assert_eq!(run_exit_code(42), FAILURE);
     }
 
     #[test]

@@ -183,7 +183,7 @@ pub async fn trigger(client: &Client, args: TriggerArgs, out: &mut Out) -> Resul
     }
     out.flush()?;
     print_summary(&ended);
-    Ok(run_exit_code(ended.status))
+    Ok(run_exit_code(ended.status()))
 }
 
 /// Prints every task's output as it comes, until the run ends.

@@ -9,10 +9,11 @@ mod view;
 use clap::CommandFactory;
 use clap_complete::Shell;
 use petit_client::proto::Run;
+use petit_client::vocab::Lifecycle;
 use petit_client::{Client, ClientError};
 
 use crate::cli::{Cli, Command, Format};
-use crate::exit::{run_ended, CliError, SUCCESS};
+use crate::exit::{CliError, SUCCESS};
 use crate::out::Out;
 
 pub fn run(cli: Cli) -> Result<u8, CliError> {
@@ -86,7 +87,7 @@ fn stream_ended(client: &Client, what: &str) -> CliError {
 async fn wait_run(client: &Client, run_id: &str) -> Result<Run, CliError> {
     let mut stream = client.watch_run(run_id).await?;
     while let Some(message) = stream.message().await? {
-        if let Some(run) = message.run.filter(|run| run_ended(run.status)) {
+        if let Some(run) = message.run.filter(|run| run.status().is_terminal()) {
             return Ok(run);
         }
     }

@@ -2,8 +2,9 @@
 
 use petit_client::proto::{watch_events_response::Item, SchedulerState, SchedulerStatus};
 use petit_client::render::{
-    fields, format_proto_duration, format_time, paint, Cell, Color, ProtoMessage, Table,
+    fields, format_proto_duration, format_time, paint, Cell, ProtoMessage, Table,
 };
+use petit_client::vocab::{Tone, Vocabulary};
 use petit_client::Client;
 
 use super::stream_ended;
@@ -43,14 +44,11 @@ pub async fn state(client: &Client, out: &mut Out) -> Result<u8, CliError> {
     }
     let state = response.state.ok_or(CliError::Missing("state"))?;
     let word = status_word(Some(&state));
-    let color = match SchedulerStatus::try_from(state.status) {
-        Ok(SchedulerStatus::Running) => Color::Green,
-        _ => Color::Yellow,
-    };
     out.text(&fields(&[
-        ("Scheduler", paint(word, color, out.color)),
+        ("Scheduler", paint(word, state.status().tone(), out.color)),
         ("Jobs", state.job_count.to_string()),
         ("Running runs", state.running_runs.to_string()),
+        ("Queued runs", state.queued_runs.to_string()),
         ("Started", format_time(state.started_at.as_ref())),
         ("Max concurrent runs", state.max_concurrent_runs.to_string()),
         ("Max tasks per run", state.max_concurrent_tasks.to_string()),
@@ -67,7 +65,7 @@ pub async fn state(client: &Client, out: &mut Out) -> Result<u8, CliError> {
     for warning in &state.warnings {
         out.line(format!(
             "{}: {warning}",
-            paint("warning", Color::Yellow, out.color)
+            paint("warning", Tone::Warn, out.color)
         ))?;
     }
     Ok(SUCCESS)
@@ -104,7 +102,7 @@ pub async fn audit(client: &Client, limit: u32, out: &mut Out) -> Result<u8, Cli
             Cell::new(r.actor.clone()),
             Cell::new(r.call.clone()),
             Cell::new(r.target.clone()),
-            Cell::colored(&r.outcome, if ok { Color::Green } else { Color::Red }),
+            Cell::colored(&r.outcome, if ok { Tone::Good } else { Tone::Bad }),
             Cell::new(r.message.clone()),
         ]);
     }
@@ -165,11 +163,10 @@ pub async fn watch(
     Err(stream_ended(client, "the event stream"))
 }
 
+/// "running", "paused"...: what follows "scheduler" in a sentence.
 fn status_word(state: Option<&SchedulerState>) -> &'static str {
-    match state.map(|s| SchedulerStatus::try_from(s.status)) {
-        Some(Ok(SchedulerStatus::Running)) => "running",
-        Some(Ok(SchedulerStatus::Paused)) => "paused",
-        Some(Ok(SchedulerStatus::Stopping)) => "stopping",
-        _ => "in an unknown state",
+    match state.map_or(SchedulerStatus::Unspecified, SchedulerState::status) {
+        SchedulerStatus::Unspecified => "in an unknown state",
+        status => status.label(),
     }
 }

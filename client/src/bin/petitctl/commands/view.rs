@@ -1,39 +1,24 @@
 //! The text views several commands share: run and task tables, a run's details, event
 //! and log lines, and the one-line summary of an ended run.
 
+use std::sync::OnceLock;
+
 use petit_client::proto::{
-    Event, EventType, Job, LogLine, NotificationAttempt, Run, Schedule, TaskDefinition, TaskRun,
-    TriggerReason,
+    Event, EventType, Job, LogLine, NotificationAttempt, Run, RunStatus, Schedule, TaskDefinition,
+    TaskRun,
 };
 use petit_client::render::{
-    self, fields, format_clock, format_proto_duration, format_time, paint, Cell, Table,
+    enum_numbers, fields, format_clock, format_proto_duration, format_time, paint, Cell, Table,
 };
-
-pub fn run_status_cell(status: i32) -> Cell {
-    let s = render::run_status(status);
-    Cell::colored(s.word, s.color)
-}
-
-pub fn task_status_cell(status: i32) -> Cell {
-    let s = render::task_status(status);
-    Cell::colored(s.word, s.color)
-}
-
-pub fn trigger_word(trigger: i32) -> &'static str {
-    match TriggerReason::try_from(trigger) {
-        Ok(TriggerReason::Schedule) => "schedule",
-        Ok(TriggerReason::Manual) => "manual",
-        _ => "-",
-    }
-}
+use petit_client::vocab::{Tone, Vocabulary};
 
 pub fn runs_table(runs: &[Run], color: bool) -> String {
     let mut table = Table::new(["ID", "STATUS", "TRIGGER", "STARTED", "DURATION", "ERROR"]);
     for run in runs {
         table.row([
             Cell::new(&run.id),
-            run_status_cell(run.status),
-            Cell::new(trigger_word(run.trigger)),
+            Cell::word(run.status()),
+            Cell::word(run.trigger()),
             Cell::new(format_time(run.started_at.as_ref())),
             Cell::new(format_proto_duration(run.duration.as_ref())),
             Cell::new(&run.error),
@@ -47,9 +32,9 @@ pub fn notifications_table(attempts: &[NotificationAttempt], color: bool) -> Str
     let mut table = Table::new(["NOTIFIED", "ON", "TARGET", "ATTEMPT", "OUTCOME", "DETAIL"]);
     for n in attempts {
         let outcome = if n.outcome == "delivered" {
-            Cell::colored(&n.outcome, render::Color::Green)
+            Cell::colored(&n.outcome, Tone::Good)
         } else {
-            Cell::colored(&n.outcome, render::Color::Red)
+            Cell::colored(&n.outcome, Tone::Bad)
         };
         table.row([
             Cell::new(format_time(n.time.as_ref())),
@@ -68,7 +53,7 @@ pub fn tasks_table(tasks: &[TaskRun], color: bool) -> String {
     for task in tasks {
         table.row([
             Cell::new(&task.task_id),
-            task_status_cell(task.status),
+            Cell::word(task.status()),
             Cell::new(task.attempts.to_string()),
             Cell::new(format_proto_duration(task.duration.as_ref())),
             Cell::new(task.exit_code.map_or("-".to_string(), |c| c.to_string())),
@@ -79,12 +64,12 @@ pub fn tasks_table(tasks: &[TaskRun], color: bool) -> String {
 }
 
 pub fn run_fields(run: &Run, color: bool) -> String {
-    let status = render::run_status(run.status);
+    let status = run.status();
     let mut rows = vec![
         ("Run", run.id.clone()),
         ("Job", run.job_id.clone()),
-        ("Status", paint(status.word, status.color, color)),
-        ("Trigger", trigger_word(run.trigger).to_string()),
+        ("Status", paint(status.label(), status.tone(), color)),
+        ("Trigger", run.trigger().label().to_string()),
     ];
     if !run.triggered_by.is_empty() {
         rows.push(("Triggered by", run.triggered_by.clone()));
@@ -133,9 +118,12 @@ pub fn schedule_text(schedule: Option<&Schedule>) -> String {
 pub fn last_run_cell(job: &Job) -> Cell {
     match &job.last_run {
         Some(run) => {
-            let status = render::run_status(run.status);
+            let status = run.status();
             let at = run.started_at.as_ref().or(run.created_at.as_ref());
-            Cell::colored(format!("{} {}", status.word, format_time(at)), status.color)
+            Cell::colored(
+                format!("{} {}", status.label(), format_time(at)),
+                status.tone(),
+            )
         }
         None => Cell::new("-"),
     }
@@ -180,19 +168,32 @@ pub fn task_notes(task: &TaskDefinition) -> String {
     notes.join(", ")
 }
 
-/// "run_started" for `EVENT_TYPE_RUN_STARTED`.
-pub fn event_type_word(event_type: i32) -> String {
-    match EventType::try_from(event_type) {
-        Ok(t) if t != EventType::Unspecified => t
+/// "run_started" for `EVENT_TYPE_RUN_STARTED`: the contract's name, one word for
+/// scripts that split the line on spaces (the label, "run started", is two).
+pub fn event_type_word(event_type: EventType) -> String {
+    match event_type {
+        EventType::Unspecified => event_type.label().to_string(),
+        t => t
             .as_str_name()
             .trim_start_matches("EVENT_TYPE_")
             .to_ascii_lowercase(),
-        _ => "unknown".to_string(),
     }
 }
 
-/// The longest event type word, so that the columns after it line up.
-const EVENT_TYPE_WIDTH: usize = "task_interrupted".len();
+/// The longest event type word, so that the columns after it line up: over every
+/// type in the contract, so a new, longer one needs no edit.
+fn event_type_width() -> usize {
+    static WIDTH: OnceLock<usize> = OnceLock::new();
+    *WIDTH.get_or_init(|| {
+        enum_numbers("petit.v1.EventType")
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|n| EventType::try_from(n).ok())
+            .map(|t| event_type_word(t).len())
+            .max()
+            .unwrap_or(0)
+    })
+}
 
 /// One event as one line: time, type, job, run, task, message ("-" for what does not
 /// apply).
@@ -216,13 +217,14 @@ pub fn event_line(event: &Event) -> String {
         String::new()
     };
     let line = format!(
-        "{}  {:<EVENT_TYPE_WIDTH$}  {}  {}  {}  {}",
+        "{}  {:<width$}  {}  {}  {}  {}",
         format_clock(event.time.as_ref()),
-        event_type_word(event.r#type),
+        event_type_word(event.r#type()),
         or_dash(&event.job_id),
         or_dash(&event.run_id),
         or_dash(&event.task_id),
         message,
+        width = event_type_width(),
     );
     one_line(line.trim_end())
 }
@@ -238,15 +240,18 @@ pub fn log_text(line: &LogLine, with_task: bool) -> String {
 
 /// "run X succeeded in 1.2s", "run X failed after 3.0s: task 'load' failed".
 pub fn run_summary(run: &Run) -> String {
-    let status = render::run_status(run.status);
+    let status = run.status();
     let duration = format_proto_duration(run.duration.as_ref());
-    let mut summary = if status.word == "succeeded" {
+    let mut summary = if status == RunStatus::Succeeded {
         format!("run {} succeeded in {duration}", run.id)
+    } else if run.started_at.is_none() {
+        // Cancelled while queued: it never ran, so it has no duration.
+        format!("run {} {} before it started", run.id, status.label())
     } else {
-        format!("run {} {} after {duration}", run.id, status.word)
+        format!("run {} {} after {duration}", run.id, status.label())
     };
     // A cancelled run's error often just says "cancelled" again.
-    if !run.error.is_empty() && run.error != status.word {
+    if !run.error.is_empty() && run.error != status.label() {
         summary.push_str(": ");
         summary.push_str(&run.error);
     }
@@ -263,7 +268,7 @@ fn one_line(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use petit_client::proto::{RetryPolicy, RunStatus};
+    use petit_client::proto::RetryPolicy;
 
     #[test]
     fn commands_read_like_shell() {
@@ -328,7 +333,7 @@ mod tests {
                     run_id: "r1".into(),
                     ..Default::default()
                 },
-                "-  run_started       hello  r1  -",
+                "-  run_started        hello  r1  -",
             ),
             (
                 Event {
@@ -342,14 +347,23 @@ mod tests {
                     }),
                     ..Default::default()
                 },
-                "-  log_line          hello  r1  greet  hi there",
+                "-  log_line           hello  r1  greet  hi there",
             ),
             (
                 Event {
                     r#type: EventType::SchedulerPaused as i32,
                     ..Default::default()
                 },
-                "-  scheduler_paused  -  -  -",
+                "-  scheduler_paused   -  -  -",
+            ),
+            (
+                // The longest type word: the columns after it still line up.
+                Event {
+                    r#type: EventType::SchedulerResumed as i32,
+                    job_id: "hello".into(),
+                    ..Default::default()
+                },
+                "-  scheduler_resumed  hello  -  -",
             ),
             (
                 Event {
@@ -357,7 +371,7 @@ mod tests {
                     message: "from a newer server".into(),
                     ..Default::default()
                 },
-                "-  unknown           -  -  -  from a newer server",
+                "-  unknown            -  -  -  from a newer server",
             ),
         ];
         for (event, want) in cases {
@@ -370,6 +384,7 @@ mod tests {
         let run = |status: RunStatus, error: &str| Run {
             id: "r1".into(),
             status: status as i32,
+            started_at: Some(prost_types::Timestamp::default()),
             duration: Some(prost_types::Duration {
                 seconds: 1,
                 nanos: 200_000_000,
@@ -387,6 +402,14 @@ mod tests {
             (
                 run(RunStatus::Cancelled, "cancelled"),
                 "run r1 cancelled after 1.2s",
+            ),
+            (
+                Run {
+                    started_at: None,
+                    duration: None,
+                    ..run(RunStatus::Cancelled, "cancelled")
+                },
+                "run r1 cancelled before it started",
             ),
         ];
         for (run, want) in cases {
