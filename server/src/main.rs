@@ -143,7 +143,7 @@ struct DaemonArgs {
     #[arg(long)]
     allow_unauthenticated: bool,
 
-    /// Runs executing at once across all jobs; more wait as pending. Overrides the
+    /// Runs executing at once across all jobs; more wait queued. Overrides the
     /// config file's `max_concurrent_runs` (default 16).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     max_jobs: Option<u32>,
