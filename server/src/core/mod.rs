@@ -3,6 +3,7 @@
 
 pub mod clock;
 pub mod dag;
+pub mod duration;
 pub mod environment;
 pub mod event;
 pub mod job;
