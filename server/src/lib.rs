@@ -18,6 +18,7 @@ pub mod systemd;
 
 #[cfg(test)]
 mod hostile;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 pub use engine::{Engine, EngineError, EngineOptions, SchedulerInfo};

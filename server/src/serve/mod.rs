@@ -32,7 +32,7 @@ pub use limits::{
 };
 pub use tls::{acceptor as tls_acceptor, TlsError, TlsFiles};
 
-use crate::api::grpc::{Exposure, PetitApi, StreamShutdown};
+use crate::api::grpc::{Exposure, PetitApi};
 use crate::api::rest;
 use crate::auth::{self, Authenticator};
 use crate::engine::Engine;
@@ -79,7 +79,7 @@ pub async fn serve(
     } = options;
     let (health, health_service) = tonic_health::server::health_reporter();
     set_health(&health, ServingStatus::Serving).await;
-    let streams = StreamShutdown::new();
+    let streams = CancellationToken::new();
 
     // Both reflection versions list everything this port answers: the Petit services,
     // health, and both reflection versions (each builder would list only itself).
@@ -145,7 +145,7 @@ pub async fn serve(
             stopping.await;
         }
     }
-    streams.trigger();
+    streams.cancel();
     close.cancel();
     match tokio::time::timeout(DRAIN, &mut server).await {
         Ok(ended) => ended?,

@@ -21,13 +21,11 @@ use tonic::service::Routes;
 
 use crate::engine::Engine;
 
-pub use stream::StreamShutdown;
-
 /// The three Petit services, all answered by one engine. Cheap to clone.
 #[derive(Clone)]
 pub struct PetitApi {
     engine: Engine,
-    streams: StreamShutdown,
+    streams: tokio_util::sync::CancellationToken,
     exposure: Arc<Exposure>,
 }
 
@@ -49,8 +47,8 @@ impl Exposure {
 }
 
 impl PetitApi {
-    /// `streams` ends the open streams when the server stops (see `StreamShutdown`).
-    pub fn new(engine: Engine, streams: StreamShutdown) -> PetitApi {
+    /// `streams` ends the open streams when the server stops (see `stream::spawn`).
+    pub fn new(engine: Engine, streams: tokio_util::sync::CancellationToken) -> PetitApi {
         PetitApi {
             engine,
             streams,

@@ -3,8 +3,9 @@
 
 use std::future::Future;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
 /// What a streaming RPC returns to tonic.
@@ -14,39 +15,6 @@ pub type ResponseStream<T> = ReceiverStream<Result<T, Status>>;
 /// reads slower than events arrive makes its forwarder lag on the event bus, which the
 /// RPCs answer with a fresh snapshot rather than by buffering without bound.
 const QUEUE: usize = 64;
-
-/// Ends every open stream, at server shutdown. Without it a long-lived stream (a
-/// dashboard's `WatchEvents`) would hold its connection open and the server's graceful
-/// stop would wait for it forever.
-#[derive(Clone, Debug)]
-pub struct StreamShutdown {
-    tx: watch::Sender<bool>,
-}
-
-impl StreamShutdown {
-    pub fn new() -> StreamShutdown {
-        StreamShutdown {
-            tx: watch::Sender::new(false),
-        }
-    }
-
-    /// Ends every open stream with UNAVAILABLE ("petitd is shutting down"), so that
-    /// clients know to reconnect later; streams opened afterwards end the same way.
-    pub fn trigger(&self) {
-        self.tx.send_replace(true);
-    }
-
-    async fn triggered(mut rx: watch::Receiver<bool>) {
-        // An error means every sender is gone, which only happens when the server is.
-        let _ = rx.wait_for(|stopping| *stopping).await;
-    }
-}
-
-impl Default for StreamShutdown {
-    fn default() -> Self {
-        Self::new()
-    }
-}
 
 /// The client has gone away: the forwarding task should stop.
 #[derive(Debug)]
@@ -70,8 +38,12 @@ impl<T> Outbox<T> {
 
 /// Spawns `forward`, which feeds the returned stream; the stream ends when `forward`
 /// returns. The task is dropped as soon as the client goes away, even while it waits for
-/// an event that may never come, and when `shutdown` triggers.
-pub fn spawn<T, F, Fut>(shutdown: &StreamShutdown, forward: F) -> ResponseStream<T>
+/// an event that may never come, and when `shutdown` is cancelled (at server stop: a
+/// long-lived stream such as a dashboard's `WatchEvents` would otherwise hold its
+/// connection open and the graceful stop would wait for it forever). Then the stream
+/// ends with UNAVAILABLE ("petitd is shutting down"), so that the client knows to
+/// reconnect later.
+pub fn spawn<T, F, Fut>(shutdown: &CancellationToken, forward: F) -> ResponseStream<T>
 where
     T: Send + 'static,
     F: FnOnce(Outbox<T>) -> Fut,
@@ -79,13 +51,13 @@ where
 {
     let (tx, rx) = mpsc::channel(QUEUE);
     let watcher = tx.clone();
-    let stopping = shutdown.tx.subscribe();
+    let stopping = shutdown.clone();
     let forwarding = forward(Outbox { tx });
     tokio::spawn(async move {
         tokio::select! {
             _ = forwarding => {}
             _ = watcher.closed() => {}
-            _ = StreamShutdown::triggered(stopping) => {
+            _ = stopping.cancelled() => {
                 let _ = watcher
                     .send(Err(Status::unavailable("petitd is shutting down")))
                     .await;
@@ -102,7 +74,7 @@ mod tests {
 
     #[tokio::test]
     async fn stream_ends_when_forwarder_returns() {
-        let shutdown = StreamShutdown::new();
+        let shutdown = CancellationToken::new();
         let mut stream = spawn(&shutdown, |out| async move {
             out.send(1).await?;
             out.send(2).await
@@ -113,14 +85,14 @@ mod tests {
 
     #[tokio::test]
     async fn shutdown_ends_a_waiting_stream_with_unavailable() {
-        let shutdown = StreamShutdown::new();
+        let shutdown = CancellationToken::new();
         let mut stream = spawn(&shutdown, |out: Outbox<i32>| async move {
             out.send(1).await?;
             std::future::pending::<()>().await;
             Ok(())
         });
         assert_eq!(stream.next().await.map(|r| r.ok()), Some(Some(1)));
-        shutdown.trigger();
+        shutdown.cancel();
         let status = stream.next().await.and_then(|r| r.err());
         assert_eq!(status.map(|s| s.code()), Some(tonic::Code::Unavailable));
         assert!(stream.next().await.is_none());
@@ -128,7 +100,7 @@ mod tests {
 
     #[tokio::test]
     async fn forwarder_stops_when_client_goes_away() {
-        let shutdown = StreamShutdown::new();
+        let shutdown = CancellationToken::new();
         let (dropped_tx, dropped_rx) = tokio::sync::oneshot::channel::<()>();
         let stream = spawn(&shutdown, |_out: Outbox<i32>| async move {
             // Dropped with the task: the oneshot's sender closes.

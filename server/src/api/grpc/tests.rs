@@ -13,11 +13,12 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_stream::StreamExt;
 use tonic::Request;
 
-use super::{PetitApi, StreamShutdown};
+use super::PetitApi;
 use crate::engine::{Engine, EngineOptions};
 use crate::events::Subscription;
 use crate::store::Run;
 use crate::testing::Harness;
+use tokio_util::sync::CancellationToken;
 
 /// Prints many lines fast: far more events than the bus below holds.
 const LOUD: &str = r#"
@@ -43,7 +44,7 @@ async fn small_bus() -> (Engine, PetitApi) {
         .start()
         .await
         .expect("engine");
-    let api = PetitApi::new(engine.clone(), StreamShutdown::new());
+    let api = PetitApi::new(engine.clone(), CancellationToken::new());
     (engine, api)
 }
 
@@ -194,7 +195,7 @@ async fn a_follower_sends_the_stored_lines_page_after_page() {
         .start()
         .await
         .expect("engine");
-    let api = PetitApi::new(engine.clone(), StreamShutdown::new());
+    let api = PetitApi::new(engine.clone(), CancellationToken::new());
     let events = engine.subscribe();
     let run = engine
         .trigger("long", Default::default(), false)
@@ -241,7 +242,7 @@ async fn shutdown_ends_open_streams() {
         .expect("watch_events")
         .into_inner();
     assert!(events.next().await.is_some_and(|m| m.is_ok()));
-    shutdown.trigger();
+    shutdown.cancel();
     let end = tokio::time::timeout(LIMIT, events.next())
         .await
         .expect("the stream ends");
