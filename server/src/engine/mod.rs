@@ -146,6 +146,8 @@ pub struct View {
     /// Each scheduled job's next fire instants (up to [`UPCOMING`]), as armed: empty
     /// while the scheduler is paused.
     pub upcoming: HashMap<String, Arc<[DateTime<Utc>]>>,
+    /// Each job's newest run as it now stands (jobs that never ran have none).
+    pub last_runs: HashMap<String, Run>,
     pub paused: bool,
     pub stopping: bool,
     pub running: usize,
@@ -274,6 +276,7 @@ impl Engine {
         let (view_tx, view) = watch::channel(View {
             jobs: jobs.clone(),
             upcoming: HashMap::new(),
+            last_runs: HashMap::new(),
             paused,
             stopping: false,
             running: 0,
@@ -327,6 +330,11 @@ impl Engine {
             }
         }
         fires
+    }
+
+    /// The newest run of a job, as the engine last saw it (no store read).
+    pub fn last_run(&self, job_id: &str) -> Option<Run> {
+        self.inner.view.borrow().last_runs.get(job_id).cloned()
     }
 
     pub fn state(&self) -> SchedulerInfo {

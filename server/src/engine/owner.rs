@@ -48,8 +48,9 @@ pub enum Command {
     Stop { reply: oneshot::Sender<bool> },
     /// Interrupt every running run.
     Interrupt,
-    /// From a run's task: the run has ended and its end is about to be stored.
-    Ending { run_id: String },
+    /// From a run's task: the run has ended (its final record) and its end is about to
+    /// be stored.
+    Ending { run: Run },
 }
 
 /// The answer to a cancel.
@@ -116,6 +117,9 @@ impl Owner {
     /// are retried if their policy allows, else failed) until they end.
     pub async fn recover(&mut self) -> Result<(), EngineError> {
         let store = self.store.clone();
+        let ids: Vec<String> = self.jobs.keys().cloned().collect();
+        let last_runs = store.last_runs(&ids).await?;
+        self.view.send_modify(|v| v.last_runs = last_runs);
         let mut unfinished = store.unfinished_runs().await?;
         unfinished.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         for mut run in unfinished {
@@ -232,8 +236,9 @@ impl Owner {
                     });
                 }
             }
-            Command::Ending { run_id } => {
-                self.registry.end(&run_id);
+            Command::Ending { run } => {
+                self.registry.end(&run.id);
+                self.note_run(&run);
             }
         }
     }
@@ -353,6 +358,7 @@ impl Owner {
             .collect();
         self.store.create_run(run.clone(), tasks.clone()).await?;
         self.bus.publish(Event::of_run(run.clone()));
+        self.note_run(&run);
         self.registry.enqueue(Queued {
             job,
             run: run.clone(),
@@ -375,6 +381,7 @@ impl Owner {
             run.started_at = Some(self.clock.now());
             match self.store.update_run(run.clone()).await {
                 Ok(()) => {
+                    self.note_run(&run);
                     let Queued { job, tasks, .. } = queued;
                     self.start(job, run, tasks);
                 }
@@ -409,7 +416,7 @@ impl Owner {
             // The slot is free before the end is visible.
             if let Some(commands) = &commands {
                 let _ = commands.send(Command::Ending {
-                    run_id: finished.id.clone(),
+                    run: finished.clone(),
                 });
             }
             finish_run(&env, &finished).await;
@@ -455,6 +462,7 @@ impl Owner {
             tracing::error!(run = %run.id, "cannot record run end: {e}");
         }
         self.bus.publish(Event::of_run(run.clone()));
+        self.note_run(&run);
         run
     }
 
@@ -486,6 +494,19 @@ impl Owner {
             false => self.timers.upcoming(),
         };
         self.view.send_modify(|v| v.upcoming = upcoming);
+    }
+
+    /// Keeps the view's last run of the job current: a new run replaces it, a change of
+    /// the same run updates it.
+    fn note_run(&self, run: &Run) {
+        self.view
+            .send_modify(|v| match v.last_runs.get_mut(&run.job_id) {
+                Some(last) if last.id > run.id => {}
+                Some(last) => *last = run.clone(),
+                None => {
+                    v.last_runs.insert(run.job_id.clone(), run.clone());
+                }
+            });
     }
 
     fn publish_counts(&self) {

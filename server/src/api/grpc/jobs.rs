@@ -19,20 +19,18 @@ const NEXT_FIRES: usize = 5;
 /// A job as the API shows it: its definition, next fire instants and last run.
 pub(super) async fn job_view(engine: &Engine, def: &JobDef) -> Result<pb::Job, Status> {
     let next = engine.next_fires(&def.id, NEXT_FIRES);
-    let last = engine.store().last_run(&def.id, &[]).await?;
+    let last = engine.last_run(&def.id);
     Ok(convert::job(def, &next, last.as_ref(), Utc::now()))
 }
 
-/// `job_view` of many jobs, with their last runs read in one store call.
+/// `job_view` of many jobs.
 pub(super) async fn job_views(engine: &Engine, defs: &[&JobDef]) -> Result<Vec<pb::Job>, Status> {
-    let ids: Vec<String> = defs.iter().map(|d| d.id.clone()).collect();
-    let last = engine.store().last_runs(&ids).await?;
     let now = Utc::now();
     Ok(defs
         .iter()
         .map(|def| {
             let next = engine.next_fires(&def.id, NEXT_FIRES);
-            convert::job(def, &next, last.get(&def.id), now)
+            convert::job(def, &next, engine.last_run(&def.id).as_ref(), now)
         })
         .collect())
 }
