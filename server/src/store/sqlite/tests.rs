@@ -1,0 +1,160 @@
+//! The SQLite store's own guarantees, beyond the conformance suite: opening and
+//! migrating, the WAL left behind (or not) on close, and a dead writer.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use chrono::Utc;
+use rusqlite::Connection;
+
+use super::{SqliteStore, MIGRATIONS};
+use crate::core::{RunStatus, TriggerReason};
+use crate::store::{Run, Store, StoreOptions};
+
+fn schema_version(path: &Path) -> i64 {
+    let conn = Connection::open(path).expect("raw connection");
+    conn.pragma_query_value(None, "user_version", |row| row.get(0))
+        .expect("user_version")
+}
+
+#[test]
+fn open_creates_the_file_and_migrates_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // The parent directories do not exist yet.
+    let path = dir.path().join("state").join("nested").join("petit.db");
+    let store = SqliteStore::open(&path, StoreOptions::default()).expect("first open");
+    assert_eq!(schema_version(&path), MIGRATIONS.len() as i64);
+    drop(store);
+
+    // Reopening applies nothing and changes nothing.
+    let store = SqliteStore::open(&path, StoreOptions::default()).expect("second open");
+    assert_eq!(schema_version(&path), MIGRATIONS.len() as i64);
+    drop(store);
+
+    let conn = Connection::open(&path).expect("raw connection");
+    let mode: String = conn
+        .pragma_query_value(None, "journal_mode", |row| row.get(0))
+        .expect("journal_mode");
+    assert_eq!(mode, "wal");
+}
+
+/// A database written by the first release (schema 1) opens, is brought up to date,
+/// and keeps its history.
+#[tokio::test]
+async fn open_upgrades_an_older_schema_keeping_its_runs() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("petit.db");
+    {
+        let conn = Connection::open(&path).expect("raw connection");
+        conn.execute_batch(MIGRATIONS[0]).expect("schema 1");
+        conn.pragma_update(None, "user_version", 1)
+            .expect("user_version");
+        conn.execute(
+            "INSERT INTO runs (id, job_id, status, \"trigger\", params, created_at)
+             VALUES ('r1', 'job', 'succeeded', 'manual', '{}', '2026-01-01T00:00:00Z')",
+            [],
+        )
+        .expect("a run");
+    }
+    let store = SqliteStore::open(&path, StoreOptions::default()).expect("open");
+    assert_eq!(schema_version(&path), MIGRATIONS.len() as i64);
+    let run = store
+        .get_run("r1")
+        .await
+        .expect("get_run")
+        .expect("the run");
+    assert_eq!(run.status, RunStatus::Succeeded);
+    assert!(!store.scheduler_paused().await.expect("paused"));
+    store.set_scheduler_paused(true).await.expect("pause");
+    assert!(store.scheduler_paused().await.expect("paused"));
+}
+
+/// After a clean close the database is one file again (the WAL checkpointed into
+/// it), so that stopping petitd and copying `petit.db` is a whole backup.
+#[tokio::test]
+async fn a_closed_store_leaves_no_wal_behind() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("petit.db");
+    let store = SqliteStore::open(&path, StoreOptions::default()).expect("open");
+    store.set_scheduler_paused(true).await.expect("write");
+    // Reads open (and pool) read-only connections, which must not be the last.
+    assert!(store.scheduler_paused().await.expect("read"));
+    let wal = dir.path().join("petit.db-wal");
+    assert!(wal.exists(), "WAL mode while open");
+    drop(store);
+    assert!(
+        !wal.exists(),
+        "the WAL is checkpointed and removed on close"
+    );
+    assert!(!dir.path().join("petit.db-shm").exists());
+    let conn = Connection::open(&path).expect("raw connection");
+    let paused: String = conn
+        .query_row("SELECT value FROM settings", [], |row| row.get(0))
+        .expect("the write is in the main file");
+    assert_eq!(paused, "true");
+}
+
+#[test]
+fn open_refuses_a_newer_schema() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("petit.db");
+    drop(SqliteStore::open(&path, StoreOptions::default()).expect("open"));
+    let future = MIGRATIONS.len() + 1;
+    Connection::open(&path)
+        .and_then(|conn| conn.pragma_update(None, "user_version", future))
+        .expect("bump user_version");
+
+    let Err(error) = SqliteStore::open(&path, StoreOptions::default()) else {
+        panic!("a newer schema must be refused");
+    };
+    let message = error.to_string();
+    assert!(message.contains("newer"), "{message}");
+    assert!(message.contains(&path.display().to_string()), "{message}");
+    assert_eq!(schema_version(&path), future as i64, "left untouched");
+}
+
+#[test]
+fn open_errors_name_the_path() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let garbage = dir.path().join("garbage.db");
+    std::fs::write(&garbage, vec![b'x'; 4096]).expect("write garbage");
+    // A directory where the parent directory should be.
+    let blocked = dir.path().join("file").join("petit.db");
+    std::fs::write(dir.path().join("file"), b"").expect("write file");
+
+    for path in [garbage, blocked] {
+        let Err(error) = SqliteStore::open(&path, StoreOptions::default()) else {
+            panic!("{} must not open", path.display());
+        };
+        let message = error.to_string();
+        assert!(message.contains(&path.display().to_string()), "{message}");
+    }
+}
+
+#[tokio::test]
+async fn a_dead_writer_fails_calls_instead_of_hanging() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store =
+        SqliteStore::open(&dir.path().join("petit.db"), StoreOptions::default()).expect("open");
+    let run = Run {
+        id: "r1".into(),
+        job_id: "job".into(),
+        status: RunStatus::Queued,
+        trigger: TriggerReason::Manual,
+        params: BTreeMap::new(),
+        created_at: Utc::now(),
+        started_at: None,
+        ended_at: None,
+        error: None,
+        triggered_by: None,
+        scheduled_for: None,
+    };
+    store.create_run(run.clone(), vec![]).await.expect("create");
+
+    assert!(store.crash_writer().await.is_err());
+    assert!(store.update_run(run.clone()).await.is_err());
+    assert!(store.upsert_jobs(vec![]).await.is_err());
+    // Reads do not need the writer.
+    let stored = store.get_run("r1").await.expect("read");
+    assert_eq!(stored.map(|r| r.id), Some(run.id));
+}

@@ -1,0 +1,318 @@
+//! The writer: one thread owns the only read-write connection and applies every write.
+//! It takes the first queued command, drains whatever else is already queued, commits
+//! them all in one transaction, then answers each. Batching is what makes many small
+//! writes (log lines) cheap: one fsync-free WAL commit per batch. One writer also
+//! makes each command atomic with respect to every other.
+
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection};
+use tokio::sync::oneshot;
+
+use super::rows::{map_to_sql, time_to_sql, RUN_COLUMNS, TASK_COLUMNS};
+use super::BUSY_TIMEOUT;
+use crate::store::log_chunks;
+use crate::store::{
+    check_new_run, AuditRecord, JobRecord, LogLine, NotificationRecord, Run, StoreError,
+    StoreResult, TaskRun,
+};
+
+/// Most commands committed in one transaction, so one batch cannot delay its replies
+/// without bound while more keep arriving.
+const MAX_BATCH: usize = 1024;
+
+/// One write, applied by the writer thread.
+pub(super) enum Write {
+    UpsertJobs(Vec<JobRecord>),
+    CreateRun(Run, Vec<TaskRun>),
+    UpdateRun(Run),
+    UpdateTaskRun(TaskRun),
+    AppendLogs(Vec<LogLine>),
+    /// The cutoff, and where the number of deleted lines goes.
+    PruneLogs(DateTime<Utc>, Arc<std::sync::atomic::AtomicU64>),
+    /// A key of the `settings` table, and its new value.
+    Setting(&'static str, String),
+    Audit(AuditRecord),
+    Notification(NotificationRecord),
+    /// Makes the writer thread panic, to test that callers get errors, not hangs.
+    #[cfg(test)]
+    Crash,
+}
+
+pub(super) struct Command {
+    pub(super) write: Write,
+    pub(super) reply: oneshot::Sender<StoreResult<()>>,
+}
+
+/// Starts the writer thread on `conn` (see [`configure`]); it runs until every sender
+/// of the returned channel is gone and what they sent is committed.
+pub(super) fn spawn(
+    conn: Connection,
+    cap: usize,
+) -> std::io::Result<(mpsc::Sender<Command>, JoinHandle<()>)> {
+    let (commands, queue) = mpsc::channel();
+    let writer = std::thread::Builder::new()
+        .name("petit-store-writer".into())
+        .spawn(move || run_writer(conn, queue, cap))?;
+    Ok((commands, writer))
+}
+
+/// Connection settings for the writer, which also creates the WAL.
+pub(super) fn configure(conn: &Connection) -> Result<(), Box<dyn std::error::Error>> {
+    let mode: String =
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(format!("cannot switch to WAL journal mode (got '{mode}')").into());
+    }
+    // In WAL mode, NORMAL syncs at checkpoints, not at each commit. A committed
+    // transaction is in the WAL file (the OS has it) before commit returns, so it
+    // survives the process being killed (kill -9), which is what Petit needs; only a
+    // power loss or OS crash may lose the last commits, and never corrupts the file.
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    Ok(())
+}
+
+/// The writer thread's loop (see the module comment).
+fn run_writer(mut conn: Connection, queue: mpsc::Receiver<Command>, cap: usize) {
+    let mut batch = Vec::new();
+    // `recv` fails once every sender is gone and the queue is empty: the store was
+    // dropped and everything sent before has been handled.
+    while let Ok(first) = queue.recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(command) => batch.push(command),
+                Err(_) => break,
+            }
+        }
+        match commit_batch(&mut conn, &batch, cap) {
+            Ok(results) => {
+                for (command, result) in batch.drain(..).zip(results) {
+                    // The caller may have stopped waiting; the write stands anyway.
+                    let _ = command.reply.send(result);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "store batch failed");
+                for command in batch.drain(..) {
+                    let _ = command.reply.send(Err(StoreError(e.0.clone())));
+                }
+            }
+        }
+    }
+}
+
+/// One transaction for the whole batch; each command in its own savepoint so that one
+/// bad command (a duplicate run id, say) fails alone. The outer result fails only when
+/// the transaction itself could not be committed, and then every command failed.
+fn commit_batch(
+    conn: &mut Connection,
+    batch: &[Command],
+    cap: usize,
+) -> StoreResult<Vec<StoreResult<()>>> {
+    let batch_failed = |e: rusqlite::Error| StoreError(format!("cannot commit writes: {e}"));
+    let mut tx = conn.transaction().map_err(batch_failed)?;
+    let mut results = Vec::with_capacity(batch.len());
+    for command in batch {
+        let savepoint = tx.savepoint().map_err(batch_failed)?;
+        let result = apply(&savepoint, &command.write, cap);
+        if result.is_ok() {
+            savepoint.commit().map_err(batch_failed)?;
+        } else {
+            // Rolls back to the savepoint (its default drop behaviour), reporting errors.
+            savepoint.finish().map_err(batch_failed)?;
+        }
+        results.push(result);
+    }
+    tx.commit().map_err(batch_failed)?;
+    Ok(results)
+}
+
+fn apply(conn: &Connection, write: &Write, cap: usize) -> StoreResult<()> {
+    match write {
+        Write::UpsertJobs(jobs) => {
+            upsert_jobs(conn, jobs).map_err(|e| StoreError(format!("cannot record jobs: {e}")))
+        }
+        Write::CreateRun(run, tasks) => {
+            check_new_run(run, tasks)?;
+            insert_run(conn, run, tasks).map_err(|e| match (&e, run.scheduled_for) {
+                (rusqlite::Error::SqliteFailure(f, Some(message)), Some(at))
+                    if f.code == rusqlite::ErrorCode::ConstraintViolation
+                        && message.contains("scheduled_for") =>
+                {
+                    crate::store::fire_taken(&run.job_id, at)
+                }
+                _ => StoreError(format!("cannot create run '{}': {e}", run.id)),
+            })
+        }
+        Write::Setting(key, value) => conn
+            .prepare_cached(
+                "INSERT INTO settings (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )
+            .and_then(|mut stmt| stmt.execute([key, value.as_str()]))
+            .map(drop)
+            .map_err(|e| StoreError(format!("cannot record setting '{key}': {e}"))),
+        Write::Audit(record) => conn
+            .prepare_cached(
+                "INSERT INTO audit (time, actor, call, target, outcome, message)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    time_to_sql(&record.time),
+                    record.actor,
+                    record.call,
+                    record.target,
+                    record.outcome,
+                    record.message
+                ])
+            })
+            .map(drop)
+            .map_err(|e| StoreError(format!("cannot record the audit entry: {e}"))),
+        Write::Notification(n) => conn
+            .prepare_cached(
+                "INSERT INTO notifications
+                     (run_id, job_id, time, event, target, attempt, outcome, message)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    n.run_id,
+                    n.job_id,
+                    time_to_sql(&n.time),
+                    n.event,
+                    n.target,
+                    n.attempt,
+                    n.outcome,
+                    n.message
+                ])
+            })
+            .map(drop)
+            .map_err(|e| StoreError(format!("cannot record the notification: {e}"))),
+        Write::UpdateRun(run) => {
+            let changed = update_run(conn, run)
+                .map_err(|e| StoreError(format!("cannot update run '{}': {e}", run.id)))?;
+            if changed == 0 {
+                return Err(StoreError(format!("run '{}' not found", run.id)));
+            }
+            Ok(())
+        }
+        Write::UpdateTaskRun(task) => {
+            let changed = update_task_run(conn, task).map_err(|e| {
+                StoreError(format!(
+                    "cannot update task run '{}' of run '{}': {e}",
+                    task.task_id, task.run_id
+                ))
+            })?;
+            if changed == 0 {
+                return Err(StoreError(format!(
+                    "task run '{}' of run '{}' not found",
+                    task.task_id, task.run_id
+                )));
+            }
+            Ok(())
+        }
+        Write::AppendLogs(lines) => log_chunks::append(conn, lines, cap),
+        Write::PruneLogs(cutoff, pruned) => {
+            let n = log_chunks::prune(conn, &time_to_sql(cutoff))
+                .map_err(|e| StoreError(format!("cannot prune logs: {e}")))?;
+            pruned.store(n as u64, std::sync::atomic::Ordering::Relaxed);
+            Ok(())
+        }
+        #[cfg(test)]
+        Write::Crash => panic!("store writer crash requested by a test"),
+    }
+}
+
+fn upsert_jobs(conn: &Connection, jobs: &[JobRecord]) -> rusqlite::Result<()> {
+    let mut upsert = conn.prepare_cached(
+        "INSERT INTO jobs (id, name, source, schedule, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (id) DO UPDATE SET name = excluded.name, source = excluded.source,
+             schedule = excluded.schedule, updated_at = excluded.updated_at",
+    )?;
+    for job in jobs {
+        upsert.execute(params![
+            job.id,
+            job.name,
+            job.source,
+            job.schedule,
+            time_to_sql(&job.updated_at)
+        ])?;
+    }
+    Ok(())
+}
+
+fn insert_run(conn: &Connection, run: &Run, tasks: &[TaskRun]) -> rusqlite::Result<()> {
+    conn.prepare_cached(&format!(
+        "INSERT INTO runs ({RUN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+    ))?
+    .execute(params![
+        run.id,
+        run.job_id,
+        run.status.as_str(),
+        run.trigger.as_str(),
+        map_to_sql(&run.params)?,
+        time_to_sql(&run.created_at),
+        run.started_at.as_ref().map(time_to_sql),
+        run.ended_at.as_ref().map(time_to_sql),
+        run.error,
+        run.triggered_by,
+        run.scheduled_for.as_ref().map(time_to_sql),
+    ])?;
+    let mut insert = conn.prepare_cached(&format!(
+        "INSERT INTO task_runs ({TASK_COLUMNS}, ordinal)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+    ))?;
+    for (ordinal, task) in tasks.iter().enumerate() {
+        insert.execute(params![
+            task.run_id,
+            task.task_id,
+            task.status.as_str(),
+            task.attempts,
+            task.exit_code,
+            task.started_at.as_ref().map(time_to_sql),
+            task.ended_at.as_ref().map(time_to_sql),
+            task.error,
+            map_to_sql(&task.outputs)?,
+            ordinal,
+        ])?;
+    }
+    Ok(())
+}
+
+fn update_run(conn: &Connection, run: &Run) -> rusqlite::Result<usize> {
+    conn.prepare_cached(
+        "UPDATE runs SET status = ?2, started_at = ?3, ended_at = ?4, error = ?5 WHERE id = ?1",
+    )?
+    .execute(params![
+        run.id,
+        run.status.as_str(),
+        run.started_at.as_ref().map(time_to_sql),
+        run.ended_at.as_ref().map(time_to_sql),
+        run.error,
+    ])
+}
+
+fn update_task_run(conn: &Connection, task: &TaskRun) -> rusqlite::Result<usize> {
+    conn.prepare_cached(
+        "UPDATE task_runs SET status = ?3, attempts = ?4, exit_code = ?5, started_at = ?6,
+             ended_at = ?7, error = ?8, outputs = ?9
+         WHERE run_id = ?1 AND task_id = ?2",
+    )?
+    .execute(params![
+        task.run_id,
+        task.task_id,
+        task.status.as_str(),
+        task.attempts,
+        task.exit_code,
+        task.started_at.as_ref().map(time_to_sql),
+        task.ended_at.as_ref().map(time_to_sql),
+        task.error,
+        map_to_sql(&task.outputs)?,
+    ])
+}
