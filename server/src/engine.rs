@@ -190,23 +190,23 @@ impl Engine {
         let owned = options.scratch_dir.clone();
         let scratch = tokio::task::spawn_blocking(move || Scratch::create(owned))
             .await
-            .map_err(|e| StoreError(format!("scratch directory: {e}")))??;
+            .map_err(|e| StoreError::io("scratch directory", e.into()))??;
         let ledger = match &options.process_ledger {
             Some(dir) => {
                 // File system work: off the executor threads.
                 let dir = dir.clone();
                 let opened = tokio::task::spawn_blocking(move || {
                     let ledger = Ledger::open(&dir).map_err(|e| {
-                        StoreError(format!(
-                            "cannot open the process ledger {}: {e}",
-                            dir.display()
-                        ))
+                        StoreError::io(
+                            format!("cannot open the process ledger {}", dir.display()),
+                            e,
+                        )
                     })?;
                     let killed = ledger.kill_orphans();
                     Ok::<_, StoreError>((ledger, killed))
                 })
                 .await
-                .map_err(|e| StoreError(format!("process ledger: {e}")))?;
+                .map_err(|e| StoreError::io("process ledger", e.into()))?;
                 let (ledger, killed) = opened?;
                 if killed > 0 {
                     tracing::warn!(

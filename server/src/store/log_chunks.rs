@@ -93,7 +93,7 @@ type StreamKey<'a> = (&'a str, &'a str, LogStream);
 
 /// Appends `lines` (one batch), then trims each stream they touched back under `cap`.
 pub fn append(conn: &Connection, lines: &[LogLine], cap: usize) -> StoreResult<()> {
-    let failed = |e: rusqlite::Error| StoreError(format!("cannot append logs: {e}"));
+    let failed = |e: rusqlite::Error| StoreError::sqlite("cannot append logs", e);
     if lines.is_empty() {
         return Ok(());
     }
@@ -107,9 +107,9 @@ pub fn append(conn: &Connection, lines: &[LogLine], cap: usize) -> StoreResult<(
             .map_err(failed)?;
         for run_id in runs {
             if !exists.exists([run_id]).map_err(failed)? {
-                return Err(StoreError(format!(
-                    "cannot append logs: run '{run_id}' not found"
-                )));
+                return Err(StoreError::RunNotFound {
+                    run_id: run_id.to_owned(),
+                });
             }
         }
     }

@@ -67,9 +67,7 @@ impl MemoryStore {
     /// The state, or an error if a thread panicked while holding it (the maps may be
     /// half-updated, so refusing is safer than going on).
     fn state(&self) -> StoreResult<MutexGuard<'_, State>> {
-        self.state
-            .lock()
-            .map_err(|_| StoreError("in-memory store is unusable after an earlier panic".into()))
+        self.state.lock().map_err(|_| StoreError::Poisoned)
     }
 }
 
@@ -99,11 +97,14 @@ impl Store for MemoryStore {
         check_new_run(&run, &tasks)?;
         let mut state = self.state()?;
         if state.runs.contains_key(&run.id) {
-            return Err(StoreError(format!("run '{}' already exists", run.id)));
+            return Err(StoreError::RunExists { run_id: run.id });
         }
         if let Some(at) = run.scheduled_for {
             if !state.fires.insert((run.job_id.clone(), at)) {
-                return Err(super::fire_taken(&run.job_id, at));
+                return Err(StoreError::FireTaken {
+                    job_id: run.job_id,
+                    at,
+                });
             }
         }
         state.runs.insert(
@@ -122,7 +123,9 @@ impl Store for MemoryStore {
         let entry = state
             .runs
             .get_mut(&run.id)
-            .ok_or_else(|| StoreError(format!("run '{}' not found", run.id)))?;
+            .ok_or_else(|| StoreError::RunNotFound {
+                run_id: run.id.clone(),
+            })?;
         let stored = &mut entry.run;
         stored.status = run.status;
         stored.started_at = run.started_at;
@@ -137,11 +140,9 @@ impl Store for MemoryStore {
             .runs
             .get_mut(&task.run_id)
             .and_then(|entry| entry.tasks.iter_mut().find(|t| t.task_id == task.task_id))
-            .ok_or_else(|| {
-                StoreError(format!(
-                    "task run '{}' of run '{}' not found",
-                    task.task_id, task.run_id
-                ))
+            .ok_or_else(|| StoreError::TaskRunNotFound {
+                run_id: task.run_id.clone(),
+                task_id: task.task_id.clone(),
             })?;
         stored.status = task.status;
         stored.attempts = task.attempts;
@@ -158,10 +159,9 @@ impl Store for MemoryStore {
         let mut state = self.state()?;
         // All or nothing, like the SQLite store's transaction: check before changing.
         if let Some(line) = lines.iter().find(|l| !state.runs.contains_key(&l.run_id)) {
-            return Err(StoreError(format!(
-                "cannot append logs: run '{}' not found",
-                line.run_id
-            )));
+            return Err(StoreError::RunNotFound {
+                run_id: line.run_id.clone(),
+            });
         }
         if lines.is_empty() {
             return Ok(()); // no append, as in SQLite: positions stay the same in both

@@ -2,6 +2,7 @@
 //! implementation (the default, a file) and an in-memory one (tests, `--in-memory`).
 //! Store calls never block the async executor.
 
+mod error;
 mod lock;
 mod log_chunks;
 mod memory;
@@ -13,17 +14,13 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
+pub use error::StoreError;
 pub use lock::{beside, DataLock, LockError};
 pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;
 
 pub use crate::core::{LogLine, Run, TaskRun};
 use crate::core::{LogStream, RunStatus};
-
-/// A storage failure. Always an internal error for API callers.
-#[derive(Debug, thiserror::Error)]
-#[error("storage: {0}")]
-pub struct StoreError(pub String);
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
@@ -50,27 +47,19 @@ fn check_new_run(run: &Run, tasks: &[TaskRun]) -> StoreResult<()> {
     let mut seen = std::collections::HashSet::new();
     for task in tasks {
         if task.run_id != run.id {
-            return Err(StoreError(format!(
+            return Err(StoreError::Invalid(format!(
                 "task run '{}' names run '{}', not the run being created '{}'",
                 task.task_id, task.run_id, run.id
             )));
         }
         if !seen.insert(task.task_id.as_str()) {
-            return Err(StoreError(format!(
+            return Err(StoreError::Invalid(format!(
                 "run '{}' lists task '{}' twice",
                 run.id, task.task_id
             )));
         }
     }
     Ok(())
-}
-
-/// The refusal of a second run for one fire instant, the same from every store.
-fn fire_taken(job_id: &str, at: DateTime<Utc>) -> StoreError {
-    StoreError(format!(
-        "job '{job_id}' already has a run for the fire at {}",
-        at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-    ))
 }
 
 /// A job as last loaded (kept so that history outlives a job file's removal).

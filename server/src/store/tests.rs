@@ -11,7 +11,7 @@ use tempfile::TempDir;
 
 use super::{
     AuditRecord, JobRecord, LogLine, MemoryStore, NotificationRecord, Run, RunPage, SqliteStore,
-    Store, StoreOptions, StoreResult, TaskRun,
+    Store, StoreError, StoreOptions, StoreResult, TaskRun,
 };
 use crate::core::{LogStream, RunStatus, TaskStatus, TriggerReason};
 
@@ -196,7 +196,11 @@ async fn create_get_and_update_run(subject: &Subject) -> StoreResult<()> {
     assert_eq!(store.get_run("r1").await?, Some(running));
 
     let unknown = run("nope", "job", RunStatus::Running, 1);
-    assert!(store.update_run(unknown).await.is_err());
+    let error = store.update_run(unknown).await.expect_err("unknown run");
+    assert!(
+        matches!(&error, StoreError::RunNotFound { run_id } if run_id == "nope"),
+        "{error:?}"
+    );
     Ok(())
 }
 
@@ -216,7 +220,8 @@ async fn create_run_rejects_bad_input_atomically(subject: &Subject) -> StoreResu
     ];
     for (name, bad_run, tasks) in cases {
         let id = bad_run.id.clone();
-        assert!(store.create_run(bad_run, tasks).await.is_err(), "{name}");
+        let error = store.create_run(bad_run, tasks).await.expect_err(name);
+        assert!(matches!(error, StoreError::Invalid(_)), "{name}: {error:?}");
         assert_eq!(store.get_run(&id).await?, None, "{name}: nothing stored");
         assert!(
             store.task_runs(&id).await?.is_empty(),
@@ -229,9 +234,13 @@ async fn create_run_rejects_bad_input_atomically(subject: &Subject) -> StoreResu
         .create_run(first.clone(), vec![task("r3", "a")])
         .await?;
     let again = run("r3", "job", RunStatus::Running, 5);
+    let error = store
+        .create_run(again, vec![])
+        .await
+        .expect_err("duplicate run id");
     assert!(
-        store.create_run(again, vec![]).await.is_err(),
-        "duplicate run id"
+        matches!(&error, StoreError::RunExists { run_id } if run_id == "r3"),
+        "{error:?}"
     );
     assert_eq!(store.get_run("r3").await?, Some(first));
     Ok(())
@@ -356,8 +365,17 @@ async fn task_runs_keep_creation_order_and_updates(subject: &Subject) -> StoreRe
         vec![task("r1", "zeta"), done, failed]
     );
 
-    assert!(store.update_task_run(task("r1", "unknown")).await.is_err());
-    assert!(store.update_task_run(task("nope", "alpha")).await.is_err());
+    for (run_id, task_id) in [("r1", "unknown"), ("nope", "alpha")] {
+        let error = store
+            .update_task_run(task(run_id, task_id))
+            .await
+            .expect_err("unknown task run");
+        assert!(
+            matches!(&error, StoreError::TaskRunNotFound { run_id: r, task_id: t }
+                if r == run_id && t == task_id),
+            "{error:?}"
+        );
+    }
     assert!(store.task_runs("nope").await?.is_empty());
     Ok(())
 }
@@ -543,7 +561,11 @@ async fn append_logs_to_unknown_run_fails_whole(subject: &Subject) -> StoreResul
         log("r1", "a", LogStream::Stdout, 1, "fine"),
         log("ghost", "a", LogStream::Stdout, 1, "orphan"),
     ];
-    assert!(store.append_logs(batch).await.is_err());
+    let error = store.append_logs(batch).await.expect_err("unknown run");
+    assert!(
+        matches!(&error, StoreError::RunNotFound { run_id } if run_id == "ghost"),
+        "{error:?}"
+    );
     assert!(
         store.logs("r1", None).await?.is_empty(),
         "nothing of the call stored"
@@ -649,7 +671,13 @@ async fn one_run_per_fire_instant(subject: &Subject) -> StoreResult<()> {
     let again = store
         .create_run(fire("b", "j", 10), vec![task("b", "t")])
         .await;
-    let message = again.expect_err("a second run for one fire").to_string();
+    let error = again.expect_err("a second run for one fire");
+    assert!(error.is_fire_taken(), "{error:?}");
+    assert!(
+        matches!(&error, StoreError::FireTaken { job_id, at } if job_id == "j" && *at == self::at(10)),
+        "{error:?}"
+    );
+    let message = error.to_string();
     assert!(
         message.contains("already has a run for the fire at"),
         "{message}"

@@ -80,7 +80,10 @@ mod tests {
             ),
             (EngineError::ShuttingDown, Code::Unavailable),
             (
-                EngineError::Store(StoreError("disk full".into())),
+                EngineError::Store(StoreError::io(
+                    "cannot append logs",
+                    std::io::Error::other("disk full"),
+                )),
                 Code::Internal,
             ),
         ];

@@ -13,7 +13,6 @@ mod tests;
 mod writer;
 
 use std::collections::HashMap;
-use std::fmt::Display;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
@@ -52,20 +51,22 @@ impl SqliteStore {
     /// Opens (creating if needed, with its parent directory) the database at `path`
     /// and brings its schema up to date. This blocks briefly; it is meant for start-up.
     pub fn open(path: &Path, options: StoreOptions) -> StoreResult<SqliteStore> {
-        let cannot_open =
-            |e: &dyn Display| StoreError(format!("cannot open database {}: {e}", path.display()));
+        let context = || format!("cannot open database {}", path.display());
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            crate::private_files::create_dir_all(parent).map_err(|e| cannot_open(&e))?;
+            crate::private_files::create_dir_all(parent)
+                .map_err(|e| StoreError::io(context(), e))?;
         }
         // Made 0600 before SQLite opens it: SQLite gives the `-wal` and `-shm` files it
         // creates the database's own mode.
-        crate::private_files::create_file(path).map_err(|e| cannot_open(&e))?;
-        let mut conn = Connection::open(path).map_err(|e| cannot_open(&e))?;
-        writer::configure(&conn).map_err(|e| cannot_open(&e))?;
+        crate::private_files::create_file(path).map_err(|e| StoreError::io(context(), e))?;
+        let mut conn = Connection::open(path).map_err(|e| StoreError::sqlite(context(), e))?;
+        writer::configure(&conn, path)?;
         schema::migrate(&mut conn, path)?;
 
-        let (commands, writer) = writer::spawn(conn, options.max_log_bytes_per_stream)
-            .map_err(|e| cannot_open(&format!("cannot start the writer thread: {e}")))?;
+        let (commands, writer) =
+            writer::spawn(conn, options.max_log_bytes_per_stream).map_err(|e| {
+                StoreError::io(format!("{}: cannot start the writer thread", context()), e)
+            })?;
         Ok(SqliteStore {
             path: path.to_path_buf(),
             commands: Some(commands),
@@ -131,7 +132,7 @@ impl Drop for SqliteStore {
 }
 
 fn writer_stopped() -> StoreError {
-    StoreError("the database writer has stopped".into())
+    StoreError::WriterStopped
 }
 
 #[async_trait::async_trait]

@@ -53,7 +53,9 @@ impl ReadPool {
         let permit = Arc::clone(&pool.permits)
             .acquire_owned()
             .await
-            .map_err(|_| StoreError("read pool closed".into()))?;
+            .map_err(|_| StoreError::ReadAborted {
+                reason: "the read pool is closed".into(),
+            })?;
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let conn = pool.checkout()?;
@@ -62,7 +64,9 @@ impl ReadPool {
             result
         })
         .await
-        .map_err(|e| StoreError(format!("database read failed: {e}")))?
+        .map_err(|e| StoreError::ReadAborted {
+            reason: e.to_string(),
+        })?
     }
 
     /// Closes the idle connections. A read still running returns its connection to a
@@ -78,10 +82,10 @@ impl ReadPool {
             return Ok(conn);
         }
         let cannot_open = |e: rusqlite::Error| {
-            StoreError(format!(
-                "cannot open database {} for reading: {e}",
-                self.path.display()
-            ))
+            StoreError::sqlite(
+                format!("cannot open database {} for reading", self.path.display()),
+                e,
+            )
         };
         let conn = Connection::open_with_flags(
             &self.path,
@@ -107,7 +111,7 @@ impl ReadPool {
 }
 
 fn read_failed(what: &str) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
-    move |e| StoreError(format!("cannot read {what}: {e}"))
+    move |e| StoreError::sqlite(format!("cannot read {what}"), e)
 }
 
 /// SQLite reads a negative LIMIT as "no limit"; a page's 0 means no limit.

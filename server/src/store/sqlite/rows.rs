@@ -35,14 +35,15 @@ where
     T::Err: Display,
 {
     let text: String = row.get(index)?;
-    text.parse().map_err(|e: T::Err| conversion_error(index, e))
+    text.parse()
+        .map_err(|e: T::Err| conversion_error(row, index, e))
 }
 
 fn time_column(row: &Row<'_>, index: usize) -> rusqlite::Result<DateTime<Utc>> {
     let text: String = row.get(index)?;
     DateTime::parse_from_rfc3339(&text)
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| conversion_error(index, e))
+        .map_err(|e| conversion_error(row, index, e))
 }
 
 fn optional_time_column(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<DateTime<Utc>>> {
@@ -54,11 +55,15 @@ fn optional_time_column(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<
 
 fn map_column(row: &Row<'_>, index: usize) -> rusqlite::Result<BTreeMap<String, String>> {
     let text: String = row.get(index)?;
-    serde_json::from_str(&text).map_err(|e| conversion_error(index, e))
+    serde_json::from_str(&text).map_err(|e| conversion_error(row, index, e))
 }
 
-fn conversion_error(index: usize, error: impl Display) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(index, Type::Text, error.to_string().into())
+/// A value that does not convert, naming its column (the store reports it as
+/// `StoreError::Corrupt`).
+fn conversion_error(row: &Row<'_>, index: usize, error: impl Display) -> rusqlite::Error {
+    let column = row.as_ref().column_name(index).unwrap_or("?");
+    let detail = format!("column {column}: {error}");
+    rusqlite::Error::FromSqlConversionFailure(index, Type::Text, detail.into())
 }
 
 pub(super) fn run_from_row(row: &Row<'_>) -> rusqlite::Result<Run> {

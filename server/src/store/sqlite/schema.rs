@@ -132,24 +132,22 @@ pub(super) fn migrate(conn: &mut Connection, path: &Path) -> StoreResult<()> {
     let current: i64 = conn
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .map_err(|e| {
-            StoreError(format!(
-                "cannot read the schema version of {}: {e}",
-                path.display()
-            ))
+            StoreError::sqlite(
+                format!("cannot read the schema version of {}", path.display()),
+                e,
+            )
         })?;
     let known = MIGRATIONS.len();
-    let current = usize::try_from(current).map_err(|_| {
-        StoreError(format!(
-            "database {} has an invalid schema version {current}",
-            path.display()
-        ))
+    let current = usize::try_from(current).map_err(|_| StoreError::Corrupt {
+        context: format!("cannot open database {}", path.display()),
+        detail: format!("invalid schema version {current}"),
     })?;
     if current > known {
-        return Err(StoreError(format!(
-            "database {} has schema version {current}, newer than this petitd knows \
-             (up to {known}); use a newer petitd or another database file",
-            path.display()
-        )));
+        return Err(StoreError::SchemaTooNew {
+            path: path.to_path_buf(),
+            found: current,
+            known,
+        });
     }
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(current) {
         let version = index + 1;
@@ -160,10 +158,13 @@ pub(super) fn migrate(conn: &mut Connection, path: &Path) -> StoreResult<()> {
             tx.commit()
         };
         apply(conn).map_err(|e| {
-            StoreError(format!(
-                "cannot migrate database {} to schema version {version}: {e}",
-                path.display()
-            ))
+            StoreError::sqlite(
+                format!(
+                    "cannot migrate database {} to schema version {version}",
+                    path.display()
+                ),
+                e,
+            )
         })?;
     }
     Ok(())

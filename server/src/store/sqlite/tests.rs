@@ -9,7 +9,23 @@ use rusqlite::Connection;
 
 use super::{SqliteStore, MIGRATIONS};
 use crate::core::{RunStatus, TriggerReason};
-use crate::store::{Run, Store, StoreOptions};
+use crate::store::{Run, Store, StoreError, StoreOptions};
+
+fn queued_run(id: &str) -> Run {
+    Run {
+        id: id.into(),
+        job_id: "job".into(),
+        status: RunStatus::Queued,
+        trigger: TriggerReason::Manual,
+        params: BTreeMap::new(),
+        created_at: Utc::now(),
+        started_at: None,
+        ended_at: None,
+        error: None,
+        triggered_by: None,
+        scheduled_for: None,
+    }
+}
 
 fn schema_version(path: &Path) -> i64 {
     let conn = Connection::open(path).expect("raw connection");
@@ -107,10 +123,43 @@ fn open_refuses_a_newer_schema() {
     let Err(error) = SqliteStore::open(&path, StoreOptions::default()) else {
         panic!("a newer schema must be refused");
     };
+    assert!(
+        matches!(error, StoreError::SchemaTooNew { found, known, .. }
+            if found == future && known == MIGRATIONS.len()),
+        "{error:?}"
+    );
     let message = error.to_string();
     assert!(message.contains("newer"), "{message}");
     assert!(message.contains(&path.display().to_string()), "{message}");
     assert_eq!(schema_version(&path), future as i64, "left untouched");
+}
+
+/// A stored value this binary cannot read (a status from a newer petitd, a damaged
+/// row) is `Corrupt`, naming what was read and the value; other rows still read.
+#[tokio::test]
+async fn a_value_that_does_not_parse_is_corrupt() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("petit.db");
+    let store = SqliteStore::open(&path, StoreOptions::default()).expect("open");
+    store
+        .create_run(queued_run("fine"), vec![])
+        .await
+        .expect("create");
+    Connection::open(&path)
+        .and_then(|conn| {
+            conn.execute(
+                "INSERT INTO runs (id, job_id, status, \"trigger\", params, created_at)
+                 VALUES ('odd', 'job', 'frobbed', 'manual', '{}', '2026-01-01T00:00:00Z')",
+                [],
+            )
+        })
+        .expect("a run from the future");
+    let error = store.get_run("odd").await.expect_err("unreadable");
+    assert!(
+        matches!(&error, StoreError::Corrupt { detail, .. } if detail == "column status: unknown RunStatus 'frobbed'"),
+        "{error:?}"
+    );
+    assert!(store.get_run("fine").await.expect("read").is_some());
 }
 
 #[test]
@@ -136,24 +185,21 @@ async fn a_dead_writer_fails_calls_instead_of_hanging() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store =
         SqliteStore::open(&dir.path().join("petit.db"), StoreOptions::default()).expect("open");
-    let run = Run {
-        id: "r1".into(),
-        job_id: "job".into(),
-        status: RunStatus::Queued,
-        trigger: TriggerReason::Manual,
-        params: BTreeMap::new(),
-        created_at: Utc::now(),
-        started_at: None,
-        ended_at: None,
-        error: None,
-        triggered_by: None,
-        scheduled_for: None,
-    };
+    let run = queued_run("r1");
     store.create_run(run.clone(), vec![]).await.expect("create");
 
-    assert!(store.crash_writer().await.is_err());
-    assert!(store.update_run(run.clone()).await.is_err());
-    assert!(store.upsert_jobs(vec![]).await.is_err());
+    assert!(matches!(
+        store.crash_writer().await,
+        Err(StoreError::WriterStopped)
+    ));
+    assert!(matches!(
+        store.update_run(run.clone()).await,
+        Err(StoreError::WriterStopped)
+    ));
+    assert!(matches!(
+        store.upsert_jobs(vec![]).await,
+        Err(StoreError::WriterStopped)
+    ));
     // Reads do not need the writer.
     let stored = store.get_run("r1").await.expect("read");
     assert_eq!(stored.map(|r| r.id), Some(run.id));

@@ -4,6 +4,7 @@
 //! writes (log lines) cheap: one fsync-free WAL commit per batch. One writer also
 //! makes each command atomic with respect to every other.
 
+use std::path::Path;
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 
@@ -59,21 +60,29 @@ pub(super) fn spawn(
     Ok((commands, writer))
 }
 
-/// Connection settings for the writer, which also creates the WAL.
-pub(super) fn configure(conn: &Connection) -> Result<(), Box<dyn std::error::Error>> {
-    let mode: String =
-        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+/// Connection settings for the writer (of the database at `path`), which also creates
+/// the WAL.
+pub(super) fn configure(conn: &Connection, path: &Path) -> StoreResult<()> {
+    let failed = |e| StoreError::sqlite(format!("cannot open database {}", path.display()), e);
+    let mode: String = conn
+        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+        .map_err(failed)?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(format!("cannot switch to WAL journal mode (got '{mode}')").into());
+        return Err(StoreError::NotWal {
+            path: path.to_path_buf(),
+            mode,
+        });
     }
     // In WAL mode, NORMAL syncs at checkpoints, not at each commit. A committed
     // transaction is in the WAL file (the OS has it) before commit returns, so it
     // survives the process being killed (kill -9), which is what Petit needs; only a
     // power loss or OS crash may lose the last commits, and never corrupts the file.
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
-    conn.pragma_update(None, "foreign_keys", "ON")?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
-    Ok(())
+    let settings = || -> rusqlite::Result<()> {
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(BUSY_TIMEOUT)
+    };
+    settings().map_err(failed)
 }
 
 /// The writer thread's loop (see the module comment).
@@ -98,8 +107,10 @@ fn run_writer(mut conn: Connection, queue: mpsc::Receiver<Command>, cap: usize) 
             }
             Err(e) => {
                 tracing::error!(error = %e, "store batch failed");
+                let source = Arc::new(e);
                 for command in batch.drain(..) {
-                    let _ = command.reply.send(Err(StoreError(e.0.clone())));
+                    let source = Arc::clone(&source);
+                    let _ = command.reply.send(Err(StoreError::Commit { source }));
                 }
             }
         }
@@ -113,41 +124,32 @@ fn commit_batch(
     conn: &mut Connection,
     batch: &[Command],
     cap: usize,
-) -> StoreResult<Vec<StoreResult<()>>> {
-    let batch_failed = |e: rusqlite::Error| StoreError(format!("cannot commit writes: {e}"));
-    let mut tx = conn.transaction().map_err(batch_failed)?;
+) -> rusqlite::Result<Vec<StoreResult<()>>> {
+    let mut tx = conn.transaction()?;
     let mut results = Vec::with_capacity(batch.len());
     for command in batch {
-        let savepoint = tx.savepoint().map_err(batch_failed)?;
+        let savepoint = tx.savepoint()?;
         let result = apply(&savepoint, &command.write, cap);
         if result.is_ok() {
-            savepoint.commit().map_err(batch_failed)?;
+            savepoint.commit()?;
         } else {
             // Rolls back to the savepoint (its default drop behaviour), reporting errors.
-            savepoint.finish().map_err(batch_failed)?;
+            savepoint.finish()?;
         }
         results.push(result);
     }
-    tx.commit().map_err(batch_failed)?;
+    tx.commit()?;
     Ok(results)
 }
 
 fn apply(conn: &Connection, write: &Write, cap: usize) -> StoreResult<()> {
     match write {
         Write::UpsertJobs(jobs) => {
-            upsert_jobs(conn, jobs).map_err(|e| StoreError(format!("cannot record jobs: {e}")))
+            upsert_jobs(conn, jobs).map_err(|e| StoreError::sqlite("cannot record jobs", e))
         }
         Write::CreateRun(run, tasks) => {
             check_new_run(run, tasks)?;
-            insert_run(conn, run, tasks).map_err(|e| match (&e, run.scheduled_for) {
-                (rusqlite::Error::SqliteFailure(f, Some(message)), Some(at))
-                    if f.code == rusqlite::ErrorCode::ConstraintViolation
-                        && message.contains("scheduled_for") =>
-                {
-                    crate::store::fire_taken(&run.job_id, at)
-                }
-                _ => StoreError(format!("cannot create run '{}': {e}", run.id)),
-            })
+            insert_run(conn, run, tasks).map_err(|e| refused_run(run, e))
         }
         Write::Setting(key, value) => conn
             .prepare_cached(
@@ -156,7 +158,7 @@ fn apply(conn: &Connection, write: &Write, cap: usize) -> StoreResult<()> {
             )
             .and_then(|mut stmt| stmt.execute([key, value.as_str()]))
             .map(drop)
-            .map_err(|e| StoreError(format!("cannot record setting '{key}': {e}"))),
+            .map_err(|e| StoreError::sqlite(format!("cannot record setting '{key}'"), e)),
         Write::Audit(record) => conn
             .prepare_cached(
                 "INSERT INTO audit (time, actor, call, target, outcome, message)
@@ -173,7 +175,7 @@ fn apply(conn: &Connection, write: &Write, cap: usize) -> StoreResult<()> {
                 ])
             })
             .map(drop)
-            .map_err(|e| StoreError(format!("cannot record the audit entry: {e}"))),
+            .map_err(|e| StoreError::sqlite("cannot record the audit entry", e)),
         Write::Notification(n) => conn
             .prepare_cached(
                 "INSERT INTO notifications
@@ -193,39 +195,64 @@ fn apply(conn: &Connection, write: &Write, cap: usize) -> StoreResult<()> {
                 ])
             })
             .map(drop)
-            .map_err(|e| StoreError(format!("cannot record the notification: {e}"))),
+            .map_err(|e| StoreError::sqlite("cannot record the notification", e)),
         Write::UpdateRun(run) => {
             let changed = update_run(conn, run)
-                .map_err(|e| StoreError(format!("cannot update run '{}': {e}", run.id)))?;
+                .map_err(|e| StoreError::sqlite(format!("cannot update run '{}'", run.id), e))?;
             if changed == 0 {
-                return Err(StoreError(format!("run '{}' not found", run.id)));
+                return Err(StoreError::RunNotFound {
+                    run_id: run.id.clone(),
+                });
             }
             Ok(())
         }
         Write::UpdateTaskRun(task) => {
             let changed = update_task_run(conn, task).map_err(|e| {
-                StoreError(format!(
-                    "cannot update task run '{}' of run '{}': {e}",
+                let context = format!(
+                    "cannot update task run '{}' of run '{}'",
                     task.task_id, task.run_id
-                ))
+                );
+                StoreError::sqlite(context, e)
             })?;
             if changed == 0 {
-                return Err(StoreError(format!(
-                    "task run '{}' of run '{}' not found",
-                    task.task_id, task.run_id
-                )));
+                return Err(StoreError::TaskRunNotFound {
+                    run_id: task.run_id.clone(),
+                    task_id: task.task_id.clone(),
+                });
             }
             Ok(())
         }
         Write::AppendLogs(lines) => log_chunks::append(conn, lines, cap),
         Write::PruneLogs(cutoff, pruned) => {
             let n = log_chunks::prune(conn, &time_to_sql(cutoff))
-                .map_err(|e| StoreError(format!("cannot prune logs: {e}")))?;
+                .map_err(|e| StoreError::sqlite("cannot prune logs", e))?;
             pruned.store(n as u64, std::sync::atomic::Ordering::Relaxed);
             Ok(())
         }
         #[cfg(test)]
         Write::Crash => panic!("store writer crash requested by a test"),
+    }
+}
+
+/// Why a new run could not be inserted: its id or its fire already stored, or a
+/// failure.
+fn refused_run(run: &Run, e: rusqlite::Error) -> StoreError {
+    // The constraint's message names the columns of the index that refused the row.
+    let refused_by = |columns: &str| match &e {
+        rusqlite::Error::SqliteFailure(f, Some(message)) => {
+            f.code == rusqlite::ErrorCode::ConstraintViolation && message.ends_with(columns)
+        }
+        _ => false,
+    };
+    match run.scheduled_for {
+        _ if refused_by(": runs.id") => StoreError::RunExists {
+            run_id: run.id.clone(),
+        },
+        Some(at) if refused_by(": runs.job_id, runs.scheduled_for") => StoreError::FireTaken {
+            job_id: run.job_id.clone(),
+            at,
+        },
+        _ => StoreError::sqlite(format!("cannot create run '{}'", run.id), e),
     }
 }
 
