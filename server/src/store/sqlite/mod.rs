@@ -20,10 +20,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rusqlite::Connection;
-use tokio::sync::oneshot;
 
 use self::read::ReadPool;
-use self::writer::{Command, Write};
+use self::writer::Command;
+use super::log_chunks;
 use super::{
     AuditRecord, JobRecord, LogLine, LogPage, LogPageLimit, LogStart, NotificationRecord, Run,
     RunPage, Store, StoreError, StoreOptions, StoreResult, TaskRun,
@@ -45,6 +45,8 @@ pub struct SqliteStore {
     commands: Option<mpsc::Sender<Command>>,
     writer: Option<JoinHandle<()>>,
     readers: Arc<ReadPool>,
+    /// Bytes of log kept per stream (see [`StoreOptions`]).
+    log_cap: usize,
 }
 
 impl SqliteStore {
@@ -63,15 +65,15 @@ impl SqliteStore {
         writer::configure(&conn, path)?;
         schema::migrate(&mut conn, path)?;
 
-        let (commands, writer) =
-            writer::spawn(conn, options.max_log_bytes_per_stream).map_err(|e| {
-                StoreError::io(format!("{}: cannot start the writer thread", context()), e)
-            })?;
+        let (commands, writer) = writer::spawn(conn).map_err(|e| {
+            StoreError::io(format!("{}: cannot start the writer thread", context()), e)
+        })?;
         Ok(SqliteStore {
             path: path.to_path_buf(),
             commands: Some(commands),
             writer: Some(writer),
             readers: Arc::new(ReadPool::new(path.to_path_buf())),
+            log_cap: options.max_log_bytes_per_stream,
         })
     }
 
@@ -81,15 +83,19 @@ impl SqliteStore {
     }
 
     /// Hands a write to the writer thread and waits until it is committed.
-    async fn write(&self, write: Write) -> StoreResult<()> {
-        let (reply, committed) = oneshot::channel();
+    async fn write<T, F>(&self, write: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let (command, committed) = Command::new(write);
         self.commands
             .as_ref()
-            .ok_or_else(writer_stopped)?
-            .send(Command { write, reply })
-            .map_err(|_| writer_stopped())?;
+            .ok_or(StoreError::WriterStopped)?
+            .send(command)
+            .map_err(|_| StoreError::WriterStopped)?;
         // A dropped reply sender means the writer died with our command in hand.
-        committed.await.map_err(|_| writer_stopped())?
+        committed.await.map_err(|_| StoreError::WriterStopped)?
     }
 
     /// Runs a query on a read-only connection, off the executor threads.
@@ -103,7 +109,9 @@ impl SqliteStore {
 
     #[cfg(test)]
     pub(super) async fn crash_writer(&self) -> StoreResult<()> {
-        self.write(Write::Crash).await
+        // Makes the writer thread panic, to test that callers get errors, not hangs.
+        self.write(|_| -> StoreResult<()> { panic!("store writer crash requested by a test") })
+            .await
     }
 
     /// The recorded jobs (the trait has no reader for them), for tests.
@@ -131,39 +139,39 @@ impl Drop for SqliteStore {
     }
 }
 
-fn writer_stopped() -> StoreError {
-    StoreError::WriterStopped
-}
-
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     async fn upsert_jobs(&self, jobs: Vec<JobRecord>) -> StoreResult<()> {
-        self.write(Write::UpsertJobs(jobs)).await
+        self.write(move |conn| writer::upsert_jobs(conn, &jobs))
+            .await
     }
 
     async fn create_run(&self, run: Run, tasks: Vec<TaskRun>) -> StoreResult<()> {
-        self.write(Write::CreateRun(run, tasks)).await
+        self.write(move |conn| writer::create_run(conn, &run, &tasks))
+            .await
     }
 
     async fn update_run(&self, run: Run) -> StoreResult<()> {
-        self.write(Write::UpdateRun(run)).await
+        self.write(move |conn| writer::update_run(conn, &run)).await
     }
 
     async fn update_task_run(&self, task: TaskRun) -> StoreResult<()> {
-        self.write(Write::UpdateTaskRun(task)).await
+        self.write(move |conn| writer::update_task_run(conn, &task))
+            .await
     }
 
     async fn append_logs(&self, lines: Vec<LogLine>) -> StoreResult<()> {
         if lines.is_empty() {
             return Ok(());
         }
-        self.write(Write::AppendLogs(lines)).await
+        let cap = self.log_cap;
+        self.write(move |conn| log_chunks::append(conn, &lines, cap))
+            .await
     }
 
     async fn prune_logs(&self, cutoff: DateTime<Utc>) -> StoreResult<u64> {
-        let pruned = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        self.write(Write::PruneLogs(cutoff, pruned.clone())).await?;
-        Ok(pruned.load(std::sync::atomic::Ordering::Relaxed))
+        self.write(move |conn| writer::prune_logs(conn, cutoff))
+            .await
     }
 
     async fn get_run(&self, run_id: &str) -> StoreResult<Option<Run>> {
@@ -209,7 +217,7 @@ impl Store for SqliteStore {
     }
 
     async fn set_scheduler_paused(&self, paused: bool) -> StoreResult<()> {
-        self.write(Write::Setting(SCHEDULER_PAUSED, paused.to_string()))
+        self.write(move |conn| writer::set_setting(conn, SCHEDULER_PAUSED, &paused.to_string()))
             .await
     }
 
@@ -218,11 +226,13 @@ impl Store for SqliteStore {
     }
 
     async fn append_audit(&self, record: AuditRecord) -> StoreResult<()> {
-        self.write(Write::Audit(record)).await
+        self.write(move |conn| writer::append_audit(conn, &record))
+            .await
     }
 
     async fn append_notification(&self, record: NotificationRecord) -> StoreResult<()> {
-        self.write(Write::Notification(record)).await
+        self.write(move |conn| writer::append_notification(conn, &record))
+            .await
     }
 
     async fn notifications(&self, run_id: &str) -> StoreResult<Vec<NotificationRecord>> {

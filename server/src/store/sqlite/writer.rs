@@ -2,8 +2,13 @@
 //! It takes the first queued command, drains whatever else is already queued, commits
 //! them all in one transaction, then answers each. Batching is what makes many small
 //! writes (log lines) cheap: one fsync-free WAL commit per batch. One writer also
-//! makes each command atomic with respect to every other.
+//! makes each command atomic with respect to every other: a claim that reads and then
+//! updates cannot interleave with another write.
+//!
+//! A command is a closure over the write connection with its own typed reply; the
+//! writes themselves are the functions below it.
 
+use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
@@ -16,47 +21,98 @@ use super::rows::{map_to_sql, time_to_sql, RUN_COLUMNS, TASK_COLUMNS};
 use super::BUSY_TIMEOUT;
 use crate::store::log_chunks;
 use crate::store::{
-    check_new_run, AuditRecord, JobRecord, LogLine, NotificationRecord, Run, StoreError,
-    StoreResult, TaskRun,
+    check_new_run, AuditRecord, JobRecord, NotificationRecord, Run, StoreError, StoreResult,
+    TaskRun,
 };
 
 /// Most commands committed in one transaction, so one batch cannot delay its replies
 /// without bound while more keep arriving.
 const MAX_BATCH: usize = 1024;
 
-/// One write, applied by the writer thread.
-pub(super) enum Write {
-    UpsertJobs(Vec<JobRecord>),
-    CreateRun(Run, Vec<TaskRun>),
-    UpdateRun(Run),
-    UpdateTaskRun(TaskRun),
-    AppendLogs(Vec<LogLine>),
-    /// The cutoff, and where the number of deleted lines goes.
-    PruneLogs(DateTime<Utc>, Arc<std::sync::atomic::AtomicU64>),
-    /// A key of the `settings` table, and its new value.
-    Setting(&'static str, String),
-    Audit(AuditRecord),
-    Notification(NotificationRecord),
-    /// Makes the writer thread panic, to test that callers get errors, not hangs.
-    #[cfg(test)]
-    Crash,
+/// One write, queued for the writer thread.
+pub(super) struct Command(Box<dyn Pending>);
+
+impl Command {
+    /// A command that applies `write` in a batch's transaction, and the receiver of its
+    /// result, sent once the batch is committed. A receiver that hears nothing (its
+    /// sender dropped) means the writer died with the command in hand.
+    pub(super) fn new<T, F>(write: F) -> (Command, oneshot::Receiver<StoreResult<T>>)
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let (reply, result) = oneshot::channel();
+        (Command(Box::new(Queued { write, reply })), result)
+    }
 }
 
-pub(super) struct Command {
-    pub(super) write: Write,
-    pub(super) reply: oneshot::Sender<StoreResult<()>>,
+/// A command not applied yet.
+trait Pending: Send {
+    /// Applies the write (in its own savepoint, which the caller commits or rolls back).
+    fn apply(self: Box<Self>, conn: &Connection) -> Box<dyn Applied>;
+    /// Answers with the batch's failure, unapplied.
+    fn fail(self: Box<Self>, source: Arc<rusqlite::Error>);
+}
+
+/// A command applied, waiting for its batch to commit.
+trait Applied: Send {
+    fn succeeded(&self) -> bool;
+    /// Answers with the write's result: the batch is committed.
+    fn answer(self: Box<Self>);
+    /// Answers with the batch's failure: the write is rolled back with it.
+    fn fail(self: Box<Self>, source: Arc<rusqlite::Error>);
+}
+
+struct Queued<T, F> {
+    write: F,
+    reply: oneshot::Sender<StoreResult<T>>,
+}
+
+struct Done<T> {
+    result: StoreResult<T>,
+    reply: oneshot::Sender<StoreResult<T>>,
+}
+
+impl<T, F> Pending for Queued<T, F>
+where
+    T: Send + 'static,
+    F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+{
+    fn apply(self: Box<Self>, conn: &Connection) -> Box<dyn Applied> {
+        let Queued { write, reply } = *self;
+        Box::new(Done {
+            result: write(conn),
+            reply,
+        })
+    }
+
+    fn fail(self: Box<Self>, source: Arc<rusqlite::Error>) {
+        // The caller may have stopped waiting; so may every answer below.
+        let _ = self.reply.send(Err(StoreError::Commit { source }));
+    }
+}
+
+impl<T: Send + 'static> Applied for Done<T> {
+    fn succeeded(&self) -> bool {
+        self.result.is_ok()
+    }
+
+    fn answer(self: Box<Self>) {
+        let _ = self.reply.send(self.result);
+    }
+
+    fn fail(self: Box<Self>, source: Arc<rusqlite::Error>) {
+        let _ = self.reply.send(Err(StoreError::Commit { source }));
+    }
 }
 
 /// Starts the writer thread on `conn` (see [`configure`]); it runs until every sender
 /// of the returned channel is gone and what they sent is committed.
-pub(super) fn spawn(
-    conn: Connection,
-    cap: usize,
-) -> std::io::Result<(mpsc::Sender<Command>, JoinHandle<()>)> {
+pub(super) fn spawn(conn: Connection) -> std::io::Result<(mpsc::Sender<Command>, JoinHandle<()>)> {
     let (commands, queue) = mpsc::channel();
     let writer = std::thread::Builder::new()
         .name("petit-store-writer".into())
-        .spawn(move || run_writer(conn, queue, cap))?;
+        .spawn(move || run_writer(conn, queue))?;
     Ok((commands, writer))
 }
 
@@ -86,152 +142,91 @@ pub(super) fn configure(conn: &Connection, path: &Path) -> StoreResult<()> {
 }
 
 /// The writer thread's loop (see the module comment).
-fn run_writer(mut conn: Connection, queue: mpsc::Receiver<Command>, cap: usize) {
-    let mut batch = Vec::new();
+fn run_writer(mut conn: Connection, queue: mpsc::Receiver<Command>) {
     // `recv` fails once every sender is gone and the queue is empty: the store was
     // dropped and everything sent before has been handled.
     while let Ok(first) = queue.recv() {
-        batch.push(first);
+        let mut batch = VecDeque::from([first.0]);
         while batch.len() < MAX_BATCH {
             match queue.try_recv() {
-                Ok(command) => batch.push(command),
+                Ok(command) => batch.push_back(command.0),
                 Err(_) => break,
             }
         }
-        match commit_batch(&mut conn, &batch, cap) {
-            Ok(results) => {
-                for (command, result) in batch.drain(..).zip(results) {
-                    // The caller may have stopped waiting; the write stands anyway.
-                    let _ = command.reply.send(result);
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "store batch failed");
-                let source = Arc::new(e);
-                for command in batch.drain(..) {
-                    let source = Arc::clone(&source);
-                    let _ = command.reply.send(Err(StoreError::Commit { source }));
-                }
-            }
-        }
+        commit_batch(&mut conn, batch);
     }
 }
 
 /// One transaction for the whole batch; each command in its own savepoint so that one
-/// bad command (a duplicate run id, say) fails alone. The outer result fails only when
-/// the transaction itself could not be committed, and then every command failed.
-fn commit_batch(
-    conn: &mut Connection,
-    batch: &[Command],
-    cap: usize,
-) -> rusqlite::Result<Vec<StoreResult<()>>> {
-    let mut tx = conn.transaction()?;
-    let mut results = Vec::with_capacity(batch.len());
-    for command in batch {
-        let savepoint = tx.savepoint()?;
-        let result = apply(&savepoint, &command.write, cap);
-        if result.is_ok() {
-            savepoint.commit()?;
-        } else {
-            // Rolls back to the savepoint (its default drop behaviour), reporting errors.
-            savepoint.finish()?;
+/// bad command (a duplicate run id, say) fails alone. When the transaction itself
+/// cannot be committed, every command fails with it.
+fn commit_batch(conn: &mut Connection, mut pending: VecDeque<Box<dyn Pending>>) {
+    let mut applied = Vec::with_capacity(pending.len());
+    match apply_all(conn, &mut pending, &mut applied) {
+        Ok(()) => applied.into_iter().for_each(|done| done.answer()),
+        Err(e) => {
+            tracing::error!(error = %e, "store batch failed");
+            let source = Arc::new(e);
+            for done in applied {
+                done.fail(Arc::clone(&source));
+            }
+            for command in pending {
+                command.fail(Arc::clone(&source));
+            }
         }
-        results.push(result);
     }
-    tx.commit()?;
-    Ok(results)
 }
 
-fn apply(conn: &Connection, write: &Write, cap: usize) -> StoreResult<()> {
-    match write {
-        Write::UpsertJobs(jobs) => {
-            upsert_jobs(conn, jobs).map_err(|e| StoreError::sqlite("cannot record jobs", e))
-        }
-        Write::CreateRun(run, tasks) => {
-            check_new_run(run, tasks)?;
-            insert_run(conn, run, tasks).map_err(|e| refused_run(run, e))
-        }
-        Write::Setting(key, value) => conn
-            .prepare_cached(
-                "INSERT INTO settings (key, value) VALUES (?1, ?2)
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            )
-            .and_then(|mut stmt| stmt.execute([key, value.as_str()]))
-            .map(drop)
-            .map_err(|e| StoreError::sqlite(format!("cannot record setting '{key}'"), e)),
-        Write::Audit(record) => conn
-            .prepare_cached(
-                "INSERT INTO audit (time, actor, call, target, outcome, message)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )
-            .and_then(|mut stmt| {
-                stmt.execute(params![
-                    time_to_sql(&record.time),
-                    record.actor,
-                    record.call,
-                    record.target,
-                    record.outcome,
-                    record.message
-                ])
-            })
-            .map(drop)
-            .map_err(|e| StoreError::sqlite("cannot record the audit entry", e)),
-        Write::Notification(n) => conn
-            .prepare_cached(
-                "INSERT INTO notifications
-                     (run_id, job_id, time, event, target, attempt, outcome, message)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )
-            .and_then(|mut stmt| {
-                stmt.execute(params![
-                    n.run_id,
-                    n.job_id,
-                    time_to_sql(&n.time),
-                    n.event,
-                    n.target,
-                    n.attempt,
-                    n.outcome,
-                    n.message
-                ])
-            })
-            .map(drop)
-            .map_err(|e| StoreError::sqlite("cannot record the notification", e)),
-        Write::UpdateRun(run) => {
-            let changed = update_run(conn, run)
-                .map_err(|e| StoreError::sqlite(format!("cannot update run '{}'", run.id), e))?;
-            if changed == 0 {
-                return Err(StoreError::RunNotFound {
-                    run_id: run.id.clone(),
-                });
-            }
-            Ok(())
-        }
-        Write::UpdateTaskRun(task) => {
-            let changed = update_task_run(conn, task).map_err(|e| {
-                let context = format!(
-                    "cannot update task run '{}' of run '{}'",
-                    task.task_id, task.run_id
-                );
-                StoreError::sqlite(context, e)
-            })?;
-            if changed == 0 {
-                return Err(StoreError::TaskRunNotFound {
-                    run_id: task.run_id.clone(),
-                    task_id: task.task_id.clone(),
-                });
-            }
-            Ok(())
-        }
-        Write::AppendLogs(lines) => log_chunks::append(conn, lines, cap),
-        Write::PruneLogs(cutoff, pruned) => {
-            let n = log_chunks::prune(conn, &time_to_sql(cutoff))
-                .map_err(|e| StoreError::sqlite("cannot prune logs", e))?;
-            pruned.store(n as u64, std::sync::atomic::Ordering::Relaxed);
-            Ok(())
-        }
-        #[cfg(test)]
-        Write::Crash => panic!("store writer crash requested by a test"),
+/// Applies `pending` in one transaction, moving each command to `applied` as it goes
+/// (so that on failure, each is in exactly one of the two).
+fn apply_all(
+    conn: &mut Connection,
+    pending: &mut VecDeque<Box<dyn Pending>>,
+    applied: &mut Vec<Box<dyn Applied>>,
+) -> rusqlite::Result<()> {
+    let mut tx = conn.transaction()?;
+    while !pending.is_empty() {
+        let savepoint = tx.savepoint()?;
+        let Some(command) = pending.pop_front() else {
+            break;
+        };
+        let done = command.apply(&savepoint);
+        let outcome = if done.succeeded() {
+            savepoint.commit()
+        } else {
+            // Rolls back to the savepoint (its default drop behaviour), reporting errors.
+            savepoint.finish()
+        };
+        applied.push(done);
+        outcome?;
     }
+    tx.commit()
+}
+
+pub(super) fn upsert_jobs(conn: &Connection, jobs: &[JobRecord]) -> StoreResult<()> {
+    let upsert = || -> rusqlite::Result<()> {
+        let mut upsert = conn.prepare_cached(
+            "INSERT INTO jobs (id, name, source, schedule, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name, source = excluded.source,
+                 schedule = excluded.schedule, updated_at = excluded.updated_at",
+        )?;
+        for job in jobs {
+            upsert.execute(params![
+                job.id,
+                job.name,
+                job.source,
+                job.schedule,
+                time_to_sql(&job.updated_at)
+            ])?;
+        }
+        Ok(())
+    };
+    upsert().map_err(|e| StoreError::sqlite("cannot record jobs", e))
+}
+
+pub(super) fn create_run(conn: &Connection, run: &Run, tasks: &[TaskRun]) -> StoreResult<()> {
+    check_new_run(run, tasks)?;
+    insert_run(conn, run, tasks).map_err(|e| refused_run(run, e))
 }
 
 /// Why a new run could not be inserted: its id or its fire already stored, or a
@@ -254,24 +249,6 @@ fn refused_run(run: &Run, e: rusqlite::Error) -> StoreError {
         },
         _ => StoreError::sqlite(format!("cannot create run '{}'", run.id), e),
     }
-}
-
-fn upsert_jobs(conn: &Connection, jobs: &[JobRecord]) -> rusqlite::Result<()> {
-    let mut upsert = conn.prepare_cached(
-        "INSERT INTO jobs (id, name, source, schedule, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (id) DO UPDATE SET name = excluded.name, source = excluded.source,
-             schedule = excluded.schedule, updated_at = excluded.updated_at",
-    )?;
-    for job in jobs {
-        upsert.execute(params![
-            job.id,
-            job.name,
-            job.source,
-            job.schedule,
-            time_to_sql(&job.updated_at)
-        ])?;
-    }
-    Ok(())
 }
 
 fn insert_run(conn: &Connection, run: &Run, tasks: &[TaskRun]) -> rusqlite::Result<()> {
@@ -312,34 +289,121 @@ fn insert_run(conn: &Connection, run: &Run, tasks: &[TaskRun]) -> rusqlite::Resu
     Ok(())
 }
 
-fn update_run(conn: &Connection, run: &Run) -> rusqlite::Result<usize> {
-    conn.prepare_cached(
-        "UPDATE runs SET status = ?2, started_at = ?3, ended_at = ?4, error = ?5 WHERE id = ?1",
-    )?
-    .execute(params![
-        run.id,
-        run.status.as_str(),
-        run.started_at.as_ref().map(time_to_sql),
-        run.ended_at.as_ref().map(time_to_sql),
-        run.error,
-    ])
+pub(super) fn update_run(conn: &Connection, run: &Run) -> StoreResult<()> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE runs SET status = ?2, started_at = ?3, ended_at = ?4, error = ?5
+             WHERE id = ?1",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                run.id,
+                run.status.as_str(),
+                run.started_at.as_ref().map(time_to_sql),
+                run.ended_at.as_ref().map(time_to_sql),
+                run.error,
+            ])
+        })
+        .map_err(|e| StoreError::sqlite(format!("cannot update run '{}'", run.id), e))?;
+    if changed == 0 {
+        return Err(StoreError::RunNotFound {
+            run_id: run.id.clone(),
+        });
+    }
+    Ok(())
 }
 
-fn update_task_run(conn: &Connection, task: &TaskRun) -> rusqlite::Result<usize> {
+pub(super) fn update_task_run(conn: &Connection, task: &TaskRun) -> StoreResult<()> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE task_runs SET status = ?3, attempts = ?4, exit_code = ?5, started_at = ?6,
+                 ended_at = ?7, error = ?8, outputs = ?9
+             WHERE run_id = ?1 AND task_id = ?2",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                task.run_id,
+                task.task_id,
+                task.status.as_str(),
+                task.attempts,
+                task.exit_code,
+                task.started_at.as_ref().map(time_to_sql),
+                task.ended_at.as_ref().map(time_to_sql),
+                task.error,
+                map_to_sql(&task.outputs)?,
+            ])
+        })
+        .map_err(|e| {
+            let context = format!(
+                "cannot update task run '{}' of run '{}'",
+                task.task_id, task.run_id
+            );
+            StoreError::sqlite(context, e)
+        })?;
+    if changed == 0 {
+        return Err(StoreError::TaskRunNotFound {
+            run_id: task.run_id.clone(),
+            task_id: task.task_id.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// Deletes the log lines of runs that ended before `cutoff`; how many went.
+pub(super) fn prune_logs(conn: &Connection, cutoff: DateTime<Utc>) -> StoreResult<u64> {
+    log_chunks::prune(conn, &time_to_sql(&cutoff))
+        .map(|n| n as u64)
+        .map_err(|e| StoreError::sqlite("cannot prune logs", e))
+}
+
+/// Sets a key of the `settings` table.
+pub(super) fn set_setting(conn: &Connection, key: &str, value: &str) -> StoreResult<()> {
     conn.prepare_cached(
-        "UPDATE task_runs SET status = ?3, attempts = ?4, exit_code = ?5, started_at = ?6,
-             ended_at = ?7, error = ?8, outputs = ?9
-         WHERE run_id = ?1 AND task_id = ?2",
-    )?
-    .execute(params![
-        task.run_id,
-        task.task_id,
-        task.status.as_str(),
-        task.attempts,
-        task.exit_code,
-        task.started_at.as_ref().map(time_to_sql),
-        task.ended_at.as_ref().map(time_to_sql),
-        task.error,
-        map_to_sql(&task.outputs)?,
-    ])
+        "INSERT INTO settings (key, value) VALUES (?1, ?2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    )
+    .and_then(|mut stmt| stmt.execute([key, value]))
+    .map(drop)
+    .map_err(|e| StoreError::sqlite(format!("cannot record setting '{key}'"), e))
+}
+
+pub(super) fn append_audit(conn: &Connection, record: &AuditRecord) -> StoreResult<()> {
+    conn.prepare_cached(
+        "INSERT INTO audit (time, actor, call, target, outcome, message)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )
+    .and_then(|mut stmt| {
+        stmt.execute(params![
+            time_to_sql(&record.time),
+            record.actor,
+            record.call,
+            record.target,
+            record.outcome,
+            record.message
+        ])
+    })
+    .map(drop)
+    .map_err(|e| StoreError::sqlite("cannot record the audit entry", e))
+}
+
+pub(super) fn append_notification(conn: &Connection, n: &NotificationRecord) -> StoreResult<()> {
+    conn.prepare_cached(
+        "INSERT INTO notifications
+             (run_id, job_id, time, event, target, attempt, outcome, message)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )
+    .and_then(|mut stmt| {
+        stmt.execute(params![
+            n.run_id,
+            n.job_id,
+            time_to_sql(&n.time),
+            n.event,
+            n.target,
+            n.attempt,
+            n.outcome,
+            n.message
+        ])
+    })
+    .map(drop)
+    .map_err(|e| StoreError::sqlite("cannot record the notification", e))
 }
