@@ -7,10 +7,11 @@ use std::sync::{Mutex, MutexGuard};
 use chrono::{DateTime, Utc};
 
 use super::{
-    check_new_run, AuditRecord, JobRecord, LogLine, LogPage, LogPageLimit, LogPosition, LogStart,
-    NotificationRecord, Run, RunPage, Store, StoreError, StoreOptions, StoreResult, TaskRun,
+    check_new_run, AuditRecord, ClaimLimits, JobRecord, LogLine, LogPage, LogPageLimit,
+    LogPosition, LogStart, NotificationRecord, Run, RunPage, Store, StoreError, StoreOptions,
+    StoreResult, TaskRun,
 };
-use crate::core::{LogStream, RunStatus};
+use crate::core::{LogStream, RunStatus, TaskStatus};
 
 /// A [`Store`] that keeps everything in memory.
 pub struct MemoryStore {
@@ -77,6 +78,36 @@ impl Default for MemoryStore {
     }
 }
 
+impl State {
+    /// Makes a queued run `running`; `None` if it is not queued.
+    fn claim(&mut self, run_id: &str, at: DateTime<Utc>) -> StoreResult<Option<Run>> {
+        let entry = self
+            .runs
+            .get_mut(run_id)
+            .ok_or_else(|| StoreError::RunNotFound {
+                run_id: run_id.to_owned(),
+            })?;
+        if entry.run.status != RunStatus::Queued {
+            return Ok(None);
+        }
+        entry.run.status = RunStatus::Running;
+        entry.run.started_at = Some(at);
+        Ok(Some(entry.run.clone()))
+    }
+
+    /// The queued runs, oldest first.
+    fn queue(&self) -> Vec<&Run> {
+        let mut queued: Vec<&Run> = self
+            .runs
+            .values()
+            .map(|entry| &entry.run)
+            .filter(|run| run.status == RunStatus::Queued)
+            .collect();
+        queued.sort_by(|a, b| newest_first(b, a));
+        queued
+    }
+}
+
 /// Newest first: by creation time, then by id so that runs created in the same
 /// instant still have one stable order (the same as the SQLite store's).
 fn newest_first(a: &Run, b: &Run) -> std::cmp::Ordering {
@@ -116,6 +147,72 @@ impl Store for MemoryStore {
             },
         );
         Ok(())
+    }
+
+    async fn claim_run(&self, run_id: &str, at: DateTime<Utc>) -> StoreResult<Option<Run>> {
+        self.state()?.claim(run_id, at)
+    }
+
+    async fn claim_next(
+        &self,
+        limits: &ClaimLimits,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Option<Run>> {
+        let mut state = self.state()?;
+        let mut running: HashMap<&str, usize> = HashMap::new();
+        for entry in state.runs.values() {
+            if entry.run.status == RunStatus::Running {
+                *running.entry(entry.run.job_id.as_str()).or_default() += 1;
+            }
+        }
+        if running.values().sum::<usize>() >= limits.max_running {
+            return Ok(None);
+        }
+        let has_room = |job_id: &str| {
+            limits
+                .per_job
+                .get(job_id)
+                .is_some_and(|&limit| running.get(job_id).copied().unwrap_or(0) < limit as usize)
+        };
+        let next = state
+            .queue()
+            .into_iter()
+            .find(|run| has_room(&run.job_id))
+            .map(|run| run.id.clone());
+        match next {
+            Some(run_id) => state.claim(&run_id, at),
+            None => Ok(None),
+        }
+    }
+
+    async fn queued_runs(&self) -> StoreResult<Vec<Run>> {
+        Ok(self.state()?.queue().into_iter().cloned().collect())
+    }
+
+    async fn cancel_queued(
+        &self,
+        run_id: &str,
+        at: DateTime<Utc>,
+        message: &str,
+    ) -> StoreResult<Option<Run>> {
+        let mut state = self.state()?;
+        let entry = state
+            .runs
+            .get_mut(run_id)
+            .ok_or_else(|| StoreError::RunNotFound {
+                run_id: run_id.to_owned(),
+            })?;
+        if entry.run.status != RunStatus::Queued {
+            return Ok(None);
+        }
+        entry.run.status = RunStatus::Cancelled;
+        entry.run.ended_at = Some(at);
+        entry.run.error = Some(message.to_owned());
+        for task in entry.tasks.iter_mut().filter(|t| !t.status.is_terminal()) {
+            task.status = TaskStatus::Cancelled;
+            task.ended_at = Some(at);
+        }
+        Ok(Some(entry.run.clone()))
     }
 
     async fn update_run(&self, run: Run) -> StoreResult<()> {

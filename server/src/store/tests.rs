@@ -95,7 +95,7 @@ conformance!(
     logs_keep_write_order,
     logs_keep_the_tail_of_each_stream,
     append_logs_to_unknown_run_fails_whole,
-    unfinished_runs_are_pending_or_running,
+    unfinished_runs_are_queued_or_running,
     upsert_jobs_inserts_and_replaces,
     prune_logs_drops_lines_of_old_runs_only,
     last_runs_gives_the_newest_run_of_each_job,
@@ -108,6 +108,14 @@ conformance!(
     log_tail_gives_the_last_lines,
     log_pages_past_the_end_are_empty,
     log_page_starts_outlive_trimming,
+    queued_runs_are_oldest_first,
+    claim_run_takes_a_queued_run_once,
+    cancel_queued_ends_a_run_and_its_tasks,
+    claim_and_cancel_never_both_win,
+    claim_next_respects_max_running,
+    claim_next_skips_jobs_at_their_limit,
+    claim_next_never_claims_absent_jobs,
+    concurrent_claims_respect_the_limits,
 );
 
 mod log_pages;
@@ -115,6 +123,14 @@ use log_pages::{
     log_page_starts_outlive_trimming, log_pages_give_every_line_once_in_order,
     log_pages_past_the_end_are_empty, log_pages_respect_the_byte_bound,
     log_tail_gives_the_last_lines,
+};
+
+mod queue;
+use queue::{
+    cancel_queued_ends_a_run_and_its_tasks, claim_and_cancel_never_both_win,
+    claim_next_never_claims_absent_jobs, claim_next_respects_max_running,
+    claim_next_skips_jobs_at_their_limit, claim_run_takes_a_queued_run_once,
+    concurrent_claims_respect_the_limits, queued_runs_are_oldest_first,
 };
 
 /// A fixed instant `secs` after a base, with nanoseconds so that any precision lost
@@ -573,13 +589,13 @@ async fn append_logs_to_unknown_run_fails_whole(subject: &Subject) -> StoreResul
     Ok(())
 }
 
-async fn unfinished_runs_are_pending_or_running(subject: &Subject) -> StoreResult<()> {
+async fn unfinished_runs_are_queued_or_running(subject: &Subject) -> StoreResult<()> {
     let store = subject.store();
     assert!(store.unfinished_runs().await?.is_empty());
     for (id, status, created) in [
         ("running-late", RunStatus::Running, 4),
         ("done", RunStatus::Succeeded, 1),
-        ("pending", RunStatus::Queued, 2),
+        ("queued", RunStatus::Queued, 2),
         ("failed", RunStatus::Failed, 3),
         ("running-early", RunStatus::Running, 1),
         ("cancelled", RunStatus::Cancelled, 5),
@@ -592,7 +608,7 @@ async fn unfinished_runs_are_pending_or_running(subject: &Subject) -> StoreResul
     let unfinished = store.unfinished_runs().await?;
     assert_eq!(
         ids(&unfinished),
-        ["running-early", "pending", "running-late"]
+        ["running-early", "queued", "running-late"]
     );
 
     let settled = Run {
@@ -603,7 +619,7 @@ async fn unfinished_runs_are_pending_or_running(subject: &Subject) -> StoreResul
     store.update_run(settled).await?;
     assert_eq!(
         ids(&store.unfinished_runs().await?),
-        ["pending", "running-late"]
+        ["queued", "running-late"]
     );
     Ok(())
 }
@@ -696,6 +712,13 @@ async fn one_run_per_fire_instant(subject: &Subject) -> StoreResult<()> {
     assert_eq!(
         store.get_run("a").await?.unwrap().scheduled_for,
         Some(at(10))
+    );
+    // The fire stays taken once its run has left the queue, however it left.
+    store.cancel_queued("a", at(20), "cancelled").await?;
+    let late = store.create_run(fire("g", "j", 10), vec![]).await;
+    assert!(
+        late.as_ref().is_err_and(StoreError::is_fire_taken),
+        "{late:?}"
     );
     Ok(())
 }

@@ -25,8 +25,8 @@ use self::read::ReadPool;
 use self::writer::Command;
 use super::log_chunks;
 use super::{
-    AuditRecord, JobRecord, LogLine, LogPage, LogPageLimit, LogStart, NotificationRecord, Run,
-    RunPage, Store, StoreError, StoreOptions, StoreResult, TaskRun,
+    AuditRecord, ClaimLimits, JobRecord, LogLine, LogPage, LogPageLimit, LogStart,
+    NotificationRecord, Run, RunPage, Store, StoreError, StoreOptions, StoreResult, TaskRun,
 };
 use crate::core::RunStatus;
 
@@ -148,6 +148,38 @@ impl Store for SqliteStore {
 
     async fn create_run(&self, run: Run, tasks: Vec<TaskRun>) -> StoreResult<()> {
         self.write(move |conn| writer::create_run(conn, &run, &tasks))
+            .await
+    }
+
+    async fn claim_run(&self, run_id: &str, at: DateTime<Utc>) -> StoreResult<Option<Run>> {
+        let run_id = run_id.to_owned();
+        self.write(move |conn| writer::claim_run(conn, &run_id, at))
+            .await
+    }
+
+    async fn claim_next(
+        &self,
+        limits: &ClaimLimits,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Option<Run>> {
+        let limits = limits.clone();
+        self.write(move |conn| writer::claim_next(conn, &limits, at))
+            .await
+    }
+
+    async fn queued_runs(&self) -> StoreResult<Vec<Run>> {
+        self.read(read::queued_runs).await
+    }
+
+    async fn cancel_queued(
+        &self,
+        run_id: &str,
+        at: DateTime<Utc>,
+        message: &str,
+    ) -> StoreResult<Option<Run>> {
+        let run_id = run_id.to_owned();
+        let message = message.to_owned();
+        self.write(move |conn| writer::cancel_queued(conn, &run_id, at, &message))
             .await
     }
 

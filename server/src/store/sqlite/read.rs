@@ -294,3 +294,15 @@ pub(super) fn unfinished_runs(conn: &Connection) -> StoreResult<Vec<Run>> {
     })
     .map_err(read_failed("unfinished runs"))
 }
+
+/// The queued runs, oldest first, in the order of the index by status and age.
+pub(super) fn queued_runs(conn: &Connection) -> StoreResult<Vec<Run>> {
+    conn.prepare_cached(&format!(
+        "SELECT {RUN_COLUMNS} FROM runs WHERE status = ?1 ORDER BY created_at, id"
+    ))
+    .and_then(|mut stmt| {
+        stmt.query_map([RunStatus::Queued.as_str()], run_from_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+    })
+    .map_err(read_failed("queued runs"))
+}

@@ -125,6 +125,15 @@ pub(in crate::store) const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX notifications_by_run ON notifications (run_id, id);
     "#,
+    // 5: the run queue. A run waiting to start is `queued` (earlier versions wrote
+    // `pending`). The queue is read oldest first, and the running runs counted, from
+    // one index by status then age, so a claim costs the queue's head and the running
+    // runs, not the history; it replaces the index on status alone.
+    r#"
+    UPDATE runs SET status = 'queued' WHERE status = 'pending';
+    CREATE INDEX runs_by_status_created ON runs (status, created_at, id);
+    DROP INDEX runs_by_status;
+    "#,
 ];
 
 /// Applies the migrations this database lacks, one transaction each.

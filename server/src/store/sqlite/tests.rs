@@ -1,15 +1,15 @@
 //! The SQLite store's own guarantees, beyond the conformance suite: opening and
 //! migrating, the WAL left behind (or not) on close, and a dead writer.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use chrono::Utc;
 use rusqlite::Connection;
 
 use super::{SqliteStore, MIGRATIONS};
-use crate::core::{RunStatus, TriggerReason};
-use crate::store::{Run, Store, StoreError, StoreOptions};
+use crate::core::{RunStatus, TaskStatus, TriggerReason};
+use crate::store::{ClaimLimits, Run, Store, StoreError, StoreOptions};
 
 fn queued_run(id: &str) -> Run {
     Run {
@@ -83,6 +83,114 @@ async fn open_upgrades_an_older_schema_keeping_its_runs() {
     assert!(!store.scheduler_paused().await.expect("paused"));
     store.set_scheduler_paused(true).await.expect("pause");
     assert!(store.scheduler_paused().await.expect("paused"));
+}
+
+/// A database written before the queue (schema 4, runs waiting to start were
+/// `pending`) opens with those runs `queued`, in the queue in their order, claimable;
+/// other runs and task runs keep their statuses.
+#[tokio::test]
+async fn migration_5_makes_pending_runs_queued() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("petit.db");
+    {
+        let conn = Connection::open(&path).expect("raw connection");
+        for sql in &MIGRATIONS[..4] {
+            conn.execute_batch(sql).expect("schema 1 to 4");
+        }
+        conn.pragma_update(None, "user_version", 4)
+            .expect("user_version");
+        conn.execute_batch(
+            "INSERT INTO runs (id, job_id, status, \"trigger\", params, created_at)
+             VALUES ('late', 'job', 'pending', 'manual', '{}', '2026-01-01T00:00:02Z'),
+                    ('early', 'job', 'pending', 'manual', '{}', '2026-01-01T00:00:01Z'),
+                    ('going', 'job', 'running', 'manual', '{}', '2026-01-01T00:00:00Z'),
+                    ('done', 'job', 'succeeded', 'manual', '{}', '2026-01-01T00:00:00Z');
+             INSERT INTO task_runs (run_id, task_id, ordinal, status, attempts, outputs)
+             VALUES ('early', 't', 0, 'pending', 0, '{}');",
+        )
+        .expect("runs of the previous version");
+    }
+    let store = SqliteStore::open(&path, StoreOptions::default()).expect("open");
+    assert_eq!(schema_version(&path), 5);
+    let status = |id: &'static str| {
+        let store = &store;
+        async move { store.get_run(id).await.expect("read").expect("run").status }
+    };
+    assert_eq!(status("early").await, RunStatus::Queued);
+    assert_eq!(status("late").await, RunStatus::Queued);
+    assert_eq!(status("going").await, RunStatus::Running);
+    assert_eq!(status("done").await, RunStatus::Succeeded);
+    let queue: Vec<String> = store
+        .queued_runs()
+        .await
+        .expect("queue")
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(queue, ["early", "late"]);
+    let tasks = store.task_runs("early").await.expect("task runs");
+    assert_eq!(
+        tasks[0].status,
+        TaskStatus::Pending,
+        "task statuses unchanged"
+    );
+
+    let limits = ClaimLimits {
+        max_running: 10,
+        per_job: HashMap::from([("job".to_owned(), 2)]),
+    };
+    let claimed = store.claim_next(&limits, Utc::now()).await.expect("claim");
+    assert_eq!(claimed.map(|r| r.id).as_deref(), Some("early"));
+    assert_eq!(
+        store.claim_next(&limits, Utc::now()).await.expect("claim"),
+        None,
+        "'going' and 'early' fill the job"
+    );
+}
+
+/// The queue's reads go through the index by status and age: the queue's head in
+/// order without a sort, the running counts without a scan of the runs.
+#[test]
+fn queue_queries_use_their_indexes() {
+    let conn = Connection::open_in_memory().expect("database");
+    for sql in MIGRATIONS {
+        conn.execute_batch(sql).expect("migration");
+    }
+    let queued_runs = format!(
+        "SELECT {} FROM runs WHERE status = ?1 ORDER BY created_at, id",
+        super::rows::RUN_COLUMNS
+    );
+    let cases = [
+        (super::writer::BY_STATUS, true),
+        (queued_runs.as_str(), true),
+        (super::writer::PER_JOB, false),
+    ];
+    for (sql, ordered) in cases {
+        let plan = query_plan(&conn, sql);
+        assert!(
+            plan.contains("USING INDEX runs_by_status_created (status=?)"),
+            "{sql}\n{plan}"
+        );
+        assert!(!plan.contains("SCAN runs"), "{sql}\n{plan}");
+        if ordered {
+            assert!(!plan.contains("TEMP B-TREE"), "{sql}\n{plan}");
+        }
+    }
+}
+
+/// The plan SQLite picks for `sql` (its parameters bound to "x"), one line per step.
+pub(in crate::store) fn query_plan(conn: &Connection, sql: &str) -> String {
+    let mut stmt = conn
+        .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+        .expect("explain");
+    let steps = stmt
+        .query_map(
+            rusqlite::params_from_iter(std::iter::repeat_n("x", stmt.parameter_count())),
+            |row| row.get::<_, String>(3),
+        )
+        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+        .expect("plan rows");
+    steps.join("\n")
 }
 
 /// After a clean close the database is one file again (the WAL checkpointed into

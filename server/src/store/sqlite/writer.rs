@@ -8,21 +8,22 @@
 //! A command is a closure over the write connection with its own typed reply; the
 //! writes themselves are the functions below it.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::oneshot;
 
-use super::rows::{map_to_sql, time_to_sql, RUN_COLUMNS, TASK_COLUMNS};
+use super::rows::{map_to_sql, run_from_row, time_to_sql, RUN_COLUMNS, TASK_COLUMNS};
 use super::BUSY_TIMEOUT;
+use crate::core::{RunStatus, TaskStatus};
 use crate::store::log_chunks;
 use crate::store::{
-    check_new_run, AuditRecord, JobRecord, NotificationRecord, Run, StoreError, StoreResult,
-    TaskRun,
+    check_new_run, AuditRecord, ClaimLimits, JobRecord, NotificationRecord, Run, StoreError,
+    StoreResult, TaskRun,
 };
 
 /// Most commands committed in one transaction, so one batch cannot delay its replies
@@ -406,4 +407,145 @@ pub(super) fn append_notification(conn: &Connection, n: &NotificationRecord) -> 
     })
     .map(drop)
     .map_err(|e| StoreError::sqlite("cannot record the notification", e))
+}
+
+/// The runs of a status oldest first (the queue, with `queued`), read in the order of
+/// the index `runs_by_status_created` (migration 5).
+pub(super) const BY_STATUS: &str =
+    "SELECT id, job_id FROM runs WHERE status = ?1 ORDER BY created_at, id";
+/// The runs of a status per job (the running ones), through the same index.
+pub(super) const PER_JOB: &str =
+    "SELECT job_id, COUNT(*) FROM runs WHERE status = ?1 GROUP BY job_id";
+
+/// Makes a queued run `running` from `at`; `None` if it is not queued.
+pub(super) fn claim_run(
+    conn: &Connection,
+    run_id: &str,
+    at: DateTime<Utc>,
+) -> StoreResult<Option<Run>> {
+    let claimed = conn
+        .prepare_cached(&format!(
+            "UPDATE runs SET status = ?3, started_at = ?2 WHERE id = ?1 AND status = ?4
+             RETURNING {RUN_COLUMNS}"
+        ))
+        .and_then(|mut stmt| {
+            stmt.query_row(
+                params![
+                    run_id,
+                    time_to_sql(&at),
+                    RunStatus::Running.as_str(),
+                    RunStatus::Queued.as_str()
+                ],
+                run_from_row,
+            )
+            .optional()
+        })
+        .map_err(|e| StoreError::sqlite(format!("cannot claim run '{run_id}'"), e))?;
+    if claimed.is_none() {
+        known_run(conn, run_id)?;
+    }
+    Ok(claimed)
+}
+
+/// Claims the oldest queued run the limits allow (see `Store::claim_next`).
+pub(super) fn claim_next(
+    conn: &Connection,
+    limits: &ClaimLimits,
+    at: DateTime<Utc>,
+) -> StoreResult<Option<Run>> {
+    let failed = |e| StoreError::sqlite("cannot claim the next run", e);
+    let running: HashMap<String, usize> = conn
+        .prepare_cached(PER_JOB)
+        .and_then(|mut stmt| {
+            stmt.query_map([RunStatus::Running.as_str()], |row| {
+                Ok((row.get(0)?, row.get::<_, i64>(1)? as usize))
+            })?
+            .collect()
+        })
+        .map_err(failed)?;
+    if running.values().sum::<usize>() >= limits.max_running {
+        return Ok(None);
+    }
+    let has_room = |job_id: &str| {
+        limits
+            .per_job
+            .get(job_id)
+            .is_some_and(|&limit| running.get(job_id).copied().unwrap_or(0) < limit as usize)
+    };
+    // Every claimable job at its limit: nothing to look for in the queue.
+    if !limits.per_job.keys().any(|job_id| has_room(job_id)) {
+        return Ok(None);
+    }
+    let next = || -> rusqlite::Result<Option<String>> {
+        let mut stmt = conn.prepare_cached(BY_STATUS)?;
+        let mut rows = stmt.query([RunStatus::Queued.as_str()])?;
+        while let Some(row) = rows.next()? {
+            let job_id: String = row.get(1)?;
+            if has_room(&job_id) {
+                return row.get(0).map(Some);
+            }
+        }
+        Ok(None)
+    };
+    match next().map_err(failed)? {
+        Some(run_id) => claim_run(conn, &run_id, at),
+        None => Ok(None),
+    }
+}
+
+/// Makes a queued run `cancelled` at `at`, with its unsettled task runs; `None` if it
+/// is not queued.
+pub(super) fn cancel_queued(
+    conn: &Connection,
+    run_id: &str,
+    at: DateTime<Utc>,
+    message: &str,
+) -> StoreResult<Option<Run>> {
+    let cancelled = conn
+        .prepare_cached(&format!(
+            "UPDATE runs SET status = ?4, ended_at = ?2, error = ?3 WHERE id = ?1 AND status = ?5
+             RETURNING {RUN_COLUMNS}"
+        ))
+        .and_then(|mut stmt| {
+            stmt.query_row(
+                params![
+                    run_id,
+                    time_to_sql(&at),
+                    message,
+                    RunStatus::Cancelled.as_str(),
+                    RunStatus::Queued.as_str()
+                ],
+                run_from_row,
+            )
+            .optional()
+        })
+        .map_err(|e| StoreError::sqlite(format!("cannot cancel run '{run_id}'"), e))?;
+    let Some(run) = cancelled else {
+        known_run(conn, run_id)?;
+        return Ok(None);
+    };
+    // A queued run's task runs are all pending; the filter keeps any the engine may
+    // have settled before the claim as they are.
+    let tasks = super::read::task_runs(conn, run_id)?;
+    for mut task in tasks.into_iter().filter(|t| !t.status.is_terminal()) {
+        task.status = TaskStatus::Cancelled;
+        task.ended_at = Some(at);
+        update_task_run(conn, &task)?;
+    }
+    Ok(Some(run))
+}
+
+/// `Ok` if the run is stored, else `RunNotFound`.
+fn known_run(conn: &Connection, run_id: &str) -> StoreResult<()> {
+    let exists = conn
+        .prepare_cached("SELECT 1 FROM runs WHERE id = ?1")
+        .and_then(|mut stmt| stmt.exists([run_id]))
+        .map_err(|e| StoreError::sqlite("cannot read run", e))?;
+    if exists {
+        Ok(())
+    } else {
+        Err(StoreError::RunNotFound {
+            run_id: run_id.to_owned(),
+        })
+    }
 }
