@@ -784,6 +784,21 @@ async fn audit_is_newest_first_and_paged(subject: &Subject) -> StoreResult<()> {
 
 // ---- SQLite only ----
 
+/// The plan SQLite picks for `sql` (its parameters bound to "x"), one line per step.
+pub(in crate::store) fn query_plan(conn: &rusqlite::Connection, sql: &str) -> String {
+    let mut stmt = conn
+        .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+        .expect("explain");
+    let steps = stmt
+        .query_map(
+            rusqlite::params_from_iter(std::iter::repeat_n("x", stmt.parameter_count())),
+            |row| row.get::<_, String>(3),
+        )
+        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+        .expect("plan rows");
+    steps.join("\n")
+}
+
 fn open_at(dir: &TempDir) -> SqliteStore {
     SqliteStore::open(&dir.path().join("petit.db"), test_options()).expect("open the database")
 }

@@ -134,6 +134,14 @@ pub(in crate::store) const MIGRATIONS: &[&str] = &[
     CREATE INDEX runs_by_status_created ON runs (status, created_at, id);
     DROP INDEX runs_by_status;
     "#,
+    // 6: trimming a stream to its cap reads that stream's oldest chunks (and their
+    // sizes) from the index alone. It walked every chunk of the task, both streams,
+    // from the oldest: a task with many small stderr chunks made each stdout trim
+    // cost all of them (issue 11).
+    r#"
+    CREATE INDEX log_chunks_of_stream ON log_chunks (run_id, task_id, stream, id, bytes);
+    DROP INDEX log_chunks_by_task;
+    "#,
 ];
 
 /// Applies the migrations this database lacks, one transaction each.

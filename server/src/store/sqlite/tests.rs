@@ -111,7 +111,7 @@ async fn migration_5_makes_pending_runs_queued() {
         .expect("runs of the previous version");
     }
     let store = SqliteStore::open(&path, StoreOptions::default()).expect("open");
-    assert_eq!(schema_version(&path), 5);
+    assert_eq!(schema_version(&path), MIGRATIONS.len() as i64);
     let status = |id: &'static str| {
         let store = &store;
         async move { store.get_run(id).await.expect("read").expect("run").status }
@@ -166,7 +166,7 @@ fn queue_queries_use_their_indexes() {
         (super::writer::PER_JOB, false),
     ];
     for (sql, ordered) in cases {
-        let plan = query_plan(&conn, sql);
+        let plan = crate::store::tests::query_plan(&conn, sql);
         assert!(
             plan.contains("USING INDEX runs_by_status_created (status=?)"),
             "{sql}\n{plan}"
@@ -176,21 +176,6 @@ fn queue_queries_use_their_indexes() {
             assert!(!plan.contains("TEMP B-TREE"), "{sql}\n{plan}");
         }
     }
-}
-
-/// The plan SQLite picks for `sql` (its parameters bound to "x"), one line per step.
-pub(in crate::store) fn query_plan(conn: &Connection, sql: &str) -> String {
-    let mut stmt = conn
-        .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
-        .expect("explain");
-    let steps = stmt
-        .query_map(
-            rusqlite::params_from_iter(std::iter::repeat_n("x", stmt.parameter_count())),
-            |row| row.get::<_, String>(3),
-        )
-        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
-        .expect("plan rows");
-    steps.join("\n")
 }
 
 /// After a clean close the database is one file again (the WAL checkpointed into
