@@ -63,6 +63,7 @@ build:
 bench:
 	$(CARGO) bench -p petit-server --bench engine
 	$(CARGO) bench -p petit-server --bench log_memory
+	$(CARGO) bench -p petit-server --bench log_append
 
 # The clients must never depend on server code, SQLite, YAML parsing or the REST stack.
 boundaries:

@@ -101,6 +101,7 @@ impl EngineError {
             EngineError::RunEnded { .. } => "ended",
             EngineError::InvalidArgument(_) => "invalid",
             EngineError::ShuttingDown => "shutting_down",
+            EngineError::Store(e) if e.is_fire_taken() => "duplicate",
             EngineError::Store(_) | EngineError::Io { .. } => "storage",
         }
     }

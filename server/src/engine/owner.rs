@@ -376,17 +376,19 @@ impl Owner {
             .registry
             .next_to_claim(self.options.max_concurrent_runs)
         {
-            let mut run = queued.run.clone();
-            run.status = RunStatus::Running;
-            run.started_at = Some(self.clock.now());
-            match self.store.update_run(run.clone()).await {
-                Ok(()) => {
+            match self.store.claim_run(&queued.run.id, self.clock.now()).await {
+                Ok(Some(run)) => {
                     self.note_run(&run);
                     let Queued { job, tasks, .. } = queued;
                     self.start(job, run, tasks);
                 }
+                Ok(None) => {
+                    // No longer queued in the store: someone else settled it.
+                    tracing::warn!(run = %queued.run.id, "a queued run was no longer queued when claimed");
+                    self.registry.forget(&queued.run.job_id);
+                }
                 Err(e) => {
-                    tracing::error!(run = %run.id, "cannot record the start of a queued run: {e}");
+                    tracing::error!(run = %queued.run.id, "cannot record the start of a queued run: {e}");
                     self.registry.requeue_front(queued);
                     return;
                 }
@@ -440,30 +442,35 @@ impl Owner {
         let Some(queued) = self.registry.take_queued(run_id) else {
             return Ok(Cancelling::NotActive);
         };
-        Ok(Cancelling::Ended(self.cancel_queued(queued).await))
+        self.cancel_queued(queued).await
     }
 
-    /// Ends a run cancelled while it waited for a slot: its tasks never started.
-    async fn cancel_queued(&mut self, queued: Queued) -> Run {
-        let Queued { mut run, tasks, .. } = queued;
+    /// Ends a run cancelled while it waited for a slot (its tasks never started), in
+    /// one store write.
+    async fn cancel_queued(&mut self, queued: Queued) -> Result<Cancelling, EngineError> {
         let now = self.clock.now();
-        for mut task in tasks.into_iter().filter(|t| !t.status.is_terminal()) {
+        let cancelled = match self
+            .store
+            .cancel_queued(&queued.run.id, now, "cancelled before it started")
+            .await
+        {
+            Ok(Some(run)) => run,
+            Ok(None) => return Ok(Cancelling::NotActive),
+            Err(e) => {
+                // Still queued as far as anyone knows: keep it so.
+                self.registry.enqueue_front(queued);
+                return Err(e.into());
+            }
+        };
+        for mut task in queued.tasks.into_iter().filter(|t| !t.status.is_terminal()) {
             task.status = TaskStatus::Cancelled;
             task.ended_at = Some(now);
-            if let Err(e) = self.store.update_task_run(task.clone()).await {
-                tracing::error!(run = %run.id, "cannot record task state: {e}");
-            }
-            self.bus.publish(Event::of_task(&run.job_id, task, None));
+            self.bus
+                .publish(Event::of_task(&cancelled.job_id, task, None));
         }
-        run.status = RunStatus::Cancelled;
-        run.error = Some("cancelled before it started".to_string());
-        run.ended_at = Some(now);
-        if let Err(e) = self.store.update_run(run.clone()).await {
-            tracing::error!(run = %run.id, "cannot record run end: {e}");
-        }
-        self.bus.publish(Event::of_run(run.clone()));
-        self.note_run(&run);
-        run
+        self.bus.publish(Event::of_run(cancelled.clone()));
+        self.note_run(&cancelled);
+        Ok(Cancelling::Ended(cancelled))
     }
 
     async fn set_paused(&mut self, paused: bool) -> Result<(), EngineError> {

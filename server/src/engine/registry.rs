@@ -68,6 +68,13 @@ impl Registry {
         self.queue.push_front(queued);
     }
 
+    /// Puts back at the front, counted again, a run taken out of the queue whose
+    /// cancel could not be recorded.
+    pub fn enqueue_front(&mut self, queued: Queued) {
+        *self.per_job.entry(queued.run.job_id.clone()).or_default() += 1;
+        self.queue.push_front(queued);
+    }
+
     /// Removes a queued run (cancelled before it started).
     pub fn take_queued(&mut self, run_id: &str) -> Option<Queued> {
         let at = self.queue.iter().position(|q| q.run.id == run_id)?;

@@ -56,27 +56,30 @@ impl Scratch {
                 .tempdir()
                 .map(Scratch::Temp)
                 .map_err(|e| {
-                    StoreError(format!(
-                        "cannot create a scratch directory in {}: {e}",
-                        std::env::temp_dir().display()
-                    ))
+                    StoreError::io(
+                        format!(
+                            "cannot create a scratch directory in {}",
+                            std::env::temp_dir().display()
+                        ),
+                        e,
+                    )
                 });
         };
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {
-                return Err(StoreError(format!(
-                    "cannot empty the scratch directory {}: {e}",
-                    dir.display()
-                )))
+                return Err(StoreError::io(
+                    format!("cannot empty the scratch directory {}", dir.display()),
+                    e,
+                ))
             }
         }
         crate::private_files::create_dir_all(&dir).map_err(|e| {
-            StoreError(format!(
-                "cannot create the scratch directory {}: {e}",
-                dir.display()
-            ))
+            StoreError::io(
+                format!("cannot create the scratch directory {}", dir.display()),
+                e,
+            )
         })?;
         Ok(Scratch::Owned(dir))
     }

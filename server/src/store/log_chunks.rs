@@ -3,7 +3,7 @@
 //! row per line. Each line keeps its attempt, sequence number, time and its position
 //! in its batch (so that reads give back the exact write order), and the byte cap per
 //! stream still drops whole lines, oldest first. The table is `log_chunks` (see the
-//! migrations in sqlite.rs).
+//! migrations in sqlite/schema.rs).
 
 use chrono::DateTime;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -93,7 +93,7 @@ type StreamKey<'a> = (&'a str, &'a str, LogStream);
 
 /// Appends `lines` (one batch), then trims each stream they touched back under `cap`.
 pub fn append(conn: &Connection, lines: &[LogLine], cap: usize) -> StoreResult<()> {
-    let failed = |e: rusqlite::Error| StoreError(format!("cannot append logs: {e}"));
+    let failed = |e: rusqlite::Error| StoreError::sqlite("cannot append logs", e);
     if lines.is_empty() {
         return Ok(());
     }
@@ -107,9 +107,9 @@ pub fn append(conn: &Connection, lines: &[LogLine], cap: usize) -> StoreResult<(
             .map_err(failed)?;
         for run_id in runs {
             if !exists.exists([run_id]).map_err(failed)? {
-                return Err(StoreError(format!(
-                    "cannot append logs: run '{run_id}' not found"
-                )));
+                return Err(StoreError::RunNotFound {
+                    run_id: run_id.to_owned(),
+                });
             }
         }
     }
@@ -134,7 +134,8 @@ pub fn append(conn: &Connection, lines: &[LogLine], cap: usize) -> StoreResult<(
         }
     }
     let batch: i64 = conn
-        .query_row(NEXT_BATCH, [], |r| r.get(0))
+        .prepare_cached(NEXT_BATCH)
+        .and_then(|mut stmt| stmt.query_row([], |r| r.get(0)))
         .map_err(failed)?;
     {
         let mut insert = conn
@@ -191,9 +192,7 @@ fn trim(
     let mut whole = Vec::new();
     let mut straddling = None;
     {
-        let mut oldest = conn.prepare_cached(
-            "SELECT id, bytes FROM log_chunks WHERE run_id = ?1 AND task_id = ?2 AND stream = ?3 ORDER BY id",
-        )?;
+        let mut oldest = conn.prepare_cached(OLDEST_OF_STREAM)?;
         let mut rows = oldest.query(params![run_id, task_id, stream.as_str()])?;
         while dropped < excess {
             let Some(row) = rows.next()? else { break };
@@ -214,10 +213,9 @@ fn trim(
         }
     }
     if let Some(id) = straddling.filter(|_| dropped < excess) {
-        let blob: Vec<u8> =
-            conn.query_row("SELECT lines FROM log_chunks WHERE id = ?1", [id], |r| {
-                r.get(0)
-            })?;
+        let blob: Vec<u8> = conn
+            .prepare_cached("SELECT lines FROM log_chunks WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))?;
         let mut lines = decode(&blob).ok_or_else(|| corrupt(id))?;
         let mut cut = 0;
         while dropped < excess && cut < lines.len() {
@@ -240,6 +238,10 @@ fn trim(
 
 /// The next batch number: the index on `batch` makes it one lookup, not a scan.
 pub(super) const NEXT_BATCH: &str = "SELECT COALESCE(MAX(batch), 0) + 1 FROM log_chunks";
+/// A stream's chunks from the oldest, with their sizes: what trimming reads, from the
+/// index alone (migration 6), stopping once it has enough.
+pub(super) const OLDEST_OF_STREAM: &str = "SELECT id, bytes FROM log_chunks
+     WHERE run_id = ?1 AND task_id = ?2 AND stream = ?3 ORDER BY id";
 /// The chunks of a page, from its first batch on, each through its index (migration 3).
 pub(super) const PAGE_OF_TASK: &str = "SELECT id, batch, task_id, stream, lines FROM log_chunks
      WHERE run_id = ?1 AND task_id = ?2 AND batch >= ?3 ORDER BY batch";
@@ -438,23 +440,9 @@ pub fn prune(conn: &Connection, cutoff: &str) -> rusqlite::Result<usize> {
 mod tests {
     use super::*;
 
-    /// The plan SQLite picks for `sql`, one line per step.
-    fn plan(conn: &Connection, sql: &str) -> String {
-        let mut stmt = conn
-            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
-            .expect("explain");
-        let steps = stmt
-            .query_map(
-                rusqlite::params_from_iter(std::iter::repeat_n("x", stmt.parameter_count())),
-                |row| row.get::<_, String>(3),
-            )
-            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
-            .expect("plan rows");
-        steps.join("\n")
-    }
-
-    /// Each append's next batch number, each page's seek and each tail's walk go
-    /// through an index: none scans the chunks, nor sorts them.
+    /// Each append's next batch number and trimming walk, each page's seek and each
+    /// tail's walk go through an index that holds exactly what they read: none scans
+    /// the chunks, nor sorts them, nor reads chunks of other streams or tasks.
     #[test]
     fn log_queries_use_their_indexes() {
         let conn = Connection::open_in_memory().expect("database");
@@ -463,6 +451,10 @@ mod tests {
         }
         let cases = [
             (NEXT_BATCH, "COVERING INDEX log_chunks_by_batch"),
+            (
+                OLDEST_OF_STREAM,
+                "COVERING INDEX log_chunks_of_stream (run_id=? AND task_id=? AND stream=?)",
+            ),
             (
                 PAGE_OF_TASK,
                 "INDEX log_chunks_page_of_task (run_id=? AND task_id=? AND batch>?)",
@@ -481,10 +473,121 @@ mod tests {
             ),
         ];
         for (sql, index) in cases {
-            let plan = plan(&conn, sql);
+            let plan = crate::store::tests::query_plan(&conn, sql);
             assert!(plan.contains(index), "{sql}\n{plan}");
             assert!(!plan.contains("SCAN log_chunks"), "{sql}\n{plan}");
             assert!(!plan.contains("TEMP B-TREE"), "{sql}\n{plan}");
+        }
+    }
+
+    /// The SQL of every statement prepared on `conn` now, its statement cache included.
+    fn prepared_statements(conn: &Connection) -> Vec<String> {
+        use rusqlite::ffi;
+        let mut statements = Vec::new();
+        // SAFETY: `conn` is borrowed, so its handle stays valid throughout; the loop
+        // only walks the connection's own list of statements (nothing else runs on it
+        // meanwhile) and copies each one's SQL text, which SQLite owns, before moving on.
+        unsafe {
+            let db = conn.handle();
+            let mut stmt = ffi::sqlite3_next_stmt(db, std::ptr::null_mut());
+            while !stmt.is_null() {
+                let sql = std::ffi::CStr::from_ptr(ffi::sqlite3_sql(stmt));
+                statements.push(sql.to_string_lossy().into_owned());
+                stmt = ffi::sqlite3_next_stmt(db, stmt);
+            }
+        }
+        statements
+    }
+
+    /// Issue 11: an append must cost the same after a million kept chunks as in a new
+    /// database. Every statement the append path prepares (each is cached, so all are
+    /// still there after it ran, trimming included) seeks by primary key or through a
+    /// covering index: none scans the chunks, sorts them, or reads rows it then drops.
+    #[test]
+    fn appends_run_no_scan() {
+        let conn = Connection::open_in_memory().expect("database");
+        for sql in super::super::sqlite::MIGRATIONS {
+            conn.execute_batch(sql).expect("migration");
+        }
+        conn.execute(
+            "INSERT INTO runs (id, job_id, status, \"trigger\", params, created_at)
+             VALUES ('r1', 'job', 'running', 'manual', '{}', '2026-01-01T00:00:00Z')",
+            [],
+        )
+        .expect("a run");
+        let line = |seq: u64, stream: LogStream, text: &str| LogLine {
+            run_id: "r1".into(),
+            seq,
+            task_id: "t".into(),
+            attempt: 1,
+            stream,
+            line: text.into(),
+            time: DateTime::from_timestamp_nanos(0),
+        };
+        // A 10-byte cap: the third append drops a whole chunk and cuts into another.
+        append(&conn, &[line(1, LogStream::Stdout, "aaaa")], 10).expect("append");
+        append(
+            &conn,
+            &[
+                line(2, LogStream::Stdout, "bbbb"),
+                line(3, LogStream::Stderr, "e"),
+            ],
+            10,
+        )
+        .expect("append");
+        append(
+            &conn,
+            &[
+                line(4, LogStream::Stdout, "cc"),
+                line(5, LogStream::Stdout, "dddddd"),
+            ],
+            10,
+        )
+        .expect("append");
+        let statements = prepared_statements(&conn);
+        let kept: Vec<String> = read_page(
+            &conn,
+            "r1",
+            Some("t"),
+            LogStart::First,
+            LogPageLimit {
+                lines: 100,
+                bytes: 1000,
+            },
+        )
+        .expect("read")
+        .lines
+        .into_iter()
+        .map(|l| l.line)
+        .collect();
+        assert_eq!(
+            kept,
+            ["e", "cc", "dddddd"],
+            "trimmed, so trimming's queries ran"
+        );
+
+        for expected in [
+            "MAX(batch)",
+            "INSERT INTO log_chunks",
+            "DELETE FROM log_chunks",
+            "UPDATE log_chunks",
+        ] {
+            assert!(
+                statements.iter().any(|sql| sql.contains(expected)),
+                "the append path prepared no '{expected}': {statements:#?}"
+            );
+        }
+        for sql in &statements {
+            let plan = crate::store::tests::query_plan(&conn, sql);
+            // Each step a seek that reads only rows it keeps: by primary key, or in an
+            // index that holds every column it needs (none filters rows after a seek).
+            for step in plan.lines() {
+                let seek = step.starts_with("SEARCH ")
+                    && ["PRIMARY KEY", "COVERING INDEX"]
+                        .iter()
+                        .any(|how| step.contains(how));
+                assert!(seek, "{sql}\n{plan}");
+            }
         }
     }
 

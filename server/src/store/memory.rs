@@ -7,10 +7,11 @@ use std::sync::{Mutex, MutexGuard};
 use chrono::{DateTime, Utc};
 
 use super::{
-    check_new_run, AuditRecord, JobRecord, LogLine, LogPage, LogPageLimit, LogPosition, LogStart,
-    NotificationRecord, Run, RunPage, Store, StoreError, StoreOptions, StoreResult, TaskRun,
+    check_new_run, AuditRecord, ClaimLimits, JobRecord, LogLine, LogPage, LogPageLimit,
+    LogPosition, LogStart, NotificationRecord, Run, RunPage, Store, StoreError, StoreOptions,
+    StoreResult, TaskRun,
 };
-use crate::core::{LogStream, RunStatus};
+use crate::core::{LogStream, RunStatus, TaskStatus};
 
 /// A [`Store`] that keeps everything in memory.
 pub struct MemoryStore {
@@ -67,15 +68,43 @@ impl MemoryStore {
     /// The state, or an error if a thread panicked while holding it (the maps may be
     /// half-updated, so refusing is safer than going on).
     fn state(&self) -> StoreResult<MutexGuard<'_, State>> {
-        self.state
-            .lock()
-            .map_err(|_| StoreError("in-memory store is unusable after an earlier panic".into()))
+        self.state.lock().map_err(|_| StoreError::Poisoned)
     }
 }
 
 impl Default for MemoryStore {
     fn default() -> Self {
         MemoryStore::new(StoreOptions::default())
+    }
+}
+
+impl State {
+    /// Makes a queued run `running`; `None` if it is not queued.
+    fn claim(&mut self, run_id: &str, at: DateTime<Utc>) -> StoreResult<Option<Run>> {
+        let entry = self
+            .runs
+            .get_mut(run_id)
+            .ok_or_else(|| StoreError::RunNotFound {
+                run_id: run_id.to_owned(),
+            })?;
+        if entry.run.status != RunStatus::Queued {
+            return Ok(None);
+        }
+        entry.run.status = RunStatus::Running;
+        entry.run.started_at = Some(at);
+        Ok(Some(entry.run.clone()))
+    }
+
+    /// The queued runs, oldest first.
+    fn queue(&self) -> Vec<&Run> {
+        let mut queued: Vec<&Run> = self
+            .runs
+            .values()
+            .map(|entry| &entry.run)
+            .filter(|run| run.status == RunStatus::Queued)
+            .collect();
+        queued.sort_by(|a, b| newest_first(b, a));
+        queued
     }
 }
 
@@ -99,11 +128,14 @@ impl Store for MemoryStore {
         check_new_run(&run, &tasks)?;
         let mut state = self.state()?;
         if state.runs.contains_key(&run.id) {
-            return Err(StoreError(format!("run '{}' already exists", run.id)));
+            return Err(StoreError::RunExists { run_id: run.id });
         }
         if let Some(at) = run.scheduled_for {
             if !state.fires.insert((run.job_id.clone(), at)) {
-                return Err(super::fire_taken(&run.job_id, at));
+                return Err(StoreError::FireTaken {
+                    job_id: run.job_id,
+                    at,
+                });
             }
         }
         state.runs.insert(
@@ -117,12 +149,80 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    async fn claim_run(&self, run_id: &str, at: DateTime<Utc>) -> StoreResult<Option<Run>> {
+        self.state()?.claim(run_id, at)
+    }
+
+    async fn claim_next(
+        &self,
+        limits: &ClaimLimits,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Option<Run>> {
+        let mut state = self.state()?;
+        let mut running: HashMap<&str, usize> = HashMap::new();
+        for entry in state.runs.values() {
+            if entry.run.status == RunStatus::Running {
+                *running.entry(entry.run.job_id.as_str()).or_default() += 1;
+            }
+        }
+        if running.values().sum::<usize>() >= limits.max_running {
+            return Ok(None);
+        }
+        let has_room = |job_id: &str| {
+            limits
+                .per_job
+                .get(job_id)
+                .is_some_and(|&limit| running.get(job_id).copied().unwrap_or(0) < limit as usize)
+        };
+        let next = state
+            .queue()
+            .into_iter()
+            .find(|run| has_room(&run.job_id))
+            .map(|run| run.id.clone());
+        match next {
+            Some(run_id) => state.claim(&run_id, at),
+            None => Ok(None),
+        }
+    }
+
+    async fn queued_runs(&self) -> StoreResult<Vec<Run>> {
+        Ok(self.state()?.queue().into_iter().cloned().collect())
+    }
+
+    async fn cancel_queued(
+        &self,
+        run_id: &str,
+        at: DateTime<Utc>,
+        message: &str,
+    ) -> StoreResult<Option<Run>> {
+        let mut state = self.state()?;
+        let entry = state
+            .runs
+            .get_mut(run_id)
+            .ok_or_else(|| StoreError::RunNotFound {
+                run_id: run_id.to_owned(),
+            })?;
+        if entry.run.status != RunStatus::Queued {
+            return Ok(None);
+        }
+        entry.run.status = RunStatus::Cancelled;
+        entry.run.ended_at = Some(at);
+        entry.run.error = Some(message.to_owned());
+        for task in entry.tasks.iter_mut().filter(|t| !t.status.is_terminal()) {
+            task.status = TaskStatus::Cancelled;
+            task.ended_at = Some(at);
+        }
+        Ok(Some(entry.run.clone()))
+    }
+
     async fn update_run(&self, run: Run) -> StoreResult<()> {
         let mut state = self.state()?;
         let entry = state
             .runs
             .get_mut(&run.id)
-            .ok_or_else(|| StoreError(format!("run '{}' not found", run.id)))?;
+            .ok_or_else(|| StoreError::RunNotFound {
+                run_id: run.id.clone(),
+            })?;
         let stored = &mut entry.run;
         stored.status = run.status;
         stored.started_at = run.started_at;
@@ -137,11 +237,9 @@ impl Store for MemoryStore {
             .runs
             .get_mut(&task.run_id)
             .and_then(|entry| entry.tasks.iter_mut().find(|t| t.task_id == task.task_id))
-            .ok_or_else(|| {
-                StoreError(format!(
-                    "task run '{}' of run '{}' not found",
-                    task.task_id, task.run_id
-                ))
+            .ok_or_else(|| StoreError::TaskRunNotFound {
+                run_id: task.run_id.clone(),
+                task_id: task.task_id.clone(),
             })?;
         stored.status = task.status;
         stored.attempts = task.attempts;
@@ -158,10 +256,9 @@ impl Store for MemoryStore {
         let mut state = self.state()?;
         // All or nothing, like the SQLite store's transaction: check before changing.
         if let Some(line) = lines.iter().find(|l| !state.runs.contains_key(&l.run_id)) {
-            return Err(StoreError(format!(
-                "cannot append logs: run '{}' not found",
-                line.run_id
-            )));
+            return Err(StoreError::RunNotFound {
+                run_id: line.run_id.clone(),
+            });
         }
         if lines.is_empty() {
             return Ok(()); // no append, as in SQLite: positions stay the same in both

@@ -1,7 +1,13 @@
-//! Where runs, task runs, outputs and logs are kept: the `Store` trait, with a SQLite
-//! implementation (the default, a file) and an in-memory one (tests, `--in-memory`).
-//! Store calls never block the async executor.
+//! Where runs, task runs, outputs and logs are kept, and the run queue: the `Store`
+//! trait, with a SQLite implementation (the default, a file) and an in-memory one
+//! (tests, `--in-memory`). Store calls never block the async executor.
+//!
+//! The queue: a new run is inserted `queued` (one per fire instant, whoever tries) and
+//! leaves the queue by a claim, which makes it `running` atomically, so two claimers
+//! (or a claim and a cancel) can never both win. `claim_next` also checks the limits
+//! in the same step, as a shared store (`SELECT … FOR UPDATE SKIP LOCKED`) would.
 
+mod error;
 mod lock;
 mod log_chunks;
 mod memory;
@@ -13,17 +19,13 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
+pub use error::StoreError;
 pub use lock::{beside, DataLock, LockError};
 pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;
 
 pub use crate::core::{LogLine, Run, TaskRun};
 use crate::core::{LogStream, RunStatus};
-
-/// A storage failure. Always an internal error for API callers.
-#[derive(Debug, thiserror::Error)]
-#[error("storage: {0}")]
-pub struct StoreError(pub String);
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
@@ -50,27 +52,19 @@ fn check_new_run(run: &Run, tasks: &[TaskRun]) -> StoreResult<()> {
     let mut seen = std::collections::HashSet::new();
     for task in tasks {
         if task.run_id != run.id {
-            return Err(StoreError(format!(
+            return Err(StoreError::Invalid(format!(
                 "task run '{}' names run '{}', not the run being created '{}'",
                 task.task_id, task.run_id, run.id
             )));
         }
         if !seen.insert(task.task_id.as_str()) {
-            return Err(StoreError(format!(
+            return Err(StoreError::Invalid(format!(
                 "run '{}' lists task '{}' twice",
                 run.id, task.task_id
             )));
         }
     }
     Ok(())
-}
-
-/// The refusal of a second run for one fire instant, the same from every store.
-fn fire_taken(job_id: &str, at: DateTime<Utc>) -> StoreError {
-    StoreError(format!(
-        "job '{job_id}' already has a run for the fire at {}",
-        at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-    ))
 }
 
 /// A job as last loaded (kept so that history outlives a job file's removal).
@@ -170,6 +164,16 @@ pub struct LogPage {
     pub next: Option<LogPosition>,
 }
 
+/// What [`Store::claim_next`] may claim.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClaimLimits {
+    /// Most runs `running` at once in total, every job counted.
+    pub max_running: usize,
+    /// Each claimable job's `max_concurrency`: most runs of it `running` at once. A job
+    /// absent here is never claimed (unknown to the engine, or paused).
+    pub per_job: HashMap<String, u32>,
+}
+
 /// Which page of a job's runs to read: newest first.
 #[derive(Debug, Clone, Default)]
 pub struct RunPage {
@@ -185,8 +189,43 @@ pub trait Store: Send + Sync + 'static {
     /// Records the jobs of the current job directory.
     async fn upsert_jobs(&self, jobs: Vec<JobRecord>) -> StoreResult<()>;
 
-    /// Inserts a new run with its task runs (all pending), atomically.
+    /// Inserts a new run with its task runs, atomically, as given (a new run is
+    /// `queued`, its task runs `pending`). Refused: a second run for one
+    /// `(job_id, scheduled_for)` ([`StoreError::FireTaken`], for as long as the first is
+    /// kept, whatever its status; runs without `scheduled_for` never conflict), a run id
+    /// already stored ([`StoreError::RunExists`]), task runs of another run or a task
+    /// twice ([`StoreError::Invalid`]). Nothing of a refused run is stored.
     async fn create_run(&self, run: Run, tasks: Vec<TaskRun>) -> StoreResult<()>;
+
+    /// Claims one run: if it is `queued`, makes it `running` with `started_at = at` and
+    /// returns it so; `None` if it is no longer queued (claimed or cancelled meanwhile,
+    /// ended); [`StoreError::RunNotFound`] for an unknown run. Atomic: of two claims,
+    /// or a claim and a [`Store::cancel_queued`], exactly one wins. Checks no limit.
+    async fn claim_run(&self, run_id: &str, at: DateTime<Utc>) -> StoreResult<Option<Run>>;
+
+    /// Claims the next run the limits allow, in one atomic step: the oldest queued run
+    /// (by `created_at`, then id) whose job is in `limits.per_job` and has fewer runs
+    /// `running` than its limit, made `running` as by [`Store::claim_run`]; `None` when
+    /// `limits.max_running` runs or more are running, or no queued run qualifies. A
+    /// job at its limit does not hold up the runs of other jobs queued after its own.
+    async fn claim_next(&self, limits: &ClaimLimits, at: DateTime<Utc>)
+        -> StoreResult<Option<Run>>;
+
+    /// Every queued run, oldest first (by `created_at`, then id): the queue, as an
+    /// engine reloads it at start.
+    async fn queued_runs(&self) -> StoreResult<Vec<Run>>;
+
+    /// Cancels a run that has not started: if it is still `queued`, makes it
+    /// `cancelled` (`ended_at = at`, `error = message`) and its unsettled task runs
+    /// `cancelled` (`ended_at = at`), atomically, and returns the run; `None` if it is no
+    /// longer queued (claimed meanwhile: cancel it as a running run);
+    /// [`StoreError::RunNotFound`] for an unknown run.
+    async fn cancel_queued(
+        &self,
+        run_id: &str,
+        at: DateTime<Utc>,
+        message: &str,
+    ) -> StoreResult<Option<Run>>;
 
     /// Replaces a run's mutable fields (status, times, error).
     async fn update_run(&self, run: Run) -> StoreResult<()>;
@@ -249,7 +288,8 @@ pub trait Store: Send + Sync + 'static {
     /// returns how many lines went. Runs and task runs are kept.
     async fn prune_logs(&self, cutoff: DateTime<Utc>) -> StoreResult<u64>;
 
-    /// Runs whose status is `pending` or `running` (left so by a crash, at start-up).
+    /// Runs whose status is `queued` or `running` (left so by a crash, at start-up),
+    /// oldest first.
     async fn unfinished_runs(&self) -> StoreResult<Vec<Run>>;
 
     /// Records whether the scheduler is paused, so that a paused daemon comes back

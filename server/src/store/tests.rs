@@ -11,7 +11,7 @@ use tempfile::TempDir;
 
 use super::{
     AuditRecord, JobRecord, LogLine, MemoryStore, NotificationRecord, Run, RunPage, SqliteStore,
-    Store, StoreOptions, StoreResult, TaskRun,
+    Store, StoreError, StoreOptions, StoreResult, TaskRun,
 };
 use crate::core::{LogStream, RunStatus, TaskStatus, TriggerReason};
 
@@ -95,7 +95,7 @@ conformance!(
     logs_keep_write_order,
     logs_keep_the_tail_of_each_stream,
     append_logs_to_unknown_run_fails_whole,
-    unfinished_runs_are_pending_or_running,
+    unfinished_runs_are_queued_or_running,
     upsert_jobs_inserts_and_replaces,
     prune_logs_drops_lines_of_old_runs_only,
     last_runs_gives_the_newest_run_of_each_job,
@@ -108,6 +108,14 @@ conformance!(
     log_tail_gives_the_last_lines,
     log_pages_past_the_end_are_empty,
     log_page_starts_outlive_trimming,
+    queued_runs_are_oldest_first,
+    claim_run_takes_a_queued_run_once,
+    cancel_queued_ends_a_run_and_its_tasks,
+    claim_and_cancel_never_both_win,
+    claim_next_respects_max_running,
+    claim_next_skips_jobs_at_their_limit,
+    claim_next_never_claims_absent_jobs,
+    concurrent_claims_respect_the_limits,
 );
 
 mod log_pages;
@@ -115,6 +123,14 @@ use log_pages::{
     log_page_starts_outlive_trimming, log_pages_give_every_line_once_in_order,
     log_pages_past_the_end_are_empty, log_pages_respect_the_byte_bound,
     log_tail_gives_the_last_lines,
+};
+
+mod queue;
+use queue::{
+    cancel_queued_ends_a_run_and_its_tasks, claim_and_cancel_never_both_win,
+    claim_next_never_claims_absent_jobs, claim_next_respects_max_running,
+    claim_next_skips_jobs_at_their_limit, claim_run_takes_a_queued_run_once,
+    concurrent_claims_respect_the_limits, queued_runs_are_oldest_first,
 };
 
 /// A fixed instant `secs` after a base, with nanoseconds so that any precision lost
@@ -196,7 +212,11 @@ async fn create_get_and_update_run(subject: &Subject) -> StoreResult<()> {
     assert_eq!(store.get_run("r1").await?, Some(running));
 
     let unknown = run("nope", "job", RunStatus::Running, 1);
-    assert!(store.update_run(unknown).await.is_err());
+    let error = store.update_run(unknown).await.expect_err("unknown run");
+    assert!(
+        matches!(&error, StoreError::RunNotFound { run_id } if run_id == "nope"),
+        "{error:?}"
+    );
     Ok(())
 }
 
@@ -216,7 +236,8 @@ async fn create_run_rejects_bad_input_atomically(subject: &Subject) -> StoreResu
     ];
     for (name, bad_run, tasks) in cases {
         let id = bad_run.id.clone();
-        assert!(store.create_run(bad_run, tasks).await.is_err(), "{name}");
+        let error = store.create_run(bad_run, tasks).await.expect_err(name);
+        assert!(matches!(error, StoreError::Invalid(_)), "{name}: {error:?}");
         assert_eq!(store.get_run(&id).await?, None, "{name}: nothing stored");
         assert!(
             store.task_runs(&id).await?.is_empty(),
@@ -229,9 +250,13 @@ async fn create_run_rejects_bad_input_atomically(subject: &Subject) -> StoreResu
         .create_run(first.clone(), vec![task("r3", "a")])
         .await?;
     let again = run("r3", "job", RunStatus::Running, 5);
+    let error = store
+        .create_run(again, vec![])
+        .await
+        .expect_err("duplicate run id");
     assert!(
-        store.create_run(again, vec![]).await.is_err(),
-        "duplicate run id"
+        matches!(&error, StoreError::RunExists { run_id } if run_id == "r3"),
+        "{error:?}"
     );
     assert_eq!(store.get_run("r3").await?, Some(first));
     Ok(())
@@ -356,8 +381,17 @@ async fn task_runs_keep_creation_order_and_updates(subject: &Subject) -> StoreRe
         vec![task("r1", "zeta"), done, failed]
     );
 
-    assert!(store.update_task_run(task("r1", "unknown")).await.is_err());
-    assert!(store.update_task_run(task("nope", "alpha")).await.is_err());
+    for (run_id, task_id) in [("r1", "unknown"), ("nope", "alpha")] {
+        let error = store
+            .update_task_run(task(run_id, task_id))
+            .await
+            .expect_err("unknown task run");
+        assert!(
+            matches!(&error, StoreError::TaskRunNotFound { run_id: r, task_id: t }
+                if r == run_id && t == task_id),
+            "{error:?}"
+        );
+    }
     assert!(store.task_runs("nope").await?.is_empty());
     Ok(())
 }
@@ -543,7 +577,11 @@ async fn append_logs_to_unknown_run_fails_whole(subject: &Subject) -> StoreResul
         log("r1", "a", LogStream::Stdout, 1, "fine"),
         log("ghost", "a", LogStream::Stdout, 1, "orphan"),
     ];
-    assert!(store.append_logs(batch).await.is_err());
+    let error = store.append_logs(batch).await.expect_err("unknown run");
+    assert!(
+        matches!(&error, StoreError::RunNotFound { run_id } if run_id == "ghost"),
+        "{error:?}"
+    );
     assert!(
         store.logs("r1", None).await?.is_empty(),
         "nothing of the call stored"
@@ -551,13 +589,13 @@ async fn append_logs_to_unknown_run_fails_whole(subject: &Subject) -> StoreResul
     Ok(())
 }
 
-async fn unfinished_runs_are_pending_or_running(subject: &Subject) -> StoreResult<()> {
+async fn unfinished_runs_are_queued_or_running(subject: &Subject) -> StoreResult<()> {
     let store = subject.store();
     assert!(store.unfinished_runs().await?.is_empty());
     for (id, status, created) in [
         ("running-late", RunStatus::Running, 4),
         ("done", RunStatus::Succeeded, 1),
-        ("pending", RunStatus::Queued, 2),
+        ("queued", RunStatus::Queued, 2),
         ("failed", RunStatus::Failed, 3),
         ("running-early", RunStatus::Running, 1),
         ("cancelled", RunStatus::Cancelled, 5),
@@ -570,7 +608,7 @@ async fn unfinished_runs_are_pending_or_running(subject: &Subject) -> StoreResul
     let unfinished = store.unfinished_runs().await?;
     assert_eq!(
         ids(&unfinished),
-        ["running-early", "pending", "running-late"]
+        ["running-early", "queued", "running-late"]
     );
 
     let settled = Run {
@@ -581,7 +619,7 @@ async fn unfinished_runs_are_pending_or_running(subject: &Subject) -> StoreResul
     store.update_run(settled).await?;
     assert_eq!(
         ids(&store.unfinished_runs().await?),
-        ["pending", "running-late"]
+        ["queued", "running-late"]
     );
     Ok(())
 }
@@ -649,7 +687,13 @@ async fn one_run_per_fire_instant(subject: &Subject) -> StoreResult<()> {
     let again = store
         .create_run(fire("b", "j", 10), vec![task("b", "t")])
         .await;
-    let message = again.expect_err("a second run for one fire").to_string();
+    let error = again.expect_err("a second run for one fire");
+    assert!(error.is_fire_taken(), "{error:?}");
+    assert!(
+        matches!(&error, StoreError::FireTaken { job_id, at } if job_id == "j" && *at == self::at(10)),
+        "{error:?}"
+    );
+    let message = error.to_string();
     assert!(
         message.contains("already has a run for the fire at"),
         "{message}"
@@ -668,6 +712,13 @@ async fn one_run_per_fire_instant(subject: &Subject) -> StoreResult<()> {
     assert_eq!(
         store.get_run("a").await?.unwrap().scheduled_for,
         Some(at(10))
+    );
+    // The fire stays taken once its run has left the queue, however it left.
+    store.cancel_queued("a", at(20), "cancelled").await?;
+    let late = store.create_run(fire("g", "j", 10), vec![]).await;
+    assert!(
+        late.as_ref().is_err_and(StoreError::is_fire_taken),
+        "{late:?}"
     );
     Ok(())
 }
@@ -732,6 +783,21 @@ async fn audit_is_newest_first_and_paged(subject: &Subject) -> StoreResult<()> {
 }
 
 // ---- SQLite only ----
+
+/// The plan SQLite picks for `sql` (its parameters bound to "x"), one line per step.
+pub(in crate::store) fn query_plan(conn: &rusqlite::Connection, sql: &str) -> String {
+    let mut stmt = conn
+        .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+        .expect("explain");
+    let steps = stmt
+        .query_map(
+            rusqlite::params_from_iter(std::iter::repeat_n("x", stmt.parameter_count())),
+            |row| row.get::<_, String>(3),
+        )
+        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+        .expect("plan rows");
+    steps.join("\n")
+}
 
 fn open_at(dir: &TempDir) -> SqliteStore {
     SqliteStore::open(&dir.path().join("petit.db"), test_options()).expect("open the database")

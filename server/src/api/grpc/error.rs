@@ -32,6 +32,12 @@ impl From<EngineError> for Status {
 
 impl From<StoreError> for Status {
     fn from(e: StoreError) -> Status {
+        if e.is_fire_taken() {
+            return Status::already_exists(e.to_string());
+        }
+        if e.is_not_found() {
+            return Status::not_found(e.to_string());
+        }
         // Nothing the caller can fix: say so, and keep the detail in the daemon's log.
         tracing::error!(error = %e, "request failed on storage");
         Status::internal(format!("{e} (see the petitd log)"))
@@ -84,7 +90,10 @@ mod tests {
             ),
             (EngineError::ShuttingDown, Code::Unavailable),
             (
-                EngineError::Store(StoreError("disk full".into())),
+                EngineError::Store(StoreError::io(
+                    "cannot append logs",
+                    std::io::Error::other("disk full"),
+                )),
                 Code::Internal,
             ),
         ];

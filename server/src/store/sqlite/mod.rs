@@ -1,0 +1,283 @@
+//! The SQLite store: the schema and its migrations (`schema`), one writer thread that
+//! commits queued writes in batches (`writer`), a small pool of read-only connections
+//! used from `spawn_blocking` (`read`), and the conversion between rows and the model
+//! (`rows`). No SQLite call ever runs on an async executor thread. This file is the
+//! store's face: opening, closing, and the [`Store`] calls, each handed to the writer
+//! or to a reader.
+
+mod read;
+mod rows;
+mod schema;
+#[cfg(test)]
+mod tests;
+mod writer;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rusqlite::Connection;
+
+use self::read::ReadPool;
+use self::writer::Command;
+use super::log_chunks;
+use super::{
+    AuditRecord, ClaimLimits, JobRecord, LogLine, LogPage, LogPageLimit, LogStart,
+    NotificationRecord, Run, RunPage, Store, StoreError, StoreOptions, StoreResult, TaskRun,
+};
+use crate::core::RunStatus;
+
+#[cfg(test)]
+pub(super) use self::schema::MIGRATIONS;
+
+/// The `settings` key holding whether the scheduler is paused (`true` / `false`).
+const SCHEDULER_PAUSED: &str = "scheduler_paused";
+/// How long a connection waits for a lock (a checkpoint, another process) before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A [`Store`] in a SQLite file.
+pub struct SqliteStore {
+    path: PathBuf,
+    /// `None` only while dropping: closing it is what stops the writer.
+    commands: Option<mpsc::Sender<Command>>,
+    writer: Option<JoinHandle<()>>,
+    readers: Arc<ReadPool>,
+    /// Bytes of log kept per stream (see [`StoreOptions`]).
+    log_cap: usize,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed, with its parent directory) the database at `path`
+    /// and brings its schema up to date. This blocks briefly; it is meant for start-up.
+    pub fn open(path: &Path, options: StoreOptions) -> StoreResult<SqliteStore> {
+        let context = || format!("cannot open database {}", path.display());
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            crate::private_files::create_dir_all(parent)
+                .map_err(|e| StoreError::io(context(), e))?;
+        }
+        // Made 0600 before SQLite opens it: SQLite gives the `-wal` and `-shm` files it
+        // creates the database's own mode.
+        crate::private_files::create_file(path).map_err(|e| StoreError::io(context(), e))?;
+        let mut conn = Connection::open(path).map_err(|e| StoreError::sqlite(context(), e))?;
+        writer::configure(&conn, path)?;
+        schema::migrate(&mut conn, path)?;
+
+        let (commands, writer) = writer::spawn(conn).map_err(|e| {
+            StoreError::io(format!("{}: cannot start the writer thread", context()), e)
+        })?;
+        Ok(SqliteStore {
+            path: path.to_path_buf(),
+            commands: Some(commands),
+            writer: Some(writer),
+            readers: Arc::new(ReadPool::new(path.to_path_buf())),
+            log_cap: options.max_log_bytes_per_stream,
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Hands a write to the writer thread and waits until it is committed.
+    async fn write<T, F>(&self, write: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let (command, committed) = Command::new(write);
+        self.commands
+            .as_ref()
+            .ok_or(StoreError::WriterStopped)?
+            .send(command)
+            .map_err(|_| StoreError::WriterStopped)?;
+        // A dropped reply sender means the writer died with our command in hand.
+        committed.await.map_err(|_| StoreError::WriterStopped)?
+    }
+
+    /// Runs a query on a read-only connection, off the executor threads.
+    async fn read<T, F>(&self, query: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        self.readers.read(query).await
+    }
+
+    #[cfg(test)]
+    pub(super) async fn crash_writer(&self) -> StoreResult<()> {
+        // Makes the writer thread panic, to test that callers get errors, not hangs.
+        self.write(|_| -> StoreResult<()> { panic!("store writer crash requested by a test") })
+            .await
+    }
+
+    /// The recorded jobs (the trait has no reader for them), for tests.
+    #[cfg(test)]
+    pub(super) async fn stored_jobs(&self) -> StoreResult<Vec<JobRecord>> {
+        self.read(read::jobs).await
+    }
+}
+
+impl Drop for SqliteStore {
+    /// Closing the channel lets the writer commit what is queued and exit; waiting for
+    /// it means that everything written before the drop is on disk once it returns
+    /// (also at daemon exit, where a detached thread would be killed mid-batch).
+    fn drop(&mut self) {
+        // The idle readers close first, so that the writer's connection is the last
+        // one: SQLite checkpoints the WAL and removes it (and the shared-memory file)
+        // only when the last connection to close can write.
+        self.readers.close_idle();
+        self.commands = None;
+        if let Some(writer) = self.writer.take() {
+            if writer.join().is_err() {
+                tracing::error!("the store writer thread panicked");
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn upsert_jobs(&self, jobs: Vec<JobRecord>) -> StoreResult<()> {
+        self.write(move |conn| writer::upsert_jobs(conn, &jobs))
+            .await
+    }
+
+    async fn create_run(&self, run: Run, tasks: Vec<TaskRun>) -> StoreResult<()> {
+        self.write(move |conn| writer::create_run(conn, &run, &tasks))
+            .await
+    }
+
+    async fn claim_run(&self, run_id: &str, at: DateTime<Utc>) -> StoreResult<Option<Run>> {
+        let run_id = run_id.to_owned();
+        self.write(move |conn| writer::claim_run(conn, &run_id, at))
+            .await
+    }
+
+    async fn claim_next(
+        &self,
+        limits: &ClaimLimits,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Option<Run>> {
+        let limits = limits.clone();
+        self.write(move |conn| writer::claim_next(conn, &limits, at))
+            .await
+    }
+
+    async fn queued_runs(&self) -> StoreResult<Vec<Run>> {
+        self.read(read::queued_runs).await
+    }
+
+    async fn cancel_queued(
+        &self,
+        run_id: &str,
+        at: DateTime<Utc>,
+        message: &str,
+    ) -> StoreResult<Option<Run>> {
+        let run_id = run_id.to_owned();
+        let message = message.to_owned();
+        self.write(move |conn| writer::cancel_queued(conn, &run_id, at, &message))
+            .await
+    }
+
+    async fn update_run(&self, run: Run) -> StoreResult<()> {
+        self.write(move |conn| writer::update_run(conn, &run)).await
+    }
+
+    async fn update_task_run(&self, task: TaskRun) -> StoreResult<()> {
+        self.write(move |conn| writer::update_task_run(conn, &task))
+            .await
+    }
+
+    async fn append_logs(&self, lines: Vec<LogLine>) -> StoreResult<()> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let cap = self.log_cap;
+        self.write(move |conn| log_chunks::append(conn, &lines, cap))
+            .await
+    }
+
+    async fn prune_logs(&self, cutoff: DateTime<Utc>) -> StoreResult<u64> {
+        self.write(move |conn| writer::prune_logs(conn, cutoff))
+            .await
+    }
+
+    async fn get_run(&self, run_id: &str) -> StoreResult<Option<Run>> {
+        let run_id = run_id.to_owned();
+        self.read(move |conn| read::run(conn, &run_id)).await
+    }
+
+    async fn list_runs(&self, job_id: Option<&str>, page: RunPage) -> StoreResult<Vec<Run>> {
+        let job_id = job_id.map(str::to_owned);
+        self.read(move |conn| read::runs(conn, job_id.as_deref(), &page))
+            .await
+    }
+
+    async fn last_run(&self, job_id: &str, statuses: &[RunStatus]) -> StoreResult<Option<Run>> {
+        let job_id = job_id.to_owned();
+        let statuses = statuses.to_vec();
+        self.read(move |conn| read::last_run(conn, &job_id, &statuses))
+            .await
+    }
+
+    async fn last_runs(&self, job_ids: &[String]) -> StoreResult<HashMap<String, Run>> {
+        let job_ids = job_ids.to_vec();
+        // One trip to a read connection.
+        self.read(move |conn| read::last_runs(conn, &job_ids)).await
+    }
+
+    async fn task_runs(&self, run_id: &str) -> StoreResult<Vec<TaskRun>> {
+        let run_id = run_id.to_owned();
+        self.read(move |conn| read::task_runs(conn, &run_id)).await
+    }
+
+    async fn log_page(
+        &self,
+        run_id: &str,
+        task_id: Option<&str>,
+        start: LogStart,
+        limit: LogPageLimit,
+    ) -> StoreResult<LogPage> {
+        let run_id = run_id.to_owned();
+        let task_id = task_id.map(str::to_owned);
+        self.read(move |conn| read::log_page(conn, &run_id, task_id.as_deref(), start, limit))
+            .await
+    }
+
+    async fn set_scheduler_paused(&self, paused: bool) -> StoreResult<()> {
+        self.write(move |conn| writer::set_setting(conn, SCHEDULER_PAUSED, &paused.to_string()))
+            .await
+    }
+
+    async fn scheduler_paused(&self) -> StoreResult<bool> {
+        self.read(read::scheduler_paused).await
+    }
+
+    async fn append_audit(&self, record: AuditRecord) -> StoreResult<()> {
+        self.write(move |conn| writer::append_audit(conn, &record))
+            .await
+    }
+
+    async fn append_notification(&self, record: NotificationRecord) -> StoreResult<()> {
+        self.write(move |conn| writer::append_notification(conn, &record))
+            .await
+    }
+
+    async fn notifications(&self, run_id: &str) -> StoreResult<Vec<NotificationRecord>> {
+        let run_id = run_id.to_owned();
+        self.read(move |conn| read::notifications(conn, &run_id))
+            .await
+    }
+
+    async fn list_audit(&self, page: RunPage) -> StoreResult<Vec<AuditRecord>> {
+        self.read(move |conn| read::audit(conn, &page)).await
+    }
+
+    async fn unfinished_runs(&self) -> StoreResult<Vec<Run>> {
+        self.read(read::unfinished_runs).await
+    }
+}
