@@ -14,7 +14,8 @@ use petit_proto::v1::{
     GetJobRequest, GetJobResponse, GetRunRequest, GetRunResponse, GetSchedulerStateRequest,
     GetSchedulerStateResponse, GetTaskLogsRequest, GetTaskLogsResponse, ListJobRunsRequest,
     ListJobRunsResponse, ListJobsRequest, ListJobsResponse, ListTaskRunsRequest,
-    ListTaskRunsResponse, PauseSchedulerRequest, PauseSchedulerResponse, ResumeSchedulerRequest,
+    ListTaskRunsResponse, PauseJobRequest, PauseJobResponse, PauseSchedulerRequest,
+    PauseSchedulerResponse, ResumeJobRequest, ResumeJobResponse, ResumeSchedulerRequest,
     ResumeSchedulerResponse, TriggerJobRequest, TriggerJobResponse, WatchEventsRequest,
     WatchEventsResponse, WatchRunRequest, WatchRunResponse,
 };
@@ -336,6 +337,22 @@ impl Client {
         let request = self.unary(PauseSchedulerRequest {});
         self.call(self.scheduler.clone().pause_scheduler(request))
             .await
+    }
+
+    /// Stops one job's scheduled fires (stored: survives restarts).
+    pub async fn pause_job(&self, job_id: &str) -> Result<PauseJobResponse, ClientError> {
+        let request = self.unary(PauseJobRequest {
+            job_id: job_id.to_string(),
+        });
+        self.call(self.jobs.clone().pause_job(request)).await
+    }
+
+    /// Fires one job's schedule again from now on.
+    pub async fn resume_job(&self, job_id: &str) -> Result<ResumeJobResponse, ClientError> {
+        let request = self.unary(ResumeJobRequest {
+            job_id: job_id.to_string(),
+        });
+        self.call(self.jobs.clone().resume_job(request)).await
     }
 
     pub async fn resume(&self) -> Result<ResumeSchedulerResponse, ClientError> {

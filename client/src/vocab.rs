@@ -159,6 +159,8 @@ impl Word for EventType {
             EventType::JobSkipped => ("job skipped", Tone::Warn),
             EventType::Notification => ("notification", Tone::Plain),
             EventType::RunQueued => ("run queued", Tone::Warn),
+            EventType::JobPaused => ("job paused", Tone::Warn),
+            EventType::JobResumed => ("job resumed", Tone::Plain),
         }
     }
 }

@@ -339,3 +339,55 @@ async fn queued_runs_survive_a_stop_and_run_after_the_next_start() {
         let _ = tokio::time::timeout(Duration::from_millis(200), events.recv()).await;
     }
 }
+
+#[tokio::test]
+async fn a_paused_job_stops_firing_alone_and_stays_paused_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = || -> Arc<dyn Store> {
+        Arc::new(SqliteStore::open(&dir.path().join("petit.db"), StoreOptions::default()).unwrap())
+    };
+    let other = "id: other\nschedule: '* * * * * *'\nmax_concurrency: 100\ntasks:\n  - {id: t, command: 'true'}\n";
+    let clock = Arc::new(ManualClock::new(t(10, 0, 0, 500)));
+    let engine = start(&[TICK, other], &clock, Some(sqlite())).await;
+    let mut events = engine.subscribe();
+    engine.pause_job("tick").await.unwrap();
+    let paused = wait_event(&mut events, |e| e.kind() == EventKind::JobPaused).await;
+    assert_eq!(paused.job_id(), "tick");
+    assert!(engine.is_job_paused("tick"));
+    assert!(engine.next_fires("tick", 3).is_empty(), "no fire listed");
+    assert_eq!(engine.next_fires("other", 1), [t(10, 0, 1, 0)]);
+    assert!(!engine.state().paused, "the scheduler itself runs");
+    assert!(matches!(
+        engine.pause_job("nope").await,
+        Err(petit_server::EngineError::JobNotFound(_))
+    ));
+
+    at(&engine, &clock, t(10, 0, 2, 0)).await;
+    assert!(fired(&engine, "tick").await.is_empty());
+    assert_eq!(
+        fired(&engine, "other").await,
+        [t(10, 0, 1, 0), t(10, 0, 2, 0)]
+    );
+    // A manual trigger of the paused job still works.
+    engine
+        .trigger("tick", BTreeMap::new(), false)
+        .await
+        .unwrap();
+    engine.shutdown(Duration::from_secs(5)).await;
+    drop(engine);
+
+    let engine = start(&[TICK, other], &clock, Some(sqlite())).await;
+    assert!(engine.is_job_paused("tick"), "the pause is stored");
+    at(&engine, &clock, t(10, 0, 4, 0)).await;
+    assert!(fired(&engine, "tick").await.is_empty());
+
+    // Resumed at 10:00:04.5: armed from then, nothing made up.
+    clock.set(t(10, 0, 4, 500));
+    engine.resume_job("tick").await.unwrap();
+    assert_eq!(
+        engine.next_fires("tick", 2),
+        [t(10, 0, 5, 0), t(10, 0, 6, 0)]
+    );
+    at(&engine, &clock, t(10, 0, 5, 0)).await;
+    assert_eq!(fired(&engine, "tick").await, [t(10, 0, 5, 0)]);
+}

@@ -237,7 +237,11 @@ impl Conn {
             Command::StopLogs => self.logs = None,
             // The snapshot after reconnecting brings jobs and recent runs up to date.
             Command::LoadJobRuns { .. } | Command::RefreshJobs { .. } => {}
-            Command::Trigger { .. } | Command::Cancel { .. } | Command::Pause | Command::Resume => {
+            Command::Trigger { .. }
+            | Command::Cancel { .. }
+            | Command::Pause
+            | Command::Resume
+            | Command::PauseJob { .. } => {
                 return Some(ServerMsg::Notice {
                     text: "not connected to petitd: try again once reconnected".into(),
                     error: true,
@@ -393,6 +397,19 @@ fn call(client: &Client, cmd: Command) -> BoxFuture<'static, Vec<ServerMsg>> {
                 .resume()
                 .await
                 .map(|resp| vec![ServerMsg::Scheduler(scheduler_status(resp.state.as_ref()))]),
+            Command::PauseJob { job_id, paused } => {
+                let job = if paused {
+                    client.pause_job(&job_id).await.map(|r| r.job)
+                } else {
+                    client.resume_job(&job_id).await.map(|r| r.job)
+                };
+                job.map(|job| {
+                    let word = if paused { "paused" } else { "resumed" };
+                    let mut msgs = vec![notice(format!("{word} job {job_id}"))];
+                    msgs.extend(job.map(|j| ServerMsg::Job(JobRow::from(j))));
+                    msgs
+                })
+            }
             Command::LoadJobRuns { job_id } => {
                 client.list_job_runs(&job_id, JOB_RUNS).await.map(|resp| {
                     let runs = resp.runs.into_iter().map(RunRow::from).collect();

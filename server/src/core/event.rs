@@ -28,6 +28,9 @@ pub enum EventKind {
     LogLine,
     SchedulerPaused,
     SchedulerResumed,
+    /// One job's scheduled fires stopped (`PauseJob`) or started again.
+    JobPaused,
+    JobResumed,
     /// A fire or trigger did not start a run (overlap, unmet dependency).
     JobSkipped,
     /// An attempt to deliver a notification, delivered or not (the message says).
@@ -51,6 +54,12 @@ pub enum Event {
     Log { job_id: String, line: LogLine },
     /// The scheduler was paused or resumed.
     Scheduler { time: DateTime<Utc>, paused: bool },
+    /// One job was paused or resumed.
+    JobPause {
+        time: DateTime<Utc>,
+        job_id: String,
+        paused: bool,
+    },
     /// A fire or trigger did not start a run: why, as one word (`concurrency`,
     /// `dependency`...) and as a sentence.
     Skipped {
@@ -110,6 +119,8 @@ impl Event {
             Event::Log { .. } => EventKind::LogLine,
             Event::Scheduler { paused: true, .. } => EventKind::SchedulerPaused,
             Event::Scheduler { paused: false, .. } => EventKind::SchedulerResumed,
+            Event::JobPause { paused: true, .. } => EventKind::JobPaused,
+            Event::JobPause { paused: false, .. } => EventKind::JobResumed,
             Event::Skipped { .. } => EventKind::JobSkipped,
             Event::Notification { .. } => EventKind::Notification,
         }
@@ -120,6 +131,7 @@ impl Event {
             Event::Run { time, .. }
             | Event::Task { time, .. }
             | Event::Scheduler { time, .. }
+            | Event::JobPause { time, .. }
             | Event::Skipped { time, .. }
             | Event::Notification { time, .. } => *time,
             Event::Log { line, .. } => line.time,
@@ -133,6 +145,7 @@ impl Event {
             Event::Task { job_id, .. }
             | Event::Log { job_id, .. }
             | Event::Skipped { job_id, .. }
+            | Event::JobPause { job_id, .. }
             | Event::Notification { job_id, .. } => job_id,
             Event::Scheduler { .. } => "",
         }
@@ -145,7 +158,7 @@ impl Event {
             Event::Task { task, .. } => Some(&task.run_id),
             Event::Log { line, .. } => Some(&line.run_id),
             Event::Notification { run_id, .. } => Some(run_id).filter(|r| !r.is_empty()),
-            Event::Scheduler { .. } | Event::Skipped { .. } => None,
+            Event::Scheduler { .. } | Event::JobPause { .. } | Event::Skipped { .. } => None,
         }
         .map(String::as_str)
     }

@@ -12,7 +12,7 @@ mod registry;
 mod timers;
 mod wall_clock;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -147,6 +147,8 @@ pub struct View {
     /// Each scheduled job's next fire instants (up to [`UPCOMING`]), as armed: empty
     /// while the scheduler is paused.
     pub upcoming: HashMap<String, Arc<[DateTime<Utc>]>>,
+    /// Jobs paused on their own (`PauseJob`).
+    pub paused_jobs: HashSet<String>,
     /// Each job's newest run as it now stands (jobs that never ran have none).
     pub last_runs: HashMap<String, Run>,
     pub paused: bool,
@@ -278,6 +280,7 @@ impl Engine {
             jobs: jobs.clone(),
             upcoming: HashMap::new(),
             last_runs: HashMap::new(),
+            paused_jobs: HashSet::new(),
             paused,
             stopping: false,
             running: 0,
@@ -294,7 +297,12 @@ impl Engine {
             view,
             runs: TaskTracker::new(),
         });
-        let mut owner = Owner::new(&inner, jobs, paused, view_tx);
+        let paused_jobs: HashSet<String> = inner.store.paused_jobs().await?.into_iter().collect();
+        if !paused_jobs.is_empty() {
+            let list: Vec<&str> = paused_jobs.iter().map(String::as_str).collect();
+            tracing::warn!(jobs = %list.join(", "), "jobs were left paused: no scheduled fires of theirs until resumed (`petitctl resume JOB`)");
+        }
+        let mut owner = Owner::new(&inner, jobs, paused, paused_jobs, view_tx);
         owner.recover().await?;
         tokio::spawn(owner.run(receiver));
         if let Some(retention) = inner.options.log_retention {
@@ -508,6 +516,31 @@ impl Engine {
         self.ask(|reply| Command::SetPaused { paused, reply })
             .await??;
         Ok(self.state())
+    }
+
+    /// Stops one job's scheduled fires (manual triggers still work); stored, so that it
+    /// survives restarts.
+    pub async fn pause_job(&self, job_id: &str) -> Result<(), EngineError> {
+        self.set_job_paused(job_id, true).await
+    }
+
+    /// Fires one job's schedule again from now on.
+    pub async fn resume_job(&self, job_id: &str) -> Result<(), EngineError> {
+        self.set_job_paused(job_id, false).await
+    }
+
+    async fn set_job_paused(&self, job_id: &str, paused: bool) -> Result<(), EngineError> {
+        self.ask(|reply| Command::SetJobPaused {
+            job_id: job_id.to_string(),
+            paused,
+            reply,
+        })
+        .await?
+    }
+
+    /// Whether a job is paused on its own.
+    pub fn is_job_paused(&self, job_id: &str) -> bool {
+        self.inner.view.borrow().paused_jobs.contains(job_id)
     }
 
     /// Returns once the engine has handled every command sent before and every fire due

@@ -8,7 +8,7 @@
 //! freed (an `Ending` command) before the end is stored and published, so a client that
 //! sees the end and triggers again is never refused for concurrency.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -39,6 +39,11 @@ pub enum Command {
         reply: oneshot::Sender<Result<Cancelling, EngineError>>,
     },
     SetPaused {
+        paused: bool,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+    },
+    SetJobPaused {
+        job_id: String,
         paused: bool,
         reply: oneshot::Sender<Result<(), EngineError>>,
     },
@@ -88,10 +93,14 @@ impl Owner {
         inner: &Inner,
         jobs: Arc<BTreeMap<String, Arc<JobDef>>>,
         paused: bool,
+        paused_jobs: HashSet<String>,
         view: watch::Sender<View>,
     ) -> Owner {
         let now = inner.clock.now();
-        let timers = Timers::new(jobs.values().cloned(), now);
+        let mut timers = Timers::new(jobs.values().cloned(), now);
+        for job_id in &paused_jobs {
+            timers.set_paused(job_id, true, now);
+        }
         let owner = Owner {
             store: inner.store.clone(),
             bus: inner.bus.clone(),
@@ -109,6 +118,7 @@ impl Owner {
             last_now: now,
         };
         owner.publish_upcoming();
+        owner.view.send_modify(|v| v.paused_jobs = paused_jobs);
         owner
     }
 
@@ -210,6 +220,14 @@ impl Owner {
             }
             Command::SetPaused { paused, reply } => {
                 let result = self.set_paused(paused).await;
+                let _ = reply.send(result);
+            }
+            Command::SetJobPaused {
+                job_id,
+                paused,
+                reply,
+            } => {
+                let result = self.set_job_paused(&job_id, paused).await;
                 let _ = reply.send(result);
             }
             Command::Settle { reply } => {
@@ -489,6 +507,40 @@ impl Owner {
         tracing::info!("scheduler {}", if paused { "paused" } else { "resumed" });
         self.bus.publish(Event::Scheduler {
             time: self.clock.now(),
+            paused,
+        });
+        Ok(())
+    }
+
+    async fn set_job_paused(&mut self, job_id: &str, paused: bool) -> Result<(), EngineError> {
+        if !self.jobs.contains_key(job_id) {
+            return Err(EngineError::JobNotFound(job_id.to_string()));
+        }
+        if self.view.borrow().paused_jobs.contains(job_id) == paused {
+            return Ok(());
+        }
+        // Stored first: a pause that is answered is a pause that survives a crash.
+        self.store.set_job_paused(job_id, paused).await?;
+        let now = self.clock.now();
+        self.timers.set_paused(job_id, paused, now);
+        let upcoming = match self.paused {
+            true => None,
+            false => self.timers.upcoming_of_job(job_id),
+        };
+        self.view.send_modify(|v| {
+            if paused {
+                v.paused_jobs.insert(job_id.to_string());
+            } else {
+                v.paused_jobs.remove(job_id);
+            }
+            if let Some(upcoming) = upcoming {
+                v.upcoming.insert(job_id.to_string(), upcoming);
+            }
+        });
+        tracing::info!(job = %job_id, "job {}", if paused { "paused" } else { "resumed" });
+        self.bus.publish(Event::JobPause {
+            time: now,
+            job_id: job_id.to_string(),
             paused,
         });
         Ok(())

@@ -15,6 +15,8 @@ pub const UPCOMING: usize = 5;
 struct Entry {
     job: Arc<JobDef>,
     next: Option<DateTime<Utc>>,
+    /// Paused on its own: not armed, not listed.
+    paused: bool,
 }
 
 /// The next fire of each enabled job that has a schedule.
@@ -28,16 +30,37 @@ impl Timers {
         let entries = jobs
             .into_iter()
             .filter(|j| j.enabled && j.schedule.is_some())
-            .map(|job| Entry { job, next: None })
+            .map(|job| Entry {
+                job,
+                next: None,
+                paused: false,
+            })
             .collect();
         let mut timers = Timers { entries };
         timers.reset(now);
         timers
     }
 
-    /// The earliest next fire of any job.
+    /// The earliest next fire of any job not paused.
     pub fn next(&self) -> Option<DateTime<Utc>> {
-        self.entries.iter().filter_map(|e| e.next).min()
+        self.entries
+            .iter()
+            .filter(|e| !e.paused)
+            .filter_map(|e| e.next)
+            .min()
+    }
+
+    /// Pauses or resumes one job's fires; a resumed job is armed from `now` (what fell
+    /// due while it was paused is not made up). Whether the job has a timer.
+    pub fn set_paused(&mut self, job_id: &str, paused: bool, now: DateTime<Utc>) -> bool {
+        let Some(e) = self.entries.iter_mut().find(|e| e.job.id == job_id) else {
+            return false;
+        };
+        if e.paused && !paused {
+            e.next = e.job.schedule.as_ref().and_then(|s| s.next_after(now));
+        }
+        e.paused = paused;
+        true
     }
 
     /// Recomputes every next fire from `now` (after a resume or a clock step): what
@@ -48,7 +71,8 @@ impl Timers {
         }
     }
 
-    /// Each job's next `UPCOMING` fire instants, starting with its armed one.
+    /// Each job's next `UPCOMING` fire instants, starting with its armed one (none
+    /// for a paused job).
     pub fn upcoming(&self) -> HashMap<String, Arc<[DateTime<Utc>]>> {
         self.entries
             .iter()
@@ -56,8 +80,16 @@ impl Timers {
             .collect()
     }
 
+    /// One job's upcoming fire instants, as `upcoming` lists them.
+    pub fn upcoming_of_job(&self, job_id: &str) -> Option<Arc<[DateTime<Utc>]>> {
+        self.entries
+            .iter()
+            .find(|e| e.job.id == job_id)
+            .map(Self::upcoming_of)
+    }
+
     fn upcoming_of(e: &Entry) -> Arc<[DateTime<Utc>]> {
-        let Some(first) = e.next else {
+        let Some(first) = e.next.filter(|_| !e.paused) else {
             return Arc::from([]);
         };
         let schedule = e.job.schedule.as_ref().expect("entries have schedules");
@@ -69,26 +101,25 @@ impl Timers {
     /// Takes every fire due at `now`, once each (job, instant), moving each such job to
     /// its next instant; also returns the changed jobs' new upcoming lists. A job more
     /// than one period late (a suspended machine) fires once and skips the instants it
-    /// missed.
+    /// missed (those before `now`; one at `now` is due, not missed).
     #[allow(clippy::type_complexity)]
     pub fn take_due(
         &mut self,
         now: DateTime<Utc>,
     ) -> Vec<(Arc<JobDef>, DateTime<Utc>, Arc<[DateTime<Utc>]>)> {
         let mut due = Vec::new();
-        for e in &mut self.entries {
-            let Some(at) = e.next else { continue };
-            if at > now {
-                continue;
-            }
+        for e in self.entries.iter_mut().filter(|e| !e.paused) {
             let schedule = e.job.schedule.as_ref().expect("entries have schedules");
-            let mut next = schedule.next_after(at);
-            if matches!(next, Some(n) if n <= now) {
-                tracing::warn!(job = %e.job.id, "missed fires between {at} and {now}; skipping to the next one");
-                next = schedule.next_after(now);
+            // At most twice: the instant due, then one falling exactly on `now`.
+            while let Some(at) = e.next.filter(|at| *at <= now) {
+                let mut next = schedule.next_after(at);
+                if matches!(next, Some(n) if n < now) {
+                    tracing::warn!(job = %e.job.id, "missed fires between {at} and {now}; skipping to the next one");
+                    next = schedule.next_after(now - chrono::Duration::nanoseconds(1));
+                }
+                e.next = next;
+                due.push((e.job.clone(), at, Self::upcoming_of(e)));
             }
-            e.next = next;
-            due.push((e.job.clone(), at, Self::upcoming_of(e)));
         }
         due
     }

@@ -321,6 +321,8 @@ impl EventObserver for Metrics {
             EventKind::TaskStarted
             | EventKind::SchedulerPaused
             | EventKind::SchedulerResumed
+            | EventKind::JobPaused
+            | EventKind::JobResumed
             | EventKind::Notification => {}
         }
     }

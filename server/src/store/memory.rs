@@ -24,6 +24,7 @@ struct State {
     jobs: BTreeMap<String, JobRecord>,
     runs: HashMap<String, RunEntry>,
     scheduler_paused: bool,
+    paused_jobs: std::collections::BTreeSet<String>,
     /// Oldest first.
     audit: Vec<AuditRecord>,
     /// Oldest first.
@@ -390,6 +391,20 @@ impl Store for MemoryStore {
 
     async fn scheduler_paused(&self) -> StoreResult<bool> {
         Ok(self.state()?.scheduler_paused)
+    }
+
+    async fn set_job_paused(&self, job_id: &str, paused: bool) -> StoreResult<()> {
+        let mut state = self.state()?;
+        if paused {
+            state.paused_jobs.insert(job_id.to_string());
+        } else {
+            state.paused_jobs.remove(job_id);
+        }
+        Ok(())
+    }
+
+    async fn paused_jobs(&self) -> StoreResult<Vec<String>> {
+        Ok(self.state()?.paused_jobs.iter().cloned().collect())
     }
 
     async fn append_audit(&self, record: AuditRecord) -> StoreResult<()> {

@@ -299,6 +299,12 @@ pub trait Store: Send + Sync + 'static {
     /// Whether the scheduler was last left paused (`false` on a new database).
     async fn scheduler_paused(&self) -> StoreResult<bool>;
 
+    /// Records whether one job is paused (its scheduled fires stop), by job id.
+    async fn set_job_paused(&self, job_id: &str, paused: bool) -> StoreResult<()>;
+
+    /// The ids of the jobs left paused, sorted.
+    async fn paused_jobs(&self) -> StoreResult<Vec<String>>;
+
     /// Adds an entry to the audit record.
     async fn append_audit(&self, record: AuditRecord) -> StoreResult<()>;
 

@@ -100,6 +100,7 @@ conformance!(
     prune_logs_drops_lines_of_old_runs_only,
     last_runs_gives_the_newest_run_of_each_job,
     scheduler_paused_round_trips,
+    job_pauses_round_trip,
     audit_is_newest_first_and_paged,
     one_run_per_fire_instant,
     notifications_are_kept_per_run_in_order,
@@ -673,6 +674,30 @@ async fn scheduler_paused_round_trips(subject: &Subject) -> StoreResult<()> {
     );
     store.set_scheduler_paused(false).await?;
     assert!(!store.scheduler_paused().await?);
+    Ok(())
+}
+
+async fn job_pauses_round_trip(subject: &Subject) -> StoreResult<()> {
+    let store = subject.store();
+    assert!(
+        store.paused_jobs().await?.is_empty(),
+        "a new store pauses no job"
+    );
+    store.set_job_paused("nightly", true).await?;
+    store.set_job_paused("backup", true).await?;
+    store.set_job_paused("backup", true).await?;
+    assert_eq!(
+        store.paused_jobs().await?,
+        ["backup", "nightly"],
+        "sorted, once each"
+    );
+    store.set_job_paused("nightly", false).await?;
+    store.set_job_paused("never-paused", false).await?;
+    assert_eq!(store.paused_jobs().await?, ["backup"]);
+    assert!(
+        !store.scheduler_paused().await?,
+        "a job's pause is not the scheduler's"
+    );
     Ok(())
 }
 

@@ -46,7 +46,8 @@ impl State {
             KeyCode::Enter => return self.drill_down(),
             KeyCode::Char('t') => self.ask_trigger(),
             KeyCode::Char('c') => self.ask_cancel(),
-            KeyCode::Char('p') => return self.pause_or_resume(),
+            KeyCode::Char('p') => return self.pause_or_resume_job(),
+            KeyCode::Char('P') => return self.pause_or_resume(),
             KeyCode::Char('l') => return self.open_logs(),
             KeyCode::Char('/') => {
                 self.editing_filter = true;
@@ -256,6 +257,22 @@ impl State {
         }
         let run_id = run.id.clone();
         self.overlay = Some(Overlay::Confirm(Confirm::Cancel { run_id }));
+    }
+
+    /// `p`: the selected job's own pause (Jobs tab).
+    fn pause_or_resume_job(&mut self) -> Option<Command> {
+        if self.tab != Tab::Jobs {
+            self.say(
+                "select a job (Jobs tab) to pause it; P pauses the scheduler",
+                true,
+            );
+            return None;
+        }
+        let job = self.selected_job()?;
+        Some(Command::PauseJob {
+            job_id: job.id.clone(),
+            paused: !job.paused,
+        })
     }
 
     fn pause_or_resume(&mut self) -> Option<Command> {

@@ -78,6 +78,11 @@ pub enum Command {
     },
     Pause,
     Resume,
+    /// Pause (or resume) one job's scheduled fires.
+    PauseJob {
+        job_id: String,
+        paused: bool,
+    },
     /// Stream this run's state (replaces any previous run watch).
     WatchRun {
         run_id: String,

@@ -39,6 +39,8 @@ pub struct JobRow {
     /// Up to five upcoming fire instants, soonest first, as of when the job was read.
     pub next_fires: Vec<DateTime<Utc>>,
     pub last_run: Option<LastRun>,
+    /// Paused on its own (`p`): no scheduled fires until resumed.
+    pub paused: bool,
     /// When the dashboard last asked for fresh fire times (so it asks at most every
     /// few seconds when they have all passed).
     pub refreshed_at: Option<DateTime<Utc>>,
@@ -87,6 +89,7 @@ impl From<v1::Job> for JobRow {
             schedule,
             next_fires,
             last_run,
+            paused: job.paused,
             refreshed_at: None,
         }
     }

@@ -20,6 +20,7 @@ fn job(id: &str) -> JobRow {
         schedule: Some("@every 1m".into()),
         next_fires: vec![t(60), t(120)],
         last_run: None,
+        paused: false,
         refreshed_at: None,
     }
 }

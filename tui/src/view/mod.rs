@@ -24,7 +24,8 @@ pub const KEYS: &[(&str, &str)] = &[
     ("Enter", "job → its runs → a run's tasks → task logs"),
     ("t", "trigger the selected job (asks y/n)"),
     ("c", "cancel the selected run (asks y/n)"),
-    ("p", "pause or resume the scheduler"),
+    ("p", "pause or resume the selected job (Jobs tab)"),
+    ("P", "pause or resume the whole scheduler"),
     ("l", "follow the selected task's logs (run: all tasks)"),
     ("/", "filter the list: type, Enter keeps, Esc clears"),
     ("Esc", "clear the filter, then the job filter, then quit"),
@@ -160,6 +161,7 @@ fn draw_jobs<'a>(frame: &mut Frame, area: Rect, state: &'a State, theme: Theme) 
     let row = |j: &'a JobRow| -> Row<'a> {
         let next = match (&j.schedule, j.next_fire(state.now)) {
             (None, _) => "-".to_string(),
+            (Some(_), _) if j.paused => "paused".to_string(),
             (Some(_), Some(t)) => format::when(t, state.now, state.offset),
             // All listed fire times passed: fresh ones are on their way.
             (Some(_), None) if !j.next_fires.is_empty() => "…".to_string(),
@@ -346,7 +348,9 @@ fn draw_message(frame: &mut Frame, area: Rect, state: &State, theme: Theme) {
 fn hints(state: &State) -> &'static str {
     match (state.tab, &state.overlay) {
         (_, Some(Overlay::Logs(_))) => "↑↓ scroll · g top · G follow · q close",
-        (Tab::Jobs, _) => "Enter runs · t trigger · p pause/resume · / filter · ? help · q quit",
+        (Tab::Jobs, _) => {
+            "Enter runs · t trigger · p pause job · P pause all · / filter · ? help · q quit"
+        }
         (Tab::Runs, _) if state.runs_of_job.is_some() => {
             "Enter tasks · l logs · c cancel · t trigger · Esc all runs · ? help"
         }

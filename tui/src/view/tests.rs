@@ -40,6 +40,7 @@ fn job(id: &str, name: &str, schedule: Option<&str>, fires: &[i64], enabled: boo
         schedule: schedule.map(Into::into),
         next_fires: fires.iter().map(|s| t(*s)).collect(),
         last_run: None,
+        paused: false,
         refreshed_at: None,
     }
 }

@@ -134,13 +134,21 @@ With --follow and -o json: one FollowTaskLogsResponse per line (NDJSON)."
         #[command(flatten)]
         output: OutputArg,
     },
-    /// Stop scheduled fires until resumed, even across restarts (manual triggers work)
+    /// Stop scheduled fires until resumed, even across restarts (manual triggers work):
+    /// of every job, or of one job when JOB is given
     Pause {
+        /// Pause only this job (the scheduler-wide pause is separate)
+        #[arg(value_name = "JOB")]
+        job_id: Option<String>,
         #[command(flatten)]
         output: OutputArg,
     },
-    /// Resume scheduled fires (fires missed while paused are not made up)
+    /// Resume scheduled fires (fires missed while paused are not made up): of every
+    /// job, or of one job paused on its own when JOB is given
     Resume {
+        /// Resume only this job
+        #[arg(value_name = "JOB")]
+        job_id: Option<String>,
         #[command(flatten)]
         output: OutputArg,
     },
@@ -193,8 +201,8 @@ impl Command {
             | Command::Tasks { output, .. }
             | Command::Logs { output, .. }
             | Command::Cancel { output, .. }
-            | Command::Pause { output }
-            | Command::Resume { output }
+            | Command::Pause { output, .. }
+            | Command::Resume { output, .. }
             | Command::State { output }
             | Command::Audit { output, .. }
             | Command::Health { output }

@@ -99,6 +99,8 @@ pub fn event_type(k: EventKind) -> pb::EventType {
         EventKind::LogLine => pb::EventType::LogLine,
         EventKind::SchedulerPaused => pb::EventType::SchedulerPaused,
         EventKind::SchedulerResumed => pb::EventType::SchedulerResumed,
+        EventKind::JobPaused => pb::EventType::JobPaused,
+        EventKind::JobResumed => pb::EventType::JobResumed,
         EventKind::JobSkipped => pb::EventType::JobSkipped,
         EventKind::Notification => pb::EventType::Notification,
     }
@@ -225,12 +227,13 @@ fn saturate(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
-/// A job definition, with what the engine and the store know about it: its next fire
-/// instants and its most recent run.
+/// A job definition, with what the engine knows about it: its next fire instants, its
+/// most recent run, whether it is paused.
 pub fn job(
     def: &JobDef,
     next_fires: &[DateTime<Utc>],
     last_run: Option<&Run>,
+    paused: bool,
     now: DateTime<Utc>,
 ) -> pb::Job {
     pb::Job {
@@ -264,6 +267,7 @@ pub fn job(
         tasks: def.tasks.iter().map(task_definition).collect(),
         last_run: last_run.map(|r| run(r, now)),
         source: def.source.display().to_string(),
+        paused,
     }
 }
 

@@ -20,7 +20,8 @@ const NEXT_FIRES: usize = 5;
 pub(super) async fn job_view(engine: &Engine, def: &JobDef) -> Result<pb::Job, Status> {
     let next = engine.next_fires(&def.id, NEXT_FIRES);
     let last = engine.last_run(&def.id);
-    Ok(convert::job(def, &next, last.as_ref(), Utc::now()))
+    let paused = engine.is_job_paused(&def.id);
+    Ok(convert::job(def, &next, last.as_ref(), paused, Utc::now()))
 }
 
 /// `job_view` of many jobs.
@@ -30,7 +31,14 @@ pub(super) async fn job_views(engine: &Engine, defs: &[&JobDef]) -> Result<Vec<p
         .iter()
         .map(|def| {
             let next = engine.next_fires(&def.id, NEXT_FIRES);
-            convert::job(def, &next, engine.last_run(&def.id).as_ref(), now)
+            let last = engine.last_run(&def.id);
+            convert::job(
+                def,
+                &next,
+                last.as_ref(),
+                engine.is_job_paused(&def.id),
+                now,
+            )
         })
         .collect())
 }
@@ -91,6 +99,44 @@ impl JobService for PetitApi {
         .await;
         Ok(Response::new(pb::TriggerJobResponse {
             run: Some(convert::run(&result?, Utc::now())),
+        }))
+    }
+
+    async fn pause_job(
+        &self,
+        request: Request<pb::PauseJobRequest>,
+    ) -> Result<Response<pb::PauseJobResponse>, Status> {
+        let caller = Caller::of(&request);
+        let job_id = required("job_id", &request.get_ref().job_id)?.to_string();
+        let result = self.engine.pause_job(&job_id).await.map_err(Status::from);
+        self.audit(&caller, "PauseJob", &job_id, &result, |_| String::new())
+            .await;
+        result?;
+        let def = self
+            .engine
+            .job(&job_id)
+            .ok_or_else(|| EngineError::JobNotFound(job_id.clone()))?;
+        Ok(Response::new(pb::PauseJobResponse {
+            job: Some(job_view(&self.engine, &def).await?),
+        }))
+    }
+
+    async fn resume_job(
+        &self,
+        request: Request<pb::ResumeJobRequest>,
+    ) -> Result<Response<pb::ResumeJobResponse>, Status> {
+        let caller = Caller::of(&request);
+        let job_id = required("job_id", &request.get_ref().job_id)?.to_string();
+        let result = self.engine.resume_job(&job_id).await.map_err(Status::from);
+        self.audit(&caller, "ResumeJob", &job_id, &result, |_| String::new())
+            .await;
+        result?;
+        let def = self
+            .engine
+            .job(&job_id)
+            .ok_or_else(|| EngineError::JobNotFound(job_id.clone()))?;
+        Ok(Response::new(pb::ResumeJobResponse {
+            job: Some(job_view(&self.engine, &def).await?),
         }))
     }
 

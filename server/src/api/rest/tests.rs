@@ -101,6 +101,20 @@ impl JobService for FakeJobs {
     ) -> Result<GrpcResponse<ListJobRunsResponse>, Status> {
         Err(Status::resource_exhausted("too many"))
     }
+
+    async fn pause_job(
+        &self,
+        _request: tonic::Request<petit_proto::v1::PauseJobRequest>,
+    ) -> Result<GrpcResponse<petit_proto::v1::PauseJobResponse>, Status> {
+        Err(Status::unimplemented("not in this fake"))
+    }
+
+    async fn resume_job(
+        &self,
+        _request: tonic::Request<petit_proto::v1::ResumeJobRequest>,
+    ) -> Result<GrpcResponse<petit_proto::v1::ResumeJobResponse>, Status> {
+        Err(Status::unimplemented("not in this fake"))
+    }
 }
 
 fn grpc() -> Router {

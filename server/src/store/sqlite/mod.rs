@@ -257,6 +257,17 @@ impl Store for SqliteStore {
         self.read(read::scheduler_paused).await
     }
 
+    async fn set_job_paused(&self, job_id: &str, paused: bool) -> StoreResult<()> {
+        let job_id = job_id.to_owned();
+        let since = rows::time_to_sql(&Utc::now());
+        self.write(move |conn| writer::set_job_paused(conn, &job_id, paused, &since))
+            .await
+    }
+
+    async fn paused_jobs(&self) -> StoreResult<Vec<String>> {
+        self.read(read::paused_jobs).await
+    }
+
     async fn append_audit(&self, record: AuditRecord) -> StoreResult<()> {
         self.write(move |conn| writer::append_audit(conn, &record))
             .await

@@ -252,6 +252,15 @@ pub(super) fn scheduler_paused(conn: &Connection) -> StoreResult<bool> {
         .map_err(read_failed("settings"))
 }
 
+pub(super) fn paused_jobs(conn: &Connection) -> StoreResult<Vec<String>> {
+    conn.prepare_cached("SELECT job_id FROM paused_jobs ORDER BY job_id")
+        .and_then(|mut stmt| {
+            stmt.query_map([], |row| row.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .map_err(read_failed("paused jobs"))
+}
+
 pub(super) fn notifications(
     conn: &Connection,
     run_id: &str,

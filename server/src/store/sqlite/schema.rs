@@ -142,6 +142,14 @@ pub(in crate::store) const MIGRATIONS: &[&str] = &[
     CREATE INDEX log_chunks_of_stream ON log_chunks (run_id, task_id, stream, id, bytes);
     DROP INDEX log_chunks_by_task;
     "#,
+    // 7: jobs paused one by one (the scheduler-wide pause stays in `settings`). Kept
+    // by job id, so a pause outlives a reload that drops the job and brings it back.
+    r#"
+    CREATE TABLE paused_jobs (
+        job_id  TEXT PRIMARY KEY NOT NULL,
+        since   TEXT NOT NULL
+    ) STRICT;
+    "#,
 ];
 
 /// Applies the migrations this database lacks, one transaction each.

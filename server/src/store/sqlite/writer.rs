@@ -368,6 +368,26 @@ pub(super) fn set_setting(conn: &Connection, key: &str, value: &str) -> StoreRes
     .map_err(|e| StoreError::sqlite(format!("cannot record setting '{key}'"), e))
 }
 
+pub(super) fn set_job_paused(
+    conn: &Connection,
+    job_id: &str,
+    paused: bool,
+    since: &str,
+) -> StoreResult<()> {
+    let done = if paused {
+        conn.prepare_cached(
+            "INSERT INTO paused_jobs (job_id, since) VALUES (?1, ?2)
+             ON CONFLICT (job_id) DO NOTHING",
+        )
+        .and_then(|mut stmt| stmt.execute([job_id, since]))
+    } else {
+        conn.prepare_cached("DELETE FROM paused_jobs WHERE job_id = ?1")
+            .and_then(|mut stmt| stmt.execute([job_id]))
+    };
+    done.map(drop)
+        .map_err(|e| StoreError::sqlite(format!("cannot record the pause of job '{job_id}'"), e))
+}
+
 pub(super) fn append_audit(conn: &Connection, record: &AuditRecord) -> StoreResult<()> {
     conn.prepare_cached(
         "INSERT INTO audit (time, actor, call, target, outcome, message)

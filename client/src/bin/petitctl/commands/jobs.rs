@@ -33,7 +33,11 @@ pub async fn list(client: &Client, out: &mut Out) -> Result<u8, CliError> {
             Cell::new(&job.id),
             Cell::new(&job.name),
             Cell::new(schedule_text(job.schedule.as_ref())),
-            Cell::new(format_time(next_fire)),
+            Cell::new(if job.paused {
+                "paused".to_string()
+            } else {
+                format_time(next_fire)
+            }),
             last_run_cell(job),
             Cell::new(if job.enabled { "yes" } else { "no" }),
         ]);
@@ -94,7 +98,12 @@ pub async fn show(client: &Client, job_id: &str, out: &mut Out) -> Result<u8, Cl
 
     if let Some(schedule) = &job.schedule {
         out.line("\nNext fires:")?;
-        if schedule.next_fire_times.is_empty() {
+        if job.paused {
+            out.line(format!(
+                "  none: the job is paused (petitctl resume {})",
+                job.id
+            ))?;
+        } else if schedule.next_fire_times.is_empty() {
             out.line("  none")?;
         }
         for at in &schedule.next_fire_times {

@@ -53,8 +53,16 @@ async fn dispatch(cli: Cli) -> Result<u8, CliError> {
             runs::logs(client, &run_id, task, follow, tail, out).await?
         }
         Command::Cancel { run_id, .. } => runs::cancel(client, &run_id, out).await?,
-        Command::Pause { .. } => scheduler::pause(client, out).await?,
-        Command::Resume { .. } => scheduler::resume(client, out).await?,
+        Command::Pause { job_id: None, .. } => scheduler::pause(client, out).await?,
+        Command::Resume { job_id: None, .. } => scheduler::resume(client, out).await?,
+        Command::Pause {
+            job_id: Some(job_id),
+            ..
+        } => scheduler::pause_job(client, &job_id, true, out).await?,
+        Command::Resume {
+            job_id: Some(job_id),
+            ..
+        } => scheduler::pause_job(client, &job_id, false, out).await?,
         Command::State { .. } => scheduler::state(client, out).await?,
         Command::Audit { limit, .. } => scheduler::audit(client, limit, out).await?,
         Command::Health { .. } => scheduler::health(client, out).await?,

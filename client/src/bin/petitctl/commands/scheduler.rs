@@ -22,6 +22,36 @@ pub async fn resume(client: &Client, out: &mut Out) -> Result<u8, CliError> {
     changed(out, &response, response.state.as_ref())
 }
 
+/// `pause JOB` / `resume JOB`: one job's scheduled fires.
+pub async fn pause_job(
+    client: &Client,
+    job_id: &str,
+    paused: bool,
+    out: &mut Out,
+) -> Result<u8, CliError> {
+    let job = if paused {
+        let response = client.pause_job(job_id).await?;
+        if out.is_json() {
+            out.json(&response)?;
+            return Ok(SUCCESS);
+        }
+        response.job
+    } else {
+        let response = client.resume_job(job_id).await?;
+        if out.is_json() {
+            out.json(&response)?;
+            return Ok(SUCCESS);
+        }
+        response.job
+    };
+    let paused = job.as_ref().is_some_and(|j| j.paused);
+    out.line(format!(
+        "job {job_id} {}",
+        if paused { "paused" } else { "resumed" }
+    ))?;
+    Ok(SUCCESS)
+}
+
 /// What `pause` and `resume` print: the response, or the state it leaves.
 fn changed<M: ProtoMessage>(
     out: &mut Out,
