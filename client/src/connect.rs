@@ -9,15 +9,15 @@ use std::time::Duration;
 
 use petit_proto::v1::{
     job_service_client::JobServiceClient, run_service_client::RunServiceClient,
-    scheduler_service_client::SchedulerServiceClient, CancelRunRequest, CancelRunResponse,
-    FollowTaskLogsRequest, FollowTaskLogsResponse, GetHealthRequest, GetHealthResponse,
-    GetJobRequest, GetJobResponse, GetRunRequest, GetRunResponse, GetSchedulerStateRequest,
-    GetSchedulerStateResponse, GetTaskLogsRequest, GetTaskLogsResponse, ListJobRunsRequest,
-    ListJobRunsResponse, ListJobsRequest, ListJobsResponse, ListTaskRunsRequest,
-    ListTaskRunsResponse, PauseJobRequest, PauseJobResponse, PauseSchedulerRequest,
-    PauseSchedulerResponse, ResumeJobRequest, ResumeJobResponse, ResumeSchedulerRequest,
-    ResumeSchedulerResponse, TriggerJobRequest, TriggerJobResponse, WatchEventsRequest,
-    WatchEventsResponse, WatchRunRequest, WatchRunResponse,
+    scheduler_service_client::SchedulerServiceClient, BackfillJobRequest, BackfillJobResponse,
+    CancelRunRequest, CancelRunResponse, FollowTaskLogsRequest, FollowTaskLogsResponse,
+    GetHealthRequest, GetHealthResponse, GetJobRequest, GetJobResponse, GetRunRequest,
+    GetRunResponse, GetSchedulerStateRequest, GetSchedulerStateResponse, GetTaskLogsRequest,
+    GetTaskLogsResponse, ListJobRunsRequest, ListJobRunsResponse, ListJobsRequest,
+    ListJobsResponse, ListTaskRunsRequest, ListTaskRunsResponse, PauseJobRequest, PauseJobResponse,
+    PauseSchedulerRequest, PauseSchedulerResponse, ResumeJobRequest, ResumeJobResponse,
+    ResumeSchedulerRequest, ResumeSchedulerResponse, TriggerJobRequest, TriggerJobResponse,
+    WatchEventsRequest, WatchEventsResponse, WatchRunRequest, WatchRunResponse,
 };
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
@@ -413,6 +413,27 @@ impl Client {
             force,
         });
         self.call(self.jobs.clone().trigger_job(request)).await
+    }
+
+    /// Queues a run per instant of the job's schedule in `[from, to]` that has none.
+    pub async fn backfill_job(
+        &self,
+        job_id: &str,
+        from: chrono::DateTime<chrono::Utc>,
+        to: chrono::DateTime<chrono::Utc>,
+        dry_run: bool,
+    ) -> Result<BackfillJobResponse, ClientError> {
+        let timestamp = |t: chrono::DateTime<chrono::Utc>| prost_types::Timestamp {
+            seconds: t.timestamp(),
+            nanos: t.timestamp_subsec_nanos() as i32,
+        };
+        let request = self.unary(BackfillJobRequest {
+            job_id: job_id.to_string(),
+            from: Some(timestamp(from)),
+            to: Some(timestamp(to)),
+            dry_run,
+        });
+        self.call(self.jobs.clone().backfill_job(request)).await
     }
 
     /// Up to `limit` of a job's runs, newest first, as one page.

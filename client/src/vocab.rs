@@ -120,6 +120,9 @@ impl Word for TriggerReason {
             TriggerReason::Unspecified => ("unknown", Tone::Dim),
             TriggerReason::Schedule => ("schedule", Tone::Plain),
             TriggerReason::Manual => ("manual", Tone::Plain),
+            TriggerReason::Backfill => ("backfill", Tone::Plain),
+            TriggerReason::Catchup => ("catch-up", Tone::Plain),
+            TriggerReason::Retry => ("retry", Tone::Plain),
         }
     }
 }

@@ -391,3 +391,89 @@ async fn a_paused_job_stops_firing_alone_and_stays_paused_after_a_restart() {
     at(&engine, &clock, t(10, 0, 5, 0)).await;
     assert_eq!(fired(&engine, "tick").await, [t(10, 0, 5, 0)]);
 }
+
+#[tokio::test]
+async fn a_backfill_queues_the_missing_instants_once_and_runs_them_within_the_limit() {
+    let hourly = "id: hourly\nschedule: '0 0 * * * *'\ntasks:\n  - {id: t, command: 'true'}\n";
+    let manual = "id: manual\ntasks:\n  - {id: t, command: 'true'}\n";
+    let clock = Arc::new(ManualClock::new(t(2, 59, 59, 0)));
+    let engine = start(&[hourly, manual], &clock, None).await;
+    let mut events = engine.subscribe();
+    at(&engine, &clock, t(3, 0, 0, 0)).await;
+    assert_eq!(fired(&engine, "hourly").await, [t(3, 0, 0, 0)]);
+    wait_event(&mut events, |e| e.ends_run()).await;
+
+    let dry = engine
+        .backfill("hourly", t(1, 0, 0, 0), t(5, 0, 0, 0), true, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        dry.instants,
+        [t(1, 0, 0, 0), t(2, 0, 0, 0), t(4, 0, 0, 0), t(5, 0, 0, 0)]
+    );
+    assert_eq!((dry.runs.len(), dry.already_run), (0, 1));
+    assert_eq!(
+        fired(&engine, "hourly").await.len(),
+        1,
+        "a dry run queues nothing"
+    );
+
+    let done = engine
+        .backfill(
+            "hourly",
+            t(1, 0, 0, 0),
+            t(5, 0, 0, 0),
+            false,
+            Some("ops".into()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(done.instants, dry.instants);
+    assert_eq!(
+        done.runs.len(),
+        4,
+        "more than max_concurrency 1: they wait in the queue"
+    );
+    for run in &done.runs {
+        assert_eq!(run.trigger, TriggerReason::Backfill);
+        assert_eq!(run.triggered_by.as_deref(), Some("ops"));
+    }
+    let again = engine
+        .backfill("hourly", t(1, 0, 0, 0), t(5, 0, 0, 0), false, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.runs.len(), again.already_run),
+        (0, 5),
+        "no instant twice"
+    );
+
+    // One at a time (max_concurrency 1), oldest first, all to their end.
+    let mut ended = Vec::new();
+    while ended.len() < 4 {
+        let e = wait_event(&mut events, |e| e.ends_run()).await;
+        let run = e.run().unwrap();
+        assert_eq!(run.status, RunStatus::Succeeded);
+        ended.push(run.scheduled_for.unwrap());
+    }
+    assert_eq!(ended, dry.instants);
+
+    let refused = engine
+        .backfill(
+            "hourly",
+            t(0, 0, 0, 0),
+            t(0, 0, 0, 0) + chrono::Duration::days(500),
+            true,
+            None,
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("12001 fire instants"), "{refused}");
+    let refused = engine
+        .backfill("manual", t(0, 0, 0, 0), t(5, 0, 0, 0), true, None)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("no schedule"), "{refused}");
+}

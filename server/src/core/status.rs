@@ -87,6 +87,9 @@ string_enum!(
     TriggerReason {
         Schedule => "schedule",
         Manual => "manual",
+        Backfill => "backfill",
+        Catchup => "catchup",
+        Retry => "retry",
     }
 );
 

@@ -6,6 +6,7 @@
 //! (a [`View`]); reads of history go to the store directly. Nothing else changes that
 //! state, so each fact has one copy.
 
+mod backfill;
 mod deps;
 mod owner;
 mod registry;
@@ -26,6 +27,8 @@ use crate::events::{Event, EventBus, Logs, Subscription};
 use crate::exec::ledger::Ledger;
 use crate::exec::{ExecEnv, Scratch, Task};
 use crate::store::{JobRecord, Run, Store, StoreError};
+pub use backfill::MAX_INSTANTS as MAX_BACKFILL;
+pub use owner::Backfill;
 use owner::{Command, Owner};
 pub use timers::UPCOMING;
 pub use wall_clock::{WallClock, WallClockAlarm};
@@ -533,6 +536,27 @@ impl Engine {
         self.ask(|reply| Command::SetJobPaused {
             job_id: job_id.to_string(),
             paused,
+            reply,
+        })
+        .await?
+    }
+
+    /// Queues one run (reason `backfill`) per instant of the job's schedule in
+    /// `[from, to]` that has no run yet; with `dry_run`, only says which.
+    pub async fn backfill(
+        &self,
+        job_id: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        dry_run: bool,
+        triggered_by: Option<String>,
+    ) -> Result<Backfill, EngineError> {
+        self.ask(|reply| Command::Backfill {
+            job_id: job_id.to_string(),
+            from,
+            to,
+            dry_run,
+            triggered_by,
             reply,
         })
         .await?

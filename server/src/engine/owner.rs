@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::task::TaskTracker;
 
+use super::backfill;
 use super::registry::{Active, Queued, Registry};
 use super::timers::Timers;
 use super::{deps, EngineError, EngineOptions, Inner, View};
@@ -47,6 +48,14 @@ pub enum Command {
         paused: bool,
         reply: oneshot::Sender<Result<(), EngineError>>,
     },
+    Backfill {
+        job_id: String,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        dry_run: bool,
+        triggered_by: Option<String>,
+        reply: oneshot::Sender<Result<Backfill, EngineError>>,
+    },
     /// Handle what is due at the clock's now, then answer.
     Settle { reply: oneshot::Sender<()> },
     /// Stop firing and claiming; answers whether it was stopping already.
@@ -56,6 +65,17 @@ pub enum Command {
     /// From a run's task: the run has ended (its final record) and its end is about to
     /// be stored.
     Ending { run: Run },
+}
+
+/// What a backfill queued (or, dry, would queue).
+#[derive(Debug, Clone, Default)]
+pub struct Backfill {
+    /// The instants without a run, oldest first.
+    pub instants: Vec<DateTime<Utc>>,
+    /// The runs queued for them, in order (none for a dry run).
+    pub runs: Vec<Run>,
+    /// Instants of the range that already had a run.
+    pub already_run: usize,
 }
 
 /// The answer to a cancel.
@@ -230,6 +250,19 @@ impl Owner {
                 let result = self.set_job_paused(&job_id, paused).await;
                 let _ = reply.send(result);
             }
+            Command::Backfill {
+                job_id,
+                from,
+                to,
+                dry_run,
+                triggered_by,
+                reply,
+            } => {
+                let result = self
+                    .backfill(&job_id, from, to, dry_run, triggered_by)
+                    .await;
+                let _ = reply.send(result);
+            }
             Command::Settle { reply } => {
                 self.fire_due().await;
                 let _ = reply.send(());
@@ -281,6 +314,82 @@ impl Owner {
         }
         self.enqueue(job, TriggerReason::Manual, params, triggered_by, None)
             .await
+    }
+
+    /// Queues a run for each of the job's instants in `[from, to]` that has none yet.
+    /// They bypass the admission check of fires (they wait in the queue for the job's
+    /// `max_concurrency`), bounded by `backfill::MAX_INSTANTS`.
+    async fn backfill(
+        &mut self,
+        job_id: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        dry_run: bool,
+        triggered_by: Option<String>,
+    ) -> Result<Backfill, EngineError> {
+        if self.stopping {
+            return Err(EngineError::ShuttingDown);
+        }
+        let job = self
+            .jobs
+            .get(job_id)
+            .cloned()
+            .ok_or_else(|| EngineError::JobNotFound(job_id.to_string()))?;
+        let Some(schedule) = &job.schedule else {
+            return Err(EngineError::InvalidArgument(format!(
+                "job '{job_id}' has no schedule: there are no instants to backfill"
+            )));
+        };
+        if to < from {
+            return Err(EngineError::InvalidArgument(format!(
+                "the range ends ({to}) before it starts ({from})"
+            )));
+        }
+        let instants = backfill::instants_between(schedule, from, to, backfill::MAX_INSTANTS)
+            .map_err(|e| EngineError::InvalidArgument(format!("backfill of '{job_id}': {e}")))?;
+        let taken: HashSet<DateTime<Utc>> = self
+            .store
+            .fires_between(job_id, from, to)
+            .await?
+            .into_iter()
+            .collect();
+        let todo: Vec<DateTime<Utc>> = instants
+            .iter()
+            .copied()
+            .filter(|at| !taken.contains(at))
+            .collect();
+        let mut done = Backfill {
+            already_run: instants.len() - todo.len(),
+            instants: todo,
+            runs: Vec::new(),
+        };
+        if dry_run {
+            return Ok(done);
+        }
+        let mut queued = Vec::with_capacity(done.instants.len());
+        for at in std::mem::take(&mut done.instants) {
+            match self
+                .store_queued(
+                    job.clone(),
+                    TriggerReason::Backfill,
+                    BTreeMap::new(),
+                    triggered_by.clone(),
+                    Some(at),
+                )
+                .await
+            {
+                Ok(run) => {
+                    queued.push(at);
+                    done.runs.push(run);
+                }
+                // Taken meanwhile (a fire of the same instant): left alone.
+                Err(EngineError::Store(e)) if e.is_fire_taken() => done.already_run += 1,
+                Err(e) => return Err(e),
+            }
+        }
+        done.instants = queued;
+        tracing::info!(job = %job_id, runs = done.runs.len(), %from, %to, "backfill queued");
+        Ok(done)
     }
 
     /// Every fire due at the clock's now: each queues a run, or publishes why it was
@@ -356,6 +465,19 @@ impl Owner {
                 limit: job.max_concurrency,
             });
         }
+        self.store_queued(job, trigger, params, triggered_by, scheduled_for)
+            .await
+    }
+
+    /// Stores a new run `queued`, publishes it and puts it at the back of the queue.
+    async fn store_queued(
+        &mut self,
+        job: Arc<JobDef>,
+        trigger: TriggerReason,
+        params: BTreeMap<String, String>,
+        triggered_by: Option<String>,
+        scheduled_for: Option<DateTime<Utc>>,
+    ) -> Result<Run, EngineError> {
         let run = Run {
             id: uuid::Uuid::now_v7().to_string(),
             job_id: job.id.clone(),
@@ -392,7 +514,9 @@ impl Owner {
         }
         while let Some(queued) = self
             .registry
-            .next_to_claim(self.options.max_concurrent_runs)
+            .next_to_claim(self.options.max_concurrent_runs, |job| {
+                job.max_concurrency as usize
+            })
         {
             match self.store.claim_run(&queued.run.id, self.clock.now()).await {
                 Ok(Some(run)) => {

@@ -29,8 +29,10 @@ pub struct Active {
 pub struct Registry {
     queue: VecDeque<Queued>,
     running: HashMap<String, Active>,
-    /// Queued plus running runs of each job (what `max_concurrency` limits).
+    /// Queued plus running runs of each job (what a fire's admission looks at).
     per_job: HashMap<String, usize>,
+    /// Running runs of each job (what a claim's `max_concurrency` looks at).
+    running_of: HashMap<String, usize>,
 }
 
 impl Registry {
@@ -53,13 +55,30 @@ impl Registry {
         self.queue.push_back(queued);
     }
 
-    /// The oldest queued run, if a run may start under `max_running` runs at once. It
-    /// still counts for its job until it is made active or forgotten.
-    pub fn next_to_claim(&mut self, max_running: usize) -> Option<Queued> {
+    /// The oldest queued run that may start: under `max_running` runs at once, and
+    /// with fewer running runs of its job than `job_limit` says (runs of a job at its
+    /// limit wait without holding up the others). It still counts for its job until
+    /// it is made active or forgotten.
+    pub fn next_to_claim(
+        &mut self,
+        max_running: usize,
+        job_limit: impl Fn(&JobDef) -> usize,
+    ) -> Option<Queued> {
         if self.running.len() >= max_running.max(1) {
             return None;
         }
-        self.queue.pop_front()
+        let running_of = &self.running_of;
+        let at = self
+            .queue
+            .iter()
+            .position(|q| running_of.get(&q.job.id).copied().unwrap_or(0) < job_limit(&q.job))?;
+        self.queue.remove(at)
+    }
+
+    /// Running runs of `job_id`.
+    #[cfg(test)]
+    pub fn running_of(&self, job_id: &str) -> usize {
+        self.running_of.get(job_id).copied().unwrap_or(0)
     }
 
     /// Puts back at the front a run whose claim could not be recorded (a store error),
@@ -91,6 +110,7 @@ impl Registry {
 
     /// Records a claimed run as executing (it was counted since it was queued).
     pub fn activate(&mut self, run_id: String, active: Active) {
+        *self.running_of.entry(active.job_id.clone()).or_default() += 1;
         self.running.insert(run_id, active);
     }
 
@@ -98,6 +118,12 @@ impl Registry {
     /// slot and its job's count are free from now on.
     pub fn end(&mut self, run_id: &str) -> Option<Active> {
         let active = self.running.remove(run_id)?;
+        if let Some(n) = self.running_of.get_mut(&active.job_id) {
+            *n -= 1;
+            if *n == 0 {
+                self.running_of.remove(&active.job_id);
+            }
+        }
         self.forget(&active.job_id);
         Some(active)
     }
@@ -173,10 +199,13 @@ mod tests {
         }
         assert_eq!((registry.of_job("j"), registry.queued()), (3, 3));
 
-        let first = registry.next_to_claim(1).expect("a free slot");
+        let first = registry.next_to_claim(1, |_| 10).expect("a free slot");
         assert_eq!(first.run.id, "r1");
         registry.activate(first.run.id, active("j"));
-        assert!(registry.next_to_claim(1).is_none(), "one run at a time");
+        assert!(
+            registry.next_to_claim(1, |_| 10).is_none(),
+            "one run at a time"
+        );
         assert_eq!(registry.of_job("j"), 3, "claimed, queued and running alike");
 
         // r2 is cancelled while it waits: r3 is next.
@@ -188,10 +217,49 @@ mod tests {
         assert!(registry.end("r1").is_some());
         assert!(registry.end("r1").is_none(), "ending twice counts once");
         assert_eq!(registry.of_job("j"), 1);
-        let next = registry.next_to_claim(1).expect("the slot is free");
+        let next = registry.next_to_claim(1, |_| 10).expect("the slot is free");
         assert_eq!(next.run.id, "r3");
         registry.requeue_front(next);
         assert!(registry.is_queued("r3"));
         assert_eq!(registry.of_job("j"), 1);
+    }
+
+    #[test]
+    fn a_job_at_its_limit_waits_without_holding_up_the_others() {
+        let global = GlobalConfig::default();
+        let one = Arc::new(
+            parse_job(
+                "id: one\ntasks:\n  - {id: t, command: 'true'}\n",
+                Path::new("one.yaml"),
+                &global,
+            )
+            .unwrap(),
+        );
+        let other = Arc::new(
+            parse_job(
+                "id: other\ntasks:\n  - {id: t, command: 'true'}\n",
+                Path::new("other.yaml"),
+                &global,
+            )
+            .unwrap(),
+        );
+        let mut registry = Registry::default();
+        registry.enqueue(queued(&one, "a1"));
+        registry.enqueue(queued(&one, "a2"));
+        registry.enqueue(queued(&other, "b1"));
+        let limit = |job: &JobDef| job.max_concurrency as usize;
+        let first = registry.next_to_claim(8, limit).unwrap();
+        registry.activate(first.run.id.clone(), active("one"));
+        assert_eq!(first.run.id, "a1");
+        let second = registry.next_to_claim(8, limit).unwrap();
+        assert_eq!(
+            second.run.id, "b1",
+            "a2 waits for one's slot; b1 goes ahead"
+        );
+        registry.activate(second.run.id.clone(), active("other"));
+        assert!(registry.next_to_claim(8, limit).is_none());
+        assert_eq!((registry.running_of("one"), registry.of_job("one")), (1, 2));
+        registry.end("a1");
+        assert_eq!(registry.next_to_claim(8, limit).unwrap().run.id, "a2");
     }
 }

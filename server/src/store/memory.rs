@@ -403,6 +403,33 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    async fn fires_between(
+        &self,
+        job_id: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> StoreResult<Vec<DateTime<Utc>>> {
+        let mut fires: Vec<DateTime<Utc>> = self
+            .state()?
+            .fires
+            .iter()
+            .filter(|(job, at)| job == job_id && *at >= from && *at <= to)
+            .map(|(_, at)| *at)
+            .collect();
+        fires.sort();
+        Ok(fires)
+    }
+
+    async fn last_fire(&self, job_id: &str) -> StoreResult<Option<DateTime<Utc>>> {
+        Ok(self
+            .state()?
+            .fires
+            .iter()
+            .filter(|(job, _)| job == job_id)
+            .map(|(_, at)| *at)
+            .max())
+    }
+
     async fn paused_jobs(&self) -> StoreResult<Vec<String>> {
         Ok(self.state()?.paused_jobs.iter().cloned().collect())
     }

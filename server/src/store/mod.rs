@@ -299,6 +299,18 @@ pub trait Store: Send + Sync + 'static {
     /// Whether the scheduler was last left paused (`false` on a new database).
     async fn scheduler_paused(&self) -> StoreResult<bool>;
 
+    /// The fire instants in `[from, to]` that already have a run of `job_id`, oldest
+    /// first (a backfill leaves them alone).
+    async fn fires_between(
+        &self,
+        job_id: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> StoreResult<Vec<DateTime<Utc>>>;
+
+    /// The latest fire instant that has a run of `job_id` (where a catch-up starts).
+    async fn last_fire(&self, job_id: &str) -> StoreResult<Option<DateTime<Utc>>>;
+
     /// Records whether one job is paused (its scheduled fires stop), by job id.
     async fn set_job_paused(&self, job_id: &str, paused: bool) -> StoreResult<()>;
 

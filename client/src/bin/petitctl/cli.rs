@@ -84,6 +84,24 @@ pub enum Command {
     /// Start a run of a job now, and print its id
     #[command(after_help = TRIGGER_NOTES)]
     Trigger(TriggerArgs),
+    /// Queue one run per scheduled instant of a job in a range that has no run yet
+    /// (at most 10,000 instants); they run within the job's max_concurrency
+    Backfill {
+        /// Job id
+        job: String,
+        /// Start of the range, included: RFC 3339 (2026-11-30T00:00:00Z) or a UTC date
+        /// (2026-11-30)
+        #[arg(long, value_parser = parse_instant)]
+        from: chrono::DateTime<chrono::Utc>,
+        /// End of the range, included, in the same forms
+        #[arg(long, value_parser = parse_instant)]
+        to: chrono::DateTime<chrono::Utc>,
+        /// List the instants that would be queued, and queue nothing
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        output: OutputArg,
+    },
     /// List a job's runs, newest first
     Runs {
         /// Job id
@@ -196,6 +214,7 @@ impl Command {
             Command::Jobs { output }
             | Command::Job { output, .. }
             | Command::Trigger(TriggerArgs { output, .. })
+            | Command::Backfill { output, .. }
             | Command::Runs { output, .. }
             | Command::Run { output, .. }
             | Command::Tasks { output, .. }
@@ -230,6 +249,17 @@ pub struct TriggerArgs {
     pub follow: bool,
     #[command(flatten)]
     pub output: OutputArg,
+}
+
+/// An instant: RFC 3339 with its offset, or a date (midnight UTC).
+pub fn parse_instant(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    if let Ok(date) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return Ok(date.and_time(chrono::NaiveTime::MIN).and_utc());
+    }
+    Err("expected an instant: 2026-11-30T02:00:00Z (RFC 3339, with an offset) or a date, 2026-11-30 (midnight UTC)".to_string())
 }
 
 /// `KEY=VALUE`; the value may be empty, the key may not.

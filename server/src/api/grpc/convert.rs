@@ -70,6 +70,9 @@ pub fn trigger_reason(t: TriggerReason) -> pb::TriggerReason {
     match t {
         TriggerReason::Schedule => pb::TriggerReason::Schedule,
         TriggerReason::Manual => pb::TriggerReason::Manual,
+        TriggerReason::Backfill => pb::TriggerReason::Backfill,
+        TriggerReason::Catchup => pb::TriggerReason::Catchup,
+        TriggerReason::Retry => pb::TriggerReason::Retry,
     }
 }
 

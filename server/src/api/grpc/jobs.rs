@@ -140,6 +140,40 @@ impl JobService for PetitApi {
         }))
     }
 
+    async fn backfill_job(
+        &self,
+        request: Request<pb::BackfillJobRequest>,
+    ) -> Result<Response<pb::BackfillJobResponse>, Status> {
+        let caller = Caller::of(&request);
+        let request = request.into_inner();
+        let job_id = required("job_id", &request.job_id)?;
+        let instant = |field: &str, t: Option<prost_types::Timestamp>| {
+            t.and_then(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos.try_into().ok()?))
+                .ok_or_else(|| {
+                    Status::invalid_argument(format!("{field} is required (an instant)"))
+                })
+        };
+        let (from, to) = (instant("from", request.from)?, instant("to", request.to)?);
+        let result = self
+            .engine
+            .backfill(job_id, from, to, request.dry_run, Some(caller.name.clone()))
+            .await
+            .map_err(Status::from);
+        if !request.dry_run {
+            self.audit(&caller, "BackfillJob", job_id, &result, |done| {
+                format!("{} runs from {from} to {to}", done.runs.len())
+            })
+            .await;
+        }
+        let done = result?;
+        let now = Utc::now();
+        Ok(Response::new(pb::BackfillJobResponse {
+            instants: done.instants.into_iter().map(convert::timestamp).collect(),
+            runs: done.runs.iter().map(|r| convert::run(r, now)).collect(),
+            already_run: u32::try_from(done.already_run).unwrap_or(u32::MAX),
+        }))
+    }
+
     async fn list_job_runs(
         &self,
         request: Request<pb::ListJobRunsRequest>,

@@ -357,6 +357,24 @@ mod tests {
                 BodyRule::None,
                 "/petit.v1.RunService/GetTaskLogs",
             ),
+            (
+                "POST",
+                "/api/jobs/{job_id}/pause",
+                BodyRule::Whole,
+                "/petit.v1.JobService/PauseJob",
+            ),
+            (
+                "POST",
+                "/api/jobs/{job_id}/resume",
+                BodyRule::Whole,
+                "/petit.v1.JobService/ResumeJob",
+            ),
+            (
+                "POST",
+                "/api/jobs/{job_id}/backfill",
+                BodyRule::Whole,
+                "/petit.v1.JobService/BackfillJob",
+            ),
         ]
         .into_iter()
         .map(|(m, t, b, g)| (m.to_string(), t.to_string(), b, g.to_string()))

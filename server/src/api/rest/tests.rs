@@ -109,6 +109,13 @@ impl JobService for FakeJobs {
         Err(Status::unimplemented("not in this fake"))
     }
 
+    async fn backfill_job(
+        &self,
+        _request: tonic::Request<petit_proto::v1::BackfillJobRequest>,
+    ) -> Result<GrpcResponse<petit_proto::v1::BackfillJobResponse>, Status> {
+        Err(Status::unimplemented("not in this fake"))
+    }
+
     async fn resume_job(
         &self,
         _request: tonic::Request<petit_proto::v1::ResumeJobRequest>,
@@ -171,7 +178,9 @@ async fn replies_are_proto3_json_with_defaults() {
             "dependsOn": [],
             "config": {},
             "tasks": [],
-            "source": "",
+            "paused": false,
+            "paused": false,
+        "source": "",
         }})
     );
 }
@@ -460,6 +469,7 @@ fn job_json(id: &str) -> Value {
         "dependsOn": [],
         "config": {},
         "tasks": [],
+        "paused": false,
         "source": "",
     })
 }

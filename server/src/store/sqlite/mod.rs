@@ -264,6 +264,23 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn fires_between(
+        &self,
+        job_id: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> StoreResult<Vec<DateTime<Utc>>> {
+        let job_id = job_id.to_owned();
+        let (from, to) = (rows::time_to_sql(&from), rows::time_to_sql(&to));
+        self.read(move |conn| read::fires_between(conn, &job_id, &from, &to))
+            .await
+    }
+
+    async fn last_fire(&self, job_id: &str) -> StoreResult<Option<DateTime<Utc>>> {
+        let job_id = job_id.to_owned();
+        self.read(move |conn| read::last_fire(conn, &job_id)).await
+    }
+
     async fn paused_jobs(&self) -> StoreResult<Vec<String>> {
         self.read(read::paused_jobs).await
     }

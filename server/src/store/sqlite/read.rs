@@ -6,11 +6,13 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use chrono::{DateTime, Utc};
 use rusqlite::{params_from_iter, Connection, OpenFlags, OptionalExtension};
 use tokio::sync::Semaphore;
 
 use super::rows::{
-    audit_from_row, notification_from_row, run_from_row, task_from_row, RUN_COLUMNS, TASK_COLUMNS,
+    audit_from_row, notification_from_row, run_from_row, task_from_row, time_column, RUN_COLUMNS,
+    TASK_COLUMNS,
 };
 use super::{BUSY_TIMEOUT, SCHEDULER_PAUSED};
 use crate::core::RunStatus;
@@ -250,6 +252,37 @@ pub(super) fn scheduler_paused(conn: &Connection) -> StoreResult<bool> {
         })
         .map(|value| value.as_deref() == Some("true"))
         .map_err(read_failed("settings"))
+}
+
+pub(super) fn fires_between(
+    conn: &Connection,
+    job_id: &str,
+    from: &str,
+    to: &str,
+) -> StoreResult<Vec<DateTime<Utc>>> {
+    conn.prepare_cached(
+        "SELECT scheduled_for FROM runs
+         WHERE job_id = ?1 AND scheduled_for >= ?2 AND scheduled_for <= ?3
+         ORDER BY scheduled_for",
+    )
+    .and_then(|mut stmt| {
+        stmt.query_map([job_id, from, to], |row| time_column(row, 0))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+    })
+    .map_err(read_failed("fire instants"))
+}
+
+pub(super) fn last_fire(conn: &Connection, job_id: &str) -> StoreResult<Option<DateTime<Utc>>> {
+    conn.prepare_cached(
+        "SELECT scheduled_for FROM runs
+         WHERE job_id = ?1 AND scheduled_for IS NOT NULL
+         ORDER BY scheduled_for DESC LIMIT 1",
+    )
+    .and_then(|mut stmt| {
+        stmt.query_row([job_id], |row| time_column(row, 0))
+            .optional()
+    })
+    .map_err(read_failed("fire instants"))
 }
 
 pub(super) fn paused_jobs(conn: &Connection) -> StoreResult<Vec<String>> {

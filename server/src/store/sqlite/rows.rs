@@ -39,7 +39,7 @@ where
         .map_err(|e: T::Err| conversion_error(row, index, e))
 }
 
-fn time_column(row: &Row<'_>, index: usize) -> rusqlite::Result<DateTime<Utc>> {
+pub(super) fn time_column(row: &Row<'_>, index: usize) -> rusqlite::Result<DateTime<Utc>> {
     let text: String = row.get(index)?;
     DateTime::parse_from_rfc3339(&text)
         .map(|t| t.with_timezone(&Utc))

@@ -46,6 +46,43 @@ pub async fn list(client: &Client, out: &mut Out) -> Result<u8, CliError> {
     Ok(SUCCESS)
 }
 
+/// `backfill JOB --from --to [--dry-run]`.
+pub async fn backfill(
+    client: &Client,
+    job_id: &str,
+    from: chrono::DateTime<chrono::Utc>,
+    to: chrono::DateTime<chrono::Utc>,
+    dry_run: bool,
+    out: &mut Out,
+) -> Result<u8, CliError> {
+    let response = client.backfill_job(job_id, from, to, dry_run).await?;
+    if out.is_json() {
+        out.json(&response)?;
+        return Ok(SUCCESS);
+    }
+    let n = response.instants.len();
+    let already = match response.already_run {
+        0 => String::new(),
+        k => format!(" ({k} instants of the range already had a run)"),
+    };
+    if dry_run {
+        out.line(format!("would queue {n} runs of {job_id}{already}:"))?;
+        for at in &response.instants {
+            out.line(format!("  {}", format_time(Some(at))))?;
+        }
+    } else {
+        out.line(format!("queued {n} runs of {job_id}{already}"))?;
+        let mut table = Table::new(["SCHEDULED FOR", "RUN"]);
+        for (at, run) in response.instants.iter().zip(&response.runs) {
+            table.row([Cell::new(format_time(Some(at))), Cell::new(&run.id)]);
+        }
+        if n > 0 {
+            out.text(&table.render(out.color))?;
+        }
+    }
+    Ok(SUCCESS)
+}
+
 pub async fn show(client: &Client, job_id: &str, out: &mut Out) -> Result<u8, CliError> {
     if out.is_json() {
         // The job already carries its next fire times and last run: one call.

@@ -39,6 +39,13 @@ async fn dispatch(cli: Cli) -> Result<u8, CliError> {
         Command::Jobs { .. } => jobs::list(client, out).await?,
         Command::Job { job, .. } => jobs::show(client, &job, out).await?,
         Command::Trigger(args) => jobs::trigger(client, args, out).await?,
+        Command::Backfill {
+            job,
+            from,
+            to,
+            dry_run,
+            ..
+        } => jobs::backfill(client, &job, from, to, dry_run, out).await?,
         Command::Runs { job, limit, .. } => jobs::runs(client, &job, limit, out).await?,
         Command::Run { run_id, .. } => runs::show(client, &run_id, out).await?,
         Command::Tasks { run_id, .. } => runs::tasks(client, &run_id, out).await?,
