@@ -9,6 +9,9 @@ use chrono::{DateTime, Utc};
 
 use crate::core::JobDef;
 
+/// A fire taken from the table: the job, the instant, and the job's new upcoming list.
+pub type Due = (Arc<JobDef>, DateTime<Utc>, Arc<[DateTime<Utc>]>);
+
 /// Next fire instants listed per job (the API shows them).
 pub const UPCOMING: usize = 5;
 
@@ -102,11 +105,7 @@ impl Timers {
     /// its next instant; also returns the changed jobs' new upcoming lists. A job more
     /// than one period late (a suspended machine) fires once and skips the instants it
     /// missed (those before `now`; one at `now` is due, not missed).
-    #[allow(clippy::type_complexity)]
-    pub fn take_due(
-        &mut self,
-        now: DateTime<Utc>,
-    ) -> Vec<(Arc<JobDef>, DateTime<Utc>, Arc<[DateTime<Utc>]>)> {
+    pub fn take_due(&mut self, now: DateTime<Utc>) -> Vec<Due> {
         let mut due = Vec::new();
         for e in self.entries.iter_mut().filter(|e| !e.paused) {
             let schedule = e.job.schedule.as_ref().expect("entries have schedules");
@@ -149,7 +148,7 @@ mod tests {
         Timers::new([job], now)
     }
 
-    fn fired(due: Vec<(Arc<JobDef>, DateTime<Utc>, Arc<[DateTime<Utc>]>)>) -> Vec<DateTime<Utc>> {
+    fn fired(due: Vec<Due>) -> Vec<DateTime<Utc>> {
         due.into_iter().map(|(_, at, _)| at).collect()
     }
 

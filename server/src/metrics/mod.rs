@@ -288,7 +288,7 @@ impl EventObserver for Metrics {
                 }
                 if event.kind() == EventKind::RunSucceeded {
                     self.last_success
-                        .record(&event.job_id(), run.ended_at.unwrap_or(event.time()));
+                        .record(event.job_id(), run.ended_at.unwrap_or(event.time()));
                 }
             }
             EventKind::TaskSucceeded

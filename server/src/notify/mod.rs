@@ -92,7 +92,7 @@ impl Deliveries {
         let client = send::http_client();
         tokio::spawn(async move {
             while let Some(occasion) = queue.recv().await {
-                let Some(job) = engine.job(&occasion.event.job_id()) else {
+                let Some(job) = engine.job(occasion.event.job_id()) else {
                     continue;
                 };
                 let Some(rule) = &job.notify else { continue };
