@@ -1,7 +1,8 @@
-//! One job file: the original Petit YAML format read with serde (unknown fields
-//! refused, every one of them reported: see `unknown_fields`), then validated into a
-//! `JobDef`, collecting every semantic error of the file with the line of the item it
-//! is about.
+//! One job file: the original Petit YAML format parsed once into a tree that keeps
+//! every node's line (`yaml`), read into the raw structs below (every unknown field and
+//! every value of the wrong type reported), then validated into a `JobDef`, collecting
+//! every semantic error of the file with the line of the item it is about, asked of
+//! the same tree.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -10,13 +11,12 @@ use std::time::Duration;
 use chrono_tz::Tz;
 use serde::Deserialize;
 
-use super::bad_values;
 use super::de::{DurationText, ScalarText, StrOrMap};
 use super::global::{env_policy, RawEnvPolicy};
 use super::limits::Bounded;
-use super::lines::{Item, Outline};
 use super::notify::{notify_rule, RawNotify};
 use super::placeholder::{placeholders, Placeholder};
+use super::yaml::{self, lenient, top_level_id, At, Doc, Unreadable};
 use super::{ConfigError, GlobalConfig};
 use crate::core::schedule::parse_duration;
 use crate::core::{
@@ -28,19 +28,26 @@ use crate::core::{
 #[serde(deny_unknown_fields)]
 struct RawJob {
     id: String,
+    #[serde(default, deserialize_with = "lenient")]
     name: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
     description: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
     schedule: Option<StrOrMap<RawSchedule>>,
+    #[serde(default, deserialize_with = "lenient")]
     enabled: Option<bool>,
+    #[serde(default, deserialize_with = "lenient")]
     max_concurrency: Option<u32>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     depends_on: Vec<StrOrMap<RawJobDependency>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     config: BTreeMap<String, ScalarText>,
     /// Not `environment`: the original documents a job-level `environment` as a map
     /// of variables, so the inheritance rules get a key of their own.
+    #[serde(default, deserialize_with = "lenient")]
     environment_policy: Option<RawEnvPolicy>,
     /// Replaces `petit.yaml`'s default `notify`.
+    #[serde(default, deserialize_with = "lenient")]
     notify: Option<RawNotify>,
     tasks: Vec<RawTask>,
 }
@@ -49,6 +56,7 @@ struct RawJob {
 #[serde(deny_unknown_fields)]
 struct RawSchedule {
     cron: String,
+    #[serde(default, deserialize_with = "lenient")]
     timezone: Option<String>,
 }
 
@@ -56,6 +64,7 @@ struct RawSchedule {
 #[serde(deny_unknown_fields)]
 struct RawJobDependency {
     job: String,
+    #[serde(default, deserialize_with = "lenient")]
     condition: Option<StrOrMap<RawWindowCondition>>,
 }
 
@@ -78,24 +87,35 @@ struct RawTask {
     id: String,
     /// The original allows a display name; the engine has no use for it.
     #[allow(dead_code)]
+    #[serde(default, deserialize_with = "lenient")]
     name: Option<String>,
-    #[serde(rename = "type")]
+    #[serde(rename = "type", default, deserialize_with = "lenient")]
     kind: Option<RawKind>,
+    #[serde(default, deserialize_with = "lenient")]
     command: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     args: Vec<ScalarText>,
+    #[serde(default, deserialize_with = "lenient")]
     script: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
     inline: Option<bool>,
+    #[serde(default, deserialize_with = "lenient")]
     interpreter: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     environment: BTreeMap<String, ScalarText>,
+    #[serde(default, deserialize_with = "lenient")]
     working_dir: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
     timeout_secs: Option<u64>,
+    #[serde(default, deserialize_with = "lenient")]
     timeout: Option<DurationText>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     depends_on: Vec<String>,
+    #[serde(default, deserialize_with = "lenient")]
     condition: Option<RawCondition>,
+    #[serde(default, deserialize_with = "lenient")]
     retry: Option<RawRetry>,
+    #[serde(default, deserialize_with = "lenient")]
     resources: Option<RawTaskResources>,
 }
 
@@ -119,12 +139,19 @@ enum RawCondition {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawRetry {
     max_attempts: u32,
+    #[serde(default, deserialize_with = "lenient")]
     delay_secs: Option<u64>,
+    #[serde(default, deserialize_with = "lenient")]
     delay: Option<DurationText>,
+    #[serde(default, deserialize_with = "lenient")]
     condition: Option<RawRetryCondition>,
+    #[serde(default, deserialize_with = "lenient")]
     backoff: Option<RawBackoff>,
+    #[serde(default, deserialize_with = "lenient")]
     max_delay_secs: Option<u64>,
+    #[serde(default, deserialize_with = "lenient")]
     max_delay: Option<DurationText>,
+    #[serde(default, deserialize_with = "lenient")]
     jitter: Option<bool>,
 }
 
@@ -146,7 +173,7 @@ enum RawBackoff {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawTaskResources {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     slots: BTreeMap<String, u32>,
 }
 
@@ -170,14 +197,19 @@ pub(super) struct ParsedFile {
 }
 
 impl ParsedFile {
-    /// A file that could not be parsed at all because of `error`: only its id, as
-    /// `text` (a part of it) says.
-    pub(super) fn unread(text: &str, file: &Path, error: ConfigError) -> ParsedFile {
-        let outline = Outline::new(text);
+    /// A file that could not be parsed whole because of `error`: only its id, as far
+    /// as `text` (a part of it, perhaps) can be read.
+    pub(super) fn unread(
+        text: &str,
+        file: &Path,
+        error: ConfigError,
+        max_depth: usize,
+    ) -> ParsedFile {
+        let id = top_level_id(text, max_depth);
         ParsedFile {
             path: file.to_path_buf(),
-            id: outline.value("id").map(str::to_string),
-            id_line: outline.key("id"),
+            id_line: id.as_ref().map(|(_, line)| *line),
+            id: id.map(|(id, _)| id),
             depends_on: Vec::new(),
             job: None,
             errors: vec![error],
@@ -248,46 +280,58 @@ pub(super) fn retry_policy(raw: &RawRetry) -> Result<RetryPolicy, String> {
 
 /// Parses and validates one file, collecting all of its errors.
 pub(super) fn parse_file(text: &str, file: &Path, global: &GlobalConfig) -> ParsedFile {
-    let outline = Outline::new(text);
+    if is_blank(text) {
+        let error = ConfigError::new(
+            file,
+            None,
+            "the file is empty (a job needs at least `id` and `tasks`)",
+        );
+        return ParsedFile::unread("", file, error, 0);
+    }
+    let max_depth = global.job_files.max_depth;
+    // Before the parser sees the text: scanning deep flow collections is quadratic in
+    // their depth.
+    if let Err(error) = global.job_files.check(text, file, Bounded::JobFile) {
+        return ParsedFile::unread(text, file, error, max_depth);
+    }
+    let doc = match Doc::parse(text) {
+        Ok(doc) => doc,
+        Err(e) => {
+            let error = ConfigError::new(file, Some(e.line), e.message);
+            return ParsedFile::unread(text, file, error, max_depth);
+        }
+    };
+    // Unknown fields and values of the wrong type do not stop the reading: they are
+    // reported with everything else.
+    let reading = yaml::read::<RawJob>(&doc, file);
+    let (value, unreadable) = (reading.value, reading.unreadable);
+    let root = doc.root();
     let mut parsed = ParsedFile {
         path: file.to_path_buf(),
         id: None,
-        id_line: outline.key("id"),
+        id_line: root.key_line("id"),
         depends_on: Vec::new(),
         job: None,
         errors: Vec::new(),
     };
-    if is_blank(text) {
-        parsed.errors.push(ConfigError::new(
-            file,
-            None,
-            "the file is empty (a job needs at least `id` and `tasks`)",
-        ));
-        return parsed;
-    }
-    // Before serde_yaml sees the text: libyaml is quadratic in the nesting depth.
-    if let Err(error) = global.job_files.check(text, file, Bounded::JobFile) {
-        return ParsedFile::unread(text, file, error);
-    }
-    // Unknown fields and one-line values of the wrong type do not stop the parse: they
-    // are reported with everything else. The line numbers of the text read stay those
-    // of `text`, which `outline` scans.
-    let (raw, errors) = bad_values::parse::<RawJob>(text, file);
-    parsed.errors = errors;
-    let Some(raw) = raw else {
+    let Some(raw) = value else {
         // Still name the job, so that the other files' checks know it exists.
-        parsed.id = outline.value("id").map(str::to_string);
+        parsed.id = root.get("id").and_then(At::scalar).map(str::to_string);
+        parsed.errors = reading.errors;
         return parsed;
     };
     let mut checker = JobChecker {
         file,
-        outline: &outline,
+        root,
+        text,
+        text_lines: Vec::new(),
+        unreadable: &unreadable,
         errors: Vec::new(),
-        finds_left: FINDS_PER_TASK,
     };
     parsed.id = Some(raw.id.clone());
     parsed.depends_on = checker.dependency_lines(&raw);
     let job = checker.job(raw, global);
+    parsed.errors = reading.errors;
     parsed.errors.extend(checker.errors);
     // In file order; the sort is stable so one line's errors keep their order.
     parsed.errors.sort_by_key(|e| e.line);
@@ -295,28 +339,65 @@ pub(super) fn parse_file(text: &str, file: &Path, global: &GlobalConfig) -> Pars
     parsed
 }
 
-/// How many times one task's text is searched for the line of a value (a pool, a
-/// placeholder): past that, errors point at the key the value is under. A task with
-/// thousands of bad values would otherwise cost its size times their number.
-const FINDS_PER_TASK: usize = 64;
-
 /// Validation of one parsed file; errors accumulate in `errors`.
 struct JobChecker<'a> {
     file: &'a Path,
-    outline: &'a Outline<'a>,
+    /// The file's tree, for the line of each value.
+    root: At<'a>,
+    text: &'a str,
+    /// The lines of `text`, split the first time a value spanning lines is searched.
+    text_lines: Vec<&'a str>,
+    /// The values that could not be read (their errors are reported already).
+    unreadable: &'a Unreadable,
     errors: Vec<ConfigError>,
-    /// What is left of the current task's `FINDS_PER_TASK`.
-    finds_left: usize,
 }
 
-impl JobChecker<'_> {
+/// A field of a task that may hold placeholders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field<'a> {
+    Arg(usize),
+    Env(&'a str),
+    WorkingDir,
+    Script,
+}
+
+impl Field<'_> {
+    /// The key the field is under.
+    fn key(self) -> &'static str {
+        match self {
+            Field::Arg(_) => "args",
+            Field::Env(_) => "environment",
+            Field::WorkingDir => "working_dir",
+            Field::Script => "script",
+        }
+    }
+}
+
+impl<'a> JobChecker<'a> {
     fn error(&mut self, line: Option<usize>, message: impl Into<String>) {
         self.errors
             .push(ConfigError::new(self.file, line, message.into()));
     }
 
+    /// The line of the top-level key `key`.
+    fn key(&self, key: &str) -> Option<usize> {
+        self.root.key_line(key)
+    }
+
+    /// The line of `key` in the mapping under the top-level key `top`.
+    fn nested_key(&self, top: &str, key: &str) -> Option<usize> {
+        self.root.get(top).and_then(|at| at.key_line(key))
+    }
+
+    fn dependency_line(&self, index: usize) -> Option<usize> {
+        self.root
+            .get("depends_on")
+            .and_then(|deps| deps.item(index))
+            .map(At::line)
+            .or(self.key("depends_on"))
+    }
+
     fn dependency_lines(&self, raw: &RawJob) -> Vec<FileDependency> {
-        let items = self.outline.items("depends_on");
         raw.depends_on
             .iter()
             .enumerate()
@@ -325,16 +406,28 @@ impl JobChecker<'_> {
                     StrOrMap::Str(job) => job.clone(),
                     StrOrMap::Map(m) => m.job.clone(),
                 },
-                line: items
-                    .get(i)
-                    .map(Item::line)
-                    .or(self.outline.key("depends_on")),
+                line: self.dependency_line(i),
             })
             .collect()
     }
 
+    /// Task `index` of the tree.
+    fn task_node(&self, index: usize) -> Option<At<'a>> {
+        self.root.get("tasks").and_then(|tasks| tasks.item(index))
+    }
+
+    fn task_line(&self, index: usize) -> Option<usize> {
+        self.task_node(index).map(At::line).or(self.key("tasks"))
+    }
+
+    fn task_key_line(&self, index: usize, key: &str) -> Option<usize> {
+        self.task_node(index)
+            .and_then(|task| task.key_line(key))
+            .or(self.task_line(index))
+    }
+
     fn job(&mut self, raw: RawJob, global: &GlobalConfig) -> Option<JobDef> {
-        let id_line = self.outline.key("id");
+        let id_line = self.key("id");
         if let Err(e) = check_id(&raw.id) {
             self.error(id_line, format!("job id {e}"));
         }
@@ -346,7 +439,7 @@ impl JobChecker<'_> {
 
         if raw.max_concurrency == Some(0) {
             self.error(
-                self.outline.key("max_concurrency"),
+                self.key("max_concurrency"),
                 "max_concurrency must be at least 1",
             );
         }
@@ -356,7 +449,7 @@ impl JobChecker<'_> {
             None => global.environment_policy.clone(),
             Some(Ok(own)) => global.environment_policy.narrowed_by(&own),
             Some(Err(message)) => {
-                self.error(self.outline.key("environment_policy"), message);
+                self.error(self.key("environment_policy"), message);
                 global.environment_policy.clone()
             }
         };
@@ -364,7 +457,7 @@ impl JobChecker<'_> {
             None => global.notify.clone(),
             Some(Ok(rule)) => Some(rule),
             Some(Err(message)) => {
-                self.error(self.outline.key("notify"), message);
+                self.error(self.key("notify"), message);
                 None
             }
         };
@@ -372,14 +465,13 @@ impl JobChecker<'_> {
             raw.config.into_iter().map(|(k, v)| (k, v.0)).collect();
 
         if raw.tasks.is_empty() {
-            self.error(self.outline.key("tasks"), "a job needs at least one task");
+            self.error(self.key("tasks"), "a job needs at least one task");
         }
-        let items = self.task_items(&raw.tasks);
         let tasks: Vec<Option<TaskDef>> = raw
             .tasks
             .iter()
-            .zip(&items)
-            .map(|(task, item)| self.task(task, *item, global))
+            .enumerate()
+            .map(|(index, task)| self.task(task, index, global))
             .collect();
 
         let graph: Vec<(&str, Vec<&str>)> = raw
@@ -397,12 +489,12 @@ impl JobChecker<'_> {
             Err(errors) => {
                 let places = TaskPlaces::new(&raw.tasks);
                 for e in errors {
-                    self.dag_error(&e, &places, &items);
+                    self.dag_error(&e, &places);
                 }
                 None
             }
         };
-        self.placeholders(&raw.tasks, &items, &config, dag.as_ref());
+        self.placeholders(&raw.tasks, &config, dag.as_ref());
 
         let tasks: Vec<TaskDef> = tasks.into_iter().collect::<Option<_>>()?;
         let dag = dag?;
@@ -427,7 +519,7 @@ impl JobChecker<'_> {
     }
 
     fn schedule(&mut self, raw: &StrOrMap<RawSchedule>, default_tz: Tz) -> Option<Schedule> {
-        let line = self.outline.key("schedule");
+        let line = self.key("schedule");
         let (expr, tz) = match raw {
             StrOrMap::Str(expr) => (expr.as_str(), default_tz),
             StrOrMap::Map(RawSchedule { cron, timezone }) => {
@@ -437,7 +529,7 @@ impl JobChecker<'_> {
                         Ok(tz) => tz,
                         Err(_) => {
                             self.error(
-                                self.outline.nested_key("schedule", "timezone").or(line),
+                                self.nested_key("schedule", "timezone").or(line),
                                 format!(
                                     "unknown time zone '{name}' (use an IANA name such as \
                                      Europe/Paris)"
@@ -450,7 +542,7 @@ impl JobChecker<'_> {
                 (cron.as_str(), tz)
             }
         };
-        let expr_line = self.outline.nested_key("schedule", "cron").or(line);
+        let expr_line = self.nested_key("schedule", "cron").or(line);
         match Schedule::parse(expr, tz) {
             Ok(s) => Some(s),
             Err(e) => {
@@ -461,12 +553,10 @@ impl JobChecker<'_> {
     }
 
     fn job_dependencies(&mut self, raw: &RawJob) -> Vec<JobDependency> {
-        let items = self.outline.items("depends_on");
-        let fallback = self.outline.key("depends_on");
         let mut seen = BTreeSet::new();
         let mut out = Vec::with_capacity(raw.depends_on.len());
         for (i, dep) in raw.depends_on.iter().enumerate() {
-            let line = items.get(i).map(Item::line).or(fallback);
+            let line = self.dependency_line(i);
             let (job_id, condition) = match dep {
                 StrOrMap::Str(job) => (job, None),
                 StrOrMap::Map(m) => (&m.job, m.condition.as_ref()),
@@ -524,51 +614,12 @@ impl JobChecker<'_> {
         out
     }
 
-    /// The outline item of each task, matched by position when the file is block
-    /// style and the ids agree; `None` otherwise (errors then point at `tasks:`).
-    fn task_items(&self, tasks: &[RawTask]) -> Vec<Option<Item>> {
-        let items = self.outline.items("tasks");
-        let aligned = items.len() == tasks.len()
-            && items.iter().zip(tasks).all(|(item, task)| {
-                self.outline
-                    .item_value(*item, "id")
-                    .is_none_or(|v| v == task.id)
-            });
-        if aligned {
-            items.into_iter().map(Some).collect()
-        } else {
-            vec![None; tasks.len()]
-        }
-    }
-
-    /// The first line of `item` holding `needle`, within the task's search budget.
-    fn find(&mut self, item: Option<Item>, needle: &str) -> Option<usize> {
-        let item = item?;
-        self.finds_left = self.finds_left.checked_sub(1)?;
-        self.outline.item_find(item, needle)
-    }
-
-    fn task_line(&self, item: Option<Item>) -> Option<usize> {
-        item.map(|i| i.line()).or(self.outline.key("tasks"))
-    }
-
-    fn task_key_line(&self, item: Option<Item>, key: &str) -> Option<usize> {
-        item.and_then(|i| self.outline.item_key(i, key))
-            .or(self.task_line(item))
-    }
-
-    fn task(
-        &mut self,
-        raw: &RawTask,
-        item: Option<Item>,
-        global: &GlobalConfig,
-    ) -> Option<TaskDef> {
+    fn task(&mut self, raw: &RawTask, index: usize, global: &GlobalConfig) -> Option<TaskDef> {
         let errors_before = self.errors.len();
-        self.finds_left = FINDS_PER_TASK;
-        let line = self.task_line(item);
+        let line = self.task_line(index);
         let id = &raw.id;
         if let Err(e) = check_id(id) {
-            self.error(self.task_key_line(item, "id"), format!("task id {e}"));
+            self.error(self.task_key_line(index, "id"), format!("task id {e}"));
         }
         let args: Vec<String> = raw.args.iter().map(|a| a.0.clone()).collect();
         let kind = match raw.kind.unwrap_or(RawKind::Command) {
@@ -580,7 +631,7 @@ impl JobChecker<'_> {
                 ] {
                     if set {
                         self.error(
-                            self.task_key_line(item, key),
+                            self.task_key_line(index, key),
                             format!(
                                 "task '{id}': `{key}` belongs to python tasks (add `type: python`)"
                             ),
@@ -594,13 +645,16 @@ impl JobChecker<'_> {
                     }),
                     Some(_) => {
                         self.error(
-                            self.task_key_line(item, "command"),
+                            self.task_key_line(index, "command"),
                             format!("task '{id}': command is empty"),
                         );
                         None
                     }
                     None => {
-                        self.error(line, format!("task '{id}' needs a `command`"));
+                        // A command of the wrong type is reported as such already.
+                        if !self.unreadable.contains(&format!("tasks[{index}].command")) {
+                            self.error(line, format!("task '{id}' needs a `command`"));
+                        }
                         None
                     }
                 }
@@ -608,14 +662,14 @@ impl JobChecker<'_> {
             RawKind::Python => {
                 if raw.command.is_some() {
                     self.error(
-                        self.task_key_line(item, "command"),
+                        self.task_key_line(index, "command"),
                         format!("task '{id}': python tasks take a `script`, not a `command`"),
                     );
                 }
                 let interpreter = raw.interpreter.as_deref().unwrap_or("python3").trim();
                 if interpreter.is_empty() {
                     self.error(
-                        self.task_key_line(item, "interpreter"),
+                        self.task_key_line(index, "interpreter"),
                         format!("task '{id}': interpreter is empty"),
                     );
                 }
@@ -628,19 +682,21 @@ impl JobChecker<'_> {
                     }),
                     Some(_) => {
                         self.error(
-                            self.task_key_line(item, "script"),
+                            self.task_key_line(index, "script"),
                             format!("task '{id}': script is empty"),
                         );
                         None
                     }
                     None => {
-                        self.error(
-                            line,
-                            format!(
-                                "task '{id}' needs a `script` (a file path, or source with \
-                                 `inline: true`)"
-                            ),
-                        );
+                        if !self.unreadable.contains(&format!("tasks[{index}].script")) {
+                            self.error(
+                                line,
+                                format!(
+                                    "task '{id}' needs a `script` (a file path, or source with \
+                                     `inline: true`)"
+                                ),
+                            );
+                        }
                         None
                     }
                 }
@@ -650,7 +706,7 @@ impl JobChecker<'_> {
         let timeout = match (raw.timeout_secs, raw.timeout) {
             (Some(_), Some(_)) => {
                 self.error(
-                    self.task_key_line(item, "timeout"),
+                    self.task_key_line(index, "timeout"),
                     format!("task '{id}': give either `timeout` or `timeout_secs`, not both"),
                 );
                 None
@@ -666,7 +722,7 @@ impl JobChecker<'_> {
                 "timeout_secs"
             };
             self.error(
-                self.task_key_line(item, key),
+                self.task_key_line(index, key),
                 format!("task '{id}': the timeout must be longer than 0 (leave it out for none)"),
             );
         }
@@ -676,7 +732,7 @@ impl JobChecker<'_> {
                 Ok(policy) => policy,
                 Err(message) => {
                     self.error(
-                        self.task_key_line(item, "retry"),
+                        self.task_key_line(index, "retry"),
                         format!("task '{id}': {message}"),
                     );
                     RetryPolicy::default()
@@ -686,10 +742,14 @@ impl JobChecker<'_> {
         };
 
         let mut resources = BTreeMap::new();
+        let slots_node = self
+            .task_node(index)
+            .and_then(|task| task.get("resources"))
+            .and_then(|resources| resources.get("slots"));
         for (pool, &slots) in raw.resources.iter().flat_map(|r| &r.slots) {
-            let at = self
-                .find(item, &format!("{pool}:"))
-                .or_else(|| self.task_key_line(item, "resources"));
+            let at = slots_node
+                .and_then(|slots| slots.key_line(pool))
+                .or_else(|| self.task_key_line(index, "resources"));
             match global.pools.get(pool) {
                 None if global.pools.is_empty() => self.error(
                     at,
@@ -749,34 +809,37 @@ impl JobChecker<'_> {
         })
     }
 
-    fn dag_error(&mut self, error: &DagError, places: &TaskPlaces, items: &[Option<Item>]) {
+    fn dag_error(&mut self, error: &DagError, places: &TaskPlaces) {
         let first = |id: &str| places.first.get(id).copied();
         let (line, message) = match error {
             DagError::DuplicateTask(id) => {
                 // The second occurrence is the duplicate.
                 let second = places.second.get(id.as_str()).copied();
-                let item = second.and_then(|i| items[i]);
-                (self.task_line(item), format!("duplicate task id '{id}'"))
+                let line = match second {
+                    Some(index) => self.task_line(index),
+                    None => self.key("tasks"),
+                };
+                (line, format!("duplicate task id '{id}'"))
             }
             DagError::UnknownDependency { task, .. } | DagError::SelfDependency(task) => {
-                let item = first(task).and_then(|i| items[i]);
-                (self.task_key_line(item, "depends_on"), error.to_string())
+                (self.depends_on_line(first(task)), error.to_string())
             }
-            DagError::Cycle(cycle) => {
-                let item = cycle
-                    .first()
-                    .and_then(|id| first(id))
-                    .and_then(|i| items[i]);
-                (
-                    self.task_key_line(item, "depends_on"),
-                    format!(
-                        "task dependency cycle: {} (each task waits for the one before it)",
-                        cycle.join(" -> ")
-                    ),
-                )
-            }
+            DagError::Cycle(cycle) => (
+                self.depends_on_line(cycle.first().and_then(|id| first(id))),
+                format!(
+                    "task dependency cycle: {} (each task waits for the one before it)",
+                    cycle.join(" -> ")
+                ),
+            ),
         };
         self.error(line, message);
+    }
+
+    fn depends_on_line(&self, task: Option<usize>) -> Option<usize> {
+        match task {
+            Some(index) => self.task_key_line(index, "depends_on"),
+            None => self.key("tasks"),
+        }
     }
 
     /// Checks the placeholders of arguments, inline scripts, environment values and
@@ -785,10 +848,11 @@ impl JobChecker<'_> {
     fn placeholders(
         &mut self,
         tasks: &[RawTask],
-        items: &[Option<Item>],
         config: &BTreeMap<String, String>,
         dag: Option<&Dag>,
     ) {
+        // A config that could not be read is reported as such, not key by key.
+        let config_read = !self.unreadable.contains("config");
         // Looked up once per placeholder: by id, the first task of each.
         let mut index_of: HashMap<&str, usize> = HashMap::with_capacity(tasks.len());
         for (i, task) in tasks.iter().enumerate().rev() {
@@ -809,21 +873,20 @@ impl JobChecker<'_> {
             d.upstream_pairs(&pairs)
         });
         for (index, task) in tasks.iter().enumerate() {
-            let item = items[index];
             let fields = placeholder_fields(task);
             let mut problems = Vec::new();
-            for (key, text) in fields {
+            for (field, text) in fields {
                 let found = match placeholders(text) {
                     Ok(found) => found,
                     Err(e) => {
-                        problems.push((key, text.to_string(), e));
+                        problems.push((field, String::new(), e));
                         continue;
                     }
                 };
                 for (placeholder, raw) in found {
                     let problem = match placeholder {
                         Placeholder::Config(k) | Placeholder::Param(k)
-                            if !config.contains_key(k) =>
+                            if config_read && !config.contains_key(k) =>
                         {
                             Some(format!(
                                 "'{raw}' refers to '{k}', which is not in the job's config \
@@ -849,18 +912,46 @@ impl JobChecker<'_> {
                         _ => None,
                     };
                     if let Some(problem) = problem {
-                        problems.push((key, raw.to_string(), problem));
+                        problems.push((field, raw.to_string(), problem));
                     }
                 }
             }
-            self.finds_left = FINDS_PER_TASK;
-            for (key, raw, problem) in problems {
+            // Where the search for the field's next placeholder resumes.
+            let mut cursor = None;
+            let mut last_field = None;
+            for (field, raw, problem) in problems {
+                if last_field != Some(field) {
+                    (last_field, cursor) = (Some(field), None);
+                }
                 let line = self
-                    .find(item, &raw)
-                    .or_else(|| self.task_key_line(item, key));
+                    .field_node(index, field)
+                    .map(|node| self.line_in(node, &raw, &mut cursor))
+                    .or_else(|| self.task_key_line(index, field.key()));
                 self.error(line, format!("task '{}': {problem}", task.id));
             }
         }
+    }
+
+    fn field_node(&self, index: usize, field: Field<'_>) -> Option<At<'a>> {
+        let task = self.task_node(index)?;
+        match field {
+            Field::Arg(i) => task.get("args")?.item(i),
+            Field::Env(key) => task.get("environment")?.get(key),
+            Field::WorkingDir => task.get("working_dir"),
+            Field::Script => task.get("script"),
+        }
+    }
+
+    fn line_in(
+        &mut self,
+        node: At<'_>,
+        needle: &str,
+        cursor: &mut Option<(usize, usize)>,
+    ) -> usize {
+        if self.text_lines.is_empty() {
+            self.text_lines = self.text.lines().collect();
+        }
+        node.line_of(&self.text_lines, needle, cursor)
     }
 }
 
@@ -889,21 +980,26 @@ impl<'a> TaskPlaces<'a> {
     }
 }
 
-/// The fields of a task that may hold placeholders, with the key each is under.
-fn placeholder_fields(task: &RawTask) -> impl Iterator<Item = (&'static str, &str)> {
+/// The fields of a task that may hold placeholders.
+fn placeholder_fields(task: &RawTask) -> impl Iterator<Item = (Field<'_>, &str)> {
     task.args
         .iter()
-        .map(|a| ("args", a.0.as_str()))
+        .enumerate()
+        .map(|(i, a)| (Field::Arg(i), a.0.as_str()))
         .chain(
             task.environment
-                .values()
-                .map(|v| ("environment", v.0.as_str())),
+                .iter()
+                .map(|(k, v)| (Field::Env(k.as_str()), v.0.as_str())),
         )
-        .chain(task.working_dir.iter().map(|w| ("working_dir", w.as_str())))
+        .chain(
+            task.working_dir
+                .iter()
+                .map(|w| (Field::WorkingDir, w.as_str())),
+        )
         .chain(
             task.script
                 .iter()
                 .filter(|_| task.inline == Some(true))
-                .map(|s| ("script", s.as_str())),
+                .map(|s| (Field::Script, s.as_str())),
         )
 }

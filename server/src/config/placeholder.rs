@@ -7,9 +7,7 @@
 //! other `${NAME}` (a shell variable in `sh -c '...'`, say) is left as written, so that
 //! existing job files keep meaning what their authors wrote.
 
-use std::collections::HashMap;
-
-use super::lines::Outline;
+use super::yaml::Doc;
 use super::ConfigError;
 use crate::core::{JobDef, TaskKind};
 use crate::exec::script::{script_arg, Context, Lang, ScriptArg};
@@ -138,52 +136,40 @@ pub fn classify(name: &str) -> Placeholder<'_> {
 /// language, or refused where no literal can be trusted (the task then fails).
 /// Linear in the file: each task's lines are searched once, front to back.
 pub fn script_notes(job: &JobDef, text: &str) -> Vec<ConfigError> {
-    let outline = Outline::new(text);
+    let Ok(doc) = Doc::parse(text) else {
+        return Vec::new();
+    };
+    let tasks = doc.root().get("tasks");
     let lines: Vec<&str> = text.lines().collect();
-    let items = outline.items("tasks");
-    let by_id: HashMap<&str, usize> = items
-        .iter()
-        .enumerate()
-        .filter_map(|(k, item)| Some((outline.item_value(*item, "id")?, k)))
-        .collect();
     let mut notes = Vec::new();
-    for task in &job.tasks {
+    for (index, task) in job.tasks.iter().enumerate() {
         let (program, args) = task.kind.argv();
-        let script = match task.kind {
-            TaskKind::Python { inline: true, .. } => Some(ScriptArg {
-                index: 1,
-                offset: 0,
-                lang: Lang::Python,
-            }),
-            _ => script_arg(&program, &args),
+        let (script, node) = match task.kind {
+            TaskKind::Python { inline: true, .. } => {
+                let script = ScriptArg {
+                    index: 1,
+                    offset: 0,
+                    lang: Lang::Python,
+                };
+                (
+                    Some(script),
+                    tasks.and_then(|t| t.item(index)?.get("script")),
+                )
+            }
+            _ => {
+                let script = script_arg(&program, &args);
+                let node = script.and_then(|s| tasks?.item(index)?.get("args")?.item(s.index));
+                (script, node)
+            }
         };
         let Some(script) = script else { continue };
         let Ok(found) = script_placeholders(&args[script.index], script) else {
             continue;
         };
-        let item = by_id.get(task.id.as_str()).map(|&k| {
-            let end = items.get(k + 1).map_or(lines.len(), |next| next.line() - 1);
-            (items[k].line(), end)
-        });
-        // Where the search for the next placeholder resumes: (0-based line, column).
-        let mut cursor = item.map(|(line, _)| (line - 1, 0));
+        // Where the search for the next placeholder resumes.
+        let mut cursor = None;
         for (raw, context) in found {
-            let line = match (cursor, item) {
-                (Some((mut at, mut column)), Some((_, end))) => loop {
-                    if at >= end {
-                        // Written otherwise in the YAML (escapes): stop searching.
-                        cursor = None;
-                        break item.map(|(line, _)| line);
-                    }
-                    if let Some(pos) = lines[at].get(column..).and_then(|l| l.find(raw)) {
-                        cursor = Some((at, column + pos + raw.len()));
-                        break Some(at + 1);
-                    }
-                    at += 1;
-                    column = 0;
-                },
-                _ => item.map(|(line, _)| line),
-            };
+            let line = node.map(|node| node.line_of(&lines, raw, &mut cursor));
             let lang = script.lang.name();
             let message = match context {
                 Context::Unsupported(why) => format!(
