@@ -1,228 +1,63 @@
-//! One job file: the original Petit YAML format parsed once into a tree that keeps
-//! every node's line (`yaml`), read into the raw structs below (every unknown field and
-//! every value of the wrong type reported), then validated into a `JobDef`, collecting
-//! every semantic error of the file with the line of the item it is about, asked of
-//! the same tree.
+//! The checks of one job file's raw structs, into a `JobDef`: ids, schedule and time
+//! zone, job dependencies, each task (kind, timeout, retry, pools), the task DAG and the
+//! placeholders; every error with the line of what it is about, asked of the file's
+//! tree.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use chrono_tz::Tz;
-use serde::Deserialize;
 
-use super::de::{DurationText, ScalarText, StrOrMap};
-use super::global::{env_policy, RawEnvPolicy};
-use super::limits::Bounded;
-use super::notify::{notify_rule, RawNotify};
-use super::placeholder::{placeholders, Placeholder};
-use super::yaml::{self, lenient, top_level_id, At, Doc, Unreadable};
-use super::{ConfigError, GlobalConfig};
+use super::raw::{
+    RawBackoff, RawCondition, RawJob, RawKind, RawRetry, RawRetryCondition, RawSchedule, RawTask,
+};
+use super::FileDependency;
+use crate::config::de::{DurationText, StrOrMap};
+use crate::config::global::env_policy;
+use crate::config::notify::notify_rule;
+use crate::config::placeholder::{placeholders, Placeholder};
+use crate::config::yaml::{At, Unreadable};
+use crate::config::{ConfigError, GlobalConfig};
 use crate::core::schedule::parse_duration;
 use crate::core::{
     Backoff, Condition, Dag, DagError, DepCondition, JobDef, JobDependency, RetryCondition,
     RetryPolicy, Schedule, TaskDef, TaskKind,
 };
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawJob {
-    id: String,
-    #[serde(default, deserialize_with = "lenient")]
-    name: Option<String>,
-    #[serde(default, deserialize_with = "lenient")]
-    description: Option<String>,
-    #[serde(default, deserialize_with = "lenient")]
-    schedule: Option<StrOrMap<RawSchedule>>,
-    #[serde(default, deserialize_with = "lenient")]
-    enabled: Option<bool>,
-    #[serde(default, deserialize_with = "lenient")]
-    max_concurrency: Option<u32>,
-    #[serde(default, deserialize_with = "lenient")]
-    depends_on: Vec<StrOrMap<RawJobDependency>>,
-    #[serde(default, deserialize_with = "lenient")]
-    config: BTreeMap<String, ScalarText>,
-    /// Not `environment`: the original documents a job-level `environment` as a map
-    /// of variables, so the inheritance rules get a key of their own.
-    #[serde(default, deserialize_with = "lenient")]
-    environment_policy: Option<RawEnvPolicy>,
-    /// Replaces `petit.yaml`'s default `notify`.
-    #[serde(default, deserialize_with = "lenient")]
-    notify: Option<RawNotify>,
-    tasks: Vec<RawTask>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSchedule {
-    cron: String,
-    #[serde(default, deserialize_with = "lenient")]
-    timezone: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawJobDependency {
-    job: String,
-    #[serde(default, deserialize_with = "lenient")]
-    condition: Option<StrOrMap<RawWindowCondition>>,
-}
-
-/// `{within_window: {seconds: 3600}}` (or `{within_window: 1h}`).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawWindowCondition {
-    within_window: StrOrMap<RawWindowSeconds>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawWindowSeconds {
-    seconds: u64,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTask {
-    id: String,
-    /// The original allows a display name; the engine has no use for it.
-    #[allow(dead_code)]
-    #[serde(default, deserialize_with = "lenient")]
-    name: Option<String>,
-    #[serde(rename = "type", default, deserialize_with = "lenient")]
-    kind: Option<RawKind>,
-    #[serde(default, deserialize_with = "lenient")]
-    command: Option<String>,
-    #[serde(default, deserialize_with = "lenient")]
-    args: Vec<ScalarText>,
-    #[serde(default, deserialize_with = "lenient")]
-    script: Option<String>,
-    #[serde(default, deserialize_with = "lenient")]
-    inline: Option<bool>,
-    #[serde(default, deserialize_with = "lenient")]
-    interpreter: Option<String>,
-    #[serde(default, deserialize_with = "lenient")]
-    environment: BTreeMap<String, ScalarText>,
-    #[serde(default, deserialize_with = "lenient")]
-    working_dir: Option<String>,
-    #[serde(default, deserialize_with = "lenient")]
-    timeout_secs: Option<u64>,
-    #[serde(default, deserialize_with = "lenient")]
-    timeout: Option<DurationText>,
-    #[serde(default, deserialize_with = "lenient")]
-    depends_on: Vec<String>,
-    #[serde(default, deserialize_with = "lenient")]
-    condition: Option<RawCondition>,
-    #[serde(default, deserialize_with = "lenient")]
-    retry: Option<RawRetry>,
-    #[serde(default, deserialize_with = "lenient")]
-    resources: Option<RawTaskResources>,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum RawKind {
-    Command,
-    Python,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum RawCondition {
-    AllSuccess,
-    OnFailure,
-    AllDone,
-    Always,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawRetry {
-    max_attempts: u32,
-    #[serde(default, deserialize_with = "lenient")]
-    delay_secs: Option<u64>,
-    #[serde(default, deserialize_with = "lenient")]
-    delay: Option<DurationText>,
-    #[serde(default, deserialize_with = "lenient")]
-    condition: Option<RawRetryCondition>,
-    #[serde(default, deserialize_with = "lenient")]
-    backoff: Option<RawBackoff>,
-    #[serde(default, deserialize_with = "lenient")]
-    max_delay_secs: Option<u64>,
-    #[serde(default, deserialize_with = "lenient")]
-    max_delay: Option<DurationText>,
-    #[serde(default, deserialize_with = "lenient")]
-    jitter: Option<bool>,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum RawRetryCondition {
-    Always,
-    TransientOnly,
-    Never,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum RawBackoff {
-    Fixed,
-    Exponential,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTaskResources {
-    #[serde(default, deserialize_with = "lenient")]
-    slots: BTreeMap<String, u32>,
-}
-
-/// A job dependency as read, for the checks across files.
-#[derive(Debug, Clone)]
-pub(super) struct FileDependency {
-    pub job_id: String,
-    pub line: Option<usize>,
-}
-
-/// What one file yielded: the job when it is valid, and what the checks across files
-/// need even when it is not.
-#[derive(Debug)]
-pub(super) struct ParsedFile {
-    pub path: PathBuf,
-    pub id: Option<String>,
-    pub id_line: Option<usize>,
+/// What the checks of one file found.
+pub(super) struct Checked {
     pub depends_on: Vec<FileDependency>,
+    /// The job, unless the checks found errors.
     pub job: Option<JobDef>,
     pub errors: Vec<ConfigError>,
 }
 
-impl ParsedFile {
-    /// A file that could not be parsed whole because of `error`: only its id, as far
-    /// as `text` (a part of it, perhaps) can be read.
-    pub(super) fn unread(
-        text: &str,
-        file: &Path,
-        error: ConfigError,
-        max_depth: usize,
-    ) -> ParsedFile {
-        let id = top_level_id(text, max_depth);
-        ParsedFile {
-            path: file.to_path_buf(),
-            id_line: id.as_ref().map(|(_, line)| *line),
-            id: id.map(|(id, _)| id),
-            depends_on: Vec::new(),
-            job: None,
-            errors: vec![error],
-        }
+/// Checks `raw`, read from `root` (the tree of `text`, whose `unreadable` values are
+/// reported already).
+pub(super) fn job(
+    raw: RawJob,
+    root: At<'_>,
+    text: &str,
+    unreadable: &Unreadable,
+    file: &Path,
+    global: &GlobalConfig,
+) -> Checked {
+    let mut checker = JobChecker {
+        file,
+        root,
+        text,
+        text_lines: Vec::new(),
+        unreadable,
+        errors: Vec::new(),
+    };
+    let depends_on = checker.dependency_lines(&raw);
+    let job = checker.job(raw, global);
+    Checked {
+        depends_on,
+        job,
+        errors: checker.errors,
     }
-}
-
-/// Whether `text` holds nothing but blank lines, comments and document markers.
-pub(super) fn is_blank(text: &str) -> bool {
-    text.lines().all(|l| {
-        let t = l.trim();
-        t.is_empty() || t.starts_with('#') || t == "---" || t == "..."
-    })
 }
 
 /// Job and task ids appear in URLs, placeholders (`${tasks.<id>.outputs.k}`, split on
@@ -243,7 +78,7 @@ fn check_id(id: &str) -> Result<(), String> {
 }
 
 /// The retry policy a `retry:` block describes (shared with `default_retry`).
-pub(super) fn retry_policy(raw: &RawRetry) -> Result<RetryPolicy, String> {
+pub(in crate::config) fn retry_policy(raw: &RawRetry) -> Result<RetryPolicy, String> {
     let delay = match (raw.delay_secs, raw.delay) {
         (Some(_), Some(_)) => return Err("give either `delay` or `delay_secs`, not both".into()),
         (Some(secs), None) => Duration::from_secs(secs),
@@ -276,67 +111,6 @@ pub(super) fn retry_policy(raw: &RawRetry) -> Result<RetryPolicy, String> {
         max_delay,
         jitter: raw.jitter.unwrap_or(false),
     })
-}
-
-/// Parses and validates one file, collecting all of its errors.
-pub(super) fn parse_file(text: &str, file: &Path, global: &GlobalConfig) -> ParsedFile {
-    if is_blank(text) {
-        let error = ConfigError::new(
-            file,
-            None,
-            "the file is empty (a job needs at least `id` and `tasks`)",
-        );
-        return ParsedFile::unread("", file, error, 0);
-    }
-    let max_depth = global.job_files.max_depth;
-    // Before the parser sees the text: scanning deep flow collections is quadratic in
-    // their depth.
-    if let Err(error) = global.job_files.check(text, file, Bounded::JobFile) {
-        return ParsedFile::unread(text, file, error, max_depth);
-    }
-    let doc = match Doc::parse(text) {
-        Ok(doc) => doc,
-        Err(e) => {
-            let error = ConfigError::new(file, Some(e.line), e.message);
-            return ParsedFile::unread(text, file, error, max_depth);
-        }
-    };
-    // Unknown fields and values of the wrong type do not stop the reading: they are
-    // reported with everything else.
-    let reading = yaml::read::<RawJob>(&doc, file);
-    let (value, unreadable) = (reading.value, reading.unreadable);
-    let root = doc.root();
-    let mut parsed = ParsedFile {
-        path: file.to_path_buf(),
-        id: None,
-        id_line: root.key_line("id"),
-        depends_on: Vec::new(),
-        job: None,
-        errors: Vec::new(),
-    };
-    let Some(raw) = value else {
-        // Still name the job, so that the other files' checks know it exists.
-        parsed.id = root.get("id").and_then(At::scalar).map(str::to_string);
-        parsed.errors = reading.errors;
-        return parsed;
-    };
-    let mut checker = JobChecker {
-        file,
-        root,
-        text,
-        text_lines: Vec::new(),
-        unreadable: &unreadable,
-        errors: Vec::new(),
-    };
-    parsed.id = Some(raw.id.clone());
-    parsed.depends_on = checker.dependency_lines(&raw);
-    let job = checker.job(raw, global);
-    parsed.errors = reading.errors;
-    parsed.errors.extend(checker.errors);
-    // In file order; the sort is stable so one line's errors keep their order.
-    parsed.errors.sort_by_key(|e| e.line);
-    parsed.job = job.filter(|_| parsed.errors.is_empty());
-    parsed
 }
 
 /// Validation of one parsed file; errors accumulate in `errors`.
