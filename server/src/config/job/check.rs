@@ -16,9 +16,9 @@ use super::FileDependency;
 use crate::config::de::{DurationText, StrOrMap};
 use crate::config::global::env_policy;
 use crate::config::notify::notify_rule;
-use crate::config::placeholder::{placeholders, Placeholder};
 use crate::config::yaml::{At, Unreadable};
 use crate::config::{ConfigError, GlobalConfig};
+use crate::core::job::{Placeholder, Template};
 use crate::core::schedule::parse_duration;
 use crate::core::{
     Backoff, Condition, Dag, DagError, DepCondition, JobDef, JobDependency, RetryCondition,
@@ -241,11 +241,13 @@ impl<'a> JobChecker<'a> {
         if raw.tasks.is_empty() {
             self.error(self.key("tasks"), "a job needs at least one task");
         }
-        let tasks: Vec<Option<TaskDef>> = raw
+        // Every text that may hold placeholders, lexed once: checked here, then kept
+        // in the tasks for `exec` to render.
+        let templates: Vec<TaskTemplates> = raw
             .tasks
             .iter()
             .enumerate()
-            .map(|(index, task)| self.task(task, index, global))
+            .map(|(index, task)| self.templates(index, task))
             .collect();
 
         let graph: Vec<(&str, Vec<&str>)> = raw
@@ -268,8 +270,15 @@ impl<'a> JobChecker<'a> {
                 None
             }
         };
-        self.placeholders(&raw.tasks, &config, dag.as_ref());
+        self.placeholders(&raw.tasks, &templates, &config, dag.as_ref());
 
+        let tasks: Vec<Option<TaskDef>> = raw
+            .tasks
+            .iter()
+            .zip(templates)
+            .enumerate()
+            .map(|(index, (task, templates))| self.task(task, index, templates, global))
+            .collect();
         let tasks: Vec<TaskDef> = tasks.into_iter().collect::<Option<_>>()?;
         let dag = dag?;
         if !self.errors.is_empty() {
@@ -388,14 +397,50 @@ impl<'a> JobChecker<'a> {
         out
     }
 
-    fn task(&mut self, raw: &RawTask, index: usize, global: &GlobalConfig) -> Option<TaskDef> {
+    /// The texts of task `index` that may hold placeholders, each with the lines it
+    /// was written on.
+    fn templates<'r>(&self, index: usize, raw: &'r RawTask) -> TaskTemplates<'r> {
+        let node = |field| self.field_node(index, field);
+        TaskTemplates {
+            args: raw
+                .args
+                .iter()
+                .enumerate()
+                .map(|(i, a)| written(node(Field::Arg(i)), &a.0))
+                .collect(),
+            environment: raw
+                .environment
+                .iter()
+                .map(|(k, v)| (k.as_str(), written(node(Field::Env(k)), &v.0)))
+                .collect(),
+            working_dir: raw
+                .working_dir
+                .as_deref()
+                .map(|w| written(node(Field::WorkingDir), w)),
+            script: raw
+                .script
+                .as_deref()
+                .map(|s| written(node(Field::Script), s)),
+            inline: raw.inline == Some(true),
+        }
+    }
+
+    fn task(
+        &mut self,
+        raw: &RawTask,
+        index: usize,
+        templates: TaskTemplates<'_>,
+        global: &GlobalConfig,
+    ) -> Option<TaskDef> {
         let errors_before = self.errors.len();
         let line = self.task_line(index);
         let id = &raw.id;
         if let Err(e) = check_id(id) {
             self.error(self.task_key_line(index, "id"), format!("task id {e}"));
         }
-        let args: Vec<String> = raw.args.iter().map(|a| a.0.clone()).collect();
+        let task_node = self.task_node(index);
+        let node = |key: &str| task_node.and_then(|task| task.get(key));
+        let args = templates.args;
         let kind = match raw.kind.unwrap_or(RawKind::Command) {
             RawKind::Command => {
                 for (key, set) in [
@@ -414,7 +459,7 @@ impl<'a> JobChecker<'a> {
                 }
                 match raw.command.as_deref().map(str::trim) {
                     Some(command) if !command.is_empty() => Some(TaskKind::Command {
-                        command: command.to_string(),
+                        command: written(node("command"), command),
                         args,
                     }),
                     Some(_) => {
@@ -447,10 +492,10 @@ impl<'a> JobChecker<'a> {
                         format!("task '{id}': interpreter is empty"),
                     );
                 }
-                match raw.script.as_deref() {
-                    Some(script) if !script.trim().is_empty() => Some(TaskKind::Python {
-                        interpreter: interpreter.to_string(),
-                        script: script.to_string(),
+                match templates.script {
+                    Some(script) if !script.source().trim().is_empty() => Some(TaskKind::Python {
+                        interpreter: written(node("interpreter"), interpreter),
+                        script,
                         inline: raw.inline.unwrap_or(false),
                         args,
                     }),
@@ -622,6 +667,7 @@ impl<'a> JobChecker<'a> {
     fn placeholders(
         &mut self,
         tasks: &[RawTask],
+        templates: &[TaskTemplates<'_>],
         config: &BTreeMap<String, String>,
         dag: Option<&Dag>,
     ) {
@@ -635,9 +681,9 @@ impl<'a> JobChecker<'a> {
         // Every `(upstream task, task reading its outputs)` pair, answered in one go.
         let upstream = dag.map(|d| {
             let mut pairs = Vec::new();
-            for (index, task) in tasks.iter().enumerate() {
-                for (_, text) in placeholder_fields(task) {
-                    for (placeholder, _) in placeholders(text).unwrap_or_default() {
+            for (index, templates) in templates.iter().enumerate() {
+                for (_, template) in templates.fields() {
+                    for (placeholder, _) in template.placeholders() {
                         if let Placeholder::TaskOutput { task: from, .. } = placeholder {
                             pairs.extend(index_of.get(from).map(|&from| (from, index)));
                         }
@@ -646,18 +692,14 @@ impl<'a> JobChecker<'a> {
             }
             d.upstream_pairs(&pairs)
         });
-        for (index, task) in tasks.iter().enumerate() {
-            let fields = placeholder_fields(task);
+        for (index, (task, templates)) in tasks.iter().zip(templates).enumerate() {
             let mut problems = Vec::new();
-            for (field, text) in fields {
-                let found = match placeholders(text) {
-                    Ok(found) => found,
-                    Err(e) => {
-                        problems.push((field, String::new(), e));
-                        continue;
-                    }
-                };
-                for (placeholder, raw) in found {
+            for (field, template) in templates.fields() {
+                if let Some(e) = template.error() {
+                    problems.push((field, String::new(), e.to_string()));
+                    continue;
+                }
+                for (placeholder, raw) in template.placeholders() {
                     let problem = match placeholder {
                         Placeholder::Config(k) | Placeholder::Param(k)
                             if config_read && !config.contains_key(k) =>
@@ -754,26 +796,38 @@ impl<'a> TaskPlaces<'a> {
     }
 }
 
-/// The fields of a task that may hold placeholders.
-fn placeholder_fields(task: &RawTask) -> impl Iterator<Item = (Field<'_>, &str)> {
-    task.args
-        .iter()
-        .enumerate()
-        .map(|(i, a)| (Field::Arg(i), a.0.as_str()))
-        .chain(
-            task.environment
-                .iter()
-                .map(|(k, v)| (Field::Env(k.as_str()), v.0.as_str())),
-        )
-        .chain(
-            task.working_dir
-                .iter()
-                .map(|w| (Field::WorkingDir, w.as_str())),
-        )
-        .chain(
-            task.script
-                .iter()
-                .filter(|_| task.inline == Some(true))
-                .map(|s| (Field::Script, s.as_str())),
-        )
+/// The texts of a task that may hold placeholders, lexed.
+struct TaskTemplates<'r> {
+    args: Vec<Template>,
+    environment: Vec<(&'r str, Template)>,
+    working_dir: Option<Template>,
+    script: Option<Template>,
+    /// Whether `script` is source (inline) rather than a file path.
+    inline: bool,
+}
+
+impl TaskTemplates<'_> {
+    /// Those whose placeholders are checked: arguments, environment values, working
+    /// directory and inline script.
+    fn fields(&self) -> impl Iterator<Item = (Field<'_>, &Template)> {
+        let args = self.args.iter().enumerate();
+        args.map(|(i, a)| (Field::Arg(i), a))
+            .chain(self.environment.iter().map(|(k, v)| (Field::Env(k), v)))
+            .chain(self.working_dir.iter().map(|w| (Field::WorkingDir, w)))
+            .chain(
+                self.script
+                    .iter()
+                    .filter(|_| self.inline)
+                    .map(|s| (Field::Script, s)),
+            )
+    }
+}
+
+/// `text` as a template, with the lines of `node` if it is known.
+fn written(node: Option<At<'_>>, text: &str) -> Template {
+    let template = Template::parse(text);
+    match node {
+        Some(node) => template.written_at(node.lines()),
+        None => template,
+    }
 }

@@ -284,32 +284,14 @@ impl<'a> At<'a> {
         (self.node().line, self.node().end_line)
     }
 
-    /// The line of this node (a scalar) holding `needle` in `text_lines` (the document's
-    /// text, split at line breaks), searched from `cursor` on, which moves past it: the
-    /// needles of one value are searched front to back, each line once. A value on one
-    /// line is that line; text written otherwise in the YAML (escapes, folding) is the
-    /// value's first line.
+    /// The line of this node holding `needle`: see `line_within`.
     pub(super) fn line_of(
         self,
         text_lines: &[&str],
         needle: &str,
         cursor: &mut Option<(usize, usize)>,
     ) -> usize {
-        let (start, end) = self.lines();
-        if start == end || needle.is_empty() {
-            return start;
-        }
-        let (mut at, mut column) = cursor.unwrap_or((start - 1, 0));
-        while at < end.min(text_lines.len()) {
-            if let Some(pos) = text_lines[at].get(column..).and_then(|l| l.find(needle)) {
-                *cursor = Some((at, column + pos + needle.len()));
-                return at + 1;
-            }
-            at += 1;
-            column = 0;
-        }
-        *cursor = Some((end, 0));
-        start
+        line_within(text_lines, self.lines(), needle, cursor)
     }
 
     /// The text of a scalar.
@@ -372,6 +354,33 @@ impl<'a> At<'a> {
             _ => None,
         }
     }
+}
+
+/// The line of `text_lines` (a document's text, split at line breaks) within `lines`
+/// (1-based, both included: where a value was written) holding `needle`, searched from
+/// `cursor` on, which moves past it: the needles of one value are searched front to
+/// back, each line once. A value on one line is that line; text written otherwise in
+/// the YAML (escapes, folding) is the value's first line.
+pub(super) fn line_within(
+    text_lines: &[&str],
+    (start, end): (usize, usize),
+    needle: &str,
+    cursor: &mut Option<(usize, usize)>,
+) -> usize {
+    if start == end || needle.is_empty() {
+        return start;
+    }
+    let (mut at, mut column) = cursor.unwrap_or((start.saturating_sub(1), 0));
+    while at < end.min(text_lines.len()) {
+        if let Some(pos) = text_lines[at].get(column..).and_then(|l| l.find(needle)) {
+            *cursor = Some((at, column + pos + needle.len()));
+            return at + 1;
+        }
+        at += 1;
+        column = 0;
+    }
+    *cursor = Some((end, 0));
+    start
 }
 
 /// Reads `text` as a `T` through `read`: the value, or the first error's message.
