@@ -154,7 +154,7 @@ impl<'r> Value<'r, '_> {
         let Kind::Scalar { value: key, .. } = self.kind() else {
             return Err(self.invalid_type(&"a field name"));
         };
-        if fields.contains(&key.as_str()) {
+        if fields.contains(&key.as_ref()) {
             return visitor.visit_some(StrDeserializer::<Error>::new(key));
         }
         let error: Error = de::Error::unknown_field(key, fields);
@@ -162,7 +162,7 @@ impl<'r> Value<'r, '_> {
         self.reader.found.borrow_mut().push(Found {
             line: self.line(),
             value_path: match path.as_str() {
-                "." => key.clone(),
+                "." => key.to_string(),
                 parent => format!("{parent}.{key}"),
             },
             path,

@@ -12,6 +12,7 @@ mod access;
 mod read;
 mod scalar;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
@@ -22,20 +23,21 @@ pub(super) use read::{lenient, read, Unreadable};
 
 /// One node of the tree; its children are indices into `Doc::nodes`.
 #[derive(Debug)]
-struct Node {
+struct Node<'t> {
     /// 1-based, of where the node starts (a block mapping: its first key).
     line: usize,
     /// 1-based, of where the node ends (a block scalar: its last line of content).
     end_line: usize,
     /// As the parser resolved it: `!x` is `!x`, `!!str` is `tag:yaml.org,2002:str`.
-    tag: Option<String>,
-    kind: Kind,
+    tag: Option<Box<str>>,
+    kind: Kind<'t>,
 }
 
 #[derive(Debug)]
-enum Kind {
+enum Kind<'t> {
+    /// Borrowed from the text where the parser could (plain scalars, mostly).
     Scalar {
-        value: String,
+        value: Cow<'t, str>,
         style: ScalarStyle,
     },
     Seq(Vec<usize>),
@@ -48,7 +50,7 @@ enum Kind {
 struct Map {
     entries: Vec<(usize, usize)>,
     /// The first entry of each scalar key, built on the first lookup of a large map.
-    index: OnceLock<HashMap<String, usize>>,
+    index: OnceLock<Box<HashMap<String, usize>>>,
 }
 
 /// Maps of more entries than this are looked up through an index.
@@ -56,8 +58,8 @@ const INDEXED: usize = 16;
 
 /// A parsed document.
 #[derive(Debug)]
-pub(super) struct Doc {
-    nodes: Vec<Node>,
+pub(super) struct Doc<'t> {
+    nodes: Vec<Node<'t>>,
     root: usize,
 }
 
@@ -74,11 +76,11 @@ enum Open {
     Map(usize, Vec<(usize, usize)>, Option<usize>),
 }
 
-impl Doc {
+impl<'t> Doc<'t> {
     /// Parses `text`, which must hold one document (an empty text is an empty
     /// document: a null scalar).
-    pub(super) fn parse(text: &str) -> Result<Doc, SyntaxError> {
-        let mut nodes: Vec<Node> = Vec::new();
+    pub(super) fn parse(text: &'t str) -> Result<Doc<'t>, SyntaxError> {
+        let mut nodes: Vec<Node<'t>> = Vec::new();
         let mut anchors: HashMap<usize, usize> = HashMap::new();
         let mut open: Vec<Open> = Vec::new();
         let mut root = None;
@@ -89,7 +91,7 @@ impl Doc {
                 line: e.marker().line(),
                 message: e.info().to_string(),
             })?;
-            let start = |tag: Option<String>, kind: Kind, span: Span| Node {
+            let start = |tag: Option<Box<str>>, kind: Kind<'t>, span: Span| Node {
                 line: span.start.line(),
                 end_line: span.end.line().max(span.start.line()),
                 tag,
@@ -110,7 +112,7 @@ impl Doc {
                 }
                 Event::Scalar(value, style, anchor, tag) => {
                     let block = matches!(style, ScalarStyle::Literal | ScalarStyle::Folded);
-                    let mut value = value.into_owned();
+                    let mut value = value;
                     if block
                         && span.end.index()
                             >= *text_chars.get_or_insert_with(|| text.chars().count())
@@ -123,7 +125,7 @@ impl Doc {
                         // A block scalar ending the text without a line break: libyaml (and so
                         // serde_yaml, what job files were read with) adds none, nor does this.
                         if value.ends_with('\n') {
-                            value.pop();
+                            value.to_mut().pop();
                         }
                     }
                     let kind = Kind::Scalar { value, style };
@@ -208,7 +210,7 @@ impl Doc {
                     end_line: 1,
                     tag: None,
                     kind: Kind::Scalar {
-                        value: String::new(),
+                        value: Cow::Borrowed(""),
                         style: ScalarStyle::Plain,
                     },
                 });
@@ -247,19 +249,19 @@ impl Doc {
 }
 
 /// A tag as resolved: `!x`, `tag:yaml.org,2002:str` (`!!str`), `!` alone.
-fn tag_text(tag: &saphyr_parser::Tag) -> String {
-    format!("{}{}", tag.handle, tag.suffix)
+fn tag_text(tag: &saphyr_parser::Tag) -> Box<str> {
+    format!("{}{}", tag.handle, tag.suffix).into()
 }
 
 /// A node of a document, to ask where things are.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct At<'a> {
-    doc: &'a Doc,
+    doc: &'a Doc<'a>,
     id: usize,
 }
 
 impl<'a> At<'a> {
-    fn node(self) -> &'a Node {
+    fn node(self) -> &'a Node<'a> {
         &self.doc.nodes[self.id]
     }
 
@@ -309,12 +311,12 @@ impl<'a> At<'a> {
             return None;
         };
         let key_text = |k: usize| match &at.doc.nodes[k].kind {
-            Kind::Scalar { value, .. } => Some(value.as_str()),
+            Kind::Scalar { value, .. } => Some(value.as_ref()),
             _ => None,
         };
         let found = if map.entries.len() > INDEXED {
             let index = map.index.get_or_init(|| {
-                let mut index = HashMap::with_capacity(map.entries.len());
+                let mut index = Box::new(HashMap::with_capacity(map.entries.len()));
                 for (n, &(k, _)) in map.entries.iter().enumerate() {
                     if let Some(text) = key_text(k) {
                         index.entry(text.to_string()).or_insert(n);

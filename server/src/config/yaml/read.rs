@@ -61,7 +61,7 @@ impl Unreadable {
 }
 
 /// Reads the document as a `T`, collecting every error.
-pub(in crate::config) fn read<T: DeserializeOwned>(doc: &Doc, file: &FilePath) -> Reading<T> {
+pub(in crate::config) fn read<T: DeserializeOwned>(doc: &Doc<'_>, file: &FilePath) -> Reading<T> {
     let reader = Reader {
         doc,
         found: RefCell::new(Vec::new()),
@@ -149,7 +149,7 @@ pub(super) struct Found {
 }
 
 pub(super) struct Reader<'d> {
-    pub doc: &'d Doc,
+    pub doc: &'d Doc<'d>,
     pub found: RefCell<Vec<Found>>,
     visits: Cell<usize>,
     max_visits: usize,
@@ -196,7 +196,7 @@ pub(super) struct Value<'r, 'p> {
 }
 
 impl<'r, 'p> Value<'r, 'p> {
-    pub(super) fn kind(&self) -> &'r Kind {
+    pub(super) fn kind(&self) -> &'r Kind<'r> {
         &self.reader.doc.nodes[self.id].kind
     }
 
