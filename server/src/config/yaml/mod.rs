@@ -530,7 +530,8 @@ flow: [{a: 1},
     #[test]
     fn large_maps_are_indexed() {
         let text: String = (0..100).map(|i| format!("k{i}: {i}\n")).collect();
-        let doc = Doc::parse(&(text + "k7: again\n")).unwrap();
+        let text = text + "k7: again\n";
+        let doc = Doc::parse(&text).unwrap();
         let root = doc.root();
         assert_eq!(root.get("k7").and_then(At::scalar), Some("7"));
         assert_eq!(root.key_line("k99"), Some(100));
