@@ -50,7 +50,7 @@ enum Kind<'t> {
 struct Map {
     entries: Vec<(usize, usize)>,
     /// The first entry of each scalar key, built on the first lookup of a large map.
-    index: OnceLock<Box<HashMap<String, usize>>>,
+    index: OnceLock<HashMap<String, usize>>,
 }
 
 /// Maps of more entries than this are looked up through an index.
@@ -316,7 +316,7 @@ impl<'a> At<'a> {
         };
         let found = if map.entries.len() > INDEXED {
             let index = map.index.get_or_init(|| {
-                let mut index = Box::new(HashMap::with_capacity(map.entries.len()));
+                let mut index = HashMap::with_capacity(map.entries.len());
                 for (n, &(k, _)) in map.entries.iter().enumerate() {
                     if let Some(text) = key_text(k) {
                         index.entry(text.to_string()).or_insert(n);
