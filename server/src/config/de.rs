@@ -1,7 +1,7 @@
 //! Deserializers for the value shapes the YAML formats allow beyond plain serde
 //! derives: scalars kept as text, hand-written durations and byte sizes, and fields
-//! that take either a string or a mapping. Errors raised here go through serde_yaml,
-//! which attaches the line of the offending value.
+//! that take either a string or a mapping. Errors raised here go through the reader
+//! (`yaml::read`), which attaches the line of the offending value.
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
-use super::unknown_fields::StructFromMap;
+use super::yaml::StructFromMap;
 use crate::core::schedule::parse_duration;
 
 /// A YAML scalar kept as its text: `1000` -> "1000", `true` -> "true".
@@ -167,7 +167,7 @@ impl<'de, M: Deserialize<'de>> Deserialize<'de> for StrOrMap<M> {
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<StrOrMap<M>, A::Error> {
                 // Not serde's `MapAccessDeserializer`: unknown fields of `M` are reported
-                // like those of any other struct (see `unknown_fields`).
+                // like those of any other struct.
                 M::deserialize(StructFromMap(map)).map(StrOrMap::Map)
             }
         }
@@ -178,6 +178,7 @@ impl<'de, M: Deserialize<'de>> Deserialize<'de> for StrOrMap<M> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::yaml::from_str;
 
     #[test]
     fn scalars_keep_their_text() {
@@ -191,14 +192,13 @@ mod tests {
             ("yes", "yes"),
         ];
         for (yaml, want) in cases {
-            let got: ScalarText = serde_yaml::from_str(yaml).unwrap();
+            let got: ScalarText = from_str(yaml).unwrap();
             assert_eq!(got.0, want, "{yaml}");
         }
         for yaml in ["[1, 2]", "{a: 1}", "~"] {
-            let err = serde_yaml::from_str::<ScalarText>(yaml).unwrap_err();
+            let err = from_str::<ScalarText>(yaml).unwrap_err();
             assert!(
-                err.to_string()
-                    .contains("expected a string, number or boolean"),
+                err.contains("expected a string, number or boolean"),
                 "{yaml}: {err}"
             );
         }
@@ -213,7 +213,7 @@ mod tests {
             ("500ms", 500),
         ];
         for (yaml, millis) in durations {
-            let got: DurationText = serde_yaml::from_str(yaml).unwrap();
+            let got: DurationText = from_str(yaml).unwrap();
             assert_eq!(got.0, Duration::from_millis(millis), "{yaml}");
         }
         for (yaml, want) in [
@@ -221,8 +221,8 @@ mod tests {
             ("1.5", "fractional"),
             ("5x", "unknown unit"),
         ] {
-            let err = serde_yaml::from_str::<DurationText>(yaml).unwrap_err();
-            assert!(err.to_string().contains(want), "{yaml}: {err}");
+            let err = from_str::<DurationText>(yaml).unwrap_err();
+            assert!(err.contains(want), "{yaml}: {err}");
         }
         let sizes = [
             ("1048576", 1_048_576),
@@ -233,7 +233,7 @@ mod tests {
             ("100B", 100),
         ];
         for (yaml, want) in sizes {
-            let got: ByteSize = serde_yaml::from_str(yaml).unwrap();
+            let got: ByteSize = from_str(yaml).unwrap();
             assert_eq!(got.0, want, "{yaml}");
         }
         for (text, want) in [("MiB", "does not start"), ("5 parsecs", "unknown unit")] {

@@ -1,11 +1,11 @@
-//! How deeply a YAML text nests its collections, found by one linear scan before
-//! serde_yaml sees the text.
+//! How deeply a YAML text nests its collections, found by one linear scan before the
+//! parser sees the text.
 //!
-//! Why: libyaml (under serde_yaml) keeps one "possible simple key" per open flow
-//! collection and walks all of them for every token it scans, so `[[[[…` costs time
-//! quadratic in the nesting (100,000 `[` took seconds to tens of seconds), and all of it
-//! happens before serde_yaml's own recursion limit can say anything. Refusing deep text
-//! first keeps every later step linear.
+//! Why: libyaml's scanner, and saphyr-parser's (which follows it), keep one "possible
+//! simple key" per open flow collection and walk all of them for every token they scan,
+//! so `[[[[…` costs time quadratic in the nesting (100,000 `[` took seconds to tens of
+//! seconds), and all of it happens before any recursion limit of a reader can say
+//! anything. Refusing deep text first keeps every later step linear.
 //!
 //! The scan follows libyaml's scanner for what decides nesting: flow collections
 //! (`[`, `{`) outside quoted, plain and block scalars and comments, and block
@@ -42,7 +42,9 @@ pub(super) fn check_depth(text: &str, limit: usize) -> Result<(), TooDeep> {
 
 /// The lines of `text` as libyaml breaks them: at `\n`, `\r\n`, a lone `\r`, and the
 /// Unicode breaks NEL, LS and PS. (Splitting at `\n` alone would let a comment before
-/// a lone `\r` hide the lines after it from the scan, but not from libyaml.)
+/// a lone `\r` hide the lines after it from the scan, but not from libyaml.) YAML 1.2
+/// parsers (saphyr-parser) break at `\n`, `\r\n` and `\r` only: breaking at more lines
+/// than they do only ever makes the scan count more, not less.
 fn lines(text: &[u8]) -> impl Iterator<Item = &[u8]> {
     let mut rest = Some(text);
     std::iter::from_fn(move || {
@@ -448,27 +450,13 @@ mod tests {
         }
     }
 
-    /// The depth serde_yaml reads, counting every sequence and mapping.
-    fn value_depth(v: &serde_yaml::Value) -> usize {
-        use serde_yaml::Value;
-        match v {
-            Value::Sequence(s) => 1 + s.iter().map(value_depth).max().unwrap_or(0),
-            Value::Mapping(m) => {
-                let inner = m.iter().map(|(k, v)| value_depth(k).max(value_depth(v)));
-                1 + inner.max().unwrap_or(0)
-            }
-            Value::Tagged(t) => value_depth(&t.value),
-            _ => 0,
-        }
-    }
-
-    /// Random texts made of YAML's indicators: of those serde_yaml reads, the scan
+    /// Random texts made of YAML's indicators: of those the parser reads, the scan
     /// finds the depth within what its model allows. It may count one level more than
     /// there is, and fewer where libyaml learns of a block mapping only at its `:`,
     /// after the key's own collections (`[a]: b`), or nests a sequence at its key's
     /// column: never less than half, less two. (Set `DEPTH_FUZZ=N` for N texts.)
     #[test]
-    fn agrees_with_serde_yaml_on_random_texts() {
+    fn agrees_with_the_parser_on_random_texts() {
         let count = std::env::var("DEPTH_FUZZ")
             .ok()
             .and_then(|n| n.parse().ok())
@@ -489,15 +477,15 @@ mod tests {
         for _ in 0..count {
             let len = 1 + next() % 60;
             let text: String = (0..len).map(|_| pieces[next() % pieces.len()]).collect();
-            let Ok(value) = serde_yaml::from_str::<serde_yaml::Value>(&text) else {
+            let Ok(doc) = crate::config::yaml::Doc::parse(&text) else {
                 continue;
             };
             read += 1;
-            let real = value_depth(&value);
+            let real = doc.depth();
             let scanned = depth(&text);
             assert!(
                 scanned <= real + 1 && real <= 2 * scanned + 2,
-                "{text:?}: serde_yaml {real}, scanned {scanned}"
+                "{text:?}: parsed {real}, scanned {scanned}"
             );
         }
         assert!(read > count / 20, "only {read} of {count} texts were YAML");

@@ -15,12 +15,11 @@ use chrono_tz::Tz;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 
-use super::bad_values;
 use super::de::{ByteSize, DurationText, ScalarText};
 use super::job::{retry_policy, RawRetry};
 use super::limits::{Bounded, JobFileLimits};
-use super::lines::Outline;
 use super::notify::{notify_rule, RawNotify};
+use super::yaml::{self, lenient, Doc};
 use super::{ConfigError, ConfigErrors};
 use crate::core::notify::NotifyRule;
 use crate::core::{EnvPolicy, Inherit, RetryPolicy};
@@ -107,45 +106,68 @@ impl Default for GlobalConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawGlobal {
+    #[serde(default, deserialize_with = "lenient")]
     timezone: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
     default_timezone: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
     max_concurrent_runs: Option<usize>,
+    #[serde(default, deserialize_with = "lenient")]
     max_concurrent_jobs: Option<usize>,
+    #[serde(default, deserialize_with = "lenient")]
     max_concurrent_tasks: Option<usize>,
+    #[serde(default, deserialize_with = "lenient")]
     resources: Option<RawResources>,
+    #[serde(default, deserialize_with = "lenient")]
     storage: Option<RawStorage>,
+    #[serde(default, deserialize_with = "lenient")]
     logs: Option<RawLogs>,
+    #[serde(default, deserialize_with = "lenient")]
     default_retry: Option<RawRetry>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     environment: BTreeMap<String, ScalarText>,
+    #[serde(default, deserialize_with = "lenient")]
     environment_policy: Option<RawEnvPolicy>,
+    #[serde(default, deserialize_with = "lenient")]
     notify: Option<RawNotify>,
+    #[serde(default, deserialize_with = "lenient")]
     auth: Option<RawAuth>,
+    #[serde(default, deserialize_with = "lenient")]
     tls: Option<RawTls>,
+    #[serde(default, deserialize_with = "lenient")]
     connections: Option<RawConnections>,
+    #[serde(default, deserialize_with = "lenient")]
     job_files: Option<RawJobFiles>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawAuth {
+    #[serde(default, deserialize_with = "lenient")]
     tokens: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawTls {
+    #[serde(default, deserialize_with = "lenient")]
     cert: Option<PathBuf>,
+    #[serde(default, deserialize_with = "lenient")]
     key: Option<PathBuf>,
+    #[serde(default, deserialize_with = "lenient")]
     client_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConnections {
+    #[serde(default, deserialize_with = "lenient")]
     max: Option<usize>,
+    #[serde(default, deserialize_with = "lenient")]
     max_streams: Option<u32>,
+    #[serde(default, deserialize_with = "lenient")]
     header_timeout: Option<DurationText>,
+    #[serde(default, deserialize_with = "lenient")]
     idle_timeout: Option<DurationText>,
 }
 
@@ -154,8 +176,9 @@ struct RawConnections {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawEnvPolicy {
+    #[serde(default, deserialize_with = "lenient")]
     inherit: Option<RawInherit>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     deny: Vec<String>,
 }
 
@@ -217,14 +240,16 @@ pub(super) fn env_policy(raw: &RawEnvPolicy) -> Result<EnvPolicy, String> {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawJobFiles {
+    #[serde(default, deserialize_with = "lenient")]
     max_bytes: Option<ByteSize>,
+    #[serde(default, deserialize_with = "lenient")]
     max_depth: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawResources {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     pools: BTreeMap<String, u32>,
 }
 
@@ -232,15 +257,18 @@ struct RawResources {
 #[serde(deny_unknown_fields)]
 struct RawStorage {
     /// The original's `sqlite` or `memory`.
-    #[serde(rename = "type")]
+    #[serde(rename = "type", default, deserialize_with = "lenient")]
     kind: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
     path: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawLogs {
+    #[serde(default, deserialize_with = "lenient")]
     max_bytes_per_stream: Option<ByteSize>,
+    #[serde(default, deserialize_with = "lenient")]
     retention_days: Option<u32>,
 }
 
@@ -258,17 +286,21 @@ impl GlobalConfig {
     /// relative storage path.
     pub fn parse(text: &str, path: &Path) -> Result<GlobalConfig, ConfigErrors> {
         JobFileLimits::default().check(text, path, Bounded::GlobalConfig)?;
-        // Unknown fields and one-line values of the wrong type do not stop the parse:
-        // they are reported with everything else.
+        let doc = Doc::parse(text).map_err(|e| ConfigError::new(path, Some(e.line), e.message))?;
+        // Unknown fields and values of the wrong type do not stop the reading: they are
+        // reported with everything else.
         let (raw, mut errors) = if super::job::is_blank(text) {
             (Some(RawGlobal::default()), Vec::new())
         } else {
-            bad_values::parse::<RawGlobal>(text, path)
+            let reading = yaml::read::<RawGlobal>(&doc, path);
+            (reading.value, reading.errors)
         };
         let Some(raw) = raw else {
             return Err(ConfigErrors(errors));
         };
-        let outline = Outline::new(text);
+        let root = doc.root();
+        let key = |key: &str| root.key_line(key);
+        let nested_key = |top: &str, key: &str| root.get(top).and_then(|at| at.key_line(key));
         let mut error = |line: Option<usize>, message: String| {
             errors.push(ConfigError::new(path, line, message));
         };
@@ -276,13 +308,13 @@ impl GlobalConfig {
 
         match (&raw.timezone, &raw.default_timezone) {
             (Some(_), Some(_)) => error(
-                outline.key("default_timezone"),
+                key("default_timezone"),
                 "give either `timezone` or `default_timezone`, not both".to_string(),
             ),
             (Some(name), None) | (None, Some(name)) => match name.parse::<Tz>() {
                 Ok(tz) => config.timezone = tz,
                 Err(_) => error(
-                    outline.key("timezone").or(outline.key("default_timezone")),
+                    key("timezone").or(key("default_timezone")),
                     format!("unknown time zone '{name}' (use an IANA name such as Europe/Paris)"),
                 ),
             },
@@ -291,13 +323,11 @@ impl GlobalConfig {
 
         match (raw.max_concurrent_runs, raw.max_concurrent_jobs) {
             (Some(_), Some(_)) => error(
-                outline.key("max_concurrent_jobs"),
+                key("max_concurrent_jobs"),
                 "give either `max_concurrent_runs` or `max_concurrent_jobs`, not both".to_string(),
             ),
             (Some(0), _) | (_, Some(0)) => error(
-                outline
-                    .key("max_concurrent_runs")
-                    .or(outline.key("max_concurrent_jobs")),
+                key("max_concurrent_runs").or(key("max_concurrent_jobs")),
                 "max_concurrent_runs must be at least 1".to_string(),
             ),
             (Some(n), None) | (None, Some(n)) => config.max_concurrent_runs = n,
@@ -305,7 +335,7 @@ impl GlobalConfig {
         }
         match raw.max_concurrent_tasks {
             Some(0) => error(
-                outline.key("max_concurrent_tasks"),
+                key("max_concurrent_tasks"),
                 "max_concurrent_tasks must be at least 1".to_string(),
             ),
             Some(n) => config.max_concurrent_tasks = n,
@@ -314,7 +344,10 @@ impl GlobalConfig {
 
         if let Some(resources) = raw.resources {
             for (name, slots) in resources.pools {
-                let line = outline.nested_key("resources", &name);
+                let line = root
+                    .get("resources")
+                    .and_then(|r| r.get("pools"))
+                    .and_then(|pools| pools.key_line(&name));
                 if name.trim().is_empty() {
                     error(line, "a resource pool needs a name".to_string());
                 } else if slots == 0 {
@@ -329,7 +362,7 @@ impl GlobalConfig {
         }
 
         if let Some(storage) = raw.storage {
-            let line = outline.key("storage");
+            let line = key("storage");
             let resolve = |p: PathBuf| match path.parent() {
                 Some(dir) if p.is_relative() => dir.join(p),
                 _ => p,
@@ -345,7 +378,7 @@ impl GlobalConfig {
                 }
                 (None, None) => {}
                 (Some(other), _) => error(
-                    outline.nested_key("storage", "type").or(line),
+                    nested_key("storage", "type").or(line),
                     format!("unknown storage type '{other}' (expected sqlite or memory)"),
                 ),
             }
@@ -362,7 +395,7 @@ impl GlobalConfig {
             if let Some(ByteSize(bytes)) = logs.max_bytes_per_stream {
                 match usize::try_from(bytes) {
                     Ok(0) | Err(_) => error(
-                        outline.nested_key("logs", "max_bytes_per_stream"),
+                        nested_key("logs", "max_bytes_per_stream"),
                         format!("max_bytes_per_stream must be between 1 and {}", usize::MAX),
                     ),
                     Ok(n) => config.max_log_bytes_per_stream = n,
@@ -370,7 +403,7 @@ impl GlobalConfig {
             }
             match logs.retention_days {
                 Some(0) => error(
-                    outline.nested_key("logs", "retention_days"),
+                    nested_key("logs", "retention_days"),
                     "retention_days must be at least 1 (leave it out to keep logs forever)"
                         .to_string(),
                 ),
@@ -379,7 +412,7 @@ impl GlobalConfig {
         }
 
         if let Some(tls) = raw.tls {
-            let line = outline.key("tls");
+            let line = key("tls");
             let resolve = |p: PathBuf| match path.parent() {
                 Some(dir) if p.is_relative() => dir.join(p),
                 _ => p,
@@ -399,7 +432,7 @@ impl GlobalConfig {
             }
         }
         if let Some(c) = raw.connections {
-            let key = |name: &str| outline.nested_key("connections", name);
+            let key = |name: &str| nested_key("connections", name);
             if c.max == Some(0) {
                 error(key("max"), "connections.max must be at least 1".to_string());
             }
@@ -431,21 +464,21 @@ impl GlobalConfig {
         if let Some(retry) = &raw.default_retry {
             match retry_policy(retry) {
                 Ok(policy) => config.default_retry = Some(policy),
-                Err(message) => error(outline.key("default_retry"), message),
+                Err(message) => error(key("default_retry"), message),
             }
         }
         config.environment = raw.environment.into_iter().map(|(k, v)| (k, v.0)).collect();
         if let Some(notify) = &raw.notify {
             match notify_rule(notify) {
                 Ok(rule) => config.notify = Some(rule),
-                Err(message) => error(outline.key("notify"), message),
+                Err(message) => error(key("notify"), message),
             }
         }
 
         if let Some(policy) = &raw.environment_policy {
             match env_policy(policy) {
                 Ok(policy) => config.environment_policy = policy,
-                Err(message) => error(outline.key("environment_policy"), message),
+                Err(message) => error(key("environment_policy"), message),
             }
         }
 
@@ -453,7 +486,7 @@ impl GlobalConfig {
             if let Some(ByteSize(bytes)) = limits.max_bytes {
                 match bytes {
                     0 => error(
-                        outline.nested_key("job_files", "max_bytes"),
+                        nested_key("job_files", "max_bytes"),
                         "max_bytes must be at least 1".to_string(),
                     ),
                     n => config.job_files.max_bytes = n,
@@ -461,7 +494,7 @@ impl GlobalConfig {
             }
             match limits.max_depth {
                 Some(0) => error(
-                    outline.nested_key("job_files", "max_depth"),
+                    nested_key("job_files", "max_depth"),
                     "max_depth must be at least 1".to_string(),
                 ),
                 Some(n) => config.job_files.max_depth = n,

@@ -1,6 +1,6 @@
 //! The bounds on what a YAML file may ask of the loader: its size, checked before the
 //! file is read (and enforced while reading, should it grow), and its nesting depth,
-//! checked by a linear scan before serde_yaml sees the text (see `depth`). Both keep
+//! checked by a linear scan before the parser sees the text (see `depth`). Both keep
 //! loading linear in the size of the input, whatever the input.
 
 use std::fmt;

@@ -5,16 +5,14 @@
 //! them. Loading is linear in the size of the input: files have a size and a nesting
 //! limit (`limits`), and the checks over a job's tasks are linear in tasks + edges.
 
-mod bad_values;
 mod de;
 mod depth;
 mod global;
 mod job;
 mod limits;
-mod lines;
 mod notify;
 pub mod placeholder;
-mod unknown_fields;
+mod yaml;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -99,7 +97,12 @@ pub fn load_jobs_dir(dir: &Path, global: &GlobalConfig) -> Result<Vec<JobDef>, C
         match global.job_files.read(&file, limits::Bounded::JobFile) {
             Ok(text) => parsed.push(job::parse_file(&text, &file, global)),
             Err(unread) => match unread.head {
-                Some(head) => parsed.push(job::ParsedFile::unread(&head, &file, unread.error)),
+                Some(head) => parsed.push(job::ParsedFile::unread(
+                    &head,
+                    &file,
+                    unread.error,
+                    global.job_files.max_depth,
+                )),
                 None => errors.push(unread.error),
             },
         }

@@ -160,7 +160,7 @@ mod tests {
     use super::*;
 
     fn rule(yaml: &str) -> Result<NotifyRule, String> {
-        let raw: RawNotify = serde_yaml::from_str(yaml).map_err(|e| e.to_string())?;
+        let raw: RawNotify = crate::config::yaml::from_str(yaml)?;
         notify_rule(&raw)
     }
 

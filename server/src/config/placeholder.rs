@@ -1,189 +1,55 @@
-//! The `${...}` placeholders of task arguments, scripts, environment values and working
-//! directories: the one lexer both the loader (which refuses a reference that can never
-//! resolve) and the executor (`exec/substitute.rs`, which replaces them) read them with.
-//! `$${` is a literal `${`; the name is trimmed and split on dots.
-//!
-//! Only the `config`, `params`, `tasks`, `run` and `job` namespaces are Petit's: any
-//! other `${NAME}` (a shell variable in `sh -c '...'`, say) is left as written, so that
-//! existing job files keep meaning what their authors wrote.
+//! `petitd validate`'s notes on the placeholders written inside scripts. The `${...}`
+//! lexer itself is `core::job::Template`'s: the loader lexes each text once, checks its
+//! placeholders (a reference that can never resolve is refused) and keeps the template
+//! for the executor (`exec/substitute.rs`), which only renders it.
 
-use std::collections::HashMap;
-
-use super::lines::Outline;
+use super::yaml::line_within;
 use super::ConfigError;
+use crate::core::job::Template;
 use crate::core::{JobDef, TaskKind};
 use crate::exec::script::{script_arg, Context, Lang, ScriptArg};
 use crate::exec::substitute::script_placeholders;
 
-/// The first segments of Petit's placeholders.
-pub const NAMESPACES: &[&str] = &["config", "params", "tasks", "run", "job"];
+pub use crate::core::job::{is_petit, Placeholder, Token, NAMESPACES};
 
-/// Whether `name` (trimmed, between `${` and `}`) is in one of Petit's namespaces.
-pub fn is_petit(name: &str) -> bool {
-    let first = name.trim().split('.').next().unwrap_or("");
-    NAMESPACES.contains(&first) && name.contains('.')
-}
-
-/// What a placeholder refers to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Placeholder<'a> {
-    /// `${config.key}`
-    Config(&'a str),
-    /// `${params.key}`: a trigger's override of a config key.
-    Param(&'a str),
-    /// `${tasks.task.outputs.key}`
-    TaskOutput { task: &'a str, key: &'a str },
-    /// `${run.id}`
-    RunId,
-    /// `${job.id}`
-    JobId,
-    /// A malformed name in one of Petit's namespaces (`${tasks.x.rows}`).
-    Unknown(&'a str),
-}
-
-/// One piece of a text, in order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Token<'a> {
-    /// Text that stays as written (a non-Petit `${HOME}` included).
-    Text(&'a str),
-    /// `$${`, which stands for a literal `${`.
-    LiteralOpen,
-    /// One of Petit's placeholders: its trimmed name and its raw text (`${ ... }`).
-    Petit { name: &'a str, raw: &'a str },
-}
-
-/// Splits `text` into tokens, in one pass. An unclosed `${` of Petit's namespaces is an
-/// error; an unclosed `${` of anything else stays text.
-pub fn tokens(text: &str) -> Result<Vec<Token<'_>>, String> {
-    let mut found = Vec::new();
-    // `start` is where the pending text began, `at` where the search resumes.
-    let (mut start, mut at) = (0, 0);
-    while let Some(pos) = text[at..].find('$').map(|p| p + at) {
-        let after = &text[pos..];
-        if after.starts_with("$${") {
-            push_text(&mut found, &text[start..pos]);
-            found.push(Token::LiteralOpen);
-            start = pos + 3;
-            at = start;
-        } else if let Some(body) = after.strip_prefix("${") {
-            let Some(end) = body.find('}') else {
-                if is_petit(body.split_whitespace().next().unwrap_or("")) {
-                    return Err(format!(
-                        "unclosed placeholder in '{text}' (a literal ${{ is written $${{)"
-                    ));
-                }
-                break;
-            };
-            let name = body[..end].trim();
-            let raw_end = pos + end + 3;
-            if is_petit(name) {
-                push_text(&mut found, &text[start..pos]);
-                found.push(Token::Petit {
-                    name,
-                    raw: &text[pos..raw_end],
-                });
-                start = raw_end;
-            }
-            at = raw_end;
-        } else {
-            at = pos + 1;
-        }
-    }
-    push_text(&mut found, &text[start..]);
-    Ok(found)
-}
-
-fn push_text<'a>(found: &mut Vec<Token<'a>>, text: &'a str) {
-    if !text.is_empty() {
-        found.push(Token::Text(text));
-    }
-}
-
-/// Every placeholder of `text` with its raw text (`${ ... }`), in order. An unclosed
-/// `${` is an error, as it is when substituting.
-pub fn placeholders(text: &str) -> Result<Vec<(Placeholder<'_>, &str)>, String> {
-    Ok(tokens(text)?
-        .into_iter()
-        .filter_map(|t| match t {
-            Token::Petit { name, raw } => Some((classify(name), raw)),
-            _ => None,
-        })
-        .collect())
-}
-
-/// What the trimmed `name` of a Petit placeholder refers to.
-pub fn classify(name: &str) -> Placeholder<'_> {
-    let mut parts = name.split('.');
-    let parts = [
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ];
-    match parts {
-        [Some("config"), Some(key), None, ..] => Placeholder::Config(key),
-        [Some("params"), Some(key), None, ..] => Placeholder::Param(key),
-        [Some("tasks"), Some(task), Some("outputs"), Some(key), None] => {
-            Placeholder::TaskOutput { task, key }
-        }
-        [Some("run"), Some("id"), None, ..] => Placeholder::RunId,
-        [Some("job"), Some("id"), None, ..] => Placeholder::JobId,
-        _ => Placeholder::Unknown(name),
+/// `text` as a template, or why it cannot be one (an unclosed placeholder).
+pub fn tokens(text: &str) -> Result<Template, String> {
+    let template = Template::parse(text);
+    match template.error() {
+        Some(e) => Err(e.to_string()),
+        None => Ok(template),
     }
 }
 
 /// `petitd validate`'s notes on `job` (read from `text`): every placeholder written
 /// inside a shell or Python script, which is substituted as a quoted literal of that
 /// language, or refused where no literal can be trusted (the task then fails).
-/// Linear in the file: each task's lines are searched once, front to back.
+/// Linear in the file: each script's lines are searched once, front to back, between
+/// the lines the loader saw it written on.
 pub fn script_notes(job: &JobDef, text: &str) -> Vec<ConfigError> {
-    let outline = Outline::new(text);
     let lines: Vec<&str> = text.lines().collect();
-    let items = outline.items("tasks");
-    let by_id: HashMap<&str, usize> = items
-        .iter()
-        .enumerate()
-        .filter_map(|(k, item)| Some((outline.item_value(*item, "id")?, k)))
-        .collect();
     let mut notes = Vec::new();
     for task in &job.tasks {
-        let (program, args) = task.kind.argv();
+        let (program, args) = task.kind.templates();
         let script = match task.kind {
             TaskKind::Python { inline: true, .. } => Some(ScriptArg {
                 index: 1,
                 offset: 0,
                 lang: Lang::Python,
             }),
-            _ => script_arg(&program, &args),
+            _ => script_arg(program.source(), &args),
         };
         let Some(script) = script else { continue };
-        let Ok(found) = script_placeholders(&args[script.index], script) else {
+        let template = args[script.index];
+        let Ok(found) = script_placeholders(template, script) else {
             continue;
         };
-        let item = by_id.get(task.id.as_str()).map(|&k| {
-            let end = items.get(k + 1).map_or(lines.len(), |next| next.line() - 1);
-            (items[k].line(), end)
-        });
-        // Where the search for the next placeholder resumes: (0-based line, column).
-        let mut cursor = item.map(|(line, _)| (line - 1, 0));
+        // Where the search for the next placeholder resumes.
+        let mut cursor = None;
         for (raw, context) in found {
-            let line = match (cursor, item) {
-                (Some((mut at, mut column)), Some((_, end))) => loop {
-                    if at >= end {
-                        // Written otherwise in the YAML (escapes): stop searching.
-                        cursor = None;
-                        break item.map(|(line, _)| line);
-                    }
-                    if let Some(pos) = lines[at].get(column..).and_then(|l| l.find(raw)) {
-                        cursor = Some((at, column + pos + raw.len()));
-                        break Some(at + 1);
-                    }
-                    at += 1;
-                    column = 0;
-                },
-                _ => item.map(|(line, _)| line),
-            };
+            let line = template
+                .lines()
+                .map(|written| line_within(&lines, written, raw, &mut cursor));
             let lang = script.lang.name();
             let message = match context {
                 Context::Unsupported(why) => format!(
@@ -206,86 +72,6 @@ pub fn script_notes(job: &JobDef, text: &str) -> Vec<ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reads_placeholders_like_the_executor() {
-        let cases: &[(&str, &[(Placeholder, &str)])] = &[
-            ("plain $HOME", &[]),
-            ("$${literal}", &[]),
-            (
-                "--batch=${config.batch}",
-                &[(Placeholder::Config("batch"), "${config.batch}")],
-            ),
-            (
-                "${ params.batch }x${run.id}",
-                &[
-                    (Placeholder::Param("batch"), "${ params.batch }"),
-                    (Placeholder::RunId, "${run.id}"),
-                ],
-            ),
-            (
-                "${tasks.extract.outputs.rows}",
-                &[(
-                    Placeholder::TaskOutput {
-                        task: "extract",
-                        key: "rows",
-                    },
-                    "${tasks.extract.outputs.rows}",
-                )],
-            ),
-            ("${job.id}", &[(Placeholder::JobId, "${job.id}")]),
-            ("${HOME} ${HOME:-x} ${config}", &[]),
-            (
-                "${tasks.x.rows}",
-                &[(Placeholder::Unknown("tasks.x.rows"), "${tasks.x.rows}")],
-            ),
-            (
-                "${config.a.b}",
-                &[(Placeholder::Unknown("config.a.b"), "${config.a.b}")],
-            ),
-        ];
-        for (text, want) in cases {
-            assert_eq!(placeholders(text).as_deref(), Ok(*want), "{text}");
-        }
-        assert!(placeholders("${config.x")
-            .unwrap_err()
-            .contains("unclosed placeholder"));
-    }
-
-    #[test]
-    fn tokens_keep_every_byte() {
-        use Token::*;
-        let cases: &[(&str, &[Token])] = &[
-            ("", &[]),
-            ("a", &[Text("a")]),
-            ("$${x}", &[LiteralOpen, Text("x}")]),
-            (
-                "a${HOME}b${config.k}c",
-                &[
-                    Text("a${HOME}b"),
-                    Petit {
-                        name: "config.k",
-                        raw: "${config.k}",
-                    },
-                    Text("c"),
-                ],
-            ),
-            ("$ $$ ${HOME", &[Text("$ $$ ${HOME")]),
-            (
-                "é${run.id}",
-                &[
-                    Text("é"),
-                    Petit {
-                        name: "run.id",
-                        raw: "${run.id}",
-                    },
-                ],
-            ),
-        ];
-        for (text, want) in cases {
-            assert_eq!(tokens(text).as_deref(), Ok(*want), "{text}");
-        }
-    }
 
     #[test]
     fn notes_on_placeholders_in_scripts() {
@@ -331,12 +117,5 @@ tasks:
                  fails when it runs",
             ]
         );
-    }
-
-    #[test]
-    fn linear_in_the_input() {
-        // Many `${` without a `}` or many `$`: one pass, no rescanning from each `$`.
-        let text = "$".repeat(200_000) + &"${HOME ".repeat(50_000);
-        assert!(tokens(&text).is_ok());
     }
 }

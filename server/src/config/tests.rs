@@ -737,10 +737,13 @@ tasks:
             "id: x\ntasks: 5\n",
             vec![(2, "tasks: invalid type: integer `5`, expected a sequence".into())],
         ),
-        // A value over several lines still stops the reading.
+        // So is a value over several lines.
         (
             "id: x\ntasks:\n  - id: a\n    command: echo\n    args:\n      k: v\n    timeout_secs: soon\n",
-            vec![(6, "tasks[0].args: invalid type: map, expected a sequence".into())],
+            vec![
+                (6, "tasks[0].args: invalid type: map, expected a sequence".into()),
+                (7, "tasks[0].timeout_secs: invalid type: string \"soon\"".into()),
+            ],
         ),
         // So does a typo in a required field, which leaves the field missing.
         (

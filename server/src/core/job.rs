@@ -1,8 +1,12 @@
 //! Validated job and task definitions, as the engine runs them. `config/` builds
-//! these from the original Petit YAML format; nothing here parses files.
+//! these from the original Petit YAML format; nothing here parses files. What a task
+//! runs is held as `Template`s: its `${...}` placeholders are parsed once, when the job
+//! is loaded, and `exec` only renders them.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::path::PathBuf;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use super::dag::Dag;
@@ -76,26 +80,41 @@ pub struct TaskDef {
     pub resources: BTreeMap<String, u32>,
 }
 
-/// What a task runs. Arguments may hold `${config.k}`, `${params.k}` and
-/// `${tasks.t.outputs.k}` placeholders, substituted without any shell.
+/// What a task runs: its program and arguments, each a `Template` (placeholders
+/// substituted without any shell).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TaskKind {
     /// A program and its argv, spawned directly.
-    Command { command: String, args: Vec<String> },
+    Command {
+        command: Template,
+        args: Vec<Template>,
+    },
     /// A Python script: a file path, or inline source when `inline` is set.
     Python {
-        interpreter: String,
-        script: String,
+        interpreter: Template,
+        script: Template,
         inline: bool,
-        args: Vec<String>,
+        args: Vec<Template>,
     },
 }
 
+/// `-c`, before an inline Python script.
+static DASH_C: LazyLock<Template> = LazyLock::new(|| Template::parse("-c"));
+
 impl TaskKind {
-    /// The program and argv to spawn (before placeholder substitution).
+    /// The program and argv to spawn, as written (before placeholder substitution).
     pub fn argv(&self) -> (String, Vec<String>) {
+        let (program, args) = self.templates();
+        (
+            program.source().to_string(),
+            args.iter().map(|a| a.source().to_string()).collect(),
+        )
+    }
+
+    /// The program and argv to spawn, as templates.
+    pub fn templates(&self) -> (&Template, Vec<&Template>) {
         match self {
-            TaskKind::Command { command, args } => (command.clone(), args.clone()),
+            TaskKind::Command { command, args } => (command, args.iter().collect()),
             TaskKind::Python {
                 interpreter,
                 script,
@@ -104,11 +123,11 @@ impl TaskKind {
             } => {
                 let mut argv = Vec::with_capacity(args.len() + 2);
                 if *inline {
-                    argv.push("-c".to_string());
+                    argv.push(&*DASH_C);
                 }
-                argv.push(script.clone());
-                argv.extend(args.iter().cloned());
-                (interpreter.clone(), argv)
+                argv.push(script);
+                argv.extend(args);
+                (interpreter, argv)
             }
         }
     }
@@ -119,6 +138,251 @@ impl TaskKind {
             TaskKind::Command { .. } => "command",
             TaskKind::Python { .. } => "python",
         }
+    }
+}
+
+/// The first segments of Petit's placeholders. Any other `${NAME}` (a shell variable
+/// in `sh -c '...'`, say) is left as written, so that job files keep meaning what
+/// their authors wrote.
+pub const NAMESPACES: &[&str] = &["config", "params", "tasks", "run", "job"];
+
+/// Whether `name` (trimmed, between `${` and `}`) is in one of Petit's namespaces.
+pub fn is_petit(name: &str) -> bool {
+    let first = name.trim().split('.').next().unwrap_or("");
+    NAMESPACES.contains(&first) && name.contains('.')
+}
+
+/// What a placeholder refers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placeholder<'a> {
+    /// `${config.key}`
+    Config(&'a str),
+    /// `${params.key}`: a trigger's override of a config key.
+    Param(&'a str),
+    /// `${tasks.task.outputs.key}`
+    TaskOutput { task: &'a str, key: &'a str },
+    /// `${run.id}`
+    RunId,
+    /// `${job.id}`
+    JobId,
+    /// A malformed name in one of Petit's namespaces (`${tasks.x.rows}`).
+    Unknown(&'a str),
+}
+
+/// One piece of a template, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Token<'a> {
+    /// Text that stays as written (a non-Petit `${HOME}` included).
+    Text(&'a str),
+    /// `$${`, which stands for a literal `${`.
+    LiteralOpen,
+    /// One of Petit's placeholders: its trimmed name, its raw text (`${ ... }`) and
+    /// what it refers to.
+    Petit {
+        name: &'a str,
+        raw: &'a str,
+        refers: Placeholder<'a>,
+    },
+}
+
+/// A text with `${...}` placeholders (task arguments, scripts, environment values,
+/// working directories), lexed once: `$${` is a literal `${`; a name is trimmed and
+/// split on dots. An unclosed `${` of Petit's namespaces makes the template
+/// unrenderable (`error`: the loader refuses it, rendering fails with it); an unclosed
+/// `${` of anything else stays text.
+#[derive(Debug, Clone)]
+pub struct Template {
+    source: String,
+    parts: Vec<Part>,
+    error: Option<String>,
+    /// The 1-based lines of the job file the text was written on (loaded files only).
+    lines: Option<(usize, usize)>,
+}
+
+/// A piece of a template, as byte ranges of its source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    Text(Range<usize>),
+    LiteralOpen,
+    Petit {
+        name: Range<usize>,
+        raw: Range<usize>,
+        refers: Refers,
+    },
+}
+
+/// `Placeholder`, as ranges of the source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Refers {
+    Config(Range<usize>),
+    Param(Range<usize>),
+    TaskOutput {
+        task: Range<usize>,
+        key: Range<usize>,
+    },
+    RunId,
+    JobId,
+    Unknown,
+}
+
+/// Two templates are equal when their texts are: where they were written aside.
+impl PartialEq for Template {
+    fn eq(&self, other: &Template) -> bool {
+        self.source == other.source
+    }
+}
+
+impl Eq for Template {}
+
+impl AsRef<str> for Template {
+    fn as_ref(&self) -> &str {
+        &self.source
+    }
+}
+
+impl From<&str> for Template {
+    fn from(text: &str) -> Template {
+        Template::parse(text)
+    }
+}
+
+impl From<String> for Template {
+    fn from(text: String) -> Template {
+        Template::parse(text)
+    }
+}
+
+impl Template {
+    /// Lexes `text`, in one pass.
+    pub fn parse(text: impl Into<String>) -> Template {
+        let source: String = text.into();
+        let mut parts = Vec::new();
+        let mut error = None;
+        let push_text = |parts: &mut Vec<Part>, range: Range<usize>| {
+            if !range.is_empty() {
+                parts.push(Part::Text(range));
+            }
+        };
+        // `start` is where the pending text began, `at` where the search resumes.
+        let (mut start, mut at) = (0, 0);
+        while let Some(pos) = source[at..].find('$').map(|p| p + at) {
+            let after = &source[pos..];
+            if after.starts_with("$${") {
+                push_text(&mut parts, start..pos);
+                parts.push(Part::LiteralOpen);
+                start = pos + 3;
+                at = start;
+            } else if let Some(body) = after.strip_prefix("${") {
+                let Some(end) = body.find('}') else {
+                    if is_petit(body.split_whitespace().next().unwrap_or("")) {
+                        error = Some(format!(
+                            "unclosed placeholder in '{source}' (a literal ${{ is written $${{)"
+                        ));
+                    }
+                    break;
+                };
+                let inner = &body[..end];
+                let name = inner.trim();
+                let raw_end = pos + end + 3;
+                if is_petit(name) {
+                    push_text(&mut parts, start..pos);
+                    let name_start = pos + 2 + (inner.len() - inner.trim_start().len());
+                    let name = name_start..name_start + name.len();
+                    parts.push(Part::Petit {
+                        refers: refers(&source, name.clone()),
+                        name,
+                        raw: pos..raw_end,
+                    });
+                    start = raw_end;
+                }
+                at = raw_end;
+            } else {
+                at = pos + 1;
+            }
+        }
+        push_text(&mut parts, start..source.len());
+        Template {
+            source,
+            parts,
+            error,
+            lines: None,
+        }
+    }
+
+    /// The same template, written on `lines` of its job file.
+    pub fn written_at(mut self, lines: (usize, usize)) -> Template {
+        self.lines = Some(lines);
+        self
+    }
+
+    /// The text as written.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Why the template cannot be rendered, if it cannot.
+    pub fn error(&self) -> Option<&str> {
+        self.error.as_deref()
+    }
+
+    /// The lines of the job file it was written on, if it was loaded from one.
+    pub fn lines(&self) -> Option<(usize, usize)> {
+        self.lines
+    }
+
+    /// Its pieces, in order.
+    pub fn tokens(&self) -> impl Iterator<Item = Token<'_>> {
+        let text = |r: &Range<usize>| &self.source[r.clone()];
+        self.parts.iter().map(move |part| match part {
+            Part::Text(r) => Token::Text(text(r)),
+            Part::LiteralOpen => Token::LiteralOpen,
+            Part::Petit { name, raw, refers } => Token::Petit {
+                name: text(name),
+                raw: text(raw),
+                refers: match refers {
+                    Refers::Config(k) => Placeholder::Config(text(k)),
+                    Refers::Param(k) => Placeholder::Param(text(k)),
+                    Refers::TaskOutput { task, key } => Placeholder::TaskOutput {
+                        task: text(task),
+                        key: text(key),
+                    },
+                    Refers::RunId => Placeholder::RunId,
+                    Refers::JobId => Placeholder::JobId,
+                    Refers::Unknown => Placeholder::Unknown(text(name)),
+                },
+            },
+        })
+    }
+
+    /// Each placeholder with its raw text (`${ ... }`), in order.
+    pub fn placeholders(&self) -> impl Iterator<Item = (Placeholder<'_>, &str)> {
+        self.tokens().filter_map(|t| match t {
+            Token::Petit { refers, raw, .. } => Some((refers, raw)),
+            _ => None,
+        })
+    }
+}
+
+/// What the trimmed name at `name` of `source` refers to.
+fn refers(source: &str, name: Range<usize>) -> Refers {
+    let mut parts: [Option<Range<usize>>; 5] = Default::default();
+    let mut at = name.start;
+    for (slot, part) in parts.iter_mut().zip(source[name.clone()].split('.')) {
+        *slot = Some(at..at + part.len());
+        at += part.len() + 1;
+    }
+    let count = source[name.clone()].split('.').count();
+    let text = |i: usize| parts[i].clone().map(|r| &source[r]);
+    match (count, text(0), text(1), text(2)) {
+        (2, Some("config"), Some(_), _) => Refers::Config(parts[1].clone().unwrap_or_default()),
+        (2, Some("params"), Some(_), _) => Refers::Param(parts[1].clone().unwrap_or_default()),
+        (4, Some("tasks"), Some(_), Some("outputs")) => Refers::TaskOutput {
+            task: parts[1].clone().unwrap_or_default(),
+            key: parts[3].clone().unwrap_or_default(),
+        },
+        (2, Some("run"), Some("id"), _) => Refers::RunId,
+        (2, Some("job"), Some("id"), _) => Refers::JobId,
+        _ => Refers::Unknown,
     }
 }
 
@@ -243,6 +507,102 @@ mod tests {
                 "{backoff:?} {max:?} {retry}"
             );
         }
+    }
+
+    #[test]
+    fn templates_read_placeholders() {
+        let cases: &[(&str, &[(Placeholder, &str)])] = &[
+            ("plain $HOME", &[]),
+            ("$${literal}", &[]),
+            (
+                "--batch=${config.batch}",
+                &[(Placeholder::Config("batch"), "${config.batch}")],
+            ),
+            (
+                "${ params.batch }x${run.id}",
+                &[
+                    (Placeholder::Param("batch"), "${ params.batch }"),
+                    (Placeholder::RunId, "${run.id}"),
+                ],
+            ),
+            (
+                "${tasks.extract.outputs.rows}",
+                &[(
+                    Placeholder::TaskOutput {
+                        task: "extract",
+                        key: "rows",
+                    },
+                    "${tasks.extract.outputs.rows}",
+                )],
+            ),
+            ("${job.id}", &[(Placeholder::JobId, "${job.id}")]),
+            ("${HOME} ${HOME:-x} ${config}", &[]),
+            (
+                "${tasks.x.rows}",
+                &[(Placeholder::Unknown("tasks.x.rows"), "${tasks.x.rows}")],
+            ),
+            (
+                "${config.a.b}",
+                &[(Placeholder::Unknown("config.a.b"), "${config.a.b}")],
+            ),
+            (
+                "${tasks.a.outputs.b.c}",
+                &[(
+                    Placeholder::Unknown("tasks.a.outputs.b.c"),
+                    "${tasks.a.outputs.b.c}",
+                )],
+            ),
+        ];
+        for (text, want) in cases {
+            let template = Template::parse(*text);
+            assert_eq!(template.error(), None, "{text}");
+            assert_eq!(template.placeholders().collect::<Vec<_>>(), *want, "{text}");
+        }
+        assert!(Template::parse("${config.x")
+            .error()
+            .is_some_and(|e| e.contains("unclosed placeholder")));
+    }
+
+    #[test]
+    fn tokens_keep_every_byte() {
+        use Token::*;
+        let k = Petit {
+            name: "config.k",
+            raw: "${config.k}",
+            refers: Placeholder::Config("k"),
+        };
+        let id = Petit {
+            name: "run.id",
+            raw: "${run.id}",
+            refers: Placeholder::RunId,
+        };
+        let cases: &[(&str, &[Token])] = &[
+            ("", &[]),
+            ("a", &[Text("a")]),
+            ("$${x}", &[LiteralOpen, Text("x}")]),
+            ("a${HOME}b${config.k}c", &[Text("a${HOME}b"), k, Text("c")]),
+            ("$ $$ ${HOME", &[Text("$ $$ ${HOME")]),
+            ("é${run.id}", &[Text("é"), id]),
+        ];
+        for (text, want) in cases {
+            let template = Template::parse(*text);
+            assert_eq!(template.tokens().collect::<Vec<_>>(), *want, "{text}");
+        }
+    }
+
+    #[test]
+    fn templates_lex_in_linear_time() {
+        // Many `${` without a `}` or many `$`: one pass, no rescanning from each `$`.
+        let text = "$".repeat(200_000) + &"${HOME ".repeat(50_000);
+        assert_eq!(Template::parse(text).error(), None);
+    }
+
+    #[test]
+    fn equal_templates_are_equal_texts() {
+        let a = Template::parse("x ${run.id}").written_at((3, 3));
+        assert_eq!(a, Template::from("x ${run.id}"));
+        assert_eq!(a.lines(), Some((3, 3)));
+        assert_ne!(a, Template::from("x ${job.id}"));
     }
 
     #[test]

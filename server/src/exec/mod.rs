@@ -31,7 +31,7 @@ use crate::core::{
 };
 use crate::events::{Event, EventBus};
 use crate::store::{LogPageLimit, LogStart, Store, StoreError};
-use substitute::{substitute, substitute_script, Scope};
+use substitute::{substitute, substitute_script, substitute_text, Scope};
 
 /// Log lines buffered between a task and the store before the task is slowed down.
 const LOG_CHANNEL: usize = 1024;
@@ -585,8 +585,8 @@ impl TaskAttempts {
             run_id: &self.run_id,
             job_id: &self.job_id,
         };
-        let (program, args) = self.task.kind.argv();
-        let program = substitute(&program, &scope)?;
+        let (program, args) = self.task.kind.templates();
+        let program = substitute(program, &scope)?;
         let plain = args
             .iter()
             .map(|a| substitute(a, &scope))
@@ -612,7 +612,7 @@ impl TaskAttempts {
             .into_iter()
             .enumerate()
             .map(|(i, plain)| match scripts.iter().find(|s| s.index == i) {
-                Some(s) => substitute_script(&args[i], *s, &scope),
+                Some(s) => substitute_script(args[i], *s, &scope),
                 None => Ok(plain),
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -620,13 +620,13 @@ impl TaskAttempts {
             .task
             .environment
             .iter()
-            .map(|(k, v)| Ok((k.clone(), substitute(v, &scope)?)))
+            .map(|(k, v)| Ok((k.clone(), substitute_text(v, &scope)?)))
             .collect::<Result<BTreeMap<_, _>, String>>()?;
         let working_dir = self
             .task
             .working_dir
             .as_deref()
-            .map(|d| substitute(d, &scope))
+            .map(|d| substitute_text(d, &scope))
             .transpose()?
             .map(PathBuf::from);
         let output_file = self.env.scratch.path().join(format!(

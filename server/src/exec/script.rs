@@ -66,15 +66,16 @@ const SHELLS: &[&str] = &[
 
 /// The script argument of `program args…`, if the program is a shell or Python given
 /// one with `-c`. `env [NAME=VALUE…] PROGRAM …` is looked through.
-pub fn script_arg(program: &str, args: &[String]) -> Option<ScriptArg> {
+pub fn script_arg<S: AsRef<str>>(program: &str, args: &[S]) -> Option<ScriptArg> {
     let name = Path::new(program).file_name()?.to_str()?;
     if name == "env" {
         let skip = args
             .iter()
-            .take_while(|a| a.as_str() == "-i" || a.as_str() == "-" || is_assignment(a))
+            .map(AsRef::as_ref)
+            .take_while(|&a| a == "-i" || a == "-" || is_assignment(a))
             .count();
         let (program, rest) = args[skip..].split_first()?;
-        return script_arg(program, rest).map(|s| ScriptArg {
+        return script_arg(program.as_ref(), rest).map(|s| ScriptArg {
             index: s.index + skip + 1,
             ..s
         });
@@ -103,11 +104,11 @@ fn is_assignment(arg: &str) -> bool {
 /// POSIX shells: with `c` among the options, the script is the first operand. Options
 /// `o`/`O` (`-o pipefail`, `-euo pipefail`) and bash's `--rcfile`/`--init-file` take
 /// the next argument.
-fn shell_script(args: &[String]) -> Option<ScriptArg> {
+fn shell_script<S: AsRef<str>>(args: &[S]) -> Option<ScriptArg> {
     let mut has_c = false;
     let mut i = 0;
     while i < args.len() {
-        let arg = args[i].as_str();
+        let arg = args[i].as_ref();
         if arg == "--" || arg == "-" {
             i += 1;
             break;
@@ -138,10 +139,10 @@ fn shell_script(args: &[String]) -> Option<ScriptArg> {
 
 /// Python: `-c` ends the options and takes the rest of its argument or the next one;
 /// `-m`, a script path or `-` mean no inline script; `-W`/`-X` take a value.
-fn python_script(args: &[String]) -> Option<ScriptArg> {
+fn python_script<S: AsRef<str>>(args: &[S]) -> Option<ScriptArg> {
     let mut i = 0;
     while i < args.len() {
-        let arg = args[i].as_str();
+        let arg = args[i].as_ref();
         if arg == "--" || arg == "-" || !arg.starts_with('-') {
             return None;
         }

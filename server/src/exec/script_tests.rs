@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::process::Command;
 
 use super::*;
+use crate::core::job::Template;
 use crate::exec::substitute::{substitute_script, Scope};
 
 fn args(v: &[&str]) -> Vec<String> {
@@ -294,7 +295,8 @@ fn substituted(program: &str, argv: &[&str], value: &str) -> Vec<String> {
         job_id: "j",
     };
     let mut argv = argv;
-    argv[script.index] = substitute_script(&argv[script.index], script, &scope).unwrap();
+    let template = Template::parse(argv[script.index].as_str());
+    argv[script.index] = substitute_script(&template, script, &scope).unwrap();
     argv
 }
 

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use super::script::{self, ScriptArg};
-use crate::config::placeholder::{classify, tokens, Placeholder, Token};
+use crate::core::job::{Placeholder, Template, Token};
 
 /// What placeholders resolve against for one task of one run.
 #[derive(Debug)]
@@ -22,102 +22,115 @@ pub struct Scope<'a> {
     pub job_id: &'a str,
 }
 
-/// Replaces every `${...}` placeholder of `text` with its value as it is; `$${` is a
-/// literal `${`.
-pub fn substitute(text: &str, scope: &Scope<'_>) -> Result<String, String> {
-    let mut out = String::with_capacity(text.len());
-    for token in tokens(text)? {
+/// Renders `template` with every placeholder's value as it is; `$${` is a literal `${`.
+pub fn substitute(template: &Template, scope: &Scope<'_>) -> Result<String, String> {
+    if let Some(e) = template.error() {
+        return Err(e.to_string());
+    }
+    let mut out = String::with_capacity(template.source().len());
+    for token in template.tokens() {
         match token {
             Token::Text(t) => out.push_str(t),
             Token::LiteralOpen => out.push_str("${"),
-            Token::Petit { name, .. } => out.push_str(&resolve(name, scope)?),
+            Token::Petit { name, refers, .. } => out.push_str(&resolve(name, refers, scope)?),
         }
     }
     Ok(out)
+}
+
+/// As `substitute`, for a text kept as written (a task's environment values and
+/// working directory), lexed here.
+pub fn substitute_text(text: &str, scope: &Scope<'_>) -> Result<String, String> {
+    substitute(&Template::parse(text), scope)
 }
 
 /// As `substitute`, for the argument `script` says holds a script: each value becomes
 /// a quoted literal of the script's language, fitted to where it stands (unquoted, in
 /// quotes, in a comment). A placeholder where no literal can be trusted is an error.
 pub fn substitute_script(
-    text: &str,
+    template: &Template,
     script: ScriptArg,
     scope: &Scope<'_>,
 ) -> Result<String, String> {
-    let template = Template::new(text, script)?;
-    let mut out = String::with_capacity(template.text.len() + template.holes.len() * 8);
+    let holes = Holes::new(template, script)?;
+    let mut out = String::with_capacity(holes.text.len() + holes.holes.len() * 8);
     let mut at = 0;
-    for (hole, context) in template.holes.iter().zip(&template.contexts) {
-        out.push_str(&template.text[at..hole.at]);
-        let value = resolve(hole.name, scope)?;
+    for (hole, context) in holes.holes.iter().zip(&holes.contexts) {
+        out.push_str(&holes.text[at..hole.at]);
+        let value = resolve(hole.name, hole.refers, scope)?;
         let literal = script::render(context, &value)
             .map_err(|e| format!("'{}' in a {}: {e}", hole.raw, script.lang.name()))?;
         out.push_str(&literal);
         at = hole.at;
     }
-    out.push_str(&template.text[at..]);
+    out.push_str(&holes.text[at..]);
     Ok(out)
 }
 
 /// Each placeholder of a script argument (its raw text) and where it stands, for
 /// `petitd validate`'s notes.
 pub fn script_placeholders(
-    text: &str,
+    template: &Template,
     script: ScriptArg,
 ) -> Result<Vec<(&str, script::Context)>, String> {
-    let template = Template::new(text, script)?;
-    Ok(template
+    let holes = Holes::new(template, script)?;
+    Ok(holes
         .holes
         .iter()
         .map(|h| h.raw)
-        .zip(template.contexts)
+        .zip(holes.contexts)
         .collect())
 }
 
 /// A script as its interpreter will read it, with a zero-width hole where each value
 /// goes, and the context of each hole.
-struct Template<'a> {
+struct Holes<'a> {
     text: String,
     holes: Vec<Hole<'a>>,
     contexts: Vec<script::Context>,
 }
 
 struct Hole<'a> {
-    /// Byte offset into `Template::text`.
+    /// Byte offset into `Holes::text`.
     at: usize,
     name: &'a str,
     raw: &'a str,
+    refers: Placeholder<'a>,
 }
 
-impl<'a> Template<'a> {
-    fn new(text: &'a str, script: ScriptArg) -> Result<Template<'a>, String> {
-        let mut template = String::with_capacity(text.len());
+impl<'a> Holes<'a> {
+    fn new(template: &'a Template, script: ScriptArg) -> Result<Holes<'a>, String> {
+        if let Some(e) = template.error() {
+            return Err(e.to_string());
+        }
+        let mut text = String::with_capacity(template.source().len());
         let mut holes = Vec::new();
-        for token in tokens(text)? {
+        for token in template.tokens() {
             match token {
-                Token::Text(t) => template.push_str(t),
-                Token::LiteralOpen => template.push_str("${"),
-                Token::Petit { name, raw } => holes.push(Hole {
-                    at: template.len(),
+                Token::Text(t) => text.push_str(t),
+                Token::LiteralOpen => text.push_str("${"),
+                Token::Petit { name, raw, refers } => holes.push(Hole {
+                    at: text.len(),
                     name,
                     raw,
+                    refers,
                 }),
             }
         }
         // The script starts after `offset` bytes (`-c` of Python's `-cSCRIPT`).
-        let offset = script.offset.min(template.len());
+        let offset = script.offset.min(text.len());
         let shifted: Vec<usize> = holes.iter().map(|h| h.at.saturating_sub(offset)).collect();
-        let contexts = script::contexts(script.lang, &template[offset..], &shifted);
-        Ok(Template {
-            text: template,
+        let contexts = script::contexts(script.lang, &text[offset..], &shifted);
+        Ok(Holes {
+            text,
             holes,
             contexts,
         })
     }
 }
 
-fn resolve(name: &str, scope: &Scope<'_>) -> Result<String, String> {
-    match classify(name) {
+fn resolve(name: &str, refers: Placeholder<'_>, scope: &Scope<'_>) -> Result<String, String> {
+    match refers {
         Placeholder::Config(key) | Placeholder::Param(key) => scope
             .config
             .get(key)
@@ -196,7 +209,7 @@ mod tests {
         ];
         for (input, want) in cases {
             assert_eq!(
-                substitute(input, &scope),
+                substitute_text(input, &scope),
                 want.map(str::to_string).map_err(str::to_string),
                 "{input}"
             );

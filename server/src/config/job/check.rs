@@ -1,196 +1,63 @@
-//! One job file: the original Petit YAML format read with serde (unknown fields
-//! refused, every one of them reported: see `unknown_fields`), then validated into a
-//! `JobDef`, collecting every semantic error of the file with the line of the item it
-//! is about.
+//! The checks of one job file's raw structs, into a `JobDef`: ids, schedule and time
+//! zone, job dependencies, each task (kind, timeout, retry, pools), the task DAG and the
+//! placeholders; every error with the line of what it is about, asked of the file's
+//! tree.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use chrono_tz::Tz;
-use serde::Deserialize;
 
-use super::bad_values;
-use super::de::{DurationText, ScalarText, StrOrMap};
-use super::global::{env_policy, RawEnvPolicy};
-use super::limits::Bounded;
-use super::lines::{Item, Outline};
-use super::notify::{notify_rule, RawNotify};
-use super::placeholder::{placeholders, Placeholder};
-use super::{ConfigError, GlobalConfig};
+use super::raw::{
+    RawBackoff, RawCondition, RawJob, RawKind, RawRetry, RawRetryCondition, RawSchedule, RawTask,
+};
+use super::FileDependency;
+use crate::config::de::{DurationText, StrOrMap};
+use crate::config::global::env_policy;
+use crate::config::notify::notify_rule;
+use crate::config::yaml::{At, Unreadable};
+use crate::config::{ConfigError, GlobalConfig};
+use crate::core::job::{Placeholder, Template};
 use crate::core::schedule::parse_duration;
 use crate::core::{
     Backoff, Condition, Dag, DagError, DepCondition, JobDef, JobDependency, RetryCondition,
     RetryPolicy, Schedule, TaskDef, TaskKind,
 };
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawJob {
-    id: String,
-    name: Option<String>,
-    description: Option<String>,
-    schedule: Option<StrOrMap<RawSchedule>>,
-    enabled: Option<bool>,
-    max_concurrency: Option<u32>,
-    #[serde(default)]
-    depends_on: Vec<StrOrMap<RawJobDependency>>,
-    #[serde(default)]
-    config: BTreeMap<String, ScalarText>,
-    /// Not `environment`: the original documents a job-level `environment` as a map
-    /// of variables, so the inheritance rules get a key of their own.
-    environment_policy: Option<RawEnvPolicy>,
-    /// Replaces `petit.yaml`'s default `notify`.
-    notify: Option<RawNotify>,
-    tasks: Vec<RawTask>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSchedule {
-    cron: String,
-    timezone: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawJobDependency {
-    job: String,
-    condition: Option<StrOrMap<RawWindowCondition>>,
-}
-
-/// `{within_window: {seconds: 3600}}` (or `{within_window: 1h}`).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawWindowCondition {
-    within_window: StrOrMap<RawWindowSeconds>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawWindowSeconds {
-    seconds: u64,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTask {
-    id: String,
-    /// The original allows a display name; the engine has no use for it.
-    #[allow(dead_code)]
-    name: Option<String>,
-    #[serde(rename = "type")]
-    kind: Option<RawKind>,
-    command: Option<String>,
-    #[serde(default)]
-    args: Vec<ScalarText>,
-    script: Option<String>,
-    inline: Option<bool>,
-    interpreter: Option<String>,
-    #[serde(default)]
-    environment: BTreeMap<String, ScalarText>,
-    working_dir: Option<String>,
-    timeout_secs: Option<u64>,
-    timeout: Option<DurationText>,
-    #[serde(default)]
-    depends_on: Vec<String>,
-    condition: Option<RawCondition>,
-    retry: Option<RawRetry>,
-    resources: Option<RawTaskResources>,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum RawKind {
-    Command,
-    Python,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum RawCondition {
-    AllSuccess,
-    OnFailure,
-    AllDone,
-    Always,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawRetry {
-    max_attempts: u32,
-    delay_secs: Option<u64>,
-    delay: Option<DurationText>,
-    condition: Option<RawRetryCondition>,
-    backoff: Option<RawBackoff>,
-    max_delay_secs: Option<u64>,
-    max_delay: Option<DurationText>,
-    jitter: Option<bool>,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum RawRetryCondition {
-    Always,
-    TransientOnly,
-    Never,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum RawBackoff {
-    Fixed,
-    Exponential,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTaskResources {
-    #[serde(default)]
-    slots: BTreeMap<String, u32>,
-}
-
-/// A job dependency as read, for the checks across files.
-#[derive(Debug, Clone)]
-pub(super) struct FileDependency {
-    pub job_id: String,
-    pub line: Option<usize>,
-}
-
-/// What one file yielded: the job when it is valid, and what the checks across files
-/// need even when it is not.
-#[derive(Debug)]
-pub(super) struct ParsedFile {
-    pub path: PathBuf,
-    pub id: Option<String>,
-    pub id_line: Option<usize>,
+/// What the checks of one file found.
+pub(super) struct Checked {
     pub depends_on: Vec<FileDependency>,
+    /// The job, unless the checks found errors.
     pub job: Option<JobDef>,
     pub errors: Vec<ConfigError>,
 }
 
-impl ParsedFile {
-    /// A file that could not be parsed at all because of `error`: only its id, as
-    /// `text` (a part of it) says.
-    pub(super) fn unread(text: &str, file: &Path, error: ConfigError) -> ParsedFile {
-        let outline = Outline::new(text);
-        ParsedFile {
-            path: file.to_path_buf(),
-            id: outline.value("id").map(str::to_string),
-            id_line: outline.key("id"),
-            depends_on: Vec::new(),
-            job: None,
-            errors: vec![error],
-        }
+/// Checks `raw`, read from `root` (the tree of `text`, whose `unreadable` values are
+/// reported already).
+pub(super) fn job(
+    raw: RawJob,
+    root: At<'_>,
+    text: &str,
+    unreadable: &Unreadable,
+    file: &Path,
+    global: &GlobalConfig,
+) -> Checked {
+    let mut checker = JobChecker {
+        file,
+        root,
+        text,
+        text_lines: Vec::new(),
+        unreadable,
+        errors: Vec::new(),
+    };
+    let depends_on = checker.dependency_lines(&raw);
+    let job = checker.job(raw, global);
+    Checked {
+        depends_on,
+        job,
+        errors: checker.errors,
     }
-}
-
-/// Whether `text` holds nothing but blank lines, comments and document markers.
-pub(super) fn is_blank(text: &str) -> bool {
-    text.lines().all(|l| {
-        let t = l.trim();
-        t.is_empty() || t.starts_with('#') || t == "---" || t == "..."
-    })
 }
 
 /// Job and task ids appear in URLs, placeholders (`${tasks.<id>.outputs.k}`, split on
@@ -211,7 +78,7 @@ fn check_id(id: &str) -> Result<(), String> {
 }
 
 /// The retry policy a `retry:` block describes (shared with `default_retry`).
-pub(super) fn retry_policy(raw: &RawRetry) -> Result<RetryPolicy, String> {
+pub(in crate::config) fn retry_policy(raw: &RawRetry) -> Result<RetryPolicy, String> {
     let delay = match (raw.delay_secs, raw.delay) {
         (Some(_), Some(_)) => return Err("give either `delay` or `delay_secs`, not both".into()),
         (Some(secs), None) => Duration::from_secs(secs),
@@ -246,77 +113,65 @@ pub(super) fn retry_policy(raw: &RawRetry) -> Result<RetryPolicy, String> {
     })
 }
 
-/// Parses and validates one file, collecting all of its errors.
-pub(super) fn parse_file(text: &str, file: &Path, global: &GlobalConfig) -> ParsedFile {
-    let outline = Outline::new(text);
-    let mut parsed = ParsedFile {
-        path: file.to_path_buf(),
-        id: None,
-        id_line: outline.key("id"),
-        depends_on: Vec::new(),
-        job: None,
-        errors: Vec::new(),
-    };
-    if is_blank(text) {
-        parsed.errors.push(ConfigError::new(
-            file,
-            None,
-            "the file is empty (a job needs at least `id` and `tasks`)",
-        ));
-        return parsed;
-    }
-    // Before serde_yaml sees the text: libyaml is quadratic in the nesting depth.
-    if let Err(error) = global.job_files.check(text, file, Bounded::JobFile) {
-        return ParsedFile::unread(text, file, error);
-    }
-    // Unknown fields and one-line values of the wrong type do not stop the parse: they
-    // are reported with everything else. The line numbers of the text read stay those
-    // of `text`, which `outline` scans.
-    let (raw, errors) = bad_values::parse::<RawJob>(text, file);
-    parsed.errors = errors;
-    let Some(raw) = raw else {
-        // Still name the job, so that the other files' checks know it exists.
-        parsed.id = outline.value("id").map(str::to_string);
-        return parsed;
-    };
-    let mut checker = JobChecker {
-        file,
-        outline: &outline,
-        errors: Vec::new(),
-        finds_left: FINDS_PER_TASK,
-    };
-    parsed.id = Some(raw.id.clone());
-    parsed.depends_on = checker.dependency_lines(&raw);
-    let job = checker.job(raw, global);
-    parsed.errors.extend(checker.errors);
-    // In file order; the sort is stable so one line's errors keep their order.
-    parsed.errors.sort_by_key(|e| e.line);
-    parsed.job = job.filter(|_| parsed.errors.is_empty());
-    parsed
-}
-
-/// How many times one task's text is searched for the line of a value (a pool, a
-/// placeholder): past that, errors point at the key the value is under. A task with
-/// thousands of bad values would otherwise cost its size times their number.
-const FINDS_PER_TASK: usize = 64;
-
 /// Validation of one parsed file; errors accumulate in `errors`.
 struct JobChecker<'a> {
     file: &'a Path,
-    outline: &'a Outline<'a>,
+    /// The file's tree, for the line of each value.
+    root: At<'a>,
+    text: &'a str,
+    /// The lines of `text`, split the first time a value spanning lines is searched.
+    text_lines: Vec<&'a str>,
+    /// The values that could not be read (their errors are reported already).
+    unreadable: &'a Unreadable,
     errors: Vec<ConfigError>,
-    /// What is left of the current task's `FINDS_PER_TASK`.
-    finds_left: usize,
 }
 
-impl JobChecker<'_> {
+/// A field of a task that may hold placeholders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field<'a> {
+    Arg(usize),
+    Env(&'a str),
+    WorkingDir,
+    Script,
+}
+
+impl Field<'_> {
+    /// The key the field is under.
+    fn key(self) -> &'static str {
+        match self {
+            Field::Arg(_) => "args",
+            Field::Env(_) => "environment",
+            Field::WorkingDir => "working_dir",
+            Field::Script => "script",
+        }
+    }
+}
+
+impl<'a> JobChecker<'a> {
     fn error(&mut self, line: Option<usize>, message: impl Into<String>) {
         self.errors
             .push(ConfigError::new(self.file, line, message.into()));
     }
 
+    /// The line of the top-level key `key`.
+    fn key(&self, key: &str) -> Option<usize> {
+        self.root.key_line(key)
+    }
+
+    /// The line of `key` in the mapping under the top-level key `top`.
+    fn nested_key(&self, top: &str, key: &str) -> Option<usize> {
+        self.root.get(top).and_then(|at| at.key_line(key))
+    }
+
+    fn dependency_line(&self, index: usize) -> Option<usize> {
+        self.root
+            .get("depends_on")
+            .and_then(|deps| deps.item(index))
+            .map(At::line)
+            .or(self.key("depends_on"))
+    }
+
     fn dependency_lines(&self, raw: &RawJob) -> Vec<FileDependency> {
-        let items = self.outline.items("depends_on");
         raw.depends_on
             .iter()
             .enumerate()
@@ -325,16 +180,28 @@ impl JobChecker<'_> {
                     StrOrMap::Str(job) => job.clone(),
                     StrOrMap::Map(m) => m.job.clone(),
                 },
-                line: items
-                    .get(i)
-                    .map(Item::line)
-                    .or(self.outline.key("depends_on")),
+                line: self.dependency_line(i),
             })
             .collect()
     }
 
+    /// Task `index` of the tree.
+    fn task_node(&self, index: usize) -> Option<At<'a>> {
+        self.root.get("tasks").and_then(|tasks| tasks.item(index))
+    }
+
+    fn task_line(&self, index: usize) -> Option<usize> {
+        self.task_node(index).map(At::line).or(self.key("tasks"))
+    }
+
+    fn task_key_line(&self, index: usize, key: &str) -> Option<usize> {
+        self.task_node(index)
+            .and_then(|task| task.key_line(key))
+            .or(self.task_line(index))
+    }
+
     fn job(&mut self, raw: RawJob, global: &GlobalConfig) -> Option<JobDef> {
-        let id_line = self.outline.key("id");
+        let id_line = self.key("id");
         if let Err(e) = check_id(&raw.id) {
             self.error(id_line, format!("job id {e}"));
         }
@@ -346,7 +213,7 @@ impl JobChecker<'_> {
 
         if raw.max_concurrency == Some(0) {
             self.error(
-                self.outline.key("max_concurrency"),
+                self.key("max_concurrency"),
                 "max_concurrency must be at least 1",
             );
         }
@@ -356,7 +223,7 @@ impl JobChecker<'_> {
             None => global.environment_policy.clone(),
             Some(Ok(own)) => global.environment_policy.narrowed_by(&own),
             Some(Err(message)) => {
-                self.error(self.outline.key("environment_policy"), message);
+                self.error(self.key("environment_policy"), message);
                 global.environment_policy.clone()
             }
         };
@@ -364,7 +231,7 @@ impl JobChecker<'_> {
             None => global.notify.clone(),
             Some(Ok(rule)) => Some(rule),
             Some(Err(message)) => {
-                self.error(self.outline.key("notify"), message);
+                self.error(self.key("notify"), message);
                 None
             }
         };
@@ -372,14 +239,15 @@ impl JobChecker<'_> {
             raw.config.into_iter().map(|(k, v)| (k, v.0)).collect();
 
         if raw.tasks.is_empty() {
-            self.error(self.outline.key("tasks"), "a job needs at least one task");
+            self.error(self.key("tasks"), "a job needs at least one task");
         }
-        let items = self.task_items(&raw.tasks);
-        let tasks: Vec<Option<TaskDef>> = raw
+        // Every text that may hold placeholders, lexed once: checked here, then kept
+        // in the tasks for `exec` to render.
+        let templates: Vec<TaskTemplates> = raw
             .tasks
             .iter()
-            .zip(&items)
-            .map(|(task, item)| self.task(task, *item, global))
+            .enumerate()
+            .map(|(index, task)| self.templates(index, task))
             .collect();
 
         let graph: Vec<(&str, Vec<&str>)> = raw
@@ -397,13 +265,20 @@ impl JobChecker<'_> {
             Err(errors) => {
                 let places = TaskPlaces::new(&raw.tasks);
                 for e in errors {
-                    self.dag_error(&e, &places, &items);
+                    self.dag_error(&e, &places);
                 }
                 None
             }
         };
-        self.placeholders(&raw.tasks, &items, &config, dag.as_ref());
+        self.placeholders(&raw.tasks, &templates, &config, dag.as_ref());
 
+        let tasks: Vec<Option<TaskDef>> = raw
+            .tasks
+            .iter()
+            .zip(templates)
+            .enumerate()
+            .map(|(index, (task, templates))| self.task(task, index, templates, global))
+            .collect();
         let tasks: Vec<TaskDef> = tasks.into_iter().collect::<Option<_>>()?;
         let dag = dag?;
         if !self.errors.is_empty() {
@@ -427,7 +302,7 @@ impl JobChecker<'_> {
     }
 
     fn schedule(&mut self, raw: &StrOrMap<RawSchedule>, default_tz: Tz) -> Option<Schedule> {
-        let line = self.outline.key("schedule");
+        let line = self.key("schedule");
         let (expr, tz) = match raw {
             StrOrMap::Str(expr) => (expr.as_str(), default_tz),
             StrOrMap::Map(RawSchedule { cron, timezone }) => {
@@ -437,7 +312,7 @@ impl JobChecker<'_> {
                         Ok(tz) => tz,
                         Err(_) => {
                             self.error(
-                                self.outline.nested_key("schedule", "timezone").or(line),
+                                self.nested_key("schedule", "timezone").or(line),
                                 format!(
                                     "unknown time zone '{name}' (use an IANA name such as \
                                      Europe/Paris)"
@@ -450,7 +325,7 @@ impl JobChecker<'_> {
                 (cron.as_str(), tz)
             }
         };
-        let expr_line = self.outline.nested_key("schedule", "cron").or(line);
+        let expr_line = self.nested_key("schedule", "cron").or(line);
         match Schedule::parse(expr, tz) {
             Ok(s) => Some(s),
             Err(e) => {
@@ -461,12 +336,10 @@ impl JobChecker<'_> {
     }
 
     fn job_dependencies(&mut self, raw: &RawJob) -> Vec<JobDependency> {
-        let items = self.outline.items("depends_on");
-        let fallback = self.outline.key("depends_on");
         let mut seen = BTreeSet::new();
         let mut out = Vec::with_capacity(raw.depends_on.len());
         for (i, dep) in raw.depends_on.iter().enumerate() {
-            let line = items.get(i).map(Item::line).or(fallback);
+            let line = self.dependency_line(i);
             let (job_id, condition) = match dep {
                 StrOrMap::Str(job) => (job, None),
                 StrOrMap::Map(m) => (&m.job, m.condition.as_ref()),
@@ -524,53 +397,50 @@ impl JobChecker<'_> {
         out
     }
 
-    /// The outline item of each task, matched by position when the file is block
-    /// style and the ids agree; `None` otherwise (errors then point at `tasks:`).
-    fn task_items(&self, tasks: &[RawTask]) -> Vec<Option<Item>> {
-        let items = self.outline.items("tasks");
-        let aligned = items.len() == tasks.len()
-            && items.iter().zip(tasks).all(|(item, task)| {
-                self.outline
-                    .item_value(*item, "id")
-                    .is_none_or(|v| v == task.id)
-            });
-        if aligned {
-            items.into_iter().map(Some).collect()
-        } else {
-            vec![None; tasks.len()]
+    /// The texts of task `index` that may hold placeholders, each with the lines it
+    /// was written on.
+    fn templates<'r>(&self, index: usize, raw: &'r RawTask) -> TaskTemplates<'r> {
+        let node = |field| self.field_node(index, field);
+        TaskTemplates {
+            args: raw
+                .args
+                .iter()
+                .enumerate()
+                .map(|(i, a)| written(node(Field::Arg(i)), &a.0))
+                .collect(),
+            environment: raw
+                .environment
+                .iter()
+                .map(|(k, v)| (k.as_str(), written(node(Field::Env(k)), &v.0)))
+                .collect(),
+            working_dir: raw
+                .working_dir
+                .as_deref()
+                .map(|w| written(node(Field::WorkingDir), w)),
+            script: raw
+                .script
+                .as_deref()
+                .map(|s| written(node(Field::Script), s)),
+            inline: raw.inline == Some(true),
         }
-    }
-
-    /// The first line of `item` holding `needle`, within the task's search budget.
-    fn find(&mut self, item: Option<Item>, needle: &str) -> Option<usize> {
-        let item = item?;
-        self.finds_left = self.finds_left.checked_sub(1)?;
-        self.outline.item_find(item, needle)
-    }
-
-    fn task_line(&self, item: Option<Item>) -> Option<usize> {
-        item.map(|i| i.line()).or(self.outline.key("tasks"))
-    }
-
-    fn task_key_line(&self, item: Option<Item>, key: &str) -> Option<usize> {
-        item.and_then(|i| self.outline.item_key(i, key))
-            .or(self.task_line(item))
     }
 
     fn task(
         &mut self,
         raw: &RawTask,
-        item: Option<Item>,
+        index: usize,
+        templates: TaskTemplates<'_>,
         global: &GlobalConfig,
     ) -> Option<TaskDef> {
         let errors_before = self.errors.len();
-        self.finds_left = FINDS_PER_TASK;
-        let line = self.task_line(item);
+        let line = self.task_line(index);
         let id = &raw.id;
         if let Err(e) = check_id(id) {
-            self.error(self.task_key_line(item, "id"), format!("task id {e}"));
+            self.error(self.task_key_line(index, "id"), format!("task id {e}"));
         }
-        let args: Vec<String> = raw.args.iter().map(|a| a.0.clone()).collect();
+        let task_node = self.task_node(index);
+        let node = |key: &str| task_node.and_then(|task| task.get(key));
+        let args = templates.args;
         let kind = match raw.kind.unwrap_or(RawKind::Command) {
             RawKind::Command => {
                 for (key, set) in [
@@ -580,7 +450,7 @@ impl JobChecker<'_> {
                 ] {
                     if set {
                         self.error(
-                            self.task_key_line(item, key),
+                            self.task_key_line(index, key),
                             format!(
                                 "task '{id}': `{key}` belongs to python tasks (add `type: python`)"
                             ),
@@ -589,18 +459,21 @@ impl JobChecker<'_> {
                 }
                 match raw.command.as_deref().map(str::trim) {
                     Some(command) if !command.is_empty() => Some(TaskKind::Command {
-                        command: command.to_string(),
+                        command: written(node("command"), command),
                         args,
                     }),
                     Some(_) => {
                         self.error(
-                            self.task_key_line(item, "command"),
+                            self.task_key_line(index, "command"),
                             format!("task '{id}': command is empty"),
                         );
                         None
                     }
                     None => {
-                        self.error(line, format!("task '{id}' needs a `command`"));
+                        // A command of the wrong type is reported as such already.
+                        if !self.unreadable.contains(&format!("tasks[{index}].command")) {
+                            self.error(line, format!("task '{id}' needs a `command`"));
+                        }
                         None
                     }
                 }
@@ -608,39 +481,41 @@ impl JobChecker<'_> {
             RawKind::Python => {
                 if raw.command.is_some() {
                     self.error(
-                        self.task_key_line(item, "command"),
+                        self.task_key_line(index, "command"),
                         format!("task '{id}': python tasks take a `script`, not a `command`"),
                     );
                 }
                 let interpreter = raw.interpreter.as_deref().unwrap_or("python3").trim();
                 if interpreter.is_empty() {
                     self.error(
-                        self.task_key_line(item, "interpreter"),
+                        self.task_key_line(index, "interpreter"),
                         format!("task '{id}': interpreter is empty"),
                     );
                 }
-                match raw.script.as_deref() {
-                    Some(script) if !script.trim().is_empty() => Some(TaskKind::Python {
-                        interpreter: interpreter.to_string(),
-                        script: script.to_string(),
+                match templates.script {
+                    Some(script) if !script.source().trim().is_empty() => Some(TaskKind::Python {
+                        interpreter: written(node("interpreter"), interpreter),
+                        script,
                         inline: raw.inline.unwrap_or(false),
                         args,
                     }),
                     Some(_) => {
                         self.error(
-                            self.task_key_line(item, "script"),
+                            self.task_key_line(index, "script"),
                             format!("task '{id}': script is empty"),
                         );
                         None
                     }
                     None => {
-                        self.error(
-                            line,
-                            format!(
-                                "task '{id}' needs a `script` (a file path, or source with \
-                                 `inline: true`)"
-                            ),
-                        );
+                        if !self.unreadable.contains(&format!("tasks[{index}].script")) {
+                            self.error(
+                                line,
+                                format!(
+                                    "task '{id}' needs a `script` (a file path, or source with \
+                                     `inline: true`)"
+                                ),
+                            );
+                        }
                         None
                     }
                 }
@@ -650,7 +525,7 @@ impl JobChecker<'_> {
         let timeout = match (raw.timeout_secs, raw.timeout) {
             (Some(_), Some(_)) => {
                 self.error(
-                    self.task_key_line(item, "timeout"),
+                    self.task_key_line(index, "timeout"),
                     format!("task '{id}': give either `timeout` or `timeout_secs`, not both"),
                 );
                 None
@@ -666,7 +541,7 @@ impl JobChecker<'_> {
                 "timeout_secs"
             };
             self.error(
-                self.task_key_line(item, key),
+                self.task_key_line(index, key),
                 format!("task '{id}': the timeout must be longer than 0 (leave it out for none)"),
             );
         }
@@ -676,7 +551,7 @@ impl JobChecker<'_> {
                 Ok(policy) => policy,
                 Err(message) => {
                     self.error(
-                        self.task_key_line(item, "retry"),
+                        self.task_key_line(index, "retry"),
                         format!("task '{id}': {message}"),
                     );
                     RetryPolicy::default()
@@ -686,10 +561,14 @@ impl JobChecker<'_> {
         };
 
         let mut resources = BTreeMap::new();
+        let slots_node = self
+            .task_node(index)
+            .and_then(|task| task.get("resources"))
+            .and_then(|resources| resources.get("slots"));
         for (pool, &slots) in raw.resources.iter().flat_map(|r| &r.slots) {
-            let at = self
-                .find(item, &format!("{pool}:"))
-                .or_else(|| self.task_key_line(item, "resources"));
+            let at = slots_node
+                .and_then(|slots| slots.key_line(pool))
+                .or_else(|| self.task_key_line(index, "resources"));
             match global.pools.get(pool) {
                 None if global.pools.is_empty() => self.error(
                     at,
@@ -749,34 +628,37 @@ impl JobChecker<'_> {
         })
     }
 
-    fn dag_error(&mut self, error: &DagError, places: &TaskPlaces, items: &[Option<Item>]) {
+    fn dag_error(&mut self, error: &DagError, places: &TaskPlaces) {
         let first = |id: &str| places.first.get(id).copied();
         let (line, message) = match error {
             DagError::DuplicateTask(id) => {
                 // The second occurrence is the duplicate.
                 let second = places.second.get(id.as_str()).copied();
-                let item = second.and_then(|i| items[i]);
-                (self.task_line(item), format!("duplicate task id '{id}'"))
+                let line = match second {
+                    Some(index) => self.task_line(index),
+                    None => self.key("tasks"),
+                };
+                (line, format!("duplicate task id '{id}'"))
             }
             DagError::UnknownDependency { task, .. } | DagError::SelfDependency(task) => {
-                let item = first(task).and_then(|i| items[i]);
-                (self.task_key_line(item, "depends_on"), error.to_string())
+                (self.depends_on_line(first(task)), error.to_string())
             }
-            DagError::Cycle(cycle) => {
-                let item = cycle
-                    .first()
-                    .and_then(|id| first(id))
-                    .and_then(|i| items[i]);
-                (
-                    self.task_key_line(item, "depends_on"),
-                    format!(
-                        "task dependency cycle: {} (each task waits for the one before it)",
-                        cycle.join(" -> ")
-                    ),
-                )
-            }
+            DagError::Cycle(cycle) => (
+                self.depends_on_line(cycle.first().and_then(|id| first(id))),
+                format!(
+                    "task dependency cycle: {} (each task waits for the one before it)",
+                    cycle.join(" -> ")
+                ),
+            ),
         };
         self.error(line, message);
+    }
+
+    fn depends_on_line(&self, task: Option<usize>) -> Option<usize> {
+        match task {
+            Some(index) => self.task_key_line(index, "depends_on"),
+            None => self.key("tasks"),
+        }
     }
 
     /// Checks the placeholders of arguments, inline scripts, environment values and
@@ -785,10 +667,12 @@ impl JobChecker<'_> {
     fn placeholders(
         &mut self,
         tasks: &[RawTask],
-        items: &[Option<Item>],
+        templates: &[TaskTemplates<'_>],
         config: &BTreeMap<String, String>,
         dag: Option<&Dag>,
     ) {
+        // A config that could not be read is reported as such, not key by key.
+        let config_read = !self.unreadable.contains("config");
         // Looked up once per placeholder: by id, the first task of each.
         let mut index_of: HashMap<&str, usize> = HashMap::with_capacity(tasks.len());
         for (i, task) in tasks.iter().enumerate().rev() {
@@ -797,9 +681,9 @@ impl JobChecker<'_> {
         // Every `(upstream task, task reading its outputs)` pair, answered in one go.
         let upstream = dag.map(|d| {
             let mut pairs = Vec::new();
-            for (index, task) in tasks.iter().enumerate() {
-                for (_, text) in placeholder_fields(task) {
-                    for (placeholder, _) in placeholders(text).unwrap_or_default() {
+            for (index, templates) in templates.iter().enumerate() {
+                for (_, template) in templates.fields() {
+                    for (placeholder, _) in template.placeholders() {
                         if let Placeholder::TaskOutput { task: from, .. } = placeholder {
                             pairs.extend(index_of.get(from).map(|&from| (from, index)));
                         }
@@ -808,22 +692,17 @@ impl JobChecker<'_> {
             }
             d.upstream_pairs(&pairs)
         });
-        for (index, task) in tasks.iter().enumerate() {
-            let item = items[index];
-            let fields = placeholder_fields(task);
+        for (index, (task, templates)) in tasks.iter().zip(templates).enumerate() {
             let mut problems = Vec::new();
-            for (key, text) in fields {
-                let found = match placeholders(text) {
-                    Ok(found) => found,
-                    Err(e) => {
-                        problems.push((key, text.to_string(), e));
-                        continue;
-                    }
-                };
-                for (placeholder, raw) in found {
+            for (field, template) in templates.fields() {
+                if let Some(e) = template.error() {
+                    problems.push((field, String::new(), e.to_string()));
+                    continue;
+                }
+                for (placeholder, raw) in template.placeholders() {
                     let problem = match placeholder {
                         Placeholder::Config(k) | Placeholder::Param(k)
-                            if !config.contains_key(k) =>
+                            if config_read && !config.contains_key(k) =>
                         {
                             Some(format!(
                                 "'{raw}' refers to '{k}', which is not in the job's config \
@@ -849,18 +728,46 @@ impl JobChecker<'_> {
                         _ => None,
                     };
                     if let Some(problem) = problem {
-                        problems.push((key, raw.to_string(), problem));
+                        problems.push((field, raw.to_string(), problem));
                     }
                 }
             }
-            self.finds_left = FINDS_PER_TASK;
-            for (key, raw, problem) in problems {
+            // Where the search for the field's next placeholder resumes.
+            let mut cursor = None;
+            let mut last_field = None;
+            for (field, raw, problem) in problems {
+                if last_field != Some(field) {
+                    (last_field, cursor) = (Some(field), None);
+                }
                 let line = self
-                    .find(item, &raw)
-                    .or_else(|| self.task_key_line(item, key));
+                    .field_node(index, field)
+                    .map(|node| self.line_in(node, &raw, &mut cursor))
+                    .or_else(|| self.task_key_line(index, field.key()));
                 self.error(line, format!("task '{}': {problem}", task.id));
             }
         }
+    }
+
+    fn field_node(&self, index: usize, field: Field<'_>) -> Option<At<'a>> {
+        let task = self.task_node(index)?;
+        match field {
+            Field::Arg(i) => task.get("args")?.item(i),
+            Field::Env(key) => task.get("environment")?.get(key),
+            Field::WorkingDir => task.get("working_dir"),
+            Field::Script => task.get("script"),
+        }
+    }
+
+    fn line_in(
+        &mut self,
+        node: At<'_>,
+        needle: &str,
+        cursor: &mut Option<(usize, usize)>,
+    ) -> usize {
+        if self.text_lines.is_empty() {
+            self.text_lines = self.text.lines().collect();
+        }
+        node.line_of(&self.text_lines, needle, cursor)
     }
 }
 
@@ -889,21 +796,38 @@ impl<'a> TaskPlaces<'a> {
     }
 }
 
-/// The fields of a task that may hold placeholders, with the key each is under.
-fn placeholder_fields(task: &RawTask) -> impl Iterator<Item = (&'static str, &str)> {
-    task.args
-        .iter()
-        .map(|a| ("args", a.0.as_str()))
-        .chain(
-            task.environment
-                .values()
-                .map(|v| ("environment", v.0.as_str())),
-        )
-        .chain(task.working_dir.iter().map(|w| ("working_dir", w.as_str())))
-        .chain(
-            task.script
-                .iter()
-                .filter(|_| task.inline == Some(true))
-                .map(|s| ("script", s.as_str())),
-        )
+/// The texts of a task that may hold placeholders, lexed.
+struct TaskTemplates<'r> {
+    args: Vec<Template>,
+    environment: Vec<(&'r str, Template)>,
+    working_dir: Option<Template>,
+    script: Option<Template>,
+    /// Whether `script` is source (inline) rather than a file path.
+    inline: bool,
+}
+
+impl TaskTemplates<'_> {
+    /// Those whose placeholders are checked: arguments, environment values, working
+    /// directory and inline script.
+    fn fields(&self) -> impl Iterator<Item = (Field<'_>, &Template)> {
+        let args = self.args.iter().enumerate();
+        args.map(|(i, a)| (Field::Arg(i), a))
+            .chain(self.environment.iter().map(|(k, v)| (Field::Env(k), v)))
+            .chain(self.working_dir.iter().map(|w| (Field::WorkingDir, w)))
+            .chain(
+                self.script
+                    .iter()
+                    .filter(|_| self.inline)
+                    .map(|s| (Field::Script, s)),
+            )
+    }
+}
+
+/// `text` as a template, with the lines of `node` if it is known.
+fn written(node: Option<At<'_>>, text: &str) -> Template {
+    let template = Template::parse(text);
+    match node {
+        Some(node) => template.written_at(node.lines()),
+        None => template,
+    }
 }
