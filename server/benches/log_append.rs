@@ -39,6 +39,7 @@ fn run(id: &str) -> Run {
         error: None,
         triggered_by: None,
         scheduled_for: None,
+        definition: None,
     }
 }
 

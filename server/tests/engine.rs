@@ -638,6 +638,7 @@ tasks:
         error: None,
         triggered_by: None,
         scheduled_for: None,
+        definition: None,
     };
     {
         // The state a kill -9 leaves behind.
@@ -777,6 +778,7 @@ async fn log_retention_prunes_logs_of_old_runs_at_start() {
         error: None,
         triggered_by: None,
         scheduled_for: None,
+        definition: None,
     };
     store.create_run(old, vec![]).await.unwrap();
     let line = petit_server::store::LogLine {

@@ -38,6 +38,71 @@ pub struct JobDef {
     pub environment_policy: EnvPolicy,
     /// What to tell whom when its runs end (the job's `notify`, else `petit.yaml`'s).
     pub notify: Option<super::notify::NotifyRule>,
+    /// What a scheduled fire does while the job already has `max_concurrency` runs.
+    pub overlap: Overlap,
+    /// Runs waiting under `overlap: queue`, at most (more fires are skipped).
+    pub max_queued: u32,
+    /// What happens to fires missed while the daemon was down or the job paused.
+    pub catchup: Catchup,
+    /// How far back a catch-up looks.
+    pub catchup_window: std::time::Duration,
+    /// A run that takes longer is stopped and ends `failed` (reason `timeout`).
+    pub timeout: Option<std::time::Duration>,
+    /// Each scheduled fire is delayed by a random amount up to this (never past the
+    /// next fire), to spread jobs that share a schedule.
+    pub jitter: Option<std::time::Duration>,
+    /// A content hash of the job's definition (its file's bytes): runs record the
+    /// definition they ran with, and a reload tells a changed job from an unchanged one.
+    pub definition: String,
+}
+
+/// What a scheduled fire does while its job already has `max_concurrency` runs going.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Overlap {
+    /// Skipped, with an event and a count (the default).
+    #[default]
+    Skip,
+    /// Queued (up to `max_queued`), to start when a run ends.
+    Queue,
+    /// Started anyway: `max_concurrency` does not hold back scheduled fires.
+    Allow,
+    /// The oldest running run is cancelled, then the new one starts.
+    CancelPrevious,
+}
+
+impl Overlap {
+    pub fn parse(s: &str) -> Option<Overlap> {
+        Some(match s {
+            "skip" => Overlap::Skip,
+            "queue" => Overlap::Queue,
+            "allow" => Overlap::Allow,
+            "cancel_previous" => Overlap::CancelPrevious,
+            _ => return None,
+        })
+    }
+}
+
+/// What happens, at start or resume, to fires missed while down or paused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Catchup {
+    /// Nothing: missed fires are gone (the default).
+    #[default]
+    None,
+    /// The latest missed instant runs once.
+    Latest,
+    /// Every missed instant within the window runs, oldest first.
+    All,
+}
+
+impl Catchup {
+    pub fn parse(s: &str) -> Option<Catchup> {
+        Some(match s {
+            "none" => Catchup::None,
+            "latest" => Catchup::Latest,
+            "all" => Catchup::All,
+            _ => return None,
+        })
+    }
 }
 
 impl JobDef {

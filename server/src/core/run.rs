@@ -25,6 +25,9 @@ pub struct Run {
     /// The schedule instant a scheduled run stands for. A store holds at most one run
     /// per (job, instant): a second insert is refused, so a fire cannot run twice.
     pub scheduled_for: Option<DateTime<Utc>>,
+    /// The definition the run was queued with (the job's content hash): a run queued
+    /// before a reload finishes on the definition it started with.
+    pub definition: Option<String>,
 }
 
 /// One task of one run.

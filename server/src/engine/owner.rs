@@ -490,6 +490,7 @@ impl Owner {
             error: None,
             triggered_by,
             scheduled_for,
+            definition: Some(job.definition.clone()).filter(|d| !d.is_empty()),
         };
         let tasks: Vec<TaskRun> = job
             .tasks

@@ -176,6 +176,7 @@ mod tests {
                 error: None,
                 triggered_by: None,
                 scheduled_for: None,
+                definition: None,
             },
             tasks: Vec::new(),
         }

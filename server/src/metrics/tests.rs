@@ -24,6 +24,7 @@ fn run(id: &str, status: RunStatus, scheduled: bool) -> Run {
         error: None,
         triggered_by: None,
         scheduled_for: scheduled.then_some(at),
+        definition: None,
     }
 }
 

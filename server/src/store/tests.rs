@@ -155,6 +155,7 @@ fn run(id: &str, job_id: &str, status: RunStatus, created: i64) -> Run {
         error: None,
         triggered_by: Some("ci-bot".into()),
         scheduled_for: None,
+        definition: None,
     }
 }
 
@@ -706,6 +707,7 @@ async fn one_run_per_fire_instant(subject: &Subject) -> StoreResult<()> {
     let fire = |id: &str, job: &str, at: i64| Run {
         trigger: TriggerReason::Schedule,
         scheduled_for: Some(self::at(at)),
+        definition: None,
         ..run(id, job, RunStatus::Queued, at)
     };
     store.create_run(fire("a", "j", 10), vec![]).await?;

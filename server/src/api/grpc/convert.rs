@@ -126,6 +126,7 @@ pub fn run(r: &Run, now: DateTime<Utc>) -> pb::Run {
         error: r.error.clone().unwrap_or_default(),
         triggered_by: r.triggered_by.clone().unwrap_or_default(),
         scheduled_for: r.scheduled_for.map(timestamp),
+        definition: r.definition.clone().unwrap_or_default(),
     }
 }
 
@@ -326,6 +327,7 @@ mod tests {
             error: None,
             triggered_by: None,
             scheduled_for: None,
+            definition: None,
         }
     }
 

@@ -485,5 +485,6 @@ fn run_json(job_id: &str, params: Value) -> Value {
         "duration": "1.500s",
         "error": "",
         "triggeredBy": "",
+        "definition": "",
     }})
 }

@@ -18,7 +18,7 @@ use crate::config::global::env_policy;
 use crate::config::notify::notify_rule;
 use crate::config::yaml::{At, Unreadable};
 use crate::config::{ConfigError, GlobalConfig};
-use crate::core::job::{Placeholder, Template};
+use crate::core::job::{Catchup, Overlap, Placeholder, Template};
 use crate::core::schedule::parse_duration;
 use crate::core::{
     Backoff, Condition, Dag, DagError, DepCondition, JobDef, JobDependency, RetryCondition,
@@ -238,6 +238,58 @@ impl<'a> JobChecker<'a> {
         let config: BTreeMap<String, String> =
             raw.config.into_iter().map(|(k, v)| (k, v.0)).collect();
 
+        let overlap = match raw.overlap.as_deref().map(|s| (s, Overlap::parse(s))) {
+            None => Overlap::Skip,
+            Some((_, Some(o))) => o,
+            Some((text, None)) => {
+                self.error(
+                    self.key("overlap"),
+                    format!("overlap '{text}' is not one of skip, queue, allow, cancel_previous"),
+                );
+                Overlap::Skip
+            }
+        };
+        let catchup = match raw.catchup.as_deref().map(|s| (s, Catchup::parse(s))) {
+            None => Catchup::None,
+            Some((_, Some(c))) => c,
+            Some((text, None)) => {
+                self.error(
+                    self.key("catchup"),
+                    format!("catchup '{text}' is not one of none, latest, all"),
+                );
+                Catchup::None
+            }
+        };
+        if catchup != Catchup::None && schedule.is_none() && raw.schedule.is_none() {
+            self.error(
+                self.key("catchup"),
+                "catchup needs a schedule (there are no fires to catch up on)",
+            );
+        }
+        let timeout = match (&raw.timeout, raw.timeout_secs) {
+            (Some(_), Some(_)) => {
+                self.error(
+                    self.key("timeout_secs"),
+                    "give the run's time limit once: timeout or timeout_secs, not both",
+                );
+                None
+            }
+            (Some(t), None) => Some(t.0),
+            (None, Some(s)) => Some(std::time::Duration::from_secs(s)),
+            (None, None) => None,
+        };
+        if timeout.is_some_and(|t| t.is_zero()) {
+            self.error(
+                self.key("timeout").or(self.key("timeout_secs")),
+                "a run's timeout must be more than 0",
+            );
+        }
+        if raw.max_queued == Some(0) && overlap == Overlap::Queue {
+            self.error(
+                self.key("max_queued"),
+                "max_queued must be at least 1 under overlap: queue",
+            );
+        }
         if raw.tasks.is_empty() {
             self.error(self.key("tasks"), "a job needs at least one task");
         }
@@ -285,6 +337,15 @@ impl<'a> JobChecker<'a> {
             return None;
         }
         Some(JobDef {
+            overlap,
+            max_queued: raw.max_queued.unwrap_or(10),
+            catchup,
+            catchup_window: raw
+                .catchup_window
+                .map_or(std::time::Duration::from_secs(24 * 3600), |d| d.0),
+            timeout,
+            jitter: raw.jitter.map(|d| d.0).filter(|d| !d.is_zero()),
+            definition: String::new(),
             name: raw.name.unwrap_or_else(|| raw.id.clone()),
             id: raw.id,
             description: raw.description,

@@ -116,6 +116,19 @@ pub(super) fn parse_file(text: &str, file: &Path, global: &GlobalConfig) -> Pars
     parsed.errors.extend(checked.errors);
     // In file order; the sort is stable so one line's errors keep their order.
     parsed.errors.sort_by_key(|e| e.line);
-    parsed.job = checked.job.filter(|_| parsed.errors.is_empty());
+    parsed.job = checked
+        .job
+        .filter(|_| parsed.errors.is_empty())
+        .map(|job| JobDef {
+            definition: definition_hash(text),
+            ..job
+        });
     parsed
+}
+
+/// A job's definition hash: the first 16 hex digits of the SHA-256 of its file.
+pub(super) fn definition_hash(text: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(text.as_bytes());
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -37,6 +37,23 @@ pub(in crate::config) struct RawJob {
     /// Replaces `petit.yaml`'s default `notify`.
     #[serde(default, deserialize_with = "lenient")]
     pub notify: Option<RawNotify>,
+    /// `skip | queue | allow | cancel_previous`.
+    #[serde(default, deserialize_with = "lenient")]
+    pub overlap: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    pub max_queued: Option<u32>,
+    /// `none | latest | all`.
+    #[serde(default, deserialize_with = "lenient")]
+    pub catchup: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    pub catchup_window: Option<DurationText>,
+    /// The whole run's time limit (`2h`); `timeout_secs` says it in seconds.
+    #[serde(default, deserialize_with = "lenient")]
+    pub timeout: Option<DurationText>,
+    #[serde(default, deserialize_with = "lenient")]
+    pub timeout_secs: Option<u64>,
+    #[serde(default, deserialize_with = "lenient")]
+    pub jitter: Option<DurationText>,
     pub tasks: Vec<RawTask>,
 }
 

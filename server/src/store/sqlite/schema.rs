@@ -150,6 +150,10 @@ pub(in crate::store) const MIGRATIONS: &[&str] = &[
         since   TEXT NOT NULL
     ) STRICT;
     "#,
+    // 8: the definition (content hash of the job file) a run ran with.
+    r#"
+    ALTER TABLE runs ADD COLUMN definition TEXT;
+    "#,
 ];
 
 /// Applies the migrations this database lacks, one transaction each.

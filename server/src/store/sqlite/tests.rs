@@ -24,6 +24,7 @@ fn queued_run(id: &str) -> Run {
         error: None,
         triggered_by: None,
         scheduled_for: None,
+        definition: None,
     }
 }
 
