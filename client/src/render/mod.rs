@@ -10,6 +10,8 @@ mod table;
 mod text;
 mod zone;
 
+/// The IANA zones of [`Zone::Named`] (chrono-tz's).
+pub use chrono_tz::Tz;
 pub use dag::{dag_tree, TreeLine, TreeMark};
 pub use json::{enum_numbers, to_json, to_json_string, JsonError, ProtoMessage};
 pub use style::{color_enabled, paint};

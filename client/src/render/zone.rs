@@ -123,10 +123,11 @@ impl Zones {
         Zones { choice, local }
     }
 
-    /// The zone for the fire times of a job whose schedule is in `job_zone_name`.
-    pub fn for_fires(&self, job_zone_name: &str) -> Zone {
+    /// The zone for the fire times of a job whose schedule is in `job_zone` (see
+    /// [`job_zone`]).
+    pub fn for_fires(&self, job_zone: Zone) -> Zone {
         match self.choice {
-            ZoneChoice::Job => job_zone(job_zone_name),
+            ZoneChoice::Job => job_zone,
             ZoneChoice::Local => self.local,
             ZoneChoice::Utc => Zone::UTC,
         }
@@ -233,7 +234,11 @@ mod tests {
         ];
         for (choice, fires, events) in cases {
             let zones = Zones::new(choice, local);
-            assert_eq!(zones.for_fires("Europe/Paris"), fires, "{choice:?}");
+            assert_eq!(
+                zones.for_fires(job_zone("Europe/Paris")),
+                fires,
+                "{choice:?}"
+            );
             assert_eq!(zones.for_events(), events, "{choice:?}");
         }
         let mut choice = ZoneChoice::default();

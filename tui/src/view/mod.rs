@@ -26,6 +26,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("c", "cancel the selected run (asks y/n)"),
     ("p", "pause or resume the scheduler"),
     ("l", "follow the selected task's logs (run: all tasks)"),
+    ("z", "times: next fires in the job's zone, local, UTC"),
     ("/", "filter the list: type, Enter keeps, Esc clears"),
     ("Esc", "clear the filter, then the job filter, then quit"),
     ("?", "this help"),
@@ -150,7 +151,7 @@ fn draw_jobs<'a>(frame: &mut Frame, area: Rect, state: &'a State, theme: Theme) 
             Constraint::Length(16),
             Constraint::Fill(1),
             Constraint::Length(13),
-            Constraint::Length(11),
+            Constraint::Length(17),
             Constraint::Length(11),
             Constraint::Length(3),
         ],
@@ -160,7 +161,7 @@ fn draw_jobs<'a>(frame: &mut Frame, area: Rect, state: &'a State, theme: Theme) 
     let row = |j: &'a JobRow| -> Row<'a> {
         let next = match (&j.schedule, j.next_fire(state.now)) {
             (None, _) => "-".to_string(),
-            (Some(_), Some(t)) => format::when(t, state.now, state.offset),
+            (Some(_), Some(t)) => format::when_in(t, state.now, state.zones.for_fires(j.zone)),
             // All listed fire times passed: fresh ones are on their way.
             (Some(_), None) if !j.next_fires.is_empty() => "…".to_string(),
             (Some(_), None) => "never".to_string(),
@@ -214,7 +215,7 @@ fn draw_runs<'a>(frame: &mut Frame, area: Rect, state: &'a State, theme: Theme) 
             Cell::from(format::when(
                 r.started_at.unwrap_or(r.created_at),
                 state.now,
-                state.offset,
+                state.zones.for_events(),
             )),
             Cell::from(format::elapsed(r.started_at, r.ended_at, state.now)),
         ])
@@ -296,7 +297,7 @@ fn draw_events<'a>(frame: &mut Frame, area: Rect, state: &'a State, theme: Theme
         Row::new([
             Cell::from(
                 e.time
-                    .map_or_else(String::new, |t| format::clock(t, state.offset)),
+                    .map_or_else(String::new, |t| format::clock(t, state.zones.for_events())),
             ),
             word(e.kind, theme),
             Cell::from(e.job_id.as_str()),
@@ -346,7 +347,9 @@ fn draw_message(frame: &mut Frame, area: Rect, state: &State, theme: Theme) {
 fn hints(state: &State) -> &'static str {
     match (state.tab, &state.overlay) {
         (_, Some(Overlay::Logs(_))) => "↑↓ scroll · g top · G follow · q close",
-        (Tab::Jobs, _) => "Enter runs · t trigger · p pause/resume · / filter · ? help · q quit",
+        (Tab::Jobs, _) => {
+            "Enter runs · t trigger · p pause/resume · z zones · / filter · ? help · q quit"
+        }
         (Tab::Runs, _) if state.runs_of_job.is_some() => {
             "Enter tasks · l logs · c cancel · t trigger · Esc all runs · ? help"
         }
@@ -377,7 +380,13 @@ fn draw_status(frame: &mut Frame, area: Rect, state: &State, theme: Theme) {
         Span::raw(" │ scheduler "),
         Span::raw(state.scheduler.label()),
     ]);
-    let clock = format!("{} ", format::clock(state.now, state.offset));
+    // The zone of every time on screen but the next fire times, which say their own.
+    let zone = state.zones.for_events();
+    let clock = format!(
+        "{} {} ",
+        format::clock(state.now, zone),
+        zone.abbreviation(state.now)
+    );
     frame.render_widget(Paragraph::new(left).style(bar), area);
     frame.render_widget(Paragraph::new(clock).style(bar).right_aligned(), area);
 }

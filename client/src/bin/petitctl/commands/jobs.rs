@@ -2,7 +2,7 @@
 
 use petit_client::proto::{Job, Run, TaskDefinition, TriggerJobResponse};
 use petit_client::render::{
-    dag_tree, fields, format_fire_time, Cell, Table, TreeLine, TreeMark, Zones,
+    dag_tree, fields, format_fire_time, job_zone, Cell, Table, TreeLine, TreeMark, Zones,
 };
 use petit_client::Client;
 
@@ -34,7 +34,10 @@ fn jobs_table(jobs: &[Job], color: bool, zones: Zones) -> String {
     let mut table = Table::new(["ID", "NAME", "SCHEDULE", "NEXT FIRE", "LAST RUN", "ENABLED"]);
     for job in jobs {
         let next_fire = match &job.schedule {
-            Some(s) => format_fire_time(s.next_fire_times.first(), zones.for_fires(&s.timezone)),
+            Some(s) => format_fire_time(
+                s.next_fire_times.first(),
+                zones.for_fires(job_zone(&s.timezone)),
+            ),
             None => "-".to_string(),
         };
         table.row([
@@ -104,7 +107,7 @@ pub async fn show(client: &Client, job_id: &str, out: &mut Out) -> Result<u8, Cl
         if schedule.next_fire_times.is_empty() {
             out.line("  none")?;
         }
-        let zone = out.zones.for_fires(&schedule.timezone);
+        let zone = out.zones.for_fires(job_zone(&schedule.timezone));
         for at in &schedule.next_fire_times {
             out.line(format!("  {}", format_fire_time(Some(at), zone)))?;
         }
