@@ -76,7 +76,11 @@ fn petitctl(server: &str, args: &[&str]) -> Command {
 /// Runs petitctl to its end (reading its output while it runs, so a large output
 /// cannot block it), and kills it if it outlives `LIMIT`.
 fn run(server: &str, args: &[&str]) -> Output {
-    let mut child = petitctl(server, args).spawn().expect("spawn petitctl");
+    run_command(petitctl(server, args), args)
+}
+
+fn run_command(mut command: Command, args: &[&str]) -> Output {
+    let mut child = command.spawn().expect("spawn petitctl");
     let stdout = drain(child.stdout.take().expect("stdout"));
     let stderr = drain(child.stderr.take().expect("stderr"));
     let deadline = Instant::now() + LIMIT;
@@ -278,6 +282,133 @@ fn jobs_and_job_as_tables_and_json() {
     }
     let doc = json(&server, &["job", "hello"]);
     assert_eq!(doc["job"]["config"]["greeting"], "hi");
+}
+
+const PARIS: &str = r#"
+id: paris
+schedule: {cron: "0 0 2 * * *", timezone: Europe/Paris}
+tasks:
+  - id: greet
+    command: echo
+    args: ["bonjour"]
+"#;
+
+/// petitctl in the zone `TZ` names, expecting success; its stdout.
+fn in_zone(server: &str, tz: &str, args: &[&str]) -> String {
+    let mut command = petitctl(server, args);
+    command.env("TZ", tz);
+    let output = run_command(command, args);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "TZ={tz} petitctl {args:?}\nstdout:\n{}\nstderr:\n{}",
+        stdout(&output),
+        stderr(&output)
+    );
+    stdout(&output)
+}
+
+/// Next fire times in the job's zone with its abbreviation by default, in local time
+/// with `--local`, in UTC with `--utc`; run times in local time or UTC, named too.
+/// (Tokyo as the local zone: no DST, nine hours east, so every 02:00 in Paris is 09:00
+/// or 10:00 there on the same date.)
+#[test]
+fn times_name_their_zone() {
+    let jobs = jobs_dir(&[("paris.yaml", PARIS)]);
+    let d = Daemon::start(jobs.path());
+    let server = d.url();
+
+    let doc = json(&server, &["job", "paris"]);
+    assert_eq!(doc["job"]["schedule"]["timezone"], "Europe/Paris");
+    // A fire as its UTC date and hour: "2026-12-02T01:00:00Z" is 01:00 UTC in winter
+    // (02:00 CET), 00:00 in summer (02:00 CEST).
+    type Fire = (String, u32);
+    let fires: Vec<Fire> = doc["job"]["schedule"]["nextFireTimes"]
+        .as_array()
+        .expect("nextFireTimes")
+        .iter()
+        .map(|t| {
+            let t = t.as_str().expect("a timestamp");
+            assert!(t.ends_with(":00:00Z"), "{t}");
+            (t[..10].to_string(), t[11..13].parse().expect("hour"))
+        })
+        .collect();
+    assert_eq!(fires.len(), 5, "{fires:?}");
+    // How each choice of zone shows a fire.
+    let shown = |options: &[&str], (date, hour): &Fire| match options {
+        ["--local"] => format!("{date} {:02}:00 JST", hour + 9),
+        ["--utc"] => format!("{date} {hour:02}:00 UTC"),
+        _ => format!("{date} 02:00 {}", if *hour == 1 { "CET" } else { "CEST" }),
+    };
+    for options in [&[][..], &["--local"], &["--utc"]] {
+        let mut args = vec!["jobs"];
+        args.extend_from_slice(options);
+        let table = in_zone(&server, "Asia/Tokyo", &args);
+        let row = table
+            .lines()
+            .find(|l| l.starts_with("paris "))
+            .expect("paris row");
+        assert!(row.contains("0 0 2 * * * (Europe/Paris)"), "{row}");
+        assert!(
+            row.contains(&shown(options, &fires[0])),
+            "{options:?}: {row}"
+        );
+
+        let mut args = vec!["job", "paris"];
+        args.extend_from_slice(options);
+        let show = in_zone(&server, "Asia/Tokyo", &args);
+        let listed: Vec<&str> = show
+            .lines()
+            .skip_while(|l| *l != "Next fires:")
+            .skip(1)
+            .take_while(|l| !l.is_empty())
+            .collect();
+        let want: Vec<String> = fires
+            .iter()
+            .map(|f| format!("  {}", shown(options, f)))
+            .collect();
+        assert_eq!(listed, want, "{options:?}:\n{show}");
+    }
+
+    // Run times: local (Tokyo) unless --utc, always named.
+    let id = run_to_end(&server, "paris", 0);
+    let run_lines = |show: &str| -> Vec<String> {
+        show.lines()
+            .filter(|l| {
+                ["Created:", "Started:", "Ended:"]
+                    .iter()
+                    .any(|f| l.starts_with(f))
+            })
+            .map(str::to_string)
+            .collect()
+    };
+    for (options, abbreviation) in [
+        (&[][..], " JST"),
+        (&["--local"], " JST"),
+        (&["--utc"], " UTC"),
+    ] {
+        let mut args = vec!["run", id.as_str()];
+        args.extend_from_slice(options);
+        let lines = run_lines(&in_zone(&server, "Asia/Tokyo", &args));
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert!(
+            lines.iter().all(|l| l.ends_with(abbreviation)),
+            "{options:?}: {lines:?}"
+        );
+        let mut args = vec!["runs", "paris"];
+        args.extend_from_slice(options);
+        let runs = in_zone(&server, "Asia/Tokyo", &args);
+        let row = runs
+            .lines()
+            .find(|l| l.starts_with(&id))
+            .expect("the run's row");
+        assert!(row.contains(abbreviation), "{options:?}: {row}");
+    }
+    // The JSON is the contract's, whatever the zone options: instants in UTC.
+    let doc = json(&server, &["job", "paris", "--local"]);
+    assert!(doc["job"]["schedule"]["nextFireTimes"][0]
+        .as_str()
+        .is_some_and(|t| t.ends_with('Z')));
 }
 
 #[test]

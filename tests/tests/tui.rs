@@ -214,9 +214,24 @@ async fn dashboard_shows_jobs_and_live_runs_triggers_and_quits_cleanly() {
     ));
     tmux.keys(&["Enter"]);
 
-    // The jobs appear, with beta's next fire time (03:00:00 in some time zone).
+    // The jobs appear, with beta's next fire time in its zone (UTC, the default),
+    // named: "03:00:00 UTC" today or "12-02 03:00 UTC".
     tmux.wait_for("the jobs", |s| {
         s.contains("alpha") && s.contains("beta") && s.contains("connected")
+    });
+    let beta_fires_at = |s: &str| {
+        s.lines()
+            .any(|l| l.contains("beta") && l.contains("03:00") && l.contains(" UTC "))
+    };
+    tmux.wait_for("beta's next fire time in UTC", beta_fires_at);
+    // `z` switches to local time for every time, and says so.
+    tmux.keys(&["z"]);
+    tmux.wait_for("the zone notice", |s| {
+        s.contains("times: every time in local time")
+    });
+    tmux.keys(&["z", "z"]);
+    tmux.wait_for("the job's zone again", |s| {
+        s.contains("times: next fire times in each job's zone") && beta_fires_at(s)
     });
 
     // A run triggered elsewhere shows up, live, in the Runs tab.

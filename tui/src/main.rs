@@ -5,7 +5,7 @@ use std::error::Error;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use chrono::{Local, Utc};
+use chrono::Utc;
 use clap::Parser;
 use crossterm::event::{Event, EventStream};
 use futures::StreamExt;
@@ -13,6 +13,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
 
+use petit_client::render::{Zone, ZoneChoice, Zones};
 use petit_tui::state::State;
 use petit_tui::term::TerminalGuard;
 use petit_tui::{conn, view};
@@ -27,6 +28,25 @@ const MAX_MESSAGES_PER_FRAME: usize = 256;
 struct Args {
     #[command(flatten)]
     connection: petit_client::ConnectArgs,
+
+    /// Start with every time in UTC, next fire times included (default: a job's next fire times in the job's own zone, other times in local time; `z` switches)
+    #[arg(long, conflicts_with = "local")]
+    utc: bool,
+
+    /// Start with every time in local time (TZ, else the system's zone), next fire times included
+    #[arg(long)]
+    local: bool,
+}
+
+impl Args {
+    fn zones(&self) -> Zones {
+        let choice = match (self.utc, self.local) {
+            (true, _) => ZoneChoice::Utc,
+            (_, true) => ZoneChoice::Local,
+            _ => ZoneChoice::Job,
+        };
+        Zones::new(choice, Zone::local())
+    }
 }
 
 fn keys_help() -> String {
@@ -67,7 +87,8 @@ async fn run(args: Args) -> Result<(), Box<dyn Error>> {
     let (commands, commands_rx) = mpsc::unbounded_channel();
     let color = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let mut state = State::new(client.server(), color, Utc::now());
-    state.set_offset(*Local::now().offset());
+    // Zones, unlike offsets, know their DST changes: looked up once.
+    state.set_zones(args.zones());
     let _conn = conn::spawn(client, updates_tx, commands_rx);
 
     let mut terminate = signal(SignalKind::terminate())?;
@@ -104,10 +125,7 @@ async fn run(args: Args) -> Result<(), Box<dyn Error>> {
                 }
                 None
             }
-            _ = tick.tick() => {
-                state.set_offset(*Local::now().offset());
-                state.tick(Utc::now())
-            }
+            _ = tick.tick() => state.tick(Utc::now()),
             _ = terminate.recv() => break,
             _ = hangup.recv() => break,
         };

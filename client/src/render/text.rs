@@ -1,9 +1,11 @@
-//! Short human forms of durations ("1.2s", "3m04s") and instants (local time,
-//! "2025-11-26 10:55:03").
+//! Short human forms of durations ("1.2s", "3m04s") and instants, each in the zone it
+//! is given and saying which ("2025-11-26 10:55:03 CET", "2026-12-02 02:00 CET").
 
 use std::time::Duration;
 
-use chrono::{DateTime, Local, TimeZone, Utc};
+use chrono::{DateTime, Timelike, Utc};
+
+use super::zone::Zone;
 
 /// A duration in at most two units, precise where it matters: "350ms", "1.2s",
 /// "3m04s", "2h05m", "3d04h".
@@ -45,37 +47,31 @@ pub fn timestamp_to_utc(ts: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp(ts.seconds, nanos)
 }
 
-/// An instant in local time, to the second; "-" when absent or invalid.
-pub fn format_time(ts: Option<&prost_types::Timestamp>) -> String {
-    format_time_in(ts, &Local)
-}
-
-/// As [`format_time`], in `tz` (tests use a fixed zone).
-pub fn format_time_in<Tz: TimeZone>(ts: Option<&prost_types::Timestamp>, tz: &Tz) -> String
-where
-    Tz::Offset: std::fmt::Display,
-{
+/// An instant to the second, with its zone: "2025-11-26 10:55:03 CET"; "-" when
+/// absent or invalid.
+pub fn format_time(ts: Option<&prost_types::Timestamp>, zone: Zone) -> String {
     match ts.and_then(timestamp_to_utc) {
-        Some(utc) => utc
-            .with_timezone(tz)
-            .format("%Y-%m-%d %H:%M:%S")
-            .to_string(),
+        Some(t) => zone.format(t, "%Y-%m-%d %H:%M:%S"),
         None => "-".to_string(),
     }
 }
 
-/// The local time of day to the millisecond, for live feeds: "10:55:03.120".
-pub fn format_clock(ts: Option<&prost_types::Timestamp>) -> String {
-    format_clock_in(ts, &Local)
+/// A fire time, with its zone: to the minute ("2026-12-02 02:00 CET"), as schedules are
+/// mostly written, and to the second when it falls on one ("2026-12-02 02:00:30 CET");
+/// "-" when absent or invalid.
+pub fn format_fire_time(ts: Option<&prost_types::Timestamp>, zone: Zone) -> String {
+    match ts.and_then(timestamp_to_utc) {
+        Some(t) if t.second() == 0 && t.nanosecond() == 0 => zone.format(t, "%Y-%m-%d %H:%M"),
+        Some(t) => zone.format(t, "%Y-%m-%d %H:%M:%S"),
+        None => "-".to_string(),
+    }
 }
 
-/// As [`format_clock`], in `tz`.
-pub fn format_clock_in<Tz: TimeZone>(ts: Option<&prost_types::Timestamp>, tz: &Tz) -> String
-where
-    Tz::Offset: std::fmt::Display,
-{
+/// The time of day to the millisecond, for live feeds: "10:55:03.120" (without the
+/// zone, which a feed says once).
+pub fn format_clock(ts: Option<&prost_types::Timestamp>, zone: Zone) -> String {
     match ts.and_then(timestamp_to_utc) {
-        Some(utc) => utc.with_timezone(tz).format("%H:%M:%S%.3f").to_string(),
+        Some(t) => zone.format_bare(t, "%H:%M:%S%.3f"),
         None => "-".to_string(),
     }
 }
@@ -83,7 +79,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::FixedOffset;
 
     #[test]
     fn durations() {
@@ -125,18 +120,31 @@ mod tests {
     #[test]
     fn times() {
         let ts = |seconds, nanos| prost_types::Timestamp { seconds, nanos };
-        let paris = FixedOffset::east_opt(3_600).expect("offset");
+        let paris = Zone::Named(chrono_tz::Europe::Paris);
         // 2025-11-26T09:55:03.120Z
         let at = ts(1_764_150_903, 120_000_000);
         let cases = [
-            (Some(at), "2025-11-26 10:55:03", "10:55:03.120"),
-            (Some(ts(0, -1)), "-", "-"),
-            (None, "-", "-"),
+            (
+                Some(at),
+                "2025-11-26 10:55:03 CET",
+                "2025-11-26 10:55:03 CET",
+                "10:55:03.120",
+            ),
+            // 2026-12-02T01:00:00Z, on the minute.
+            (
+                Some(ts(1_796_173_200, 0)),
+                "2026-12-02 02:00:00 CET",
+                "2026-12-02 02:00 CET",
+                "02:00:00.000",
+            ),
+            (Some(ts(0, -1)), "-", "-", "-"),
+            (None, "-", "-", "-"),
         ];
-        for (input, time, clock) in cases {
-            assert_eq!(format_time_in(input.as_ref(), &paris), time, "{input:?}");
-            assert_eq!(format_clock_in(input.as_ref(), &paris), clock, "{input:?}");
+        for (input, time, fire, clock) in cases {
+            assert_eq!(format_time(input.as_ref(), paris), time, "{input:?}");
+            assert_eq!(format_fire_time(input.as_ref(), paris), fire, "{input:?}");
+            assert_eq!(format_clock(input.as_ref(), paris), clock, "{input:?}");
         }
-        assert_eq!(format_time_in(Some(&at), &Utc), "2025-11-26 09:55:03");
+        assert_eq!(format_time(Some(&at), Zone::UTC), "2025-11-26 09:55:03 UTC");
     }
 }

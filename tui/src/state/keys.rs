@@ -49,6 +49,10 @@ impl State {
             KeyCode::Char('p') => return self.pause_or_resume_job(),
             KeyCode::Char('P') => return self.pause_or_resume(),
             KeyCode::Char('l') => return self.open_logs(),
+            KeyCode::Char('z') => {
+                self.zones.choice = self.zones.choice.next();
+                self.say(format!("times: {}", self.zones.choice.describe()), false);
+            }
             KeyCode::Char('/') => {
                 self.editing_filter = true;
                 self.filters[self.tab.index()].clear();

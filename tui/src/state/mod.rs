@@ -8,7 +8,8 @@ mod model;
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use chrono::{DateTime, FixedOffset, Offset as _, TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
+use petit_client::render::{Zone, ZoneChoice, Zones};
 use petit_client::vocab::{Lifecycle as _, Vocabulary as _};
 
 pub use model::*;
@@ -243,8 +244,8 @@ pub struct State {
     pub color: bool,
     /// The clock, set by the caller (so that tests are repeatable).
     pub now: DateTime<Utc>,
-    /// The offset times are shown in.
-    pub offset: FixedOffset,
+    /// The zones times are shown in (`z` goes round the choices).
+    pub zones: Zones,
     pub connection: Connection,
     pub scheduler: SchedulerStatus,
     /// Sorted by id.
@@ -275,7 +276,7 @@ impl State {
             server: server.into(),
             color,
             now,
-            offset: Utc.fix(),
+            zones: Zones::new(ZoneChoice::Job, Zone::UTC),
             connection: Connection::Connecting,
             scheduler: SchedulerStatus::Unspecified,
             jobs: Vec::new(),
@@ -303,8 +304,8 @@ impl State {
         self.now = now;
     }
 
-    pub fn set_offset(&mut self, offset: FixedOffset) {
-        self.offset = offset;
+    pub fn set_zones(&mut self, zones: Zones) {
+        self.zones = zones;
     }
 
     /// The clock moved on: asks for fresh fire times of the jobs whose listed ones

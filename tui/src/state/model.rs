@@ -4,7 +4,7 @@
 //! triggers and event types stay the contract's enums.
 
 use chrono::{DateTime, Utc};
-use petit_client::render::timestamp_to_utc;
+use petit_client::render::{job_zone, timestamp_to_utc, Zone};
 use petit_proto::v1;
 
 /// The contract's enums, used as they are: their words and tones are
@@ -36,6 +36,8 @@ pub struct JobRow {
     pub enabled: bool,
     /// The expression as written (`None` for manual-only jobs).
     pub schedule: Option<String>,
+    /// The zone the schedule is evaluated in (UTC for manual-only jobs).
+    pub zone: Zone,
     /// Up to five upcoming fire instants, soonest first, as of when the job was read.
     pub next_fires: Vec<DateTime<Utc>>,
     pub last_run: Option<LastRun>,
@@ -72,21 +74,23 @@ impl From<v1::Job> for JobRow {
             created_at: r.created_at,
             status: r.status,
         });
-        let (schedule, next_fires) = match job.schedule {
+        let (schedule, zone, next_fires) = match job.schedule {
             Some(s) => (
                 Some(s.expression),
+                job_zone(&s.timezone),
                 s.next_fire_times
                     .into_iter()
                     .filter_map(|t| instant(Some(t)))
                     .collect(),
             ),
-            None => (None, Vec::new()),
+            None => (None, Zone::UTC, Vec::new()),
         };
         JobRow {
             id: job.id,
             name: job.name,
             enabled: job.enabled,
             schedule,
+            zone,
             next_fires,
             last_run,
             paused: job.paused,

@@ -18,6 +18,7 @@ fn job(id: &str) -> JobRow {
         name: format!("{id} job"),
         enabled: true,
         schedule: Some("@every 1m".into()),
+        zone: Zone::UTC,
         next_fires: vec![t(60), t(120)],
         last_run: None,
         paused: false,

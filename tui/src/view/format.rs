@@ -1,22 +1,28 @@
 //! Short forms of instants, durations and ids for narrow columns.
 
-use chrono::{DateTime, FixedOffset, Utc};
-use petit_client::render::format_duration;
+use chrono::{DateTime, Utc};
+use petit_client::render::{format_duration, Zone};
 
-/// The time of day: "14:05:09".
-pub fn clock(t: DateTime<Utc>, offset: FixedOffset) -> String {
-    t.with_timezone(&offset).format("%H:%M:%S").to_string()
+/// The time of day in `zone`: "14:05:09".
+pub fn clock(t: DateTime<Utc>, zone: Zone) -> String {
+    zone.format_bare(t, "%H:%M:%S")
 }
 
-/// The time of day when `t` falls on today's date, else the date and minute:
-/// "14:05:09" or "11-27 08:00" (both fit a 14-column cell).
-pub fn when(t: DateTime<Utc>, now: DateTime<Utc>, offset: FixedOffset) -> String {
-    let (t, now) = (t.with_timezone(&offset), now.with_timezone(&offset));
-    if t.date_naive() == now.date_naive() {
-        t.format("%H:%M:%S").to_string()
+/// The time of day in `zone` when `t` falls on today's date there, else the date and
+/// minute: "14:05:09" or "11-27 08:00" (both fit an 11-column cell).
+pub fn when(t: DateTime<Utc>, now: DateTime<Utc>, zone: Zone) -> String {
+    let day = |t| zone.format_bare(t, "%Y-%m-%d");
+    if day(t) == day(now) {
+        zone.format_bare(t, "%H:%M:%S")
     } else {
-        t.format("%m-%d %H:%M").to_string()
+        zone.format_bare(t, "%m-%d %H:%M")
     }
+}
+
+/// As [`when`], followed by the zone's abbreviation at `t`: "14:05:09 UTC",
+/// "11-27 02:00 CET", "10-06 02:30 +11" (up to 17 columns).
+pub fn when_in(t: DateTime<Utc>, now: DateTime<Utc>, zone: Zone) -> String {
+    format!("{} {}", when(t, now, zone), zone.abbreviation(t))
 }
 
 /// How long something ran: until `end`, or until `now` while it still runs; "-" when
@@ -58,6 +64,7 @@ pub fn seconds_until(at: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+    use petit_client::render::Tz;
 
     fn utc(h: u32, m: u32, s: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2025, 11, 26, h, m, s).unwrap()
@@ -66,22 +73,24 @@ mod tests {
     #[test]
     fn when_shows_the_date_only_for_other_days() {
         let now = utc(10, 0, 0);
-        let plus2 = FixedOffset::east_opt(2 * 3600).unwrap();
-        let utc0 = FixedOffset::east_opt(0).unwrap();
+        let helsinki = Zone::Named(Tz::Europe__Helsinki);
         let cases = [
-            (utc(10, 5, 9), utc0, "10:05:09"),
-            (utc(23, 30, 0), utc0, "23:30:00"),
+            (utc(10, 5, 9), Zone::UTC, "10:05:09", "10:05:09 UTC"),
+            (utc(23, 30, 0), Zone::UTC, "23:30:00", "23:30:00 UTC"),
             // 23:30 UTC is 01:30 the next day two hours east.
-            (utc(23, 30, 0), plus2, "11-27 01:30"),
+            (utc(23, 30, 0), helsinki, "11-27 01:30", "11-27 01:30 EET"),
             (
                 utc(9, 0, 0) - chrono::TimeDelta::days(1),
-                utc0,
+                Zone::UTC,
                 "11-25 09:00",
+                "11-25 09:00 UTC",
             ),
         ];
-        for (t, offset, want) in cases {
-            assert_eq!(when(t, now, offset), want, "{t} {offset}");
+        for (t, zone, bare, named) in cases {
+            assert_eq!(when(t, now, zone), bare, "{t} {zone:?}");
+            assert_eq!(when_in(t, now, zone), named, "{t} {zone:?}");
         }
+        assert_eq!(clock(utc(10, 5, 9), helsinki), "12:05:09");
     }
 
     #[test]

@@ -27,6 +27,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("p", "pause or resume the selected job (Jobs tab)"),
     ("P", "pause or resume the whole scheduler"),
     ("l", "follow the selected task's logs (run: all tasks)"),
+    ("z", "times: next fires in the job's zone, local, UTC"),
     ("/", "filter the list: type, Enter keeps, Esc clears"),
     ("Esc", "clear the filter, then the job filter, then quit"),
     ("?", "this help"),
@@ -151,7 +152,7 @@ fn draw_jobs<'a>(frame: &mut Frame, area: Rect, state: &'a State, theme: Theme) 
             Constraint::Length(16),
             Constraint::Fill(1),
             Constraint::Length(13),
-            Constraint::Length(11),
+            Constraint::Length(17),
             Constraint::Length(11),
             Constraint::Length(3),
         ],
@@ -162,7 +163,7 @@ fn draw_jobs<'a>(frame: &mut Frame, area: Rect, state: &'a State, theme: Theme) 
         let next = match (&j.schedule, j.next_fire(state.now)) {
             (None, _) => "-".to_string(),
             (Some(_), _) if j.paused => "paused".to_string(),
-            (Some(_), Some(t)) => format::when(t, state.now, state.offset),
+            (Some(_), Some(t)) => format::when_in(t, state.now, state.zones.for_fires(j.zone)),
             // All listed fire times passed: fresh ones are on their way.
             (Some(_), None) if !j.next_fires.is_empty() => "…".to_string(),
             (Some(_), None) => "never".to_string(),
@@ -216,7 +217,7 @@ fn draw_runs<'a>(frame: &mut Frame, area: Rect, state: &'a State, theme: Theme) 
             Cell::from(format::when(
                 r.started_at.unwrap_or(r.created_at),
                 state.now,
-                state.offset,
+                state.zones.for_events(),
             )),
             Cell::from(format::elapsed(r.started_at, r.ended_at, state.now)),
         ])
@@ -298,7 +299,7 @@ fn draw_events<'a>(frame: &mut Frame, area: Rect, state: &'a State, theme: Theme
         Row::new([
             Cell::from(
                 e.time
-                    .map_or_else(String::new, |t| format::clock(t, state.offset)),
+                    .map_or_else(String::new, |t| format::clock(t, state.zones.for_events())),
             ),
             word(e.kind, theme),
             Cell::from(e.job_id.as_str()),
@@ -349,7 +350,7 @@ fn hints(state: &State) -> &'static str {
     match (state.tab, &state.overlay) {
         (_, Some(Overlay::Logs(_))) => "↑↓ scroll · g top · G follow · q close",
         (Tab::Jobs, _) => {
-            "Enter runs · t trigger · p pause job · P pause all · / filter · ? help · q quit"
+            "Enter runs · t trigger · p pause job · P pause all · z zones · / filter · ? help · q quit"
         }
         (Tab::Runs, _) if state.runs_of_job.is_some() => {
             "Enter tasks · l logs · c cancel · t trigger · Esc all runs · ? help"
@@ -381,7 +382,13 @@ fn draw_status(frame: &mut Frame, area: Rect, state: &State, theme: Theme) {
         Span::raw(" │ scheduler "),
         Span::raw(state.scheduler.label()),
     ]);
-    let clock = format!("{} ", format::clock(state.now, state.offset));
+    // The zone of every time on screen but the next fire times, which say their own.
+    let zone = state.zones.for_events();
+    let clock = format!(
+        "{} {} ",
+        format::clock(state.now, zone),
+        zone.abbreviation(state.now)
+    );
     frame.render_widget(Paragraph::new(left).style(bar), area);
     frame.render_widget(Paragraph::new(clock).style(bar).right_aligned(), area);
 }

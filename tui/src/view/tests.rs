@@ -12,6 +12,7 @@ use ratatui::Terminal;
 
 use super::draw;
 use crate::state::*;
+use petit_client::render::{Tz, Zone, ZoneChoice, Zones};
 
 fn t(secs: i64) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2025, 11, 26, 10, 0, 0).unwrap() + TimeDelta::seconds(secs)
@@ -38,6 +39,7 @@ fn job(id: &str, name: &str, schedule: Option<&str>, fires: &[i64], enabled: boo
         name: name.into(),
         enabled,
         schedule: schedule.map(Into::into),
+        zone: Zone::UTC,
         next_fires: fires.iter().map(|s| t(*s)).collect(),
         last_run: None,
         paused: false,
@@ -66,13 +68,17 @@ fn dashboard() -> State {
                 &[30, 90],
                 true,
             ),
-            job(
-                "data_pipeline",
-                "Data Pipeline",
-                Some("0 2 * * *"),
-                &[57_600],
-                true,
-            ),
+            // 02:00 in Paris: 01:00 UTC on 2025-11-27.
+            JobRow {
+                zone: Zone::Named(Tz::Europe__Paris),
+                ..job(
+                    "data_pipeline",
+                    "Data Pipeline",
+                    Some("0 2 * * *"),
+                    &[54_000],
+                    true,
+                )
+            },
             job(
                 "hourly_check",
                 "Hourly Check",
@@ -215,6 +221,21 @@ fn jobs_tab() {
     let mut s = dashboard();
     press(&mut s, &[KeyCode::Char('j')]);
     check("jobs", &s);
+}
+
+/// `z` goes from each job's zone to local time (Tokyo here) to UTC, for the next
+/// fire times and for the other times (the clock, runs, events) alike.
+#[test]
+fn zones_switch_with_z() {
+    let mut s = dashboard();
+    s.set_zones(Zones::new(ZoneChoice::Job, Zone::Named(Tz::Asia__Tokyo)));
+    check("jobs_zone_job", &s);
+    press(&mut s, &[KeyCode::Char('z')]);
+    assert_eq!(s.zones.choice, ZoneChoice::Local);
+    check("jobs_zone_local", &s);
+    press(&mut s, &[KeyCode::Char('z'), KeyCode::Char('2')]);
+    assert_eq!(s.zones.choice, ZoneChoice::Utc);
+    check("runs_zone_utc", &s);
 }
 
 #[test]

@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use clap_complete::Shell;
+use petit_client::render::ZoneChoice;
 use petit_client::ConnectArgs;
 
 const EXIT_CODES: &str = "\
@@ -47,8 +48,50 @@ pub struct Cli {
     )]
     pub timeout: Duration,
 
+    /// Show every time in UTC, next fire times included (default: a job's next fire times in the job's own zone, other times in local time; each time names its zone)
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        conflicts_with = "local"
+    )]
+    pub utc: bool,
+
+    /// Show every time in local time (TZ, else the system's zone), next fire times included
+    #[arg(long, global = true, help_heading = "Global options")]
+    pub local: bool,
+
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// Parses `args` (the program name first). Global options may come before or after
+    /// the command, where clap checks conflicts apart: `--utc` with `--local` is
+    /// refused here too.
+    pub fn try_parse_args<I, T>(args: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let cli = Cli::try_parse_from(args)?;
+        if cli.utc && cli.local {
+            return Err(Cli::command().error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "--utc and --local cannot be used together",
+            ));
+        }
+        Ok(cli)
+    }
+
+    /// The zones times are shown in, from `--utc` and `--local`.
+    pub fn zone_choice(&self) -> ZoneChoice {
+        match (self.utc, self.local) {
+            (true, _) => ZoneChoice::Utc,
+            (_, true) => ZoneChoice::Local,
+            _ => ZoneChoice::Job,
+        }
+    }
 }
 
 /// How read commands print their result.
@@ -327,7 +370,6 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn params() {
@@ -383,6 +425,30 @@ mod tests {
     #[test]
     fn command_line_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn zone_options() {
+        let cases: [(&[&str], ZoneChoice); 4] = [
+            (&["jobs"], ZoneChoice::Job),
+            (&["jobs", "--utc"], ZoneChoice::Utc),
+            (&["--local", "jobs"], ZoneChoice::Local),
+            (&["job", "x", "--local"], ZoneChoice::Local),
+        ];
+        for (args, want) in cases {
+            let cli = Cli::try_parse_args(std::iter::once("petitctl").chain(args.iter().copied()))
+                .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            assert_eq!(cli.zone_choice(), want, "{args:?}");
+        }
+        for args in [
+            ["petitctl", "--utc", "jobs", "--local"],
+            ["petitctl", "--utc", "--local", "jobs"],
+            ["petitctl", "jobs", "--local", "--utc"],
+        ] {
+            let err = Cli::try_parse_args(args).expect_err("one zone at a time");
+            assert_eq!(err.exit_code(), 2, "{args:?}");
+            assert!(err.to_string().contains("--utc"), "{args:?}: {err}");
+        }
     }
 
     #[test]

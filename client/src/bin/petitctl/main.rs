@@ -9,11 +9,9 @@ mod out;
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
     // Usage errors print clap's message and exit 2.
-    let cli = cli::Cli::parse();
+    let cli = cli::Cli::try_parse_args(std::env::args_os()).unwrap_or_else(|err| err.exit());
     let code = match commands::run(cli) {
         Ok(code) => code,
         Err(err) => {

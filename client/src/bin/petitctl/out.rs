@@ -3,7 +3,7 @@
 
 use std::io::{self, BufWriter, StdoutLock, Write};
 
-use petit_client::render::{self, ProtoMessage};
+use petit_client::render::{self, ProtoMessage, Zone, ZoneChoice, Zones};
 
 use crate::cli::Format;
 use crate::exit::CliError;
@@ -13,14 +13,22 @@ pub struct Out {
     pub format: Format,
     /// Whether status words get colour.
     pub color: bool,
+    /// The zones tables show times in.
+    pub zones: Zones,
 }
 
 impl Out {
-    pub fn stdout(format: Format) -> Out {
+    pub fn stdout(format: Format, zones: ZoneChoice) -> Out {
+        // The viewer's zone is only looked up when some time is shown in it.
+        let local = match zones {
+            ZoneChoice::Utc => Zone::UTC,
+            ZoneChoice::Job | ZoneChoice::Local => Zone::local(),
+        };
         Out {
             writer: BufWriter::new(io::stdout().lock()),
             format,
             color: format == Format::Table && render::color_enabled(),
+            zones: Zones::new(zones, local),
         }
     }
 

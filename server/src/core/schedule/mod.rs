@@ -3,21 +3,29 @@
 //! (0 and 7 = Sunday), and so does the day-of-month/day-of-week rule: when both fields
 //! are restricted, a day matching either one fires.
 //!
-//! Daylight saving time, for cron schedules in a zone that has it:
+//! Daylight saving time, for cron schedules in a zone that has it (and any other change
+//! of the zone's offset):
 //! - a wall-clock time that does not exist (spring forward, e.g. 02:30 in Paris on the
-//!   last Sunday of March) is skipped: that day's fire does not happen, as in the `cron`
-//!   crate;
+//!   last Sunday of March, when clocks go from 02:00 to 03:00) fires once, at the first
+//!   instant after the gap: 03:00 local, 01:00 UTC. Several times in the same gap
+//!   (`0 */15 2 * * *`: 02:00, 02:15, 02:30, 02:45) are still one fire, and a time
+//!   just after the gap that reads the same instant (03:00 for `0 0 2,3 * * *`) does not
+//!   fire again;
 //! - a wall-clock time that happens twice (fall back, e.g. 01:30 in New York on the
 //!   first Sunday of November) fires once, at its first occurrence. A consequence is
 //!   that an every-minute schedule pauses for the repeated hour; use UTC or `@every`
 //!   when strict periodicity matters.
 //!
-//! `@every` intervals ignore the time zone: they fire at the multiples of the interval
-//! since the Unix epoch, so their instants are the same across restarts.
+//! So a fire is never earlier than the instant it is asked after, never repeats an
+//! instant, and the same instants come out whatever instant the walk starts from.
+//!
+//! `@every` intervals are elapsed time and ignore the time zone and DST: they fire at
+//! the multiples of the interval since the Unix epoch, so their instants are the same
+//! across restarts.
 
 use std::time::Duration;
 
-use chrono::{DateTime, LocalResult, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, LocalResult, NaiveDateTime, TimeDelta, TimeZone, Utc};
 use chrono_tz::Tz;
 
 mod fields;
@@ -54,8 +62,9 @@ enum Rule {
     Every(Duration),
 }
 
-/// Enough to step over a DST gap or overlap of an every-second schedule (3600 skipped
-/// candidates) many times over; reaching it means a bug, not a schedule.
+/// Enough to step over the repeated hour of an every-second schedule (3600 candidates
+/// that already fired, when the walk starts inside it) many times over; reaching it
+/// means a bug, not a schedule. (A gap costs one candidate: the walk jumps over it.)
 const MAX_SKIPPED_CANDIDATES: usize = 100_000;
 
 impl Schedule {
@@ -130,19 +139,29 @@ impl Schedule {
     /// Walks matching wall-clock times after `after`'s wall-clock time and maps each to
     /// an instant, applying the DST rules of the module comment.
     fn next_cron_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let mut wall = after.with_timezone(&self.timezone).naive_local();
+        let tz = self.timezone;
+        let mut wall = after.with_timezone(&tz).naive_local();
         for _ in 0..MAX_SKIPPED_CANDIDATES {
             wall = self.next_wall_after(wall)?;
-            let instant = match self.timezone.from_local_datetime(&wall) {
-                LocalResult::Single(t) => t,
+            let instant = match tz.from_local_datetime(&wall) {
+                LocalResult::Single(t) => t.with_timezone(&Utc),
                 // The first occurrence only; the repeat is the same wall-clock time.
-                LocalResult::Ambiguous(first, _) => first,
+                LocalResult::Ambiguous(first, _) => first.with_timezone(&Utc),
                 // Inside a spring-forward gap: this wall-clock time does not exist.
-                LocalResult::None => continue,
+                LocalResult::None => {
+                    let Some(end) = gap_end(tz, wall) else {
+                        continue;
+                    };
+                    // Every later time of the gap fires at this same instant, and so
+                    // does the wall-clock time the gap ends on: the walk goes on from
+                    // there, so the gap is one fire.
+                    wall = end.with_timezone(&tz).naive_local();
+                    end
+                }
             };
-            let instant = instant.with_timezone(&Utc);
             // When `after` lies in the repeated hour, wall-clock times just after its own
-            // first occurred before it: they already fired.
+            // first occurred before it: they already fired. Likewise a gap's instant when
+            // `after` is that instant or later.
             if instant > after {
                 return Some(instant);
             }
@@ -163,6 +182,32 @@ impl Schedule {
             .min()
             .map(|t| t.naive_utc())
     }
+}
+
+/// The first instant after the gap in `tz`'s wall clock that `wall` falls in: the
+/// instant the offset changes, when the clock reads the end of the gap (03:00 when
+/// Paris goes from 02:00 to 03:00).
+///
+/// A binary search over whole seconds (zones change offset on whole seconds, and cron
+/// times have no fraction): offsets are less than a day, so a day before `wall` read as
+/// UTC the zone's clock reads less than `wall` and a day after it more. As `wall` never
+/// appears on that clock, the clock passes it exactly once, by the jump being looked
+/// for (a jump back over it would make it appear), so "reads less than `wall`" holds up
+/// to the transition and not after.
+fn gap_end(tz: Tz, wall: NaiveDateTime) -> Option<DateTime<Utc>> {
+    let as_utc = wall.and_utc();
+    let mut before = as_utc.checked_sub_signed(TimeDelta::days(1))?.timestamp();
+    let mut after = as_utc.checked_add_signed(TimeDelta::days(1))?.timestamp();
+    while after - before > 1 {
+        let middle = before + (after - before) / 2;
+        let clock = tz.timestamp_opt(middle, 0).single()?.naive_local();
+        if clock < wall {
+            before = middle;
+        } else {
+            after = middle;
+        }
+    }
+    DateTime::from_timestamp(after, 0)
 }
 
 fn next_interval_after(interval: Duration, after: DateTime<Utc>) -> Option<DateTime<Utc>> {

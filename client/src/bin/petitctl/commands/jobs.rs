@@ -1,8 +1,9 @@
 //! Job commands: `jobs`, `job`, `trigger` (with `--wait`/`--follow`) and `runs`.
 
-use petit_client::proto::TaskDefinition;
-use petit_client::proto::{Run, TriggerJobResponse};
-use petit_client::render::{dag_tree, fields, format_time, Cell, Table, TreeLine, TreeMark};
+use petit_client::proto::{Job, Run, TaskDefinition, TriggerJobResponse};
+use petit_client::render::{
+    dag_tree, fields, format_fire_time, job_zone, Cell, Table, TreeLine, TreeMark, Zones,
+};
 use petit_client::Client;
 
 use super::view::{
@@ -23,12 +24,22 @@ pub async fn list(client: &Client, out: &mut Out) -> Result<u8, CliError> {
         out.json(&response)?;
         return Ok(SUCCESS);
     }
+    out.text(&jobs_table(&response.jobs, out.color, out.zones))?;
+    Ok(SUCCESS)
+}
+
+/// One row per job; the next fire time in the zone `zones` picks for it (the job's own
+/// by default), the last run's time in local time (or UTC).
+fn jobs_table(jobs: &[Job], color: bool, zones: Zones) -> String {
     let mut table = Table::new(["ID", "NAME", "SCHEDULE", "NEXT FIRE", "LAST RUN", "ENABLED"]);
-    for job in &response.jobs {
-        let next_fire = job
-            .schedule
-            .as_ref()
-            .and_then(|s| s.next_fire_times.first());
+    for job in jobs {
+        let next_fire = match &job.schedule {
+            Some(s) => format_fire_time(
+                s.next_fire_times.first(),
+                zones.for_fires(job_zone(&s.timezone)),
+            ),
+            None => "-".to_string(),
+        };
         table.row([
             Cell::new(&job.id),
             Cell::new(&job.name),
@@ -36,14 +47,13 @@ pub async fn list(client: &Client, out: &mut Out) -> Result<u8, CliError> {
             Cell::new(if job.paused {
                 "paused".to_string()
             } else {
-                format_time(next_fire)
+                next_fire
             }),
-            last_run_cell(job),
+            last_run_cell(job, zones.for_events()),
             Cell::new(if job.enabled { "yes" } else { "no" }),
         ]);
     }
-    out.text(&table.render(out.color))?;
-    Ok(SUCCESS)
+    table.render(color)
 }
 
 /// `backfill JOB --from --to [--dry-run]`.
@@ -68,13 +78,19 @@ pub async fn backfill(
     if dry_run {
         out.line(format!("would queue {n} runs of {job_id}{already}:"))?;
         for at in &response.instants {
-            out.line(format!("  {}", format_time(Some(at))))?;
+            out.line(format!(
+                "  {}",
+                format_fire_time(Some(at), out.zones.for_events())
+            ))?;
         }
     } else {
         out.line(format!("queued {n} runs of {job_id}{already}"))?;
         let mut table = Table::new(["SCHEDULED FOR", "RUN"]);
         for (at, run) in response.instants.iter().zip(&response.runs) {
-            table.row([Cell::new(format_time(Some(at))), Cell::new(&run.id)]);
+            table.row([
+                Cell::new(format_fire_time(Some(at), out.zones.for_events())),
+                Cell::new(&run.id),
+            ]);
         }
         if n > 0 {
             out.text(&table.render(out.color))?;
@@ -143,8 +159,9 @@ pub async fn show(client: &Client, job_id: &str, out: &mut Out) -> Result<u8, Cl
         } else if schedule.next_fire_times.is_empty() {
             out.line("  none")?;
         }
+        let zone = out.zones.for_fires(job_zone(&schedule.timezone));
         for at in &schedule.next_fire_times {
-            out.line(format!("  {}", format_time(Some(at))))?;
+            out.line(format!("  {}", format_fire_time(Some(at), zone)))?;
         }
     }
 
@@ -152,7 +169,7 @@ pub async fn show(client: &Client, job_id: &str, out: &mut Out) -> Result<u8, Cl
     if runs.runs.is_empty() {
         out.line("  none yet")?;
     } else {
-        out.text(&runs_table(&runs.runs, out.color))?;
+        out.text(&runs_table(&runs.runs, out.color, out.zones.for_events()))?;
     }
     Ok(SUCCESS)
 }
@@ -263,7 +280,11 @@ pub async fn runs(
     if out.is_json() {
         out.json(&response)?;
     } else {
-        out.text(&runs_table(&response.runs, out.color))?;
+        out.text(&runs_table(
+            &response.runs,
+            out.color,
+            out.zones.for_events(),
+        ))?;
     }
     Ok(SUCCESS)
 }
@@ -271,7 +292,78 @@ pub async fn runs(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use petit_client::proto::RetryPolicy;
+    use petit_client::proto::{RetryPolicy, RunStatus, Schedule};
+    use petit_client::render::{Zone, ZoneChoice};
+
+    #[test]
+    fn next_fire_times_say_their_zone() {
+        let ts = |seconds| prost_types::Timestamp { seconds, nanos: 0 };
+        let job = |id: &str, expression: &str, timezone: &str, fire: i64| Job {
+            id: id.into(),
+            name: id.into(),
+            enabled: true,
+            schedule: Some(Schedule {
+                expression: expression.into(),
+                timezone: timezone.into(),
+                next_fire_times: vec![ts(fire)],
+            }),
+            ..Default::default()
+        };
+        // 2026-12-02T01:00:00Z is 02:00 in Paris; 2026-12-02T07:30:00Z is 02:30 in
+        // New York.
+        let mut jobs = vec![
+            job("paris", "0 0 2 * * *", "Europe/Paris", 1_796_173_200),
+            job("ny", "0 30 2 * * *", "America/New_York", 1_796_196_600),
+            job("utc", "@every 30s", "UTC", 1_796_173_230),
+            Job {
+                id: "manual".into(),
+                name: "manual".into(),
+                ..Default::default()
+            },
+        ];
+        jobs[3].last_run = Some(Run {
+            status: RunStatus::Succeeded as i32,
+            started_at: Some(ts(1_796_173_200)),
+            ..Default::default()
+        });
+        let tokyo = Zone::Named(chrono_tz::Asia::Tokyo);
+        let cases = [
+            (
+                ZoneChoice::Job,
+                "\
+ID      NAME    SCHEDULE                         NEXT FIRE                LAST RUN                           ENABLED
+paris   paris   0 0 2 * * * (Europe/Paris)       2026-12-02 02:00 CET     -                                  yes
+ny      ny      0 30 2 * * * (America/New_York)  2026-12-02 02:30 EST     -                                  yes
+utc     utc     @every 30s                       2026-12-02 01:00:30 UTC  -                                  yes
+manual  manual  manual                           -                        succeeded 2026-12-02 10:00:00 JST  no
+",
+            ),
+            (
+                ZoneChoice::Local,
+                "\
+ID      NAME    SCHEDULE                         NEXT FIRE                LAST RUN                           ENABLED
+paris   paris   0 0 2 * * * (Europe/Paris)       2026-12-02 10:00 JST     -                                  yes
+ny      ny      0 30 2 * * * (America/New_York)  2026-12-02 16:30 JST     -                                  yes
+utc     utc     @every 30s                       2026-12-02 10:00:30 JST  -                                  yes
+manual  manual  manual                           -                        succeeded 2026-12-02 10:00:00 JST  no
+",
+            ),
+            (
+                ZoneChoice::Utc,
+                "\
+ID      NAME    SCHEDULE                         NEXT FIRE                LAST RUN                           ENABLED
+paris   paris   0 0 2 * * * (Europe/Paris)       2026-12-02 01:00 UTC     -                                  yes
+ny      ny      0 30 2 * * * (America/New_York)  2026-12-02 07:30 UTC     -                                  yes
+utc     utc     @every 30s                       2026-12-02 01:00:30 UTC  -                                  yes
+manual  manual  manual                           -                        succeeded 2026-12-02 01:00:00 UTC  no
+",
+            ),
+        ];
+        for (choice, want) in cases {
+            let got = jobs_table(&jobs, false, Zones::new(choice, tokyo));
+            assert_eq!(got, want, "{choice:?}");
+        }
+    }
 
     fn task(id: &str, deps: &[&str], command: &str) -> TaskDefinition {
         TaskDefinition {

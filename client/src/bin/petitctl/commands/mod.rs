@@ -19,7 +19,7 @@ use crate::out::Out;
 pub fn run(cli: Cli) -> Result<u8, CliError> {
     if let Command::Completions { shell } = cli.command {
         // Needs no server.
-        let out = &mut Out::stdout(Format::Table);
+        let out = &mut Out::stdout(Format::Table, cli.zone_choice());
         completions(shell, out)?;
         out.flush()?;
         return Ok(SUCCESS);
@@ -34,7 +34,7 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
 async fn dispatch(cli: Cli) -> Result<u8, CliError> {
     let client = petit_client::connect(&cli.connection.options(cli.timeout)?).await?;
     let client = &client;
-    let out = &mut Out::stdout(cli.command.format());
+    let out = &mut Out::stdout(cli.command.format(), cli.zone_choice());
     let code = match cli.command {
         Command::Jobs { .. } => jobs::list(client, out).await?,
         Command::Job { job, .. } => jobs::show(client, &job, out).await?,

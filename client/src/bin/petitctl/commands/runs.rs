@@ -22,12 +22,13 @@ pub async fn show(client: &Client, run_id: &str, out: &mut Out) -> Result<u8, Cl
     }
     let notifications = run.notifications;
     let run = run.run.ok_or(CliError::Missing("run"))?;
-    out.text(&run_fields(&run, out.color))?;
+    let zone = out.zones.for_events();
+    out.text(&run_fields(&run, out.color, zone))?;
     out.line("")?;
     out.text(&tasks_table(&tasks.task_runs, out.color))?;
     if !notifications.is_empty() {
         out.line("")?;
-        out.text(&notifications_table(&notifications, out.color))?;
+        out.text(&notifications_table(&notifications, out.color, zone))?;
     }
     Ok(SUCCESS)
 }

@@ -79,7 +79,10 @@ pub async fn state(client: &Client, out: &mut Out) -> Result<u8, CliError> {
         ("Jobs", state.job_count.to_string()),
         ("Running runs", state.running_runs.to_string()),
         ("Queued runs", state.queued_runs.to_string()),
-        ("Started", format_time(state.started_at.as_ref())),
+        (
+            "Started",
+            format_time(state.started_at.as_ref(), out.zones.for_events()),
+        ),
         ("Max concurrent runs", state.max_concurrent_runs.to_string()),
         ("Max tasks per run", state.max_concurrent_tasks.to_string()),
         (
@@ -128,7 +131,7 @@ pub async fn audit(client: &Client, limit: u32, out: &mut Out) -> Result<u8, Cli
     for r in &records {
         let ok = r.outcome == "OK";
         table.row(vec![
-            Cell::new(format_time(r.time.as_ref())),
+            Cell::new(format_time(r.time.as_ref(), out.zones.for_events())),
             Cell::new(r.actor.clone()),
             Cell::new(r.call.clone()),
             Cell::new(r.target.clone()),
@@ -185,7 +188,7 @@ pub async fn watch(
                     status_word(snapshot.state.as_ref())
                 ))?;
             }
-            Some(Item::Event(event)) => out.line(event_line(&event))?,
+            Some(Item::Event(event)) => out.line(event_line(&event, out.zones.for_events()))?,
             None => continue,
         }
         out.flush()?;

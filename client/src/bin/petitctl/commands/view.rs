@@ -9,17 +9,19 @@ use petit_client::proto::{
 };
 use petit_client::render::{
     enum_numbers, fields, format_clock, format_proto_duration, format_time, paint, Cell, Table,
+    Zone,
 };
 use petit_client::vocab::{Tone, Vocabulary};
 
-pub fn runs_table(runs: &[Run], color: bool) -> String {
+/// Times in these views are in `zone` (local, or UTC under `--utc`) and say so.
+pub fn runs_table(runs: &[Run], color: bool, zone: Zone) -> String {
     let mut table = Table::new(["ID", "STATUS", "TRIGGER", "STARTED", "DURATION", "ERROR"]);
     for run in runs {
         table.row([
             Cell::new(&run.id),
             Cell::word(run.status()),
             Cell::word(run.trigger()),
-            Cell::new(format_time(run.started_at.as_ref())),
+            Cell::new(format_time(run.started_at.as_ref(), zone)),
             Cell::new(format_proto_duration(run.duration.as_ref())),
             Cell::new(&run.error),
         ]);
@@ -28,7 +30,7 @@ pub fn runs_table(runs: &[Run], color: bool) -> String {
 }
 
 /// The notifications sent about a run, one line per attempt.
-pub fn notifications_table(attempts: &[NotificationAttempt], color: bool) -> String {
+pub fn notifications_table(attempts: &[NotificationAttempt], color: bool, zone: Zone) -> String {
     let mut table = Table::new(["NOTIFIED", "ON", "TARGET", "ATTEMPT", "OUTCOME", "DETAIL"]);
     for n in attempts {
         let outcome = if n.outcome == "delivered" {
@@ -37,7 +39,7 @@ pub fn notifications_table(attempts: &[NotificationAttempt], color: bool) -> Str
             Cell::colored(&n.outcome, Tone::Bad)
         };
         table.row([
-            Cell::new(format_time(n.time.as_ref())),
+            Cell::new(format_time(n.time.as_ref(), zone)),
             Cell::new(&n.event),
             Cell::new(&n.target),
             Cell::new(n.attempt.to_string()),
@@ -63,7 +65,7 @@ pub fn tasks_table(tasks: &[TaskRun], color: bool) -> String {
     table.render(color)
 }
 
-pub fn run_fields(run: &Run, color: bool) -> String {
+pub fn run_fields(run: &Run, color: bool, zone: Zone) -> String {
     let status = run.status();
     let mut rows = vec![
         ("Run", run.id.clone()),
@@ -75,15 +77,18 @@ pub fn run_fields(run: &Run, color: bool) -> String {
         rows.push(("Triggered by", run.triggered_by.clone()));
     }
     if run.scheduled_for.is_some() {
-        rows.push(("Scheduled for", format_time(run.scheduled_for.as_ref())));
+        rows.push((
+            "Scheduled for",
+            format_time(run.scheduled_for.as_ref(), zone),
+        ));
     }
     if !run.params.is_empty() {
         rows.push(("Params", key_values(&run.params)));
     }
     rows.extend([
-        ("Created", format_time(run.created_at.as_ref())),
-        ("Started", format_time(run.started_at.as_ref())),
-        ("Ended", format_time(run.ended_at.as_ref())),
+        ("Created", format_time(run.created_at.as_ref(), zone)),
+        ("Started", format_time(run.started_at.as_ref(), zone)),
+        ("Ended", format_time(run.ended_at.as_ref(), zone)),
         ("Duration", format_proto_duration(run.duration.as_ref())),
     ]);
     if !run.error.is_empty() {
@@ -114,14 +119,14 @@ pub fn schedule_text(schedule: Option<&Schedule>) -> String {
     }
 }
 
-/// The last run of a job as "succeeded 2025-11-26 10:55:03", or "-".
-pub fn last_run_cell(job: &Job) -> Cell {
+/// The last run of a job as "succeeded 2025-11-26 10:55:03 CET", or "-".
+pub fn last_run_cell(job: &Job, zone: Zone) -> Cell {
     match &job.last_run {
         Some(run) => {
             let status = run.status();
             let at = run.started_at.as_ref().or(run.created_at.as_ref());
             Cell::colored(
-                format!("{} {}", status.label(), format_time(at)),
+                format!("{} {}", status.label(), format_time(at, zone)),
                 status.tone(),
             )
         }
@@ -195,9 +200,9 @@ fn event_type_width() -> usize {
     })
 }
 
-/// One event as one line: time, type, job, run, task, message ("-" for what does not
-/// apply).
-pub fn event_line(event: &Event) -> String {
+/// One event as one line: time (of day, in `zone`), type, job, run, task, message ("-"
+/// for what does not apply).
+pub fn event_line(event: &Event, zone: Zone) -> String {
     let or_dash = |s: &str| {
         if s.is_empty() {
             "-".to_string()
@@ -218,7 +223,7 @@ pub fn event_line(event: &Event) -> String {
     };
     let line = format!(
         "{}  {:<width$}  {}  {}  {}  {}",
-        format_clock(event.time.as_ref()),
+        format_clock(event.time.as_ref(), zone),
         event_type_word(event.r#type()),
         or_dash(&event.job_id),
         or_dash(&event.run_id),
@@ -375,7 +380,7 @@ mod tests {
             ),
         ];
         for (event, want) in cases {
-            assert_eq!(event_line(&event), want);
+            assert_eq!(event_line(&event, Zone::UTC), want);
         }
     }
 
