@@ -214,7 +214,7 @@ mod tests {
     #[test]
     fn enum_numbers_come_from_the_descriptor_set() {
         let numbers = enum_numbers("petit.v1.TriggerReason").expect("pool");
-        assert_eq!(numbers, [0, 1, 2]);
+        assert_eq!(numbers, [0, 1, 2, 3, 4, 5]);
         assert!(enum_numbers("petit.v1.Nope").expect("pool").is_empty());
     }
 
@@ -248,6 +248,7 @@ mod tests {
                     "duration": "1.500s",
                     "error": "",
                     "triggeredBy": "",
+                    "definition": "",
                 }),
             ),
             (
@@ -333,7 +334,7 @@ mod tests {
         let compact = to_json_string(&run, false).expect("json");
         assert_eq!(
             compact,
-            r#"{"id":"r1","jobId":"hello","status":"RUN_STATUS_UNSPECIFIED","trigger":"TRIGGER_REASON_UNSPECIFIED","params":{},"error":"","triggeredBy":""}"#
+            r#"{"id":"r1","jobId":"hello","status":"RUN_STATUS_UNSPECIFIED","trigger":"TRIGGER_REASON_UNSPECIFIED","params":{},"error":"","triggeredBy":"","definition":""}"#
         );
         let pretty = to_json_string(&run, true).expect("json");
         assert!(

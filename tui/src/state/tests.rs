@@ -539,15 +539,38 @@ fn cancel_is_offered_for_queued_runs() {
 #[test]
 fn pause_or_resume_follows_the_scheduler_state() {
     let mut s = connected();
-    assert_eq!(press(&mut s, &[ch('p')]), [Command::Pause]);
+    assert_eq!(press(&mut s, &[ch('P')]), [Command::Pause]);
     s.apply(event(EventType::SchedulerPaused, "", None, None));
     assert_eq!(s.scheduler, SchedulerStatus::Paused);
-    assert_eq!(press(&mut s, &[ch('p')]), [Command::Resume]);
+    assert_eq!(press(&mut s, &[ch('P')]), [Command::Resume]);
     s.apply(ServerMsg::Scheduler(SchedulerStatus::Running));
     assert_eq!(s.scheduler, SchedulerStatus::Running);
     assert_eq!(
         s.notice().map(|n| n.text.as_str()),
         Some("scheduler running")
+    );
+}
+
+#[test]
+fn p_pauses_or_resumes_the_selected_job() {
+    let mut s = connected();
+    let first = s.selected_job().expect("a job").clone();
+    assert_eq!(
+        press(&mut s, &[ch('p')]),
+        [Command::PauseJob {
+            job_id: first.id.clone(),
+            paused: true
+        }]
+    );
+    let mut paused = first.clone();
+    paused.paused = true;
+    s.apply(ServerMsg::Job(paused));
+    assert_eq!(
+        press(&mut s, &[ch('p')]),
+        [Command::PauseJob {
+            job_id: first.id,
+            paused: false
+        }]
     );
 }
 

@@ -350,7 +350,7 @@ fn hints(state: &State) -> &'static str {
     match (state.tab, &state.overlay) {
         (_, Some(Overlay::Logs(_))) => "↑↓ scroll · g top · G follow · q close",
         (Tab::Jobs, _) => {
-            "Enter runs · t trigger · p pause job · P pause all · z zones · / filter · ? help · q quit"
+            "Enter runs · t trigger · p/P pause job/all · z zone · / filter · ? help · q quit"
         }
         (Tab::Runs, _) if state.runs_of_job.is_some() => {
             "Enter tasks · l logs · c cancel · t trigger · Esc all runs · ? help"
