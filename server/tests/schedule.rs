@@ -477,3 +477,210 @@ async fn a_backfill_queues_the_missing_instants_once_and_runs_them_within_the_li
         .to_string();
     assert!(refused.contains("no schedule"), "{refused}");
 }
+
+/// The instants of a job's runs of one trigger reason, oldest first.
+async fn runs_by(engine: &Engine, job_id: &str, trigger: TriggerReason) -> Vec<DateTime<Utc>> {
+    let runs = engine
+        .store()
+        .list_runs(
+            Some(job_id),
+            RunPage {
+                limit: 1000,
+                offset: 0,
+            },
+        )
+        .await
+        .unwrap();
+    let mut at: Vec<DateTime<Utc>> = runs
+        .iter()
+        .filter(|r| r.trigger == trigger)
+        .filter_map(|r| r.scheduled_for)
+        .collect();
+    at.sort();
+    at
+}
+
+#[tokio::test]
+async fn catch_up_after_a_restart_runs_the_missed_fires_once() {
+    for (policy, want) in [("all", vec![2, 3, 4, 5]), ("latest", vec![5])] {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = || -> Arc<dyn Store> {
+            Arc::new(
+                SqliteStore::open(&dir.path().join("petit.db"), StoreOptions::default()).unwrap(),
+            )
+        };
+        let yaml = format!(
+            "id: minutely\nschedule: '0 * * * * *'\ncatchup: {policy}\ncatchup_window: 1h\n\
+             max_concurrency: 10\ntasks:\n  - {{id: t, command: 'true'}}\n"
+        );
+        let clock = Arc::new(ManualClock::new(t(10, 0, 30, 0)));
+        let engine = start(&[&yaml], &clock, Some(sqlite())).await;
+        at(&engine, &clock, t(10, 1, 0, 0)).await;
+        assert_eq!(fired(&engine, "minutely").await, [t(10, 1, 0, 0)]);
+        engine.shutdown(Duration::from_secs(5)).await;
+        drop(engine);
+
+        // Down from 10:01 to 10:05:30.
+        clock.set(t(10, 5, 30, 0));
+        let engine = start(&[&yaml], &clock, Some(sqlite())).await;
+        engine.settle().await;
+        let want: Vec<DateTime<Utc>> = want.iter().map(|m| t(10, *m, 0, 0)).collect();
+        assert_eq!(
+            runs_by(&engine, "minutely", TriggerReason::Catchup).await,
+            want,
+            "{policy}"
+        );
+        engine.shutdown(Duration::from_secs(5)).await;
+        drop(engine);
+
+        // Started again at once: nothing missed since, nothing twice.
+        let engine = start(&[&yaml], &clock, Some(sqlite())).await;
+        engine.settle().await;
+        assert_eq!(
+            runs_by(&engine, "minutely", TriggerReason::Catchup).await,
+            want,
+            "{policy}"
+        );
+        engine.shutdown(Duration::from_secs(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn catch_up_after_a_pause_and_none_by_default() {
+    let caught = "id: caught\nschedule: '0 * * * * *'\ncatchup: all\nmax_concurrency: 10\ntasks:\n  - {id: t, command: 'true'}\n";
+    let plain = "id: plain\nschedule: '0 * * * * *'\nmax_concurrency: 10\ntasks:\n  - {id: t, command: 'true'}\n";
+    let clock = Arc::new(ManualClock::new(t(10, 0, 30, 0)));
+    let engine = start(&[caught, plain], &clock, None).await;
+    at(&engine, &clock, t(10, 1, 0, 0)).await;
+    engine.pause().await.unwrap();
+    clock.set(t(10, 3, 10, 0));
+    engine.resume().await.unwrap();
+    assert_eq!(
+        runs_by(&engine, "caught", TriggerReason::Catchup).await,
+        [t(10, 2, 0, 0), t(10, 3, 0, 0)]
+    );
+    assert!(runs_by(&engine, "plain", TriggerReason::Catchup)
+        .await
+        .is_empty());
+}
+
+#[tokio::test]
+async fn overlap_policies_decide_what_a_fire_does_while_the_job_runs() {
+    let job = |policy: &str| {
+        format!(
+            "id: {policy}\nschedule: '* * * * * *'\noverlap: {policy}\nmax_queued: 2\n\
+             tasks:\n  - {{id: t, command: sleep, args: ['30']}}\n"
+        )
+    };
+    let (skip, queue, allow, cancel) = (
+        job("skip"),
+        job("queue"),
+        job("allow"),
+        job("cancel_previous"),
+    );
+    let clock = Arc::new(ManualClock::new(t(10, 0, 0, 500)));
+    let engine =
+        Harness::new(parse_job(&skip, Path::new("s.yaml"), &GlobalConfig::default()).unwrap())
+            .with_job(parse_job(&queue, Path::new("q.yaml"), &GlobalConfig::default()).unwrap())
+            .with_job(parse_job(&allow, Path::new("a.yaml"), &GlobalConfig::default()).unwrap())
+            .with_job(parse_job(&cancel, Path::new("c.yaml"), &GlobalConfig::default()).unwrap())
+            .with_options(EngineOptions {
+                clock: Some(clock.clone()),
+                kill_grace: Duration::from_millis(200),
+                ..Default::default()
+            })
+            .start()
+            .await
+            .unwrap();
+    let mut events = engine.subscribe();
+    for s in 1..=4 {
+        at(&engine, &clock, t(10, 0, s, 0)).await;
+    }
+    let count = |job: &str, status: RunStatus| {
+        let engine = engine.clone();
+        let job = job.to_string();
+        async move {
+            engine
+                .store()
+                .list_runs(
+                    Some(&job),
+                    RunPage {
+                        limit: 100,
+                        offset: 0,
+                    },
+                )
+                .await
+                .unwrap()
+                .iter()
+                .filter(|r| r.status == status)
+                .count()
+        }
+    };
+    // skip: one run, three fires skipped.
+    assert_eq!(fired(&engine, "skip").await.len(), 1);
+    // queue: one running, two queued (max_queued 2), the fourth fire skipped.
+    assert_eq!(fired(&engine, "queue").await.len(), 3);
+    assert_eq!(count("queue", RunStatus::Queued).await, 2);
+    // allow: every fire starts.
+    assert_eq!(fired(&engine, "allow").await.len(), 4);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while count("allow", RunStatus::Running).await < 4 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "allow runs did not all start"
+        );
+        let _ = tokio::time::timeout(Duration::from_millis(100), events.recv()).await;
+    }
+    // cancel_previous: each fire cancels the one before; the last runs.
+    assert_eq!(fired(&engine, "cancel_previous").await.len(), 4);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while count("cancel_previous", RunStatus::Cancelled).await < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "earlier runs were not cancelled"
+        );
+        let _ = tokio::time::timeout(Duration::from_millis(100), events.recv()).await;
+    }
+    // A manual trigger over the limit: queued under queue (room left: none), refused under skip.
+    assert!(matches!(
+        engine.trigger("skip", BTreeMap::new(), false).await,
+        Err(petit_server::EngineError::ConcurrencyLimit { .. })
+    ));
+    assert!(matches!(
+        engine.trigger("queue", BTreeMap::new(), false).await,
+        Err(petit_server::EngineError::QueueFull { .. })
+    ));
+    engine.shutdown(Duration::from_millis(100)).await;
+}
+
+#[tokio::test]
+async fn a_job_timeout_stops_the_run_and_fails_it() {
+    let slow = "id: slow\ntimeout: 300ms\ntasks:\n  - {id: wait, command: sleep, args: ['30']}\n  - {id: after, command: 'true', depends_on: [wait]}\n";
+    let engine = Harness::new(job(slow))
+        .with_options(EngineOptions {
+            kill_grace: Duration::from_millis(200),
+            ..Default::default()
+        })
+        .start()
+        .await
+        .unwrap();
+    let mut events = engine.subscribe();
+    let run = engine
+        .trigger("slow", BTreeMap::new(), false)
+        .await
+        .unwrap();
+    let ended = wait_event(&mut events, |e| {
+        e.ends_run() && e.run_id() == Some(run.id.as_str())
+    })
+    .await;
+    let ended = ended.run().unwrap();
+    assert_eq!(ended.status, RunStatus::Failed);
+    assert!(
+        ended.error.as_deref().unwrap_or("").starts_with("timeout"),
+        "{:?}",
+        ended.error
+    );
+    let tasks = engine.store().task_runs(&run.id).await.unwrap();
+    assert_eq!(tasks[0].status, petit_server::core::TaskStatus::TimedOut);
+    assert_eq!(tasks[1].status, petit_server::core::TaskStatus::Cancelled);
+}

@@ -47,6 +47,32 @@ pub fn instants_between(
     Ok(instants)
 }
 
+/// The last `keep` of the schedule's instants in `[from, to]`, oldest first, looking
+/// at no more than `cap` instants from `to` backwards in effect (a catch-up of an
+/// every-second job over a long window keeps the newest ones, in bounded time).
+pub fn latest_between(
+    schedule: &Schedule,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    keep: usize,
+) -> Vec<DateTime<Utc>> {
+    let mut kept = std::collections::VecDeque::with_capacity(keep.min(1024));
+    let mut cursor = schedule.next_after(from - chrono::Duration::nanoseconds(1));
+    let mut seen = 0usize;
+    while let Some(at) = cursor.filter(|at| *at <= to) {
+        seen += 1;
+        if seen > COUNT_CAP * 10 {
+            break;
+        }
+        if kept.len() == keep {
+            kept.pop_front();
+        }
+        kept.push_back(at);
+        cursor = schedule.next_after(at);
+    }
+    kept.into()
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;
@@ -87,5 +113,15 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("more than 100000"));
+    }
+
+    #[test]
+    fn latest_keeps_the_newest_instants() {
+        let hourly = Schedule::parse("0 0 * * * *", chrono_tz::UTC).unwrap();
+        assert_eq!(
+            latest_between(&hourly, at(0, 0), at(23, 30), 2),
+            [at(22, 0), at(23, 0)]
+        );
+        assert!(latest_between(&hourly, at(1, 30), at(1, 45), 2).is_empty());
     }
 }

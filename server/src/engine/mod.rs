@@ -101,6 +101,7 @@ impl EngineError {
             EngineError::JobNotFound(_) | EngineError::RunNotFound(_) => "not_found",
             EngineError::DependencyUnmet { .. } => "dependency",
             EngineError::ConcurrencyLimit { .. } => "concurrency",
+            EngineError::QueueFull { .. } => "queue_full",
             EngineError::RunEnded { .. } => "ended",
             EngineError::InvalidArgument(_) => "invalid",
             EngineError::ShuttingDown => "shutting_down",
@@ -127,6 +128,8 @@ pub enum EngineError {
     },
     #[error("job '{job_id}' already has {limit} run(s) in progress (max_concurrency {limit})")]
     ConcurrencyLimit { job_id: String, limit: u32 },
+    #[error("job '{job_id}' already has {limit} run(s) queued (max_queued {limit})")]
+    QueueFull { job_id: String, limit: u32 },
     #[error("run '{run_id}' has already ended ({status})")]
     RunEnded { run_id: String, status: String },
     #[error("{0}")]

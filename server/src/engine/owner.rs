@@ -20,6 +20,7 @@ use super::registry::{Active, Queued, Registry};
 use super::timers::Timers;
 use super::{deps, EngineError, EngineOptions, Inner, View};
 use crate::core::clock::{Clock, Wake};
+use crate::core::job::{Catchup, Overlap};
 use crate::core::{JobDef, Run, RunStatus, TaskRun, TaskStatus, TriggerReason};
 use crate::events::{Event, EventBus};
 use crate::exec::{execute_run, finish_run, ExecEnv, StopReason};
@@ -167,7 +168,12 @@ impl Owner {
             };
             if run.status == RunStatus::Queued {
                 tracing::info!(job = %run.job_id, run = %run.id, "a queued run waits again after the restart");
-                self.registry.enqueue(Queued { job, run, tasks });
+                self.registry.enqueue(Queued {
+                    job,
+                    run,
+                    tasks,
+                    unlimited: false,
+                });
                 continue;
             }
             for task in tasks
@@ -189,6 +195,7 @@ impl Owner {
 
     /// Runs until every handle and every run task is gone.
     pub async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        self.catch_up(None).await;
         loop {
             self.claim_queued().await;
             self.publish_counts();
@@ -375,6 +382,7 @@ impl Owner {
                     BTreeMap::new(),
                     triggered_by.clone(),
                     Some(at),
+                    false,
                 )
                 .await
             {
@@ -390,6 +398,68 @@ impl Owner {
         done.instants = queued;
         tracing::info!(job = %job_id, runs = done.runs.len(), %from, %to, "backfill queued");
         Ok(done)
+    }
+
+    /// Queues the fires a job with `catchup` missed while the daemon was down or the
+    /// job (or the scheduler) paused: from its last stored fire, within its
+    /// `catchup_window`, up to now; all of them oldest first, or only the latest. For
+    /// one job, or every job not paused. A job that never fired has missed nothing.
+    async fn catch_up(&mut self, only: Option<&str>) {
+        if self.paused || self.stopping {
+            return;
+        }
+        let now = self.clock.now();
+        let jobs: Vec<Arc<JobDef>> = self
+            .jobs
+            .values()
+            .filter(|j| only.is_none_or(|id| j.id == id))
+            .filter(|j| j.enabled && j.catchup != Catchup::None && j.schedule.is_some())
+            .filter(|j| !self.view.borrow().paused_jobs.contains(&j.id))
+            .cloned()
+            .collect();
+        for job in jobs {
+            let last = match self.store.last_fire(&job.id).await {
+                Ok(Some(last)) => last,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::error!(job = %job.id, "cannot read the last fire for a catch-up: {e}");
+                    continue;
+                }
+            };
+            let window =
+                chrono::Duration::from_std(job.catchup_window).unwrap_or(chrono::Duration::MAX);
+            let from = (last + chrono::Duration::nanoseconds(1)).max(now - window);
+            let schedule = job.schedule.as_ref().expect("filtered on schedules");
+            let keep = match job.catchup {
+                Catchup::Latest => 1,
+                _ => backfill::MAX_INSTANTS,
+            };
+            let missed = backfill::latest_between(schedule, from, now, keep);
+            if missed.is_empty() {
+                continue;
+            }
+            tracing::info!(job = %job.id, runs = missed.len(), since = %last, "catching up on missed fires");
+            for at in missed {
+                match self
+                    .store_queued(
+                        job.clone(),
+                        TriggerReason::Catchup,
+                        BTreeMap::new(),
+                        None,
+                        Some(at),
+                        false,
+                    )
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(EngineError::Store(e)) if e.is_fire_taken() => {}
+                    Err(e) => {
+                        tracing::error!(job = %job.id, scheduled = %at, "cannot queue a catch-up run: {e}");
+                        break;
+                    }
+                }
+            }
+        }
     }
 
     /// Every fire due at the clock's now: each queues a run, or publishes why it was
@@ -459,13 +529,47 @@ impl Owner {
         if self.stopping {
             return Err(EngineError::ShuttingDown);
         }
+        let mut unlimited = false;
         if self.registry.of_job(&job.id) >= job.max_concurrency as usize {
-            return Err(EngineError::ConcurrencyLimit {
+            let over = || EngineError::ConcurrencyLimit {
                 job_id: job.id.clone(),
                 limit: job.max_concurrency,
-            });
+            };
+            let scheduled = trigger == TriggerReason::Schedule;
+            match job.overlap {
+                Overlap::Skip => return Err(over()),
+                Overlap::Queue => {
+                    if self.registry.queued_of(&job.id) >= job.max_queued as usize {
+                        return Err(EngineError::QueueFull {
+                            job_id: job.id.clone(),
+                            limit: job.max_queued,
+                        });
+                    }
+                }
+                Overlap::Allow if scheduled => unlimited = true,
+                Overlap::CancelPrevious if scheduled => {
+                    // The new fire replaces what waits, and the oldest run going.
+                    for run_id in self.registry.queued_ids_of(&job.id) {
+                        if let Some(queued) = self.registry.take_queued(&run_id) {
+                            self.cancel_queued(queued).await?;
+                        }
+                    }
+                    if self.registry.running_of(&job.id) >= job.max_concurrency as usize {
+                        if let Some(oldest) = self.registry.oldest_running_of(&job.id) {
+                            tracing::info!(job = %job.id, "cancelling the oldest run for a new fire (overlap: cancel_previous)");
+                            oldest.stop.send_if_modified(|reason| {
+                                let first = reason.is_none();
+                                reason.get_or_insert(StopReason::Cancel);
+                                first
+                            });
+                        }
+                    }
+                }
+                // A manual trigger over the limit is refused unless the job queues.
+                Overlap::Allow | Overlap::CancelPrevious => return Err(over()),
+            }
         }
-        self.store_queued(job, trigger, params, triggered_by, scheduled_for)
+        self.store_queued(job, trigger, params, triggered_by, scheduled_for, unlimited)
             .await
     }
 
@@ -477,6 +581,7 @@ impl Owner {
         params: BTreeMap<String, String>,
         triggered_by: Option<String>,
         scheduled_for: Option<DateTime<Utc>>,
+        unlimited: bool,
     ) -> Result<Run, EngineError> {
         let run = Run {
             id: uuid::Uuid::now_v7().to_string(),
@@ -504,6 +609,7 @@ impl Owner {
             job,
             run: run.clone(),
             tasks,
+            unlimited,
         });
         Ok(run)
     }
@@ -542,10 +648,12 @@ impl Owner {
     /// Executes a claimed run on a task of its own.
     fn start(&mut self, job: Arc<JobDef>, run: Run, tasks: Vec<TaskRun>) {
         let (stop, stop_rx) = watch::channel(None);
+        let stop_timer = stop.clone();
         let (done_tx, done) = watch::channel(None);
         self.registry.activate(
             run.id.clone(),
             Active {
+                seq: 0,
                 job_id: job.id.clone(),
                 stop,
                 done,
@@ -556,6 +664,28 @@ impl Owner {
         // Every log line of the run, its tasks' included, carries the job and run ids
         // (as span fields: `--log-format json` has them under "span").
         let span = tracing::info_span!("run", job = %job.id, run = %run.id);
+        // The job's timeout counts from the run's start (a resumed run's from its first).
+        if let Some(limit) = job.timeout {
+            let started = run.started_at.unwrap_or_else(|| self.clock.now());
+            let left = (started
+                + chrono::Duration::from_std(limit).unwrap_or(chrono::Duration::MAX)
+                - self.clock.now())
+            .to_std()
+            .unwrap_or_default();
+            let stop = stop_timer.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = tokio::time::sleep(left) => {
+                        stop.send_if_modified(|reason| {
+                            let first = reason.is_none();
+                            reason.get_or_insert(StopReason::RunTimeout);
+                            first
+                        });
+                    }
+                    _ = stop.closed() => {}
+                }
+            });
+        }
         let body = async move {
             let finished = execute_run(env.clone(), job, run, tasks, stop_rx).await;
             // The slot is free before the end is visible.
@@ -624,7 +754,7 @@ impl Owner {
         self.store.set_scheduler_paused(paused).await?;
         self.paused = paused;
         if !paused {
-            // Fires missed while paused are not made up.
+            // Fires missed while paused are made up only for jobs with `catchup`.
             self.timers.reset(self.clock.now());
         }
         self.publish_upcoming();
@@ -634,6 +764,9 @@ impl Owner {
             time: self.clock.now(),
             paused,
         });
+        if !paused {
+            self.catch_up(None).await;
+        }
         Ok(())
     }
 
@@ -668,6 +801,9 @@ impl Owner {
             job_id: job_id.to_string(),
             paused,
         });
+        if !paused {
+            self.catch_up(Some(job_id)).await;
+        }
         Ok(())
     }
 

@@ -15,10 +15,14 @@ pub struct Queued {
     pub job: Arc<JobDef>,
     pub run: Run,
     pub tasks: Vec<TaskRun>,
+    /// Starts whatever the job's `max_concurrency` (a fire under `overlap: allow`).
+    pub unlimited: bool,
 }
 
 /// A run executing now: how to stop it, and where its final record appears.
 pub struct Active {
+    /// Order of activation (the oldest running run has the lowest).
+    pub seq: u64,
     pub job_id: String,
     pub stop: watch::Sender<Option<StopReason>>,
     pub done: watch::Receiver<Option<Run>>,
@@ -33,6 +37,7 @@ pub struct Registry {
     per_job: HashMap<String, usize>,
     /// Running runs of each job (what a claim's `max_concurrency` looks at).
     running_of: HashMap<String, usize>,
+    next_seq: u64,
 }
 
 impl Registry {
@@ -68,15 +73,35 @@ impl Registry {
             return None;
         }
         let running_of = &self.running_of;
-        let at = self
-            .queue
-            .iter()
-            .position(|q| running_of.get(&q.job.id).copied().unwrap_or(0) < job_limit(&q.job))?;
+        let at = self.queue.iter().position(|q| {
+            q.unlimited || running_of.get(&q.job.id).copied().unwrap_or(0) < job_limit(&q.job)
+        })?;
         self.queue.remove(at)
     }
 
+    /// Queued runs of `job_id`.
+    pub fn queued_of(&self, job_id: &str) -> usize {
+        self.of_job(job_id) - self.running_of(job_id)
+    }
+
+    /// The run of `job_id` running the longest that is not being stopped already.
+    pub fn oldest_running_of(&self, job_id: &str) -> Option<&Active> {
+        self.running
+            .values()
+            .filter(|a| a.job_id == job_id && a.stop.borrow().is_none())
+            .min_by_key(|a| a.seq)
+    }
+
+    /// The ids of `job_id`'s queued runs, oldest first.
+    pub fn queued_ids_of(&self, job_id: &str) -> Vec<String> {
+        self.queue
+            .iter()
+            .filter(|q| q.job.id == job_id)
+            .map(|q| q.run.id.clone())
+            .collect()
+    }
+
     /// Running runs of `job_id`.
-    #[cfg(test)]
     pub fn running_of(&self, job_id: &str) -> usize {
         self.running_of.get(job_id).copied().unwrap_or(0)
     }
@@ -109,7 +134,9 @@ impl Registry {
     }
 
     /// Records a claimed run as executing (it was counted since it was queued).
-    pub fn activate(&mut self, run_id: String, active: Active) {
+    pub fn activate(&mut self, run_id: String, mut active: Active) {
+        active.seq = self.next_seq;
+        self.next_seq += 1;
         *self.running_of.entry(active.job_id.clone()).or_default() += 1;
         self.running.insert(run_id, active);
     }
@@ -179,11 +206,13 @@ mod tests {
                 definition: None,
             },
             tasks: Vec::new(),
+            unlimited: false,
         }
     }
 
     fn active(job_id: &str) -> Active {
         Active {
+            seq: 0,
             job_id: job_id.to_string(),
             stop: watch::channel(None).0,
             done: watch::channel(None).1,

@@ -20,6 +20,35 @@ struct Entry {
     next: Option<DateTime<Utc>>,
     /// Paused on its own: not armed, not listed.
     paused: bool,
+    /// The job's `jitter` drawn for `next`: the fire happens this much after it.
+    delay: chrono::Duration,
+}
+
+impl Entry {
+    /// Arms the entry for `next`, drawing its jitter delay: up to the job's `jitter`,
+    /// and never up to the instant after `next` (a fire is never held past the next).
+    fn arm(&mut self, next: Option<DateTime<Utc>>) {
+        self.next = next;
+        self.delay = chrono::Duration::zero();
+        let (Some(jitter), Some(at)) = (self.job.jitter, next) else {
+            return;
+        };
+        let schedule = self.job.schedule.as_ref().expect("entries have schedules");
+        let mut bound = chrono::Duration::from_std(jitter).unwrap_or(chrono::Duration::MAX);
+        if let Some(after) = schedule.next_after(at) {
+            bound = bound.min(after - at - chrono::Duration::milliseconds(1));
+        }
+        let bound_ms = bound.num_milliseconds();
+        if bound_ms > 0 {
+            use rand::Rng;
+            self.delay = chrono::Duration::milliseconds(rand::rng().random_range(0..bound_ms));
+        }
+    }
+
+    /// When the armed fire happens: its instant plus its jitter delay.
+    fn due_at(&self) -> Option<DateTime<Utc>> {
+        self.next.map(|at| at + self.delay)
+    }
 }
 
 /// The next fire of each enabled job that has a schedule.
@@ -37,6 +66,7 @@ impl Timers {
                 job,
                 next: None,
                 paused: false,
+                delay: chrono::Duration::zero(),
             })
             .collect();
         let mut timers = Timers { entries };
@@ -49,7 +79,7 @@ impl Timers {
         self.entries
             .iter()
             .filter(|e| !e.paused)
-            .filter_map(|e| e.next)
+            .filter_map(Entry::due_at)
             .min()
     }
 
@@ -60,7 +90,8 @@ impl Timers {
             return false;
         };
         if e.paused && !paused {
-            e.next = e.job.schedule.as_ref().and_then(|s| s.next_after(now));
+            let next = e.job.schedule.as_ref().and_then(|s| s.next_after(now));
+            e.arm(next);
         }
         e.paused = paused;
         true
@@ -70,7 +101,8 @@ impl Timers {
     /// fell due in between is not made up.
     pub fn reset(&mut self, now: DateTime<Utc>) {
         for e in &mut self.entries {
-            e.next = e.job.schedule.as_ref().and_then(|s| s.next_after(now));
+            let next = e.job.schedule.as_ref().and_then(|s| s.next_after(now));
+            e.arm(next);
         }
     }
 
@@ -108,15 +140,16 @@ impl Timers {
     pub fn take_due(&mut self, now: DateTime<Utc>) -> Vec<Due> {
         let mut due = Vec::new();
         for e in self.entries.iter_mut().filter(|e| !e.paused) {
-            let schedule = e.job.schedule.as_ref().expect("entries have schedules");
+            let job = e.job.clone();
+            let schedule = job.schedule.as_ref().expect("entries have schedules");
             // At most twice: the instant due, then one falling exactly on `now`.
-            while let Some(at) = e.next.filter(|at| *at <= now) {
+            while let Some(at) = e.next.filter(|_| e.due_at().is_some_and(|due| due <= now)) {
                 let mut next = schedule.next_after(at);
                 if matches!(next, Some(n) if n < now) {
                     tracing::warn!(job = %e.job.id, "missed fires between {at} and {now}; skipping to the next one");
                     next = schedule.next_after(now - chrono::Duration::nanoseconds(1));
                 }
-                e.next = next;
+                e.arm(next);
                 due.push((e.job.clone(), at, Self::upcoming_of(e)));
             }
         }
@@ -255,6 +288,39 @@ mod upcoming_tests {
         assert_eq!(Some(list[0]), timers.next());
         for pair in list.windows(2) {
             assert_eq!(pair[1] - pair[0], chrono::Duration::seconds(10));
+        }
+    }
+
+    #[test]
+    fn jitter_delays_a_fire_within_its_bound_and_never_past_the_next() {
+        let global = GlobalConfig::default();
+        let now = Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 1).unwrap();
+        for (schedule, jitter, bound) in
+            [("@every 1m", "30s", 30_000), ("* * * * * *", "30s", 1_000)]
+        {
+            let yaml = format!(
+                "id: j\nschedule: '{schedule}'\njitter: {jitter}\ntasks:\n  - {{id: t, command: 'true'}}\n"
+            );
+            let job = Arc::new(parse_job(&yaml, Path::new("j.yaml"), &global).unwrap());
+            for _ in 0..50 {
+                let mut timers = Timers::new([job.clone()], now);
+                let nominal = timers.upcoming()["j"][0];
+                let due = timers.next().unwrap();
+                let delay = (due - nominal).num_milliseconds();
+                assert!((0..bound).contains(&delay), "{schedule}: delay {delay} ms");
+                assert!(
+                    timers
+                        .take_due(due - chrono::Duration::milliseconds(1))
+                        .is_empty()
+                        || delay == 0
+                );
+                let fired = timers.take_due(due);
+                assert_eq!(fired.len(), 1);
+                assert_eq!(
+                    fired[0].1, nominal,
+                    "the run stands for the nominal instant"
+                );
+            }
         }
     }
 }

@@ -141,18 +141,37 @@ pub async fn execute_run(
             Some("interrupted: the daemon shut down".to_string()),
         ),
         Some(StopReason::Cancel) => (RunStatus::Cancelled, Some("cancelled".to_string())),
+        Some(StopReason::RunTimeout) => (
+            RunStatus::Failed,
+            Some(format!(
+                "timeout: the run took longer than its job's timeout ({})",
+                humantime(job.timeout.unwrap_or_default())
+            )),
+        ),
         _ => match walk.first_failure() {
             Some(msg) => (RunStatus::Failed, Some(msg)),
             None => (RunStatus::Succeeded, None),
         },
     };
-    if reason == Some(StopReason::Cancel) {
+    if matches!(reason, Some(StopReason::Cancel | StopReason::RunTimeout)) {
         walk.cancel_unstarted().await;
     }
     run.status = status;
     run.error = error;
     run.ended_at = Some(Utc::now());
     run
+}
+
+/// A duration as a job file would write it: `2h`, `90s`, `1500ms`.
+fn humantime(d: Duration) -> String {
+    let secs = d.as_secs();
+    match (secs, d.subsec_millis()) {
+        (0, ms) => format!("{ms}ms"),
+        (s, 0) if s % 3600 == 0 => format!("{}h", s / 3600),
+        (s, 0) if s % 60 == 0 => format!("{}m", s / 60),
+        (s, 0) => format!("{s}s"),
+        (s, ms) => format!("{}ms", s * 1000 + u64::from(ms)),
+    }
 }
 
 /// Records a run's end in the store, then publishes it.
@@ -652,6 +671,9 @@ impl TaskAttempts {
         let (status, error) = match reason {
             Some(StopReason::Interrupt) => {
                 (TaskStatus::Interrupted, "interrupted: the daemon shut down")
+            }
+            Some(StopReason::RunTimeout) => {
+                (TaskStatus::TimedOut, "stopped: the run's timeout passed")
             }
             _ => (TaskStatus::Cancelled, "cancelled"),
         };

@@ -18,6 +18,8 @@ pub enum StopReason {
     Timeout,
     /// The run was cancelled.
     Cancel,
+    /// The run ran past its job's `timeout`: its tasks are stopped and it fails.
+    RunTimeout,
     /// The daemon is shutting down.
     Interrupt,
 }

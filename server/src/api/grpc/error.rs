@@ -13,7 +13,9 @@ impl From<EngineError> for Status {
             // The caller can act: satisfy the dependency or pass `force`.
             EngineError::DependencyUnmet { .. } => Code::FailedPrecondition,
             // Retrying later may succeed, once a run of the job has ended.
-            EngineError::ConcurrencyLimit { .. } => Code::ResourceExhausted,
+            EngineError::ConcurrencyLimit { .. } | EngineError::QueueFull { .. } => {
+                Code::ResourceExhausted
+            }
             EngineError::RunEnded { .. } => Code::FailedPrecondition,
             EngineError::InvalidArgument(_) => Code::InvalidArgument,
             EngineError::ShuttingDown => Code::Unavailable,
