@@ -15,9 +15,10 @@ use petit_proto::v1::{
     GetRunResponse, GetSchedulerStateRequest, GetSchedulerStateResponse, GetTaskLogsRequest,
     GetTaskLogsResponse, ListJobRunsRequest, ListJobRunsResponse, ListJobsRequest,
     ListJobsResponse, ListTaskRunsRequest, ListTaskRunsResponse, PauseJobRequest, PauseJobResponse,
-    PauseSchedulerRequest, PauseSchedulerResponse, ResumeJobRequest, ResumeJobResponse,
-    ResumeSchedulerRequest, ResumeSchedulerResponse, TriggerJobRequest, TriggerJobResponse,
-    WatchEventsRequest, WatchEventsResponse, WatchRunRequest, WatchRunResponse,
+    PauseSchedulerRequest, PauseSchedulerResponse, ReloadJobsRequest, ReloadJobsResponse,
+    ResumeJobRequest, ResumeJobResponse, ResumeSchedulerRequest, ResumeSchedulerResponse,
+    TriggerJobRequest, TriggerJobResponse, WatchEventsRequest, WatchEventsResponse,
+    WatchRunRequest, WatchRunResponse,
 };
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
@@ -434,6 +435,12 @@ impl Client {
             dry_run,
         });
         self.call(self.jobs.clone().backfill_job(request)).await
+    }
+
+    /// Reads the daemon's job files again.
+    pub async fn reload_jobs(&self) -> Result<ReloadJobsResponse, ClientError> {
+        let request = self.unary(ReloadJobsRequest {});
+        self.call(self.jobs.clone().reload_jobs(request)).await
     }
 
     /// Up to `limit` of a job's runs, newest first, as one page.

@@ -15,6 +15,7 @@ pub mod private_files;
 pub mod serve;
 pub mod store;
 pub mod systemd;
+pub mod watch;
 
 #[cfg(test)]
 mod hostile;

@@ -143,6 +143,13 @@ struct DaemonArgs {
     #[arg(long)]
     allow_unauthenticated: bool,
 
+    /// Reload the jobs when a file in the jobs directory (or the config file) changes,
+    /// once the files have been quiet for 300 ms. Invalid files keep the previous
+    /// definitions and are logged with every error. SIGHUP and `petitctl reload` do
+    /// the same on demand.
+    #[arg(long)]
+    watch: bool,
+
     /// Runs executing at once across all jobs; more wait queued. Overrides the
     /// config file's `max_concurrent_runs` (default 16).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
@@ -384,6 +391,7 @@ fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
         // Under the database lock: the next start empties what a crash left there.
         scratch_dir: db.as_deref().map(|db| beside(db, ".scratch")),
         observers: vec![metrics.clone(), notifier],
+        loader: Some(job_loader(args.jobs.clone(), args.config.clone())),
         ..EngineOptions::default()
     };
 
@@ -415,6 +423,12 @@ fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
         tracing::info!(jobs = job_count, dir = %args.jobs.display(), "jobs loaded");
         let tls = serve_options.tls.is_some();
         tracing::info!(%addr, tls, "listening (gRPC, REST under /api)");
+        reload_on_sighup(&engine)?;
+        if args.watch {
+            petit_server::watch::start(&engine, &args.jobs, args.config.as_deref(), log_reload)
+                .with_context(|| format!("cannot watch {}", args.jobs.display()))?;
+            tracing::info!(dir = %args.jobs.display(), "watching the job files");
+        }
         serve::serve(listener, engine, signals, serve_options).await
     })?;
     Ok(ExitCode::SUCCESS)
@@ -603,6 +617,49 @@ fn positive_duration(s: &str) -> Result<Duration, String> {
     match parse_duration(s)? {
         d if d.is_zero() => Err("must be longer than zero".to_string()),
         d => Ok(d),
+    }
+}
+
+/// How the engine reads the job set again: `petit.yaml` (its job defaults: zone,
+/// environment, notify; limits and the listener need a restart) and the jobs directory.
+fn job_loader(dir: PathBuf, config: Option<PathBuf>) -> petit_server::engine::JobLoader {
+    petit_server::engine::JobLoader(Arc::new(move || {
+        let global = load_config(config.as_deref()).map_err(|e| vec![e.to_string()])?;
+        config::load_jobs_dir(&dir, &global)
+            .map_err(|errors| errors.0.iter().map(|e| e.to_string()).collect())
+    }))
+}
+
+/// SIGHUP reloads the jobs (as `ReloadJobs` does); the outcome goes to the log.
+fn reload_on_sighup(engine: &Engine) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+    let engine = engine.clone();
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP received: reloading the jobs");
+            log_reload(engine.reload().await);
+        }
+    });
+    Ok(())
+}
+
+/// One reload's outcome, in the log: what changed, or every error.
+fn log_reload(outcome: Result<petit_server::engine::ReloadDiff, petit_server::EngineError>) {
+    match outcome {
+        Ok(diff) => tracing::info!(
+            added = %diff.added.join(","),
+            removed = %diff.removed.join(","),
+            changed = %diff.changed.join(","),
+            unchanged = diff.unchanged.len(),
+            "reload done"
+        ),
+        Err(petit_server::EngineError::ReloadRefused(errors)) => {
+            for error in &errors {
+                tracing::error!("reload refused: {error}");
+            }
+        }
+        Err(e) => tracing::error!("reload failed: {e}"),
     }
 }
 

@@ -62,6 +62,29 @@ pub struct EngineOptions {
     /// Where the engine reads the time and waits for fire instants: the wall clock
     /// when `None`; tests pass a `ManualClock`.
     pub clock: Option<Arc<dyn Clock>>,
+    /// Reads the job set again, for `reload` (blocking work: it runs off the
+    /// executor). `None`: this engine cannot reload.
+    pub loader: Option<JobLoader>,
+}
+
+/// Reads the job definitions again (the daemon: its jobs directory and `petit.yaml`);
+/// the errors as `file:line: message` lines.
+#[derive(Clone)]
+pub struct JobLoader(pub Arc<dyn Fn() -> Result<Vec<JobDef>, Vec<String>> + Send + Sync>);
+
+impl std::fmt::Debug for JobLoader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JobLoader")
+    }
+}
+
+/// What a reload changed, by job id (each list sorted).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReloadDiff {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub changed: Vec<String>,
+    pub unchanged: Vec<String>,
 }
 
 impl Default for EngineOptions {
@@ -77,6 +100,7 @@ impl Default for EngineOptions {
             scratch_dir: None,
             observers: Vec::new(),
             clock: None,
+            loader: None,
         }
     }
 }
@@ -103,7 +127,7 @@ impl EngineError {
             EngineError::ConcurrencyLimit { .. } => "concurrency",
             EngineError::QueueFull { .. } => "queue_full",
             EngineError::RunEnded { .. } => "ended",
-            EngineError::InvalidArgument(_) => "invalid",
+            EngineError::InvalidArgument(_) | EngineError::ReloadRefused(_) => "invalid",
             EngineError::ShuttingDown => "shutting_down",
             EngineError::Store(e) if e.is_fire_taken() => "duplicate",
             EngineError::Store(_) | EngineError::Io { .. } => "storage",
@@ -136,6 +160,9 @@ pub enum EngineError {
     InvalidArgument(String),
     #[error("the scheduler is shutting down")]
     ShuttingDown,
+    /// The job files have errors: the previous definitions stay.
+    #[error("the job files have errors; the previous definitions stay:\n{}", .0.join("\n"))]
+    ReloadRefused(Vec<String>),
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The engine's own files (scratch directory, process ledger).
@@ -563,6 +590,26 @@ impl Engine {
             reply,
         })
         .await?
+    }
+
+    /// Reads the job set again and replaces the live one whole: runs in flight finish
+    /// on the definition they started with; timers of changed jobs are re-armed,
+    /// removed jobs stop firing (their history stays), new jobs start firing. Job
+    /// files with errors change nothing and are refused with every error.
+    pub async fn reload(&self) -> Result<ReloadDiff, EngineError> {
+        let Some(loader) = self.inner.options.loader.clone() else {
+            return Err(EngineError::InvalidArgument(
+                "this engine was started without job files to reload".into(),
+            ));
+        };
+        let jobs = tokio::task::spawn_blocking(move || (loader.0)())
+            .await
+            .map_err(|e| EngineError::Io {
+                context: "reading the job files".into(),
+                source: std::io::Error::other(e),
+            })?
+            .map_err(EngineError::ReloadRefused)?;
+        self.ask(|reply| Command::Reload { jobs, reply }).await?
     }
 
     /// Whether a job is paused on its own.

@@ -57,6 +57,11 @@ pub enum Command {
         triggered_by: Option<String>,
         reply: oneshot::Sender<Result<Backfill, EngineError>>,
     },
+    /// Replace the job set.
+    Reload {
+        jobs: Vec<JobDef>,
+        reply: oneshot::Sender<Result<super::ReloadDiff, EngineError>>,
+    },
     /// Handle what is due at the clock's now, then answer.
     Settle { reply: oneshot::Sender<()> },
     /// Stop firing and claiming; answers whether it was stopping already.
@@ -270,6 +275,10 @@ impl Owner {
                     .await;
                 let _ = reply.send(result);
             }
+            Command::Reload { jobs, reply } => {
+                let result = self.reload(jobs).await;
+                let _ = reply.send(result);
+            }
             Command::Settle { reply } => {
                 self.fire_due().await;
                 let _ = reply.send(());
@@ -398,6 +407,71 @@ impl Owner {
         done.instants = queued;
         tracing::info!(job = %job_id, runs = done.runs.len(), %from, %to, "backfill queued");
         Ok(done)
+    }
+
+    /// Replaces the job set whole. Queued and running runs keep the definition they
+    /// were queued with; every timer is armed again from now (an unchanged job's next
+    /// instant is the same); pauses, kept by job id, stay.
+    async fn reload(&mut self, jobs: Vec<JobDef>) -> Result<super::ReloadDiff, EngineError> {
+        if self.stopping {
+            return Err(EngineError::ShuttingDown);
+        }
+        let new: BTreeMap<String, Arc<JobDef>> = jobs
+            .into_iter()
+            .map(|j| (j.id.clone(), Arc::new(j)))
+            .collect();
+        let mut diff = super::ReloadDiff::default();
+        for (id, job) in &new {
+            match self.jobs.get(id) {
+                None => diff.added.push(id.clone()),
+                Some(old) if old.definition != job.definition || old.source != job.source => {
+                    diff.changed.push(id.clone())
+                }
+                Some(_) => diff.unchanged.push(id.clone()),
+            }
+        }
+        diff.removed = self
+            .jobs
+            .keys()
+            .filter(|id| !new.contains_key(*id))
+            .cloned()
+            .collect();
+        let now = self.clock.now();
+        let records = new
+            .values()
+            .map(|j| crate::store::JobRecord {
+                id: j.id.clone(),
+                name: j.name.clone(),
+                source: j.source.display().to_string(),
+                schedule: j.schedule.as_ref().map(|s| s.expression().to_string()),
+                updated_at: now,
+            })
+            .collect();
+        self.store.upsert_jobs(records).await?;
+        let added_last = self.store.last_runs(&diff.added).await?;
+        self.jobs = Arc::new(new);
+        self.timers = Timers::new(self.jobs.values().cloned(), now);
+        let paused_jobs = self.view.borrow().paused_jobs.clone();
+        for job_id in &paused_jobs {
+            self.timers.set_paused(job_id, true, now);
+        }
+        let jobs = self.jobs.clone();
+        self.view.send_modify(|v| {
+            v.jobs = jobs;
+            v.last_runs.extend(added_last);
+        });
+        self.publish_upcoming();
+        tracing::info!(
+            added = diff.added.len(),
+            removed = diff.removed.len(),
+            changed = diff.changed.len(),
+            unchanged = diff.unchanged.len(),
+            "jobs reloaded"
+        );
+        for id in diff.added.clone() {
+            self.catch_up(Some(&id)).await;
+        }
+        Ok(diff)
     }
 
     /// Queues the fires a job with `catchup` missed while the daemon was down or the

@@ -145,6 +145,12 @@ pub enum Command {
         #[command(flatten)]
         output: OutputArg,
     },
+    /// Read the jobs directory (and petit.yaml) again without a restart: runs in flight
+    /// finish on their definition; invalid files change nothing and are listed
+    Reload {
+        #[command(flatten)]
+        output: OutputArg,
+    },
     /// List a job's runs, newest first
     Runs {
         /// Job id
@@ -258,6 +264,7 @@ impl Command {
             | Command::Job { output, .. }
             | Command::Trigger(TriggerArgs { output, .. })
             | Command::Backfill { output, .. }
+            | Command::Reload { output }
             | Command::Runs { output, .. }
             | Command::Run { output, .. }
             | Command::Tasks { output, .. }

@@ -17,7 +17,9 @@ impl From<EngineError> for Status {
                 Code::ResourceExhausted
             }
             EngineError::RunEnded { .. } => Code::FailedPrecondition,
-            EngineError::InvalidArgument(_) => Code::InvalidArgument,
+            EngineError::InvalidArgument(_) | EngineError::ReloadRefused(_) => {
+                Code::InvalidArgument
+            }
             EngineError::ShuttingDown => Code::Unavailable,
             EngineError::Store(_) | EngineError::Io { .. } => Code::Internal,
         };

@@ -174,6 +174,31 @@ impl JobService for PetitApi {
         }))
     }
 
+    async fn reload_jobs(
+        &self,
+        request: Request<pb::ReloadJobsRequest>,
+    ) -> Result<Response<pb::ReloadJobsResponse>, Status> {
+        let caller = Caller::of(&request);
+        let result = self.engine.reload().await.map_err(Status::from);
+        self.audit(&caller, "ReloadJobs", "", &result, |d| {
+            format!(
+                "{} added, {} removed, {} changed, {} unchanged",
+                d.added.len(),
+                d.removed.len(),
+                d.changed.len(),
+                d.unchanged.len()
+            )
+        })
+        .await;
+        let diff = result?;
+        Ok(Response::new(pb::ReloadJobsResponse {
+            added: diff.added,
+            removed: diff.removed,
+            changed: diff.changed,
+            unchanged: diff.unchanged,
+        }))
+    }
+
     async fn list_job_runs(
         &self,
         request: Request<pb::ListJobRunsRequest>,

@@ -375,6 +375,12 @@ mod tests {
                 BodyRule::Whole,
                 "/petit.v1.JobService/BackfillJob",
             ),
+            (
+                "POST",
+                "/api/jobs:reload",
+                BodyRule::Whole,
+                "/petit.v1.JobService/ReloadJobs",
+            ),
         ]
         .into_iter()
         .map(|(m, t, b, g)| (m.to_string(), t.to_string(), b, g.to_string()))

@@ -116,6 +116,13 @@ impl JobService for FakeJobs {
         Err(Status::unimplemented("not in this fake"))
     }
 
+    async fn reload_jobs(
+        &self,
+        _request: tonic::Request<petit_proto::v1::ReloadJobsRequest>,
+    ) -> Result<GrpcResponse<petit_proto::v1::ReloadJobsResponse>, Status> {
+        Err(Status::unimplemented("not in this fake"))
+    }
+
     async fn resume_job(
         &self,
         _request: tonic::Request<petit_proto::v1::ResumeJobRequest>,

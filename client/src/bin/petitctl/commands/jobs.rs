@@ -56,6 +56,27 @@ fn jobs_table(jobs: &[Job], color: bool, zones: Zones) -> String {
     table.render(color)
 }
 
+/// `reload`: what changed.
+pub async fn reload(client: &Client, out: &mut Out) -> Result<u8, CliError> {
+    let response = client.reload_jobs().await?;
+    if out.is_json() {
+        out.json(&response)?;
+        return Ok(SUCCESS);
+    }
+    let part = |word: &str, ids: &[String]| match ids.len() {
+        0 => format!("0 {word}"),
+        n => format!("{n} {word} ({})", ids.join(", ")),
+    };
+    out.line(format!(
+        "reloaded: {}, {}, {}, {} unchanged",
+        part("added", &response.added),
+        part("removed", &response.removed),
+        part("changed", &response.changed),
+        response.unchanged.len()
+    ))?;
+    Ok(SUCCESS)
+}
+
 /// `backfill JOB --from --to [--dry-run]`.
 pub async fn backfill(
     client: &Client,
