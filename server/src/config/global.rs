@@ -42,6 +42,8 @@ pub struct GlobalConfig {
     pub max_log_bytes_per_stream: usize,
     /// Days of finished runs' logs to keep; `None` keeps them forever.
     pub log_retention_days: Option<u32>,
+    /// The run history jobs keep unless they say otherwise (`history:`).
+    pub history: crate::core::job::History,
     /// The retry policy of tasks that declare none (the original's `default_retry`).
     pub default_retry: Option<RetryPolicy>,
     /// Environment variables given to every task; a task's own values win.
@@ -91,6 +93,7 @@ impl Default for GlobalConfig {
             storage_path: None,
             max_log_bytes_per_stream: 1 << 20,
             log_retention_days: None,
+            history: crate::core::job::History::default(),
             default_retry: None,
             environment: BTreeMap::new(),
             auth_tokens: None,
@@ -138,6 +141,34 @@ struct RawGlobal {
     connections: Option<RawConnections>,
     #[serde(default, deserialize_with = "lenient")]
     job_files: Option<RawJobFiles>,
+    #[serde(default, deserialize_with = "lenient")]
+    history: Option<RawHistory>,
+}
+
+/// `history: {max_runs: 1000, max_age: 30d}`, in `petit.yaml` and in a job file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHistory {
+    #[serde(default, deserialize_with = "lenient")]
+    pub max_runs: Option<u32>,
+    #[serde(default, deserialize_with = "lenient")]
+    pub max_age: Option<DurationText>,
+}
+
+/// The checked policy, or why not.
+pub(super) fn history(raw: &RawHistory) -> Result<crate::core::job::History, String> {
+    if raw.max_runs == Some(0) {
+        return Err("history.max_runs must be at least 1 (leave it out to keep every run)".into());
+    }
+    if raw.max_age.as_ref().is_some_and(|d| d.0.is_zero()) {
+        return Err(
+            "history.max_age must be more than 0 (leave it out to keep runs of any age)".into(),
+        );
+    }
+    Ok(crate::core::job::History {
+        max_runs: raw.max_runs,
+        max_age: raw.max_age.as_ref().map(|d| d.0),
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -381,6 +412,13 @@ impl GlobalConfig {
                     nested_key("storage", "type").or(line),
                     format!("unknown storage type '{other}' (expected sqlite or memory)"),
                 ),
+            }
+        }
+
+        if let Some(h) = &raw.history {
+            match history(h) {
+                Ok(policy) => config.history = policy,
+                Err(message) => error(key("history"), message),
             }
         }
 

@@ -651,7 +651,7 @@ tasks:
                     "unknown field `owner`, expected one of `id`, `name`, `description`, \
                      `schedule`, `enabled`, `max_concurrency`, `depends_on`, `config`, \
                      `environment_policy`, `notify`, `overlap`, `max_queued`, `catchup`, \
-                     `catchup_window`, `timeout`, `timeout_secs`, `jitter`, `tasks`"
+                     `catchup_window`, `timeout`, `timeout_secs`, `jitter`, `history`, `tasks`"
                         .into(),
                 ),
                 (5, "schedule: unknown field `timezon`, expected `cron` or `timezone`".into()),

@@ -51,9 +51,28 @@ pub struct JobDef {
     /// Each scheduled fire is delayed by a random amount up to this (never past the
     /// next fire), to spread jobs that share a schedule.
     pub jitter: Option<std::time::Duration>,
+    /// How much of its run history is kept (the job's `history`, else `petit.yaml`'s).
+    pub history: History,
     /// A content hash of the job's definition (its file's bytes): runs record the
     /// definition they ran with, and a reload tells a changed job from an unchanged one.
     pub definition: String,
+}
+
+/// How much run history a job keeps: runs beyond either bound (with their tasks,
+/// outputs and logs) are deleted in the background. Queued and running runs are never
+/// deleted. Both `None`: everything is kept (the default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct History {
+    /// The newest this many runs are kept.
+    pub max_runs: Option<u32>,
+    /// Runs that ended longer ago than this go.
+    pub max_age: Option<std::time::Duration>,
+}
+
+impl History {
+    pub fn is_bounded(&self) -> bool {
+        self.max_runs.is_some() || self.max_age.is_some()
+    }
 }
 
 /// What a scheduled fire does while its job already has `max_concurrency` runs going.

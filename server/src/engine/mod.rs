@@ -341,6 +341,7 @@ impl Engine {
         if let Some(retention) = inner.options.log_retention {
             tokio::spawn(prune_logs_hourly(Arc::downgrade(&inner), retention));
         }
+        tokio::spawn(apply_history_every(Arc::downgrade(&inner), HISTORY_EVERY));
         Ok(Engine { inner })
     }
 
@@ -661,6 +662,63 @@ impl Engine {
             Some(t) => tokio::time::timeout(t, idle).await.unwrap_or(false),
             None => idle.await,
         }
+    }
+}
+
+/// How often each job's `history` bounds are applied (and once at start).
+const HISTORY_EVERY: Duration = Duration::from_secs(600);
+/// Runs deleted in one store transaction: short, so the writer and the API never wait
+/// long behind a prune.
+const HISTORY_BATCH: usize = 200;
+
+impl Engine {
+    /// Deletes the runs beyond each job's `history` bounds (with their tasks, outputs
+    /// and logs), in small transactions; queued and running runs stay. Returns how
+    /// many runs went. petitd does it at start and every 10 minutes.
+    pub async fn apply_history(&self) -> Result<usize, EngineError> {
+        apply_history(&self.inner).await
+    }
+}
+
+async fn apply_history(inner: &Inner) -> Result<usize, EngineError> {
+    let jobs: Vec<Arc<JobDef>> = inner.view.borrow().jobs.values().cloned().collect();
+    let now = inner.clock.now();
+    let mut total = 0;
+    for job in jobs.iter().filter(|j| j.history.is_bounded()) {
+        let cutoff = job
+            .history
+            .max_age
+            .map(|age| now - chrono::Duration::from_std(age).unwrap_or(chrono::Duration::MAX));
+        loop {
+            let n = inner
+                .store
+                .prune_runs(&job.id, job.history.max_runs, cutoff, HISTORY_BATCH)
+                .await?;
+            total += n;
+            if n < HISTORY_BATCH {
+                break;
+            }
+            // Let other writes in between batches.
+            tokio::task::yield_now().await;
+        }
+    }
+    if total > 0 {
+        tracing::info!(runs = total, "deleted runs beyond the jobs' history bounds");
+    }
+    Ok(total)
+}
+
+/// Applies the jobs' history bounds now and then every `every`.
+async fn apply_history_every(inner: std::sync::Weak<Inner>, every: Duration) {
+    loop {
+        let Some(engine) = inner.upgrade() else {
+            return;
+        };
+        if let Err(e) = apply_history(&engine).await {
+            tracing::warn!("cannot apply the jobs' history bounds: {e}");
+        }
+        drop(engine);
+        tokio::time::sleep(every).await;
     }
 }
 

@@ -430,6 +430,43 @@ impl Store for MemoryStore {
             .max())
     }
 
+    async fn prune_runs(
+        &self,
+        job_id: &str,
+        keep: Option<u32>,
+        ended_before: Option<DateTime<Utc>>,
+        batch: usize,
+    ) -> StoreResult<usize> {
+        let mut state = self.state()?;
+        let mut runs: Vec<&Run> = state
+            .runs
+            .values()
+            .map(|entry| &entry.run)
+            .filter(|run| run.job_id == job_id)
+            .collect();
+        runs.sort_by(|a, b| newest_first(a, b));
+        let keep = keep.map_or(usize::MAX, |k| k as usize);
+        let mut doomed: Vec<(String, Option<DateTime<Utc>>)> = runs
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| !matches!(r.status, RunStatus::Queued | RunStatus::Running))
+            .filter(|(i, r)| {
+                *i >= keep || ended_before.is_some_and(|c| r.ended_at.is_some_and(|e| e < c))
+            })
+            .map(|(_, r)| (r.id.clone(), r.scheduled_for))
+            .collect();
+        doomed.reverse();
+        doomed.truncate(batch);
+        for (id, fire) in &doomed {
+            state.runs.remove(id);
+            state.notifications.retain(|n| n.run_id != *id);
+            if let Some(at) = fire {
+                state.fires.remove(&(job_id.to_string(), *at));
+            }
+        }
+        Ok(doomed.len())
+    }
+
     async fn paused_jobs(&self) -> StoreResult<Vec<String>> {
         Ok(self.state()?.paused_jobs.iter().cloned().collect())
     }

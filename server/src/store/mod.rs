@@ -311,6 +311,18 @@ pub trait Store: Send + Sync + 'static {
     /// The latest fire instant that has a run of `job_id` (where a catch-up starts).
     async fn last_fire(&self, job_id: &str) -> StoreResult<Option<DateTime<Utc>>>;
 
+    /// Deletes, oldest first and at most `batch` of them, the ended runs of `job_id`
+    /// beyond the newest `keep` or that ended before `ended_before`, with their task
+    /// runs, logs and notifications; one short transaction. Queued and running runs
+    /// are never deleted. Returns how many runs went (fewer than `batch`: done).
+    async fn prune_runs(
+        &self,
+        job_id: &str,
+        keep: Option<u32>,
+        ended_before: Option<DateTime<Utc>>,
+        batch: usize,
+    ) -> StoreResult<usize>;
+
     /// Records whether one job is paused (its scheduled fires stop), by job id.
     async fn set_job_paused(&self, job_id: &str, paused: bool) -> StoreResult<()>;
 

@@ -101,6 +101,7 @@ conformance!(
     last_runs_gives_the_newest_run_of_each_job,
     scheduler_paused_round_trips,
     job_pauses_round_trip,
+    prune_runs_keeps_the_newest_and_never_the_unfinished,
     audit_is_newest_first_and_paged,
     one_run_per_fire_instant,
     notifications_are_kept_per_run_in_order,
@@ -698,6 +699,84 @@ async fn job_pauses_round_trip(subject: &Subject) -> StoreResult<()> {
     assert!(
         !store.scheduler_paused().await?,
         "a job's pause is not the scheduler's"
+    );
+    Ok(())
+}
+
+async fn prune_runs_keeps_the_newest_and_never_the_unfinished(
+    subject: &Subject,
+) -> StoreResult<()> {
+    let store = subject.store();
+    // r1..r6 ended at 10, 20, ... 60; q is queued and g running, both old.
+    for i in 1..=6 {
+        let mut r = run(&format!("r{i}"), "job", RunStatus::Succeeded, i * 10);
+        r.ended_at = Some(at(i * 10 + 1));
+        store
+            .create_run(r, vec![task(&format!("r{i}"), "t")])
+            .await?;
+    }
+    store
+        .create_run(run("q", "job", RunStatus::Queued, 1), vec![])
+        .await?;
+    store
+        .create_run(run("g", "job", RunStatus::Running, 2), vec![])
+        .await?;
+    store
+        .create_run(run("other", "elsewhere", RunStatus::Failed, 0), vec![])
+        .await?;
+    store
+        .append_logs(vec![LogLine {
+            run_id: "r1".into(),
+            seq: 1,
+            task_id: "t".into(),
+            attempt: 1,
+            stream: LogStream::Stdout,
+            line: "old".into(),
+            time: at(10),
+        }])
+        .await?;
+
+    // Keep the newest 4 by creation (q and g are older, but unfinished runs are never
+    // deleted), in batches of 1 until done.
+    let mut gone = 0;
+    loop {
+        let n = store.prune_runs("job", Some(4), None, 1).await?;
+        gone += n;
+        if n < 1 {
+            break;
+        }
+    }
+    let left: Vec<String> = store
+        .list_runs(
+            Some("job"),
+            RunPage {
+                limit: 100,
+                offset: 0,
+            },
+        )
+        .await?
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(
+        left,
+        ["r6", "r5", "r4", "r3", "g", "q"],
+        "the newest 4, and the unfinished"
+    );
+    assert_eq!(gone, 2);
+    assert!(
+        store.task_runs("r1").await?.is_empty(),
+        "its tasks went too"
+    );
+    assert!(store.logs("r1", None).await?.is_empty(), "and its logs");
+
+    // By age: runs that ended before 45 go.
+    assert_eq!(store.prune_runs("job", None, Some(at(45)), 100).await?, 2);
+    assert!(store.get_run("r4").await?.is_none());
+    assert!(store.get_run("r5").await?.is_some());
+    assert!(
+        store.get_run("other").await?.is_some(),
+        "other jobs are left alone"
     );
     Ok(())
 }

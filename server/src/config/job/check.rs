@@ -284,6 +284,14 @@ impl<'a> JobChecker<'a> {
                 "a run's timeout must be more than 0",
             );
         }
+        let history = match raw.history.as_ref().map(crate::config::global::history) {
+            None => global.history,
+            Some(Ok(own)) => own,
+            Some(Err(message)) => {
+                self.error(self.key("history"), message);
+                global.history
+            }
+        };
         if raw.max_queued == Some(0) && overlap == Overlap::Queue {
             self.error(
                 self.key("max_queued"),
@@ -346,6 +354,7 @@ impl<'a> JobChecker<'a> {
             timeout,
             jitter: raw.jitter.map(|d| d.0).filter(|d| !d.is_zero()),
             definition: String::new(),
+            history,
             name: raw.name.unwrap_or_else(|| raw.id.clone()),
             id: raw.id,
             description: raw.description,

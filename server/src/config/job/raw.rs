@@ -54,6 +54,9 @@ pub(in crate::config) struct RawJob {
     pub timeout_secs: Option<u64>,
     #[serde(default, deserialize_with = "lenient")]
     pub jitter: Option<DurationText>,
+    /// Replaces `petit.yaml`'s `history`.
+    #[serde(default, deserialize_with = "lenient")]
+    pub history: Option<crate::config::global::RawHistory>,
     pub tasks: Vec<RawTask>,
 }
 

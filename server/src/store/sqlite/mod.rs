@@ -281,6 +281,19 @@ impl Store for SqliteStore {
         self.read(move |conn| read::last_fire(conn, &job_id)).await
     }
 
+    async fn prune_runs(
+        &self,
+        job_id: &str,
+        keep: Option<u32>,
+        ended_before: Option<DateTime<Utc>>,
+        batch: usize,
+    ) -> StoreResult<usize> {
+        let job_id = job_id.to_owned();
+        let cutoff = ended_before.map(|t| rows::time_to_sql(&t));
+        self.write(move |conn| writer::prune_runs(conn, &job_id, keep, cutoff.as_deref(), batch))
+            .await
+    }
+
     async fn paused_jobs(&self) -> StoreResult<Vec<String>> {
         self.read(read::paused_jobs).await
     }

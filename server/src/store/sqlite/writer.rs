@@ -369,6 +369,48 @@ pub(super) fn set_setting(conn: &Connection, key: &str, value: &str) -> StoreRes
     .map_err(|e| StoreError::sqlite(format!("cannot record setting '{key}'"), e))
 }
 
+pub(super) fn prune_runs(
+    conn: &Connection,
+    job_id: &str,
+    keep: Option<u32>,
+    ended_before: Option<&str>,
+    batch: usize,
+) -> StoreResult<usize> {
+    let failed = |e| StoreError::sqlite(format!("cannot prune the history of job '{job_id}'"), e);
+    let ids: Vec<String> = conn
+        .prepare_cached(
+            "SELECT id FROM runs
+             WHERE job_id = ?1 AND status NOT IN ('queued', 'running')
+               AND ((?2 IS NOT NULL AND id NOT IN (
+                        SELECT id FROM runs WHERE job_id = ?1
+                        ORDER BY created_at DESC, id DESC LIMIT ?2))
+                    OR (?3 IS NOT NULL AND ended_at < ?3))
+             ORDER BY created_at, id LIMIT ?4",
+        )
+        .and_then(|mut stmt| {
+            stmt.query_map(
+                rusqlite::params![job_id, keep, ended_before, batch as i64],
+                |row| row.get::<_, String>(0),
+            )?
+            .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .map_err(failed)?;
+    for id in &ids {
+        for sql in [
+            "DELETE FROM log_chunks WHERE run_id = ?1",
+            "DELETE FROM log_totals WHERE run_id = ?1",
+            "DELETE FROM notifications WHERE run_id = ?1",
+            "DELETE FROM task_runs WHERE run_id = ?1",
+            "DELETE FROM runs WHERE id = ?1",
+        ] {
+            conn.prepare_cached(sql)
+                .and_then(|mut stmt| stmt.execute([id]))
+                .map_err(failed)?;
+        }
+    }
+    Ok(ids.len())
+}
+
 pub(super) fn set_job_paused(
     conn: &Connection,
     job_id: &str,
