@@ -16,9 +16,9 @@ use petit_proto::v1::{
     GetTaskLogsResponse, ListJobRunsRequest, ListJobRunsResponse, ListJobsRequest,
     ListJobsResponse, ListTaskRunsRequest, ListTaskRunsResponse, PauseJobRequest, PauseJobResponse,
     PauseSchedulerRequest, PauseSchedulerResponse, ReloadJobsRequest, ReloadJobsResponse,
-    ResumeJobRequest, ResumeJobResponse, ResumeSchedulerRequest, ResumeSchedulerResponse,
-    TriggerJobRequest, TriggerJobResponse, WatchEventsRequest, WatchEventsResponse,
-    WatchRunRequest, WatchRunResponse,
+    RerunRunRequest, RerunRunResponse, ResumeJobRequest, ResumeJobResponse, ResumeSchedulerRequest,
+    ResumeSchedulerResponse, TriggerJobRequest, TriggerJobResponse, WatchEventsRequest,
+    WatchEventsResponse, WatchRunRequest, WatchRunResponse,
 };
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
@@ -435,6 +435,14 @@ impl Client {
             dry_run,
         });
         self.call(self.jobs.clone().backfill_job(request)).await
+    }
+
+    /// Starts a new run of a run's job with the same params.
+    pub async fn rerun_run(&self, run_id: &str) -> Result<RerunRunResponse, ClientError> {
+        let request = self.unary(RerunRunRequest {
+            run_id: run_id.to_string(),
+        });
+        self.call(self.runs.clone().rerun_run(request)).await
     }
 
     /// Reads the daemon's job files again.

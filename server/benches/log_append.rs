@@ -40,6 +40,7 @@ fn run(id: &str) -> Run {
         triggered_by: None,
         scheduled_for: None,
         definition: None,
+        retry_of: None,
     }
 }
 

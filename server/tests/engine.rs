@@ -639,6 +639,7 @@ tasks:
         triggered_by: None,
         scheduled_for: None,
         definition: None,
+        retry_of: None,
     };
     {
         // The state a kill -9 leaves behind.
@@ -779,6 +780,7 @@ async fn log_retention_prunes_logs_of_old_runs_at_start() {
         triggered_by: None,
         scheduled_for: None,
         definition: None,
+        retry_of: None,
     };
     store.create_run(old, vec![]).await.unwrap();
     let line = petit_server::store::LogLine {

@@ -249,6 +249,7 @@ mod tests {
                     "error": "",
                     "triggeredBy": "",
                     "definition": "",
+                    "retryOf": "",
                 }),
             ),
             (
@@ -334,7 +335,7 @@ mod tests {
         let compact = to_json_string(&run, false).expect("json");
         assert_eq!(
             compact,
-            r#"{"id":"r1","jobId":"hello","status":"RUN_STATUS_UNSPECIFIED","trigger":"TRIGGER_REASON_UNSPECIFIED","params":{},"error":"","triggeredBy":"","definition":""}"#
+            r#"{"id":"r1","jobId":"hello","status":"RUN_STATUS_UNSPECIFIED","trigger":"TRIGGER_REASON_UNSPECIFIED","params":{},"error":"","triggeredBy":"","definition":"","retryOf":""}"#
         );
         let pretty = to_json_string(&run, true).expect("json");
         assert!(

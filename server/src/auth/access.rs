@@ -20,6 +20,7 @@ pub const METHOD_ROLES: &[(&str, Role)] = &[
     ("petit.v1.SchedulerService/WatchEvents", Role::Viewer),
     ("petit.v1.SchedulerService/PauseScheduler", Role::Operator),
     ("petit.v1.JobService/PauseJob", Role::Operator),
+    ("petit.v1.RunService/RerunRun", Role::Operator),
     ("petit.v1.JobService/ReloadJobs", Role::Operator),
     ("petit.v1.JobService/BackfillJob", Role::Operator),
     ("petit.v1.JobService/ResumeJob", Role::Operator),

@@ -28,6 +28,8 @@ pub struct Run {
     /// The definition the run was queued with (the job's content hash): a run queued
     /// before a reload finishes on the definition it started with.
     pub definition: Option<String>,
+    /// For a re-run (`petitctl rerun`): the run it repeats.
+    pub retry_of: Option<String>,
 }
 
 /// One task of one run.

@@ -489,6 +489,29 @@ impl Engine {
             params,
             force,
             triggered_by,
+            retry_of: None,
+            reply,
+        })
+        .await?
+    }
+
+    /// Queues a new run of a run's job with the same params (reason `retry`, pointing
+    /// at the original), as `triggered_by`. Job dependencies are not checked again.
+    pub async fn rerun(
+        &self,
+        run_id: &str,
+        triggered_by: Option<String>,
+    ) -> Result<Run, EngineError> {
+        let original = self.get_run(run_id).await?;
+        if self.job(&original.job_id).is_none() {
+            return Err(EngineError::JobNotFound(original.job_id));
+        }
+        self.ask(|reply| Command::Trigger {
+            job_id: original.job_id.clone(),
+            params: original.params.clone(),
+            force: true,
+            triggered_by,
+            retry_of: Some(original.id.clone()),
             reply,
         })
         .await?

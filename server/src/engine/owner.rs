@@ -34,6 +34,8 @@ pub enum Command {
         params: BTreeMap<String, String>,
         force: bool,
         triggered_by: Option<String>,
+        /// `Some`: a re-run of this run (reason `retry`).
+        retry_of: Option<String>,
         reply: oneshot::Sender<Result<Run, EngineError>>,
     },
     Cancel {
@@ -71,6 +73,21 @@ pub enum Command {
     /// From a run's task: the run has ended (its final record) and its end is about to
     /// be stored.
     Ending { run: Run },
+}
+
+/// Why a run is queued: its trigger reason, and for a re-run the run it repeats.
+pub struct Origin {
+    pub trigger: TriggerReason,
+    pub retry_of: Option<String>,
+}
+
+impl From<TriggerReason> for Origin {
+    fn from(trigger: TriggerReason) -> Origin {
+        Origin {
+            trigger,
+            retry_of: None,
+        }
+    }
 }
 
 /// What a backfill queued (or, dry, would queue).
@@ -241,9 +258,19 @@ impl Owner {
                 params,
                 force,
                 triggered_by,
+                retry_of,
                 reply,
             } => {
-                let result = self.trigger(&job_id, params, force, triggered_by).await;
+                let origin = Origin {
+                    trigger: match retry_of {
+                        Some(_) => TriggerReason::Retry,
+                        None => TriggerReason::Manual,
+                    },
+                    retry_of,
+                };
+                let result = self
+                    .trigger(&job_id, params, force, triggered_by, origin)
+                    .await;
                 let _ = reply.send(result);
             }
             Command::Cancel { run_id, reply } => {
@@ -316,6 +343,7 @@ impl Owner {
         params: BTreeMap<String, String>,
         force: bool,
         triggered_by: Option<String>,
+        origin: Origin,
     ) -> Result<Run, EngineError> {
         if self.stopping {
             return Err(EngineError::ShuttingDown);
@@ -328,8 +356,7 @@ impl Owner {
         if !force {
             deps::check(&*self.store, &job, self.clock.now()).await?;
         }
-        self.enqueue(job, TriggerReason::Manual, params, triggered_by, None)
-            .await
+        self.enqueue(job, origin, params, triggered_by, None).await
     }
 
     /// Queues a run for each of the job's instants in `[from, to]` that has none yet.
@@ -595,7 +622,7 @@ impl Owner {
     async fn enqueue(
         &mut self,
         job: Arc<JobDef>,
-        trigger: TriggerReason,
+        origin: impl Into<Origin>,
         params: BTreeMap<String, String>,
         triggered_by: Option<String>,
         scheduled_for: Option<DateTime<Utc>>,
@@ -603,6 +630,8 @@ impl Owner {
         if self.stopping {
             return Err(EngineError::ShuttingDown);
         }
+        let origin = origin.into();
+        let trigger = origin.trigger;
         let mut unlimited = false;
         if self.registry.of_job(&job.id) >= job.max_concurrency as usize {
             let over = || EngineError::ConcurrencyLimit {
@@ -643,7 +672,7 @@ impl Owner {
                 Overlap::Allow | Overlap::CancelPrevious => return Err(over()),
             }
         }
-        self.store_queued(job, trigger, params, triggered_by, scheduled_for, unlimited)
+        self.store_queued(job, origin, params, triggered_by, scheduled_for, unlimited)
             .await
     }
 
@@ -651,17 +680,19 @@ impl Owner {
     async fn store_queued(
         &mut self,
         job: Arc<JobDef>,
-        trigger: TriggerReason,
+        origin: impl Into<Origin>,
         params: BTreeMap<String, String>,
         triggered_by: Option<String>,
         scheduled_for: Option<DateTime<Utc>>,
         unlimited: bool,
     ) -> Result<Run, EngineError> {
+        let origin = origin.into();
         let run = Run {
             id: uuid::Uuid::now_v7().to_string(),
             job_id: job.id.clone(),
             status: RunStatus::Queued,
-            trigger,
+            trigger: origin.trigger,
+            retry_of: origin.retry_of,
             params,
             created_at: self.clock.now(),
             started_at: None,

@@ -204,6 +204,7 @@ mod tests {
                 triggered_by: None,
                 scheduled_for: None,
                 definition: None,
+                retry_of: None,
             },
             tasks: Vec::new(),
             unlimited: false,

@@ -25,6 +25,7 @@ fn run(id: &str, status: RunStatus, scheduled: bool) -> Run {
         triggered_by: None,
         scheduled_for: scheduled.then_some(at),
         definition: None,
+        retry_of: None,
     }
 }
 

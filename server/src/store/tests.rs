@@ -157,6 +157,7 @@ fn run(id: &str, job_id: &str, status: RunStatus, created: i64) -> Run {
         triggered_by: Some("ci-bot".into()),
         scheduled_for: None,
         definition: None,
+        retry_of: None,
     }
 }
 
@@ -787,6 +788,7 @@ async fn one_run_per_fire_instant(subject: &Subject) -> StoreResult<()> {
         trigger: TriggerReason::Schedule,
         scheduled_for: Some(self::at(at)),
         definition: None,
+        retry_of: None,
         ..run(id, job, RunStatus::Queued, at)
     };
     store.create_run(fire("a", "j", 10), vec![]).await?;

@@ -151,6 +151,17 @@ pub enum Command {
         #[command(flatten)]
         output: OutputArg,
     },
+    /// Start a new run of a run's job with the same params (reason retry, pointing at
+    /// the original), and print its id
+    Rerun {
+        /// The run to repeat
+        run_id: String,
+        /// Wait for the new run to end; exit with its outcome
+        #[arg(short, long)]
+        wait: bool,
+        #[command(flatten)]
+        output: OutputArg,
+    },
     /// List a job's runs, newest first
     Runs {
         /// Job id
@@ -265,6 +276,7 @@ impl Command {
             | Command::Trigger(TriggerArgs { output, .. })
             | Command::Backfill { output, .. }
             | Command::Reload { output }
+            | Command::Rerun { output, .. }
             | Command::Runs { output, .. }
             | Command::Run { output, .. }
             | Command::Tasks { output, .. }

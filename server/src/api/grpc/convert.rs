@@ -127,6 +127,7 @@ pub fn run(r: &Run, now: DateTime<Utc>) -> pb::Run {
         triggered_by: r.triggered_by.clone().unwrap_or_default(),
         scheduled_for: r.scheduled_for.map(timestamp),
         definition: r.definition.clone().unwrap_or_default(),
+        retry_of: r.retry_of.clone().unwrap_or_default(),
     }
 }
 
@@ -328,6 +329,7 @@ mod tests {
             triggered_by: None,
             scheduled_for: None,
             definition: None,
+            retry_of: None,
         }
     }
 

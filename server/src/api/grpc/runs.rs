@@ -52,6 +52,26 @@ impl RunService for PetitApi {
         }))
     }
 
+    async fn rerun_run(
+        &self,
+        request: Request<pb::RerunRunRequest>,
+    ) -> Result<Response<pb::RerunRunResponse>, Status> {
+        let caller = Caller::of(&request);
+        let run_id = required("run_id", &request.get_ref().run_id)?.to_string();
+        let result = self
+            .engine
+            .rerun(&run_id, Some(caller.name.clone()))
+            .await
+            .map_err(Status::from);
+        self.audit(&caller, "RerunRun", &run_id, &result, |run| {
+            format!("run {}", run.id)
+        })
+        .await;
+        Ok(Response::new(pb::RerunRunResponse {
+            run: Some(convert::run(&result?, Utc::now())),
+        }))
+    }
+
     async fn cancel_run(
         &self,
         request: Request<pb::CancelRunRequest>,

@@ -377,6 +377,12 @@ mod tests {
             ),
             (
                 "POST",
+                "/api/runs/{run_id}/rerun",
+                BodyRule::Whole,
+                "/petit.v1.RunService/RerunRun",
+            ),
+            (
+                "POST",
                 "/api/jobs:reload",
                 BodyRule::Whole,
                 "/petit.v1.JobService/ReloadJobs",

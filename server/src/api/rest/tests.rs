@@ -493,5 +493,6 @@ fn run_json(job_id: &str, params: Value) -> Value {
         "error": "",
         "triggeredBy": "",
         "definition": "",
+        "retryOf": "",
     }})
 }

@@ -14,7 +14,7 @@ use crate::store::{AuditRecord, NotificationRecord, Run, TaskRun};
 
 /// The columns `run_from_row` reads, in its order (and `insert_run` writes).
 pub(super) const RUN_COLUMNS: &str = r#"id, job_id, status, "trigger", params, created_at, started_at, ended_at, error,
-    triggered_by, scheduled_for, definition"#;
+    triggered_by, scheduled_for, definition, retry_of"#;
 /// The columns `task_from_row` reads, in its order.
 pub(super) const TASK_COLUMNS: &str =
     "run_id, task_id, status, attempts, exit_code, started_at, ended_at, error, outputs";
@@ -80,6 +80,7 @@ pub(super) fn run_from_row(row: &Row<'_>) -> rusqlite::Result<Run> {
         triggered_by: row.get(9)?,
         scheduled_for: optional_time_column(row, 10)?,
         definition: row.get(11)?,
+        retry_of: row.get(12)?,
     })
 }
 

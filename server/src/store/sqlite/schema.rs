@@ -154,6 +154,10 @@ pub(in crate::store) const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE runs ADD COLUMN definition TEXT;
     "#,
+    // 9: the run a re-run repeats.
+    r#"
+    ALTER TABLE runs ADD COLUMN retry_of TEXT;
+    "#,
 ];
 
 /// Applies the migrations this database lacks, one transaction each.

@@ -25,6 +25,7 @@ fn queued_run(id: &str) -> Run {
         triggered_by: None,
         scheduled_for: None,
         definition: None,
+        retry_of: None,
     }
 }
 

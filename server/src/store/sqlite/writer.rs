@@ -254,7 +254,7 @@ fn refused_run(run: &Run, e: rusqlite::Error) -> StoreError {
 
 fn insert_run(conn: &Connection, run: &Run, tasks: &[TaskRun]) -> rusqlite::Result<()> {
     conn.prepare_cached(&format!(
-        "INSERT INTO runs ({RUN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+        "INSERT INTO runs ({RUN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
     ))?
     .execute(params![
         run.id,
@@ -269,6 +269,7 @@ fn insert_run(conn: &Connection, run: &Run, tasks: &[TaskRun]) -> rusqlite::Resu
         run.triggered_by,
         run.scheduled_for.as_ref().map(time_to_sql),
         run.definition,
+        run.retry_of,
     ])?;
     let mut insert = conn.prepare_cached(&format!(
         "INSERT INTO task_runs ({TASK_COLUMNS}, ordinal)

@@ -270,6 +270,38 @@ pub async fn trigger(client: &Client, args: TriggerArgs, out: &mut Out) -> Resul
     Ok(run_exit_code(ended.status()))
 }
 
+/// `rerun RUN [--wait]`.
+pub async fn rerun(
+    client: &Client,
+    run_id: &str,
+    wait: bool,
+    out: &mut Out,
+) -> Result<u8, CliError> {
+    let response = client.rerun_run(run_id).await?;
+    let run = response.run.clone().ok_or(CliError::Missing("run"))?;
+    if !wait {
+        if out.is_json() {
+            out.json(&response)?;
+        } else {
+            out.line(&run.id)?;
+        }
+        return Ok(SUCCESS);
+    }
+    if !out.is_json() {
+        out.line(&run.id)?;
+        out.flush()?;
+    }
+    let ended = wait_run(client, &run.id).await?;
+    if out.is_json() {
+        out.json(&TriggerJobResponse {
+            run: Some(ended.clone()),
+        })?;
+    }
+    out.flush()?;
+    print_summary(&ended);
+    Ok(run_exit_code(ended.status()))
+}
+
 /// Prints every task's output as it comes, until the run ends.
 async fn follow_run(client: &Client, run_id: &str, out: &mut Out) -> Result<(), CliError> {
     let mut stream = client.follow_task_logs(run_id, "", 0).await?;

@@ -47,6 +47,7 @@ async fn dispatch(cli: Cli) -> Result<u8, CliError> {
             ..
         } => jobs::backfill(client, &job, from, to, dry_run, out).await?,
         Command::Reload { .. } => jobs::reload(client, out).await?,
+        Command::Rerun { run_id, wait, .. } => jobs::rerun(client, &run_id, wait, out).await?,
         Command::Runs { job, limit, .. } => jobs::runs(client, &job, limit, out).await?,
         Command::Run { run_id, .. } => runs::show(client, &run_id, out).await?,
         Command::Tasks { run_id, .. } => runs::tasks(client, &run_id, out).await?,

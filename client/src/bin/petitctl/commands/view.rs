@@ -82,8 +82,14 @@ pub fn run_fields(run: &Run, color: bool, zone: Zone) -> String {
             format_time(run.scheduled_for.as_ref(), zone),
         ));
     }
+    if !run.retry_of.is_empty() {
+        rows.push(("Re-run of", run.retry_of.clone()));
+    }
     if !run.params.is_empty() {
         rows.push(("Params", key_values(&run.params)));
+    }
+    if !run.definition.is_empty() {
+        rows.push(("Definition", run.definition.clone()));
     }
     rows.extend([
         ("Created", format_time(run.created_at.as_ref(), zone)),
