@@ -243,6 +243,11 @@ impl Api {
             "petit.v1.RunService.ListTaskRuns" => call!(runs.list_task_runs(ListTaskRunsRequest)),
             "petit.v1.RunService.CancelRun" => call!(runs.cancel_run(CancelRunRequest)),
             "petit.v1.RunService.GetTaskLogs" => call!(runs.get_task_logs(GetTaskLogsRequest)),
+            "petit.v1.RunService.RerunRun" => call!(runs.rerun_run(RerunRunRequest)),
+            "petit.v1.JobService.PauseJob" => call!(jobs.pause_job(PauseJobRequest)),
+            "petit.v1.JobService.ResumeJob" => call!(jobs.resume_job(ResumeJobRequest)),
+            "petit.v1.JobService.BackfillJob" => call!(jobs.backfill_job(BackfillJobRequest)),
+            "petit.v1.JobService.ReloadJobs" => call!(jobs.reload_jobs(ReloadJobsRequest)),
             other => {
                 panic!("{other} has a REST route but this test can't call it over gRPC: add it")
             }
@@ -404,7 +409,7 @@ async fn every_rest_route_answers_like_grpc() {
 
         // What legitimately differs between two calls.
         let mut volatile = vec!["uptime"];
-        let triggers = route.rpc.name() == "TriggerJob";
+        let triggers = matches!(route.rpc.name(), "TriggerJob" | "RerunRun");
         if triggers {
             // Two calls start two runs, one after the other (the job allows one at a
             // time), and the walk goes on once both have ended.
