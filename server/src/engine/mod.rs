@@ -527,7 +527,7 @@ impl Engine {
             })
             .await?;
         match cancelling? {
-            owner::Cancelling::Ended(run) => Ok(run),
+            owner::Cancelling::Ended(run) => Ok(*run),
             owner::Cancelling::Wait(mut done) => {
                 let finished = done
                     .wait_for(Option::is_some)

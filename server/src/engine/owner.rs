@@ -104,7 +104,7 @@ pub struct Backfill {
 /// The answer to a cancel.
 pub enum Cancelling {
     /// It was queued: it is cancelled now.
-    Ended(Run),
+    Ended(Box<Run>),
     /// It is running: told to stop; its final record appears here.
     Wait(watch::Receiver<Option<Run>>),
     /// Neither queued nor running here.
@@ -848,7 +848,7 @@ impl Owner {
         }
         self.bus.publish(Event::of_run(cancelled.clone()));
         self.note_run(&cancelled);
-        Ok(Cancelling::Ended(cancelled))
+        Ok(Cancelling::Ended(Box::new(cancelled)))
     }
 
     async fn set_paused(&mut self, paused: bool) -> Result<(), EngineError> {
