@@ -244,7 +244,11 @@ impl Engine {
             .map_err(|e| EngineError::Io {
                 context: "scratch directory".into(),
                 source: std::io::Error::other(e),
-            })??;
+            })?
+            .map_err(|e| EngineError::Io {
+                context: e.context,
+                source: e.source,
+            })?;
         let ledger = match &options.process_ledger {
             Some(dir) => {
                 // File system work: off the executor threads.
