@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use petit_proto::v1 as pb;
 use prost_types::Timestamp;
 
+use crate::core::job::{Catchup, Overlap};
 use crate::core::{
     DepCondition, JobDef, LogStream, RetryPolicy, RunStatus, TaskDef, TaskStatus, TriggerReason,
 };
@@ -273,6 +274,26 @@ pub fn job(
         last_run: last_run.map(|r| run(r, now)),
         source: def.source.display().to_string(),
         paused,
+        overlap: match def.overlap {
+            Overlap::Skip => "skip",
+            Overlap::Queue => "queue",
+            Overlap::Allow => "allow",
+            Overlap::CancelPrevious => "cancel_previous",
+        }
+        .to_string(),
+        max_queued: def.max_queued,
+        catchup: match def.catchup {
+            Catchup::None => "none",
+            Catchup::Latest => "latest",
+            Catchup::All => "all",
+        }
+        .to_string(),
+        catchup_window: Some(duration(def.catchup_window)),
+        timeout: def.timeout.map(duration),
+        jitter: def.jitter.map(duration),
+        history_max_runs: def.history.max_runs.unwrap_or(0),
+        history_max_age: def.history.max_age.map(duration),
+        definition: def.definition.clone(),
     }
 }
 

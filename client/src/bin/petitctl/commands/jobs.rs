@@ -2,7 +2,8 @@
 
 use petit_client::proto::{Job, Run, TaskDefinition, TriggerJobResponse};
 use petit_client::render::{
-    dag_tree, fields, format_fire_time, job_zone, Cell, Table, TreeLine, TreeMark, Zones,
+    dag_tree, fields, format_fire_time, format_proto_duration, job_zone, Cell, Table, TreeLine,
+    TreeMark, Zones,
 };
 use petit_client::Client;
 
@@ -146,6 +147,47 @@ pub async fn show(client: &Client, job_id: &str, out: &mut Out) -> Result<u8, Cl
         if job.enabled { "yes" } else { "no" }.to_string(),
     ));
     rows.push(("Max concurrency", job.max_concurrency.to_string()));
+    if job.paused {
+        rows.push(("Paused", format!("yes (petitctl resume {})", job.id)));
+    }
+    if !job.overlap.is_empty() {
+        let queued = match job.overlap.as_str() {
+            "queue" => format!(" (up to {} queued)", job.max_queued),
+            _ => String::new(),
+        };
+        rows.push(("Overlap", format!("{}{queued}", job.overlap)));
+    }
+    if !job.catchup.is_empty() && job.catchup != "none" {
+        let window = format_proto_duration(job.catchup_window.as_ref());
+        rows.push(("Catch-up", format!("{} (window {window})", job.catchup)));
+    }
+    if job.timeout.is_some() {
+        rows.push(("Timeout", format_proto_duration(job.timeout.as_ref())));
+    }
+    if job.jitter.is_some() {
+        rows.push(("Jitter", format_proto_duration(job.jitter.as_ref())));
+    }
+    let mut history = Vec::new();
+    if job.history_max_runs > 0 {
+        history.push(format!("newest {} runs", job.history_max_runs));
+    }
+    if job.history_max_age.is_some() {
+        history.push(format!(
+            "ended within {}",
+            format_proto_duration(job.history_max_age.as_ref())
+        ));
+    }
+    rows.push((
+        "History kept",
+        if history.is_empty() {
+            "all".to_string()
+        } else {
+            history.join(", ")
+        },
+    ));
+    if !job.definition.is_empty() {
+        rows.push(("Definition", job.definition.clone()));
+    }
     if !job.depends_on.is_empty() {
         let deps: Vec<String> = job
             .depends_on
