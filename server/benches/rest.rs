@@ -419,8 +419,7 @@ async fn main() {
     }
     let petitd = petitd();
     println!(
-        "rest: {} -t{THREADS} -c{CONNECTIONS}, {seconds} s a load, petitd {}",
-        "wrk / h2load",
+        "rest: wrk / h2load -t{THREADS} -c{CONNECTIONS}, {seconds} s a load, petitd {}",
         petitd.display()
     );
     let health = || GetHealthRequest {}.encode_to_vec();
