@@ -200,4 +200,6 @@ fn json_response(reply: &DynamicMessage) -> Result<Response, RestError> {
 }
 
 #[cfg(test)]
+mod json_tests;
+#[cfg(test)]
 mod tests;
