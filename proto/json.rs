@@ -137,11 +137,15 @@ impl JsonWriter {
     }
 
     pub fn i64(&mut self, value: i64) {
-        let _ = write!(self.out, "\"{value}\"");
+        self.out.push(b'"');
+        let _ = serde_json::to_writer(&mut self.out, &value);
+        self.out.push(b'"');
     }
 
     pub fn u64(&mut self, value: u64) {
-        let _ = write!(self.out, "\"{value}\"");
+        self.out.push(b'"');
+        let _ = serde_json::to_writer(&mut self.out, &value);
+        self.out.push(b'"');
     }
 
     pub fn f32(&mut self, value: f32) {
@@ -187,7 +191,12 @@ impl JsonWriter {
             self.fail("timestamp out of range");
             return;
         }
-        let _ = write!(self.out, "\"{value}\"");
+        if (0..NANOS_PER_SECOND).contains(&value.nanos) {
+            write_timestamp(&mut self.out, value.seconds, value.nanos as u32);
+        } else {
+            // prost-types normalizes it first: let it.
+            let _ = write!(self.out, "\"{value}\"");
+        }
     }
 
     pub fn duration(&mut self, value: &prost_types::Duration) {
@@ -197,7 +206,19 @@ impl JsonWriter {
             self.fail("duration out of range");
             return;
         }
-        let _ = write!(self.out, "\"{value}\"");
+        let negative = value.seconds < 0 || value.nanos < 0;
+        if value.seconds.signum() * i64::from(value.nanos.signum()) >= 0 {
+            self.out.push(b'"');
+            if negative {
+                self.out.push(b'-');
+            }
+            let _ = serde_json::to_writer(&mut self.out, &value.seconds.unsigned_abs());
+            fraction(&mut self.out, value.nanos.unsigned_abs());
+            self.out.extend_from_slice(b"s\"");
+        } else {
+            // Seconds and nanos of opposite signs: prost-types normalizes them first.
+            let _ = write!(self.out, "\"{value}\"");
+        }
     }
 
     /// A map field: an object, its entries sorted by key.
@@ -251,6 +272,65 @@ macro_rules! integer_keys {
 }
 integer_keys!(i32, u32, i64, u64);
 
+const NANOS_PER_SECOND: i32 = 1_000_000_000;
+
+/// `"2024-01-02T03:04:05.123Z"`, as prost-types' `Display` writes a normalized timestamp
+/// of years 0001 to 9999 (the range `timestamp` lets through).
+fn write_timestamp(out: &mut Vec<u8>, seconds: i64, nanos: u32) {
+    let days = seconds.div_euclid(86_400);
+    let secs = seconds.rem_euclid(86_400) as u32;
+    let (year, month, day) = civil_from_days(days);
+    let mut text = *b"\"0000-00-00T00:00:00";
+    digits(&mut text[1..5], year as u32);
+    digits(&mut text[6..8], month);
+    digits(&mut text[9..11], day);
+    digits(&mut text[12..14], secs / 3600);
+    digits(&mut text[15..17], secs / 60 % 60);
+    digits(&mut text[18..20], secs % 60);
+    out.extend_from_slice(&text);
+    fraction(out, nanos);
+    out.extend_from_slice(b"Z\"");
+}
+
+/// The fraction of a second as prost-types writes it: nothing, or 3, 6 or 9 digits.
+fn fraction(out: &mut Vec<u8>, nanos: u32) {
+    let (value, width) = if nanos == 0 {
+        return;
+    } else if nanos % 1_000_000 == 0 {
+        (nanos / 1_000_000, 3)
+    } else if nanos % 1_000 == 0 {
+        (nanos / 1_000, 6)
+    } else {
+        (nanos, 9)
+    };
+    let mut text = *b".000000000";
+    digits(&mut text[1..=width], value);
+    out.extend_from_slice(&text[..=width]);
+}
+
+/// `value` in decimal, zero-padded to fill `into`.
+fn digits(into: &mut [u8], mut value: u32) {
+    for slot in into.iter_mut().rev() {
+        *slot = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
+}
+
+/// Days since 1970-01-01 as a proleptic Gregorian (year, month, day): Howard Hinnant's
+/// `civil_from_days`.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097) as u32;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = i64::from(yoe) + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
 /// Standard base64 with padding, as prost-reflect writes bytes.
 fn base64(out: &mut Vec<u8>, bytes: &[u8]) {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -281,6 +361,154 @@ include!(concat!(env!("OUT_DIR"), "/petit.v1.json.rs"));
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A small deterministic generator, enough to spread cases over a range.
+    struct Lcg(u64);
+
+    impl Lcg {
+        fn next(&mut self) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            self.0 >> 11
+        }
+
+        fn within(&mut self, low: i64, high: i64) -> i64 {
+            low + (self.next() % (high - low + 1) as u64) as i64
+        }
+    }
+
+    fn written(write: impl FnOnce(&mut JsonWriter)) -> Result<String, JsonError> {
+        struct Value<F>(std::cell::Cell<Option<F>>);
+        impl<F: FnOnce(&mut JsonWriter)> ToJson for Value<F> {
+            fn write_json(&self, w: &mut JsonWriter) {
+                if let Some(write) = self.0.take() {
+                    write(w);
+                }
+            }
+        }
+        to_json(&Value(std::cell::Cell::new(Some(write))), 0)
+            .map(|bytes| String::from_utf8(bytes).expect("UTF-8"))
+    }
+
+    #[test]
+    fn timestamps_are_written_as_prost_types_displays_them() {
+        let mut rng = Lcg(7);
+        let edges = [
+            MIN_TIMESTAMP_SECONDS,
+            MAX_TIMESTAMP_SECONDS,
+            0,
+            -1,
+            86_399,
+            86_400,
+            951_782_400,   // 2000-02-29
+            4_107_542_400, // 2100-03-01
+            1_700_000_000,
+        ];
+        let nanos = [
+            0,
+            1,
+            999_999_999,
+            500_000_000,
+            123_000,
+            123_456_789,
+            -1,
+            1_000_000_000,
+            -1_500_000_000,
+        ];
+        let mut cases: Vec<(i64, i32)> = edges
+            .iter()
+            .flat_map(|&s| nanos.iter().map(move |&n| (s, n)))
+            .collect();
+        for _ in 0..200_000 {
+            let seconds = rng.within(MIN_TIMESTAMP_SECONDS, MAX_TIMESTAMP_SECONDS);
+            let nanos = match rng.next() % 4 {
+                0 => 0,
+                1 => rng.within(0, 999) as i32 * 1_000_000,
+                2 => rng.within(0, 999_999) as i32 * 1_000,
+                _ => rng.within(0, 999_999_999) as i32,
+            };
+            cases.push((seconds, nanos));
+        }
+        for (seconds, nanos) in cases {
+            let value = prost_types::Timestamp { seconds, nanos };
+            let got = written(|w| w.timestamp(&value));
+            if (MIN_TIMESTAMP_SECONDS..=MAX_TIMESTAMP_SECONDS).contains(&seconds) {
+                assert_eq!(got, Ok(format!("\"{value}\"")), "{value:?}");
+            } else {
+                assert_eq!(got, Err(JsonError("timestamp out of range")), "{value:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn durations_are_written_as_prost_types_displays_them() {
+        let mut rng = Lcg(11);
+        let max = MAX_DURATION_SECONDS as i64;
+        let mut cases: Vec<(i64, i32)> = [0, 1, -1, max, -max, 86_400]
+            .iter()
+            .flat_map(|&s| {
+                [
+                    0,
+                    1,
+                    -1,
+                    500_000_000,
+                    -500_000_000,
+                    999_999_999,
+                    -999_999_999,
+                    1_000,
+                ]
+                .map(move |n| (s, n))
+            })
+            .collect();
+        for _ in 0..100_000 {
+            let seconds = rng.within(-max, max);
+            let nanos = rng.within(-999_999_999, 999_999_999) as i32;
+            let nanos = if rng.next() % 2 == 0 {
+                nanos / 1_000 * 1_000
+            } else {
+                nanos
+            };
+            cases.push((seconds, nanos));
+        }
+        for (seconds, nanos) in cases {
+            let value = prost_types::Duration { seconds, nanos };
+            let got = written(|w| w.duration(&value));
+            assert_eq!(got, Ok(format!("\"{value}\"")), "{value:?}");
+        }
+        let too_long = prost_types::Duration {
+            seconds: max + 1,
+            nanos: 0,
+        };
+        assert_eq!(
+            written(|w| w.duration(&too_long)),
+            Err(JsonError("duration out of range"))
+        );
+    }
+
+    #[test]
+    fn integers_and_floats_are_written_as_serde_json_writes_them() {
+        for value in [0, 1, -1, i64::MIN, i64::MAX] {
+            assert_eq!(written(|w| w.i64(value)), Ok(format!("\"{value}\"")));
+        }
+        for value in [0, 1, u64::MAX] {
+            assert_eq!(written(|w| w.u64(value)), Ok(format!("\"{value}\"")));
+        }
+        for value in [0.0, 1.5, -2.5e300, 1e-7, f64::MAX] {
+            let want = serde_json::to_string(&value).expect("json");
+            assert_eq!(written(|w| w.f64(value)), Ok(want));
+        }
+        assert_eq!(written(|w| w.f64(f64::NAN)), Ok("\"NaN\"".to_string()));
+        assert_eq!(
+            written(|w| w.f32(f32::NEG_INFINITY)),
+            Ok("\"-Infinity\"".to_string())
+        );
+        assert_eq!(
+            written(|w| w.f64(f64::INFINITY)),
+            Ok("\"Infinity\"".to_string())
+        );
+    }
 
     #[test]
     fn base64_pads_as_the_standard_alphabet_does() {
