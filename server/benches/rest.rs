@@ -1,5 +1,5 @@
 //! REST and gRPC unary calls under load, against a release petitd serving generated jobs
-//! (each with a schedule, three tasks and one finished run): `GET /api/health` (the
+//! (each with a daily schedule, three tasks and one finished run): `GET /api/health` (the
 //! floor: the cost of an HTTP round trip through petitd), `GET /api/jobs` with 10 jobs,
 //! `GET /api/jobs/{id}` and `GET /api/jobs?pageSize=50` with 1,000, and the same four
 //! calls over gRPC. `wrk` drives REST, `h2load` gRPC (`apt-get install wrk
@@ -7,11 +7,13 @@
 //!
 //! Each line gives requests per second, the 99th percentile latency, the ratio to the
 //! floor of the same daemon and transport, and petitd's CPU time (utime + stime from
-//! `/proc/PID/stat`) per request over the load. The machine is shared: compare ratios
-//! and CPU per request, not raw rates. Nothing here asserts.
+//! `/proc/PID/stat`) per request over the load: the medians of `REST_BENCH_ROUNDS`
+//! loads (default 3) of `REST_BENCH_SECONDS` each (default 5). The machine is shared:
+//! compare ratios and CPU per request, not raw rates. Nothing here asserts.
 //!
-//! `PETITD=/path/to/petitd` measures another build (a saved binary of an older commit)
-//! with the same harness; `REST_BENCH_SECONDS` sets each load's length (default 5).
+//! `PETITD=/old/petitd:/new/petitd` compares builds (a saved binary of an older commit):
+//! each gets its own daemons, and their loads take turns, so that both see the same
+//! machine. The jobs fire at 02:00 UTC only, so that no fire lands inside a load.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -31,7 +33,7 @@ fn job_yaml(id: &str) -> String {
         r#"id: {id}
 name: Job {id}
 description: A generated job for the REST bench, with a schedule and a three-task chain.
-schedule: "0 */5 * * * *"
+schedule: "0 0 2 * * *"
 max_concurrency: 1
 config:
   batch_size: 100
@@ -62,6 +64,7 @@ fn job_id(i: usize) -> String {
 
 struct Daemon {
     child: Child,
+    binary: PathBuf,
     addr: String,
     _dir: tempfile::TempDir,
 }
@@ -97,6 +100,7 @@ impl Daemon {
             .expect("spawn petitd");
         let mut daemon = Daemon {
             child,
+            binary: petitd.to_path_buf(),
             addr: String::new(),
             _dir: dir,
         };
@@ -327,6 +331,22 @@ fn h2load(daemon: &Daemon, method: &str, payload: &[u8], seconds: u64) -> Load {
     }
 }
 
+/// The median of each figure over rounds.
+fn median(loads: &[Load]) -> Load {
+    let mid = |f: fn(&Load) -> f64| {
+        let mut values: Vec<f64> = loads.iter().map(f).collect();
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    Load {
+        requests: mid(|l| l.requests),
+        per_second: mid(|l| l.per_second),
+        p99_ms: mid(|l| l.p99_ms),
+        cpu_us_per_request: mid(|l| l.cpu_us_per_request),
+        failed: loads.iter().map(|l| l.failed).sum(),
+    }
+}
+
 fn report(transport: &str, what: &str, load: &Load, floor: &Load) {
     let failed = if load.failed > 0 {
         format!("  ({} FAILED: figures void)", load.failed)
@@ -334,12 +354,11 @@ fn report(transport: &str, what: &str, load: &Load, floor: &Load) {
         String::new()
     };
     println!(
-        "{transport:<5} {what:<38} {:>8.0} req/s  p99 {:>7.2} ms  {:>5.2}x floor  {:>7.1} µs CPU/req  ({:.0} requests){failed}",
+        "{transport:<5} {what:<44} {:>8.0} req/s  p99 {:>7.2} ms  {:>5.2}x floor  {:>7.1} µs CPU/req{failed}",
         load.per_second,
         load.p99_ms,
         load.per_second / floor.per_second,
         load.cpu_us_per_request,
-        load.requests,
     );
 }
 
@@ -368,38 +387,71 @@ struct Case {
     grpc_request: Box<dyn Fn() -> Vec<u8>>,
 }
 
-fn run_cases(daemon: &Daemon, cases: &[Case], seconds: u64, tools: (bool, bool)) {
+/// Runs every case on every daemon (one per binary), `rounds` times, the daemons taking
+/// turns, and reports the medians per binary; the first case is the floor.
+fn run_cases(daemons: &[Daemon], cases: &[Case], seconds: u64, rounds: usize, tools: (bool, bool)) {
     let (with_wrk, with_h2load) = tools;
     for case in cases {
         println!(
             "      {} replies {} bytes of JSON",
             case.rest_path,
-            rest_bytes(daemon, &case.rest_path)
+            rest_bytes(&daemons[0], &case.rest_path)
         );
     }
-    if with_wrk {
-        let mut floor = None;
-        for case in cases {
-            let load = wrk(daemon, &case.rest_path, seconds);
-            let floor = floor.get_or_insert_with(|| load.clone());
-            report("REST", &format!("GET {}", case.what), &load, floor);
+    // loads[transport][case][daemon]: the rounds.
+    let mut loads = vec![vec![vec![Vec::new(); daemons.len()]; cases.len()]; 2];
+    for _ in 0..rounds {
+        for (c, case) in cases.iter().enumerate() {
+            for (d, daemon) in daemons.iter().enumerate() {
+                if with_wrk {
+                    loads[0][c][d].push(wrk(daemon, &case.rest_path, seconds));
+                }
+                if with_h2load {
+                    let request = (case.grpc_request)();
+                    loads[1][c][d].push(h2load(daemon, case.grpc_method, &request, seconds));
+                }
+            }
         }
     }
-    if with_h2load {
-        let mut floor = None;
-        for case in cases {
-            let load = h2load(daemon, case.grpc_method, &(case.grpc_request)(), seconds);
-            let floor = floor.get_or_insert_with(|| load.clone());
-            let method = case.grpc_method.rsplit('/').next().unwrap_or_default();
-            report("gRPC", &format!("{method} ({})", case.what), &load, floor);
+    for (d, daemon) in daemons.iter().enumerate() {
+        println!("    petitd {}", daemon.binary.display());
+        for (t, transport) in ["REST", "gRPC"].into_iter().enumerate() {
+            if loads[t][0][d].is_empty() {
+                continue;
+            }
+            let floor = median(&loads[t][0][d]);
+            for (c, case) in cases.iter().enumerate() {
+                let what = match t {
+                    0 => format!("GET {}", case.what),
+                    _ => format!(
+                        "{} ({})",
+                        case.grpc_method.rsplit('/').next().unwrap_or_default(),
+                        case.what
+                    ),
+                };
+                report(transport, &what, &median(&loads[t][c][d]), &floor);
+            }
         }
     }
 }
 
-fn petitd() -> PathBuf {
-    std::env::var_os("PETITD")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_petitd")))
+/// The builds to measure: `PETITD` (several, `:`-separated), else this one.
+fn binaries() -> Vec<PathBuf> {
+    match std::env::var_os("PETITD") {
+        Some(list) => std::env::split_paths(&list).collect(),
+        None => vec![PathBuf::from(env!("CARGO_BIN_EXE_petitd"))],
+    }
+}
+
+/// One daemon per binary, each with `jobs` jobs that have run once.
+async fn daemons(binaries: &[PathBuf], jobs: usize) -> Vec<Daemon> {
+    let mut daemons = Vec::new();
+    for binary in binaries {
+        let daemon = Daemon::start(binary, jobs);
+        daemon.run_every_job_once(jobs).await;
+        daemons.push(daemon);
+    }
+    daemons
 }
 
 #[tokio::main]
@@ -417,15 +469,17 @@ async fn main() {
             "rest: h2load is not installed (apt-get install nghttp2-client): gRPC loads skipped"
         );
     }
-    let petitd = petitd();
+    let rounds = std::env::var("REST_BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    let binaries = binaries();
     println!(
-        "rest: wrk / h2load -t{THREADS} -c{CONNECTIONS}, {seconds} s a load, petitd {}",
-        petitd.display()
+        "rest: wrk / h2load -t{THREADS} -c{CONNECTIONS}, medians of {rounds} loads of {seconds} s"
     );
     let health = || GetHealthRequest {}.encode_to_vec();
 
-    let small = Daemon::start(&petitd, 10);
-    small.run_every_job_once(10).await;
+    let small = daemons(&binaries, 10).await;
     let cases = [
         Case {
             what: "/api/health (floor)".into(),
@@ -440,11 +494,10 @@ async fn main() {
             grpc_request: Box::new(|| ListJobsRequest::default().encode_to_vec()),
         },
     ];
-    run_cases(&small, &cases, seconds, tools);
+    run_cases(&small, &cases, seconds, rounds, tools);
     drop(small);
 
-    let large = Daemon::start(&petitd, 1000);
-    large.run_every_job_once(1000).await;
+    let large = daemons(&binaries, 1000).await;
     let one = job_id(500);
     let cases = [
         Case {
@@ -477,5 +530,5 @@ async fn main() {
             }),
         },
     ];
-    run_cases(&large, &cases, seconds, tools);
+    run_cases(&large, &cases, seconds, rounds, tools);
 }
