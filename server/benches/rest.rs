@@ -20,7 +20,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use petit_proto::v1::job_service_client::JobServiceClient;
-use petit_proto::v1::{GetHealthRequest, GetJobRequest, ListJobsRequest, TriggerJobRequest};
+use petit_proto::v1::run_service_client::RunServiceClient;
+use petit_proto::v1::{
+    GetHealthRequest, GetJobRequest, GetRunRequest, ListJobsRequest, TriggerJobRequest,
+};
 use prost::Message;
 use tonic::transport::Channel;
 
@@ -137,15 +140,15 @@ impl Daemon {
         ticks * 1e6 / hz
     }
 
-    /// Triggers every job once and waits until each has a finished last run, so that
-    /// every job shows one.
+    /// Triggers every job once and waits until each run has ended, so that every job
+    /// shows a finished last run.
     async fn run_every_job_once(&self, jobs: usize) {
         let channel = Channel::from_shared(format!("http://{}", self.addr))
             .expect("url")
             .connect()
             .await
             .expect("connect");
-        let client = JobServiceClient::new(channel);
+        let client = JobServiceClient::new(channel.clone());
         let triggers: Vec<_> = (0..jobs)
             .map(|i| {
                 let mut client = client.clone();
@@ -160,38 +163,33 @@ impl Daemon {
                 })
             })
             .collect();
+        let mut pending = Vec::new();
         for trigger in triggers {
-            trigger.await.expect("trigger task");
+            let run = trigger.await.expect("trigger task").into_inner().run;
+            pending.push(run.expect("a run").id);
         }
+        let mut runs = RunServiceClient::new(channel);
         let deadline = Instant::now() + Duration::from_secs(300);
-        loop {
-            let mut done = 0;
-            let mut token = String::new();
-            loop {
-                let page = client
-                    .clone()
-                    .list_jobs(ListJobsRequest {
-                        page_size: 500,
-                        page_token: token,
-                    })
-                    .await
-                    .expect("list jobs")
-                    .into_inner();
-                done += page
-                    .jobs
-                    .iter()
-                    .filter(|j| j.last_run.as_ref().is_some_and(|r| r.ended_at.is_some()))
-                    .count();
-                if page.next_page_token.is_empty() {
-                    break;
-                }
-                token = page.next_page_token;
+        while let Some(run_id) = pending.last() {
+            let run = runs
+                .get_run(GetRunRequest {
+                    run_id: run_id.clone(),
+                })
+                .await
+                .expect("get run")
+                .into_inner()
+                .run
+                .expect("a run");
+            if run.ended_at.is_some() {
+                pending.pop();
+                continue;
             }
-            if done == jobs {
-                return;
-            }
-            assert!(Instant::now() < deadline, "runs did not end: {done}/{jobs}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            assert!(
+                Instant::now() < deadline,
+                "runs did not end: {} left",
+                pending.len()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 }
