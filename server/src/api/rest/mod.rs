@@ -8,7 +8,8 @@
 //! - Replies use the proto3 JSON mapping (lowerCamelCase names, enum names, 64-bit
 //!   integers as strings, RFC 3339 timestamps, durations as `"1.5s"`) and include fields
 //!   at their default value (`[]`, `0`, `""`, `false`), so a client never has to guess
-//!   whether a missing key means "empty"; only unset message fields are left out.
+//!   whether a missing key means "empty"; only unset message fields are left out. Map
+//!   entries come sorted by key (`petit_proto::json`).
 //! - Errors are `{"code": <gRPC code>, "message": "...", "details": []}` with the HTTP
 //!   status grpc-gateway uses ([`http_status`]); a bad body or query is 400, an
 //!   unknown path under a REST prefix 404, a wrong method 405, a body over
