@@ -58,12 +58,15 @@ check:
 build:
 	$(CARGO) build --workspace --release
 
-# Engine overhead as ratios against the raw cost of the same work, and petitd's
-# resident memory while it serves a 2,000,000-line log (see server/benches).
+# Engine overhead as ratios against the raw cost of the same work, petitd's resident
+# memory while it serves a 2,000,000-line log, and REST/gRPC calls under load as ratios
+# to the health call (needs wrk and h2load: apt-get install wrk nghttp2-client; see
+# server/benches).
 bench:
 	$(CARGO) bench -p petit-server --bench engine
 	$(CARGO) bench -p petit-server --bench log_memory
 	$(CARGO) bench -p petit-server --bench log_append
+	$(CARGO) bench -p petit-server --bench rest
 
 # The clients must never depend on server code, SQLite, YAML parsing or the REST stack.
 boundaries:

@@ -1,10 +1,14 @@
 //! Compiles the Petit contract (`proto/petit/v1/*.proto`) with protox (no protoc needed)
 //! into Rust types, tonic clients/servers (per the `client`/`server` features), and a
-//! file descriptor set used by server reflection and the REST shim.
+//! file descriptor set used by server reflection and the REST shim, and the proto3 JSON
+//! writer of every `petit.v1` message (`proto/json_codegen.rs`, used by feature `json`).
 
 use std::path::PathBuf;
 
 use prost::Message;
+
+#[path = "proto/json_codegen.rs"]
+mod json_codegen;
 
 const PROTOS: &[&str] = &[
     "petit/v1/types.proto",
@@ -27,6 +31,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let bytes = compiler.encode_file_descriptor_set();
     std::fs::write(out.join("petit_descriptor.bin"), &bytes)?;
     let fds = prost_types::FileDescriptorSet::decode(bytes.as_slice())?;
+    std::fs::write(
+        out.join("petit.v1.json.rs"),
+        json_codegen::generate(&fds, "petit.v1"),
+    )?;
 
     let client = std::env::var_os("CARGO_FEATURE_CLIENT").is_some();
     let server = std::env::var_os("CARGO_FEATURE_SERVER").is_some();

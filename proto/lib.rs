@@ -8,6 +8,10 @@ pub mod v1 {
     tonic::include_proto!("petit.v1");
 }
 
+/// proto3 JSON of the messages above, written from the prost types (the REST API's).
+#[cfg(feature = "json")]
+pub mod json;
+
 /// The encoded `FileDescriptorSet` of every Petit proto and its imports
 /// (`google/api/*`, `google/protobuf/*`).
 pub const FILE_DESCRIPTOR_SET: &[u8] =

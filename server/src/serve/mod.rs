@@ -94,16 +94,17 @@ pub async fn serve(
             )
     };
     let scrape = crate::metrics::router(metrics, engine.clone(), auth.clone());
-    let grpc = PetitApi::new(engine.clone(), streams.clone())
-        .with_exposure(exposure)
+    let api = PetitApi::new(engine.clone(), streams.clone()).with_exposure(exposure);
+    let grpc = api
+        .clone()
         .routes()
         .add_service(health_service)
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?)
         .prepare()
         .into_axum_router()
-        // Every gRPC method, and so every REST route (each is an in-process gRPC call
-        // carrying the request's `authorization` header), passes the token check.
+        // Every gRPC method passes the token check (the REST shim makes the same check
+        // of the RPC a route calls, see `rest::router`).
         .layer(axum::middleware::from_fn_with_state(
             auth.clone(),
             auth::middleware,
@@ -112,11 +113,10 @@ pub async fn serve(
     // REST routes are all under `/api`; gRPC paths (`/package.Service/Method`) never
     // are, so the two sets merge without overlap. Paths neither answers reach
     // `unknown_path`. The checks of gRPC requests apply to the services' own routes
-    // only (not the fallback), and not to the REST shim's calls in process.
+    // only (not the fallback).
     let app = grpc
-        .clone()
         .route_layer(axum::middleware::from_fn(grpc_request::check))
-        .merge(rest::router(grpc, auth))
+        .merge(rest::router(api, auth))
         .merge(scrape);
 
     let close = CancellationToken::new();

@@ -1,12 +1,15 @@
 //! The grpc-gateway-style REST shim. Routes come from the `google.api.http` rules of
-//! `petit_proto::FILE_DESCRIPTOR_SET`; each REST request becomes one in-process call of
-//! the tonic services, and the reply (or error) goes back as proto3 JSON.
+//! `petit_proto::FILE_DESCRIPTOR_SET`; each REST request becomes one direct call of the
+//! service method its RPC names (`call`: the same code the gRPC server runs, after the
+//! same token check), and the reply (or error) goes back as proto3 JSON written straight
+//! from the reply message.
 //!
 //! Choices a client can see:
 //! - Replies use the proto3 JSON mapping (lowerCamelCase names, enum names, 64-bit
 //!   integers as strings, RFC 3339 timestamps, durations as `"1.5s"`) and include fields
 //!   at their default value (`[]`, `0`, `""`, `false`), so a client never has to guess
-//!   whether a missing key means "empty"; only unset message fields are left out.
+//!   whether a missing key means "empty"; only unset message fields are left out. Map
+//!   entries come sorted by key (`petit_proto::json`).
 //! - Errors are `{"code": <gRPC code>, "message": "...", "details": []}` with the HTTP
 //!   status grpc-gateway uses ([`http_status`]); a bad body or query is 400, an
 //!   unknown path under a REST prefix 404, a wrong method 405, a body over
@@ -23,6 +26,8 @@ pub mod openapi;
 mod table;
 mod template;
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -33,9 +38,11 @@ use axum::Router;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use prost_reflect::{DynamicMessage, SerializeOptions};
+use prost_reflect::DynamicMessage;
+use tonic::metadata::MetadataMap;
 
 use crate::auth::Authenticator;
+pub use call::Services;
 
 pub use error::{http_status, ErrorBody, RestError};
 pub use message::FieldPath;
@@ -60,22 +67,31 @@ pub const BODY_LIMIT: usize = 1 << 20;
 const METADATA_PREFIX: &str = "grpc-metadata-";
 
 /// The REST routes of every `google.api.http`-annotated RPC in
-/// `petit_proto::FILE_DESCRIPTOR_SET`, each translated into an in-process call of `grpc`
-/// (the tonic services as an axum Router).
-pub fn router(grpc: Router, auth: Authenticator) -> Router {
+/// `petit_proto::FILE_DESCRIPTOR_SET`, each answered by calling that RPC's method of
+/// `services` (checked by `auth` as a gRPC call of the RPC is).
+pub fn router<S: Services>(services: S, auth: Authenticator) -> Router {
     let table = RouteTable::from_descriptor_set(petit_proto::FILE_DESCRIPTOR_SET)
         .expect("the embedded descriptor set has valid google.api.http rules");
-    router_for(table, grpc, auth)
+    router_for(table, services, auth)
 }
 
 /// As [`router`], for any route table.
-pub fn router_for(table: RouteTable, grpc: Router, auth: Authenticator) -> Router {
+pub fn router_for<S: Services>(table: RouteTable, services: S, auth: Authenticator) -> Router {
     let prefixes = table.prefixes();
     // Built once: it only changes with the binary.
     let openapi = bytes::Bytes::from(openapi::document(&table).to_string());
+    let handlers = table
+        .routes()
+        .iter()
+        .filter_map(|route| {
+            let handler = call::handler::<S>(&route.grpc_path)?;
+            Some((route.grpc_path.clone(), (handler, AtomicUsize::new(0))))
+        })
+        .collect();
     let shim = Arc::new(Shim {
         table,
-        grpc,
+        handlers,
+        services,
         body_limit: BODY_LIMIT,
         openapi,
         auth,
@@ -83,29 +99,31 @@ pub fn router_for(table: RouteTable, grpc: Router, auth: Authenticator) -> Route
     let mut router = Router::new();
     for prefix in prefixes {
         router = router
-            .route(&format!("/{prefix}"), any(handle))
-            .route(&format!("/{prefix}/{{*rest}}"), any(handle));
+            .route(&format!("/{prefix}"), any(handle::<S>))
+            .route(&format!("/{prefix}/{{*rest}}"), any(handle::<S>));
     }
     router.with_state(shim)
 }
 
-struct Shim {
+struct Shim<S> {
     table: RouteTable,
-    grpc: Router,
+    /// By gRPC path: the RPC's handler, and the size of its last reply.
+    handlers: HashMap<String, (call::Handler<S>, AtomicUsize)>,
+    services: S,
     body_limit: usize,
     /// The OpenAPI document, as served.
     openapi: bytes::Bytes,
     auth: Authenticator,
 }
 
-async fn handle(State(shim): State<Arc<Shim>>, request: Request) -> Response {
+async fn handle<S: Services>(State(shim): State<Arc<Shim<S>>>, request: Request) -> Response {
     match shim.serve(request).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
     }
 }
 
-impl Shim {
+impl<S: Services> Shim<S> {
     async fn serve(&self, request: Request) -> Result<Response, RestError> {
         let (parts, body) = request.into_parts();
         let path = parts.uri.path();
@@ -146,15 +164,31 @@ impl Shim {
             }
         };
         message::apply_path(&mut request, &route.path_fields, &raw)?;
-        let reply = call::unary(
-            self.grpc.clone(),
-            &route.grpc_path,
-            &request,
-            &route.rpc.output(),
-            metadata(&parts.headers),
+        // The check the auth middleware makes of a gRPC call to this RPC, after the
+        // request was read (as when REST went through the gRPC server).
+        let caller = self
+            .auth
+            .check(&route.grpc_path, &parts.headers)
+            .map_err(|s| RestError::from_grpc(s.code(), s.message()))?;
+        let Some((handler, last_size)) = self.handlers.get(&route.grpc_path) else {
+            return Err(RestError::from_grpc(
+                tonic::Code::Unimplemented,
+                format!("{} has no REST handler", route.grpc_path),
+            ));
+        };
+        let reply = handler(
+            &self.services,
+            call::Call {
+                message: request,
+                metadata: metadata(&parts.headers),
+                caller,
+                // A reply of the same size plus some, so that one a little longer fits.
+                reply_capacity: last_size.load(Ordering::Relaxed) * 9 / 8 + 128,
+            },
         )
         .await?;
-        json_response(&reply)
+        last_size.store(reply.len(), Ordering::Relaxed);
+        Ok(json_response(reply))
     }
 
     async fn read_body(&self, body: Body) -> Result<bytes::Bytes, RestError> {
@@ -170,9 +204,9 @@ impl Shim {
     }
 }
 
-/// The request headers passed on to the service: `authorization`, and `grpc-metadata-*`
-/// without the prefix.
-fn metadata(headers: &HeaderMap) -> HeaderMap {
+/// The metadata passed on to the service, as a gRPC client would send it:
+/// `authorization`, and `grpc-metadata-*` without the prefix.
+fn metadata(headers: &HeaderMap) -> MetadataMap {
     let mut metadata = HeaderMap::new();
     for (name, value) in headers {
         if *name == AUTHORIZATION {
@@ -183,21 +217,18 @@ fn metadata(headers: &HeaderMap) -> HeaderMap {
             }
         }
     }
-    metadata
+    MetadataMap::from_headers(metadata)
 }
 
-fn json_response(reply: &DynamicMessage) -> Result<Response, RestError> {
-    let options = SerializeOptions::new().skip_default_fields(false);
-    let mut serializer = serde_json::Serializer::new(Vec::new());
-    reply
-        .serialize_with_options(&mut serializer, &options)
-        .map_err(|e| RestError::internal(format!("cannot encode the reply as JSON: {e}")))?;
-    let mut response = (StatusCode::OK, serializer.into_inner()).into_response();
+fn json_response(body: Vec<u8>) -> Response {
+    let mut response = (StatusCode::OK, body).into_response();
     response
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    Ok(response)
+    response
 }
 
+#[cfg(test)]
+mod json_tests;
 #[cfg(test)]
 mod tests;

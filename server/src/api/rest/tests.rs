@@ -1,10 +1,13 @@
-//! The shim against a fake `JobService` served by tonic in process: routing, request
-//! building, status mapping and reply encoding, without the engine.
+//! The shim against fake services called in process: routing, request building, the
+//! token check, status mapping and reply encoding, without the engine.
 
 use axum::body::Body;
 use http::header::{ALLOW, CONTENT_TYPE};
 use http::{Method, Request, StatusCode};
+use petit_proto::v1 as pb;
 use petit_proto::v1::job_service_server::{JobService, JobServiceServer};
+use petit_proto::v1::run_service_server::RunService;
+use petit_proto::v1::scheduler_service_server::SchedulerService;
 use petit_proto::v1::{
     GetJobRequest, GetJobResponse, Job, ListJobRunsRequest, ListJobRunsResponse, ListJobsRequest,
     ListJobsResponse, Run, RunStatus, TriggerJobRequest, TriggerJobResponse,
@@ -59,12 +62,13 @@ impl JobService for FakeJobs {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_string();
+        let caller = crate::auth::Caller::of(&request).name;
         let id = request.into_inner().job_id;
         if id != "hello" {
             return Err(Status::not_found(format!("job '{id}' not found")));
         }
         let mut job = job(&id);
-        job.description = format!("auth={auth} tenant={tenant}");
+        job.description = format!("auth={auth} tenant={tenant} caller={caller}");
         Ok(GrpcResponse::new(GetJobResponse { job: Some(job) }))
     }
 
@@ -131,12 +135,60 @@ impl JobService for FakeJobs {
     }
 }
 
-fn grpc() -> Router {
-    tonic::service::Routes::new(JobServiceServer::new(FakeJobs)).into_axum_router()
+/// The methods the fake does not answer: UNIMPLEMENTED naming the method, so that a test
+/// can tell which method a route called (written as `async_trait` expands them: its
+/// attribute can't see into a macro).
+macro_rules! unanswered {
+    ($($method:ident($request:ty) -> $response:ty;)*) => {$(
+        fn $method<'life0, 'async_trait>(
+            &'life0 self,
+            _request: tonic::Request<$request>,
+        ) -> std::pin::Pin<
+            Box<
+                dyn std::future::Future<Output = Result<GrpcResponse<$response>, Status>>
+                    + Send
+                    + 'async_trait,
+            >,
+        >
+        where
+            'life0: 'async_trait,
+            Self: 'async_trait,
+        {
+            Box::pin(async { Err(Status::unimplemented(stringify!($method))) })
+        }
+    )*};
+}
+
+type NoStream<T> = futures::stream::Empty<Result<T, Status>>;
+
+impl SchedulerService for FakeJobs {
+    type WatchEventsStream = NoStream<pb::WatchEventsResponse>;
+    unanswered! {
+        get_health(pb::GetHealthRequest) -> pb::GetHealthResponse;
+        get_scheduler_state(pb::GetSchedulerStateRequest) -> pb::GetSchedulerStateResponse;
+        pause_scheduler(pb::PauseSchedulerRequest) -> pb::PauseSchedulerResponse;
+        resume_scheduler(pb::ResumeSchedulerRequest) -> pb::ResumeSchedulerResponse;
+        watch_events(pb::WatchEventsRequest) -> Self::WatchEventsStream;
+        list_audit_records(pb::ListAuditRecordsRequest) -> pb::ListAuditRecordsResponse;
+    }
+}
+
+impl RunService for FakeJobs {
+    type WatchRunStream = NoStream<pb::WatchRunResponse>;
+    type FollowTaskLogsStream = NoStream<pb::FollowTaskLogsResponse>;
+    unanswered! {
+        get_run(pb::GetRunRequest) -> pb::GetRunResponse;
+        list_task_runs(pb::ListTaskRunsRequest) -> pb::ListTaskRunsResponse;
+        cancel_run(pb::CancelRunRequest) -> pb::CancelRunResponse;
+        rerun_run(pb::RerunRunRequest) -> pb::RerunRunResponse;
+        watch_run(pb::WatchRunRequest) -> Self::WatchRunStream;
+        get_task_logs(pb::GetTaskLogsRequest) -> pb::GetTaskLogsResponse;
+        follow_task_logs(pb::FollowTaskLogsRequest) -> Self::FollowTaskLogsStream;
+    }
 }
 
 fn rest() -> Router {
-    router(grpc(), crate::auth::Authenticator::default())
+    router(FakeJobs, crate::auth::Authenticator::default())
 }
 
 async fn send(
@@ -179,14 +231,24 @@ async fn replies_are_proto3_json_with_defaults() {
         json!({"job": {
             "id": "hello",
             "name": "Job hello",
-            "description": "auth= tenant=",
+            "description": "auth= tenant= caller=anonymous",
             "enabled": true,
             "maxConcurrency": 0,
             "dependsOn": [],
             "config": {},
             "tasks": [],
             "paused": false,
+            "overlap": "",
+            "maxQueued": 0,
+            "catchup": "",
+            "historyMaxRuns": 0,
+            "definition": "",
             "paused": false,
+            "overlap": "",
+            "maxQueued": 0,
+            "catchup": "",
+            "historyMaxRuns": 0,
+            "definition": "",
         "source": "",
         }})
     );
@@ -278,7 +340,7 @@ async fn calls_answer_or_fail_as_grpc_gateway_would() {
             "/api/health",
             "",
             StatusCode::NOT_IMPLEMENTED,
-            error(12, ""),
+            error(12, "get_health"),
         ),
         (
             Method::GET,
@@ -419,14 +481,18 @@ async fn authorization_and_grpc_metadata_headers_reach_the_service() {
         .expect("request");
     let (status, _, body) = send_request(&rest(), request).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["job"]["description"], "auth=Bearer t tenant=acme");
+    assert_eq!(
+        body["job"]["description"],
+        "auth=Bearer t tenant=acme caller=anonymous"
+    );
 }
 
 #[tokio::test]
 async fn merges_with_the_grpc_router() {
     // Both routers must coexist on one listener: the REST router sets no fallback and
     // claims only `/api…`, tonic claims `/{service}/…` and the fallback.
-    let app = grpc().merge(rest());
+    let grpc = tonic::service::Routes::new(JobServiceServer::new(FakeJobs)).into_axum_router();
+    let app = grpc.merge(rest());
     let (status, _, body) = send(&app, Method::GET, "/api/jobs/hello", "").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, _, body) = send(&app, Method::GET, "/api/nope", "").await;
@@ -435,29 +501,192 @@ async fn merges_with_the_grpc_router() {
         (StatusCode::NOT_FOUND, json!(5))
     );
 
-    let pool = prost_reflect::DescriptorPool::decode(petit_proto::FILE_DESCRIPTOR_SET)
-        .expect("descriptor set");
-    let input = pool
-        .get_message_by_name("petit.v1.GetJobRequest")
-        .expect("input");
-    let output = pool
-        .get_message_by_name("petit.v1.GetJobResponse")
-        .expect("output");
-    let mut request = DynamicMessage::new(input);
-    request.set_field_by_name("job_id", prost_reflect::Value::String("hello".to_string()));
-    let reply = call::unary(
-        app,
-        "/petit.v1.JobService/GetJob",
-        &request,
-        &output,
-        HeaderMap::new(),
-    )
-    .await
-    .expect("gRPC call through the merged router");
-    assert_eq!(
-        serde_json::to_value(&reply).expect("json")["job"]["id"],
-        "hello"
+    // A gRPC call of the same method still reaches tonic.
+    let message = prost::Message::encode_to_vec(&GetJobRequest {
+        job_id: "hello".to_string(),
+    });
+    let mut frame = vec![0];
+    frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&message);
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri("/petit.v1.JobService/GetJob")
+        .version(http::Version::HTTP_2)
+        .header(CONTENT_TYPE, "application/grpc")
+        .header("te", "trailers")
+        .body(Body::from(frame))
+        .expect("request");
+    let response = app.oneshot(request).await.expect("infallible");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()[CONTENT_TYPE], "application/grpc");
+    let body = response.into_body().collect().await.expect("gRPC reply");
+    let trailers = body.trailers().cloned().unwrap_or_default();
+    assert_eq!(trailers["grpc-status"], "0", "{trailers:?}");
+    let reply: GetJobResponse =
+        prost::Message::decode(&body.to_bytes()[5..]).expect("a GetJobResponse");
+    assert_eq!(reply.job.expect("job").id, "hello");
+}
+
+#[tokio::test]
+async fn every_route_calls_its_own_rpc() {
+    // The fake answers JobService (its routes are checked above); every other method
+    // names itself in its refusal.
+    let table =
+        RouteTable::from_descriptor_set(petit_proto::FILE_DESCRIPTOR_SET).expect("route table");
+    let app = rest();
+    for route in table.routes() {
+        let service = route.rpc.parent_service().name();
+        if service == "JobService" {
+            continue;
+        }
+        let mut path = route.template.to_string();
+        for field in &route.path_fields {
+            path = path.replace(&format!("{{{}}}", field.name), "x");
+        }
+        let body = if route.body == BodyRule::Whole {
+            "{}"
+        } else {
+            ""
+        };
+        let (status, _, got) = send(&app, route.method.clone(), &path, body).await;
+        let method = snake_case(route.rpc.name());
+        assert_eq!(
+            (status, &got),
+            (StatusCode::NOT_IMPLEMENTED, &error(12, &method)),
+            "{} {path} should call {service}::{method}",
+            route.method
+        );
+    }
+}
+
+/// `GetTaskLogs` -> `get_task_logs`.
+fn snake_case(name: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
+}
+
+#[tokio::test]
+async fn tokens_are_checked_per_rpc_as_for_grpc() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("tokens");
+    let viewer = crate::auth::create_token(&file, "ci", crate::auth::Role::Viewer).expect("token");
+    let keyring = crate::auth::Keyring::open(&file).expect("keyring");
+    let app = router(
+        FakeJobs,
+        crate::auth::Authenticator::new(Some(std::sync::Arc::new(keyring))),
     );
+    let bearer = format!("Bearer {viewer}");
+    // (method, uri, body, authorization, status, message).
+    type Case<'a> = (
+        Method,
+        &'a str,
+        &'a str,
+        Option<&'a str>,
+        StatusCode,
+        &'a str,
+    );
+    let cases: &[Case] = &[
+        (
+            Method::GET,
+            "/api/jobs/hello",
+            "",
+            Some(&bearer),
+            StatusCode::OK,
+            "",
+        ),
+        (
+            Method::GET,
+            "/api/jobs/hello",
+            "",
+            None,
+            StatusCode::UNAUTHORIZED,
+            "",
+        ),
+        (
+            Method::GET,
+            "/api/jobs/hello",
+            "",
+            Some("Bearer nope"),
+            StatusCode::UNAUTHORIZED,
+            "",
+        ),
+        (
+            Method::POST,
+            "/api/jobs/hello/trigger",
+            "{}",
+            Some(&bearer),
+            StatusCode::FORBIDDEN,
+            "token 'ci' has role viewer; TriggerJob needs operator",
+        ),
+        // Health is open: the fake's own answer, no token needed.
+        (
+            Method::GET,
+            "/api/health",
+            "",
+            None,
+            StatusCode::NOT_IMPLEMENTED,
+            "get_health",
+        ),
+        // The request is read before the token is checked, as it was when REST went
+        // through the gRPC server.
+        (
+            Method::GET,
+            "/api/jobs?pageSize=many",
+            "",
+            None,
+            StatusCode::BAD_REQUEST,
+            "query parameter",
+        ),
+        (
+            Method::GET,
+            "/api/openapi.json",
+            "",
+            None,
+            StatusCode::UNAUTHORIZED,
+            "",
+        ),
+    ];
+    for (method, uri, body, token, want_status, want_message) in cases {
+        let mut request = Request::builder().method(method.clone()).uri(*uri);
+        if let Some(token) = token {
+            request = request.header("authorization", *token);
+        }
+        let request = request.body(Body::from(body.to_string())).expect("request");
+        let (status, headers, got) = send_request(&app, request).await;
+        assert_eq!(status, *want_status, "{method} {uri} {token:?}: {got}");
+        if status == StatusCode::OK {
+            if let Some(description) = got["job"]["description"].as_str() {
+                assert!(description.ends_with("caller=ci"), "{description}");
+            }
+            continue;
+        }
+        let message = got["message"].as_str().expect("message");
+        assert!(message.contains(want_message), "{method} {uri}: {message}");
+        if status == StatusCode::UNAUTHORIZED {
+            assert_eq!(headers["www-authenticate"], "Bearer realm=\"petit\"");
+        }
+    }
+}
+
+#[test]
+fn every_routed_rpc_has_a_handler() {
+    let table =
+        RouteTable::from_descriptor_set(petit_proto::FILE_DESCRIPTOR_SET).expect("route table");
+    for route in table.routes() {
+        assert!(
+            call::handler::<FakeJobs>(&route.grpc_path).is_some(),
+            "{} {} calls {}, which has no handler in rest/call.rs",
+            route.method,
+            route.template,
+            route.grpc_path
+        );
+    }
 }
 
 #[test]
@@ -477,6 +706,11 @@ fn job_json(id: &str) -> Value {
         "config": {},
         "tasks": [],
         "paused": false,
+            "overlap": "",
+            "maxQueued": 0,
+            "catchup": "",
+            "historyMaxRuns": 0,
+            "definition": "",
         "source": "",
     })
 }
