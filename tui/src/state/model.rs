@@ -43,6 +43,9 @@ pub struct JobRow {
     pub last_run: Option<LastRun>,
     /// Paused on its own (`p`): no scheduled fires until resumed.
     pub paused: bool,
+    /// Its scheduling knobs that differ from the defaults, in a line (`overlap queue
+    /// (10 queued) · timeout 2h`); empty when none do.
+    pub policy: String,
     /// When the dashboard last asked for fresh fire times (so it asks at most every
     /// few seconds when they have all passed).
     pub refreshed_at: Option<DateTime<Utc>>,
@@ -68,8 +71,46 @@ impl JobRow {
     }
 }
 
+/// A job's scheduling knobs that differ from the defaults, for the Jobs list's footer.
+fn policy(job: &v1::Job) -> String {
+    let secs = |d: &Option<prost_types::Duration>| d.as_ref().map(|d| d.seconds).unwrap_or(0);
+    let span = |s: i64| match s {
+        s if s % 86_400 == 0 && s > 0 => format!("{}d", s / 86_400),
+        s if s % 3_600 == 0 && s > 0 => format!("{}h", s / 3_600),
+        s if s % 60 == 0 && s > 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    };
+    let mut parts = Vec::new();
+    match job.overlap.as_str() {
+        "" | "skip" => {}
+        "queue" => parts.push(format!("overlap queue ({} queued)", job.max_queued)),
+        other => parts.push(format!("overlap {other}")),
+    }
+    if !matches!(job.catchup.as_str(), "" | "none") {
+        parts.push(format!(
+            "catch-up {} ({})",
+            job.catchup,
+            span(secs(&job.catchup_window))
+        ));
+    }
+    if job.timeout.is_some() {
+        parts.push(format!("timeout {}", span(secs(&job.timeout))));
+    }
+    if job.jitter.is_some() {
+        parts.push(format!("jitter {}", span(secs(&job.jitter))));
+    }
+    if job.history_max_runs > 0 {
+        parts.push(format!("keeps {} runs", job.history_max_runs));
+    }
+    if job.history_max_age.is_some() {
+        parts.push(format!("keeps {}", span(secs(&job.history_max_age))));
+    }
+    parts.join(" · ")
+}
+
 impl From<v1::Job> for JobRow {
     fn from(job: v1::Job) -> Self {
+        let policy = policy(&job);
         let last_run = job.last_run.map(RunRow::from).map(|r| LastRun {
             created_at: r.created_at,
             status: r.status,
@@ -94,6 +135,7 @@ impl From<v1::Job> for JobRow {
             next_fires,
             last_run,
             paused: job.paused,
+            policy,
             refreshed_at: None,
         }
     }

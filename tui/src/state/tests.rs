@@ -22,6 +22,7 @@ fn job(id: &str) -> JobRow {
         next_fires: vec![t(60), t(120)],
         last_run: None,
         paused: false,
+        policy: String::new(),
         refreshed_at: None,
     }
 }
@@ -757,4 +758,34 @@ fn case_insensitive_contains() {
     for (hay, needle, want) in cases {
         assert_eq!(contains_ci(hay, needle), want, "{hay:?} {needle:?}");
     }
+}
+
+#[test]
+fn a_jobs_scheduling_knobs_are_summed_up_for_its_footer() {
+    let job = v1::Job {
+        id: "nightly".into(),
+        overlap: "queue".into(),
+        max_queued: 3,
+        catchup: "all".into(),
+        catchup_window: Some(prost_types::Duration {
+            seconds: 86_400,
+            nanos: 0,
+        }),
+        timeout: Some(prost_types::Duration {
+            seconds: 7_200,
+            nanos: 0,
+        }),
+        history_max_runs: 50,
+        ..Default::default()
+    };
+    assert_eq!(
+        JobRow::from(job).policy,
+        "overlap queue (3 queued) · catch-up all (1d) · timeout 2h · keeps 50 runs"
+    );
+    let plain = v1::Job {
+        overlap: "skip".into(),
+        catchup: "none".into(),
+        ..Default::default()
+    };
+    assert_eq!(JobRow::from(plain).policy, "");
 }

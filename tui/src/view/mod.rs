@@ -87,6 +87,8 @@ struct ListSpec<'a, const N: usize> {
     /// The selected row and the number of rows.
     position: (usize, usize),
     empty: &'a str,
+    /// A line about the selected row, on the bottom border.
+    footer: String,
 }
 
 /// A bordered table showing the page of `items` that holds the selected row.
@@ -108,6 +110,9 @@ fn draw_list<'a, T: 'a, const N: usize>(
         .title(Line::from(title.as_str()));
     if len > 0 && title.chars().count() + counter.len() <= room {
         block = block.title(Line::from(counter).right_aligned());
+    }
+    if !spec.footer.is_empty() {
+        block = block.title_bottom(Line::from(format!(" {} ", spec.footer)));
     }
     let inner = block.inner(area);
     frame.render_widget(block, area);
@@ -158,6 +163,10 @@ fn draw_jobs<'a>(frame: &mut Frame, area: Rect, state: &'a State, theme: Theme) 
         ],
         position: state.position(Tab::Jobs),
         empty: empty_text(state, "no jobs", Tab::Jobs),
+        footer: state
+            .selected_job()
+            .map(|j| j.policy.clone())
+            .unwrap_or_default(),
     };
     let row = |j: &'a JobRow| -> Row<'a> {
         let next = match (&j.schedule, j.next_fire(state.now)) {
@@ -207,6 +216,7 @@ fn draw_runs<'a>(frame: &mut Frame, area: Rect, state: &'a State, theme: Theme) 
         ],
         position: state.position(Tab::Runs),
         empty: empty_text(state, "no runs yet: t triggers the selected job", Tab::Runs),
+        footer: String::new(),
     };
     let row = |r: &'a RunRow| -> Row<'a> {
         Row::new([
@@ -259,6 +269,7 @@ fn draw_tasks<'a>(frame: &mut Frame, area: Rect, state: &'a State, theme: Theme)
         ],
         position: state.position(Tab::Tasks),
         empty,
+        footer: String::new(),
     };
     let row = |t: &'a TaskRow| -> Row<'a> {
         Row::new([
@@ -289,6 +300,7 @@ fn draw_events<'a>(frame: &mut Frame, area: Rect, state: &'a State, theme: Theme
         ],
         position: state.position(Tab::Events),
         empty: empty_text(state, "no events since connecting", Tab::Events),
+        footer: String::new(),
     };
     let row = |e: &'a FeedEntry| -> Row<'a> {
         let detail = match (e.task_id.as_str(), e.message.as_str()) {

@@ -43,6 +43,7 @@ fn job(id: &str, name: &str, schedule: Option<&str>, fires: &[i64], enabled: boo
         next_fires: fires.iter().map(|s| t(*s)).collect(),
         last_run: None,
         paused: false,
+        policy: String::new(),
         refreshed_at: None,
     }
 }

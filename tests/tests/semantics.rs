@@ -1,0 +1,139 @@
+//! The scheduling knobs of a job file, on the real `petitd`: a job timeout, overlap
+//! under a slow job, catch-up after a restart, and history bounds.
+
+use std::time::Duration;
+
+use petit_proto::v1::job_service_client::JobServiceClient;
+use petit_proto::v1::*;
+use petit_tests::{eventually, get_run, jobs_dir, Daemon};
+use tonic::transport::Channel;
+use tonic::Code;
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+async fn trigger(channel: &Channel, job_id: &str) -> Result<Run, tonic::Status> {
+    JobServiceClient::new(channel.clone())
+        .trigger_job(TriggerJobRequest {
+            job_id: job_id.into(),
+            ..Default::default()
+        })
+        .await
+        .map(|r| r.into_inner().run.expect("run"))
+}
+
+async fn ended(channel: &Channel, run_id: &str) -> Run {
+    eventually(LIMIT, "the run's end", || async {
+        let run = get_run(channel, run_id).await;
+        (!matches!(run.status(), RunStatus::Queued | RunStatus::Running)).then_some(run)
+    })
+    .await
+}
+
+async fn runs(channel: &Channel, job_id: &str) -> Vec<Run> {
+    JobServiceClient::new(channel.clone())
+        .list_job_runs(ListJobRunsRequest {
+            job_id: job_id.into(),
+            page_size: 100,
+            ..Default::default()
+        })
+        .await
+        .expect("runs")
+        .into_inner()
+        .runs
+}
+
+#[tokio::test]
+async fn a_job_timeout_fails_the_run_and_queue_overlap_queues_a_manual_trigger() {
+    let jobs = jobs_dir(&[
+        (
+            "capped.yaml",
+            "id: capped\ntimeout: 1s\ntasks:\n  - {id: wait, command: sleep, args: ['30']}\n",
+        ),
+        (
+            "queued.yaml",
+            "id: queued\noverlap: queue\nmax_queued: 1\ntasks:\n  - {id: wait, command: sleep, args: ['30']}\n",
+        ),
+    ]);
+    let daemon = Daemon::start(jobs.path());
+    let channel = daemon.channel().await;
+
+    let capped = trigger(&channel, "capped").await.unwrap();
+    let capped = ended(&channel, &capped.id).await;
+    assert_eq!(capped.status(), RunStatus::Failed);
+    assert!(capped.error.starts_with("timeout"), "{}", capped.error);
+
+    let first = trigger(&channel, "queued").await.unwrap();
+    let second = trigger(&channel, "queued").await.unwrap();
+    assert_eq!(
+        second.status(),
+        RunStatus::Queued,
+        "queued behind the first"
+    );
+    let third = trigger(&channel, "queued").await.unwrap_err();
+    assert_eq!(third.code(), Code::ResourceExhausted, "{third:?}");
+    assert!(
+        third.message().contains("max_queued 1"),
+        "{}",
+        third.message()
+    );
+    assert_eq!(
+        get_run(&channel, &first.id).await.status(),
+        RunStatus::Running
+    );
+}
+
+#[tokio::test]
+async fn catch_up_after_a_restart_and_history_bounds_at_start() {
+    let jobs = jobs_dir(&[
+        (
+            "ticks.yaml",
+            "id: ticks\nschedule: '@every 1s'\ncatchup: all\ncatchup_window: 1m\nmax_concurrency: 100\ntasks:\n  - {id: t, command: 'true'}\n",
+        ),
+        (
+            "kept.yaml",
+            "id: kept\nhistory: {max_runs: 2}\ntasks:\n  - {id: t, command: 'true'}\n",
+        ),
+    ]);
+    let daemon = Daemon::start(jobs.path());
+    let channel = daemon.channel().await;
+    for _ in 0..4 {
+        let run = trigger(&channel, "kept").await.unwrap();
+        ended(&channel, &run.id).await;
+    }
+    eventually(LIMIT, "a scheduled fire", || async {
+        (!runs(&channel, "ticks").await.is_empty()).then_some(())
+    })
+    .await;
+    let (data, db) = daemon.stop();
+    // Down for at least three fire instants.
+    std::thread::sleep(Duration::from_millis(3500));
+    let daemon = Daemon::start_on(jobs.path(), data, db, &[]);
+    let channel = daemon.channel().await;
+    let caught = eventually(LIMIT, "the catch-up runs", || async {
+        let caught: Vec<Run> = runs(&channel, "ticks")
+            .await
+            .into_iter()
+            .filter(|r| r.trigger() == TriggerReason::Catchup)
+            .collect();
+        (caught.len() >= 3).then_some(caught)
+    })
+    .await;
+    let mut instants: Vec<i64> = runs(&channel, "ticks")
+        .await
+        .iter()
+        .map(|r| r.scheduled_for.as_ref().expect("scheduled").seconds)
+        .collect();
+    let count = instants.len();
+    instants.sort();
+    instants.dedup();
+    assert_eq!(instants.len(), count, "no instant has two runs");
+    assert!(caught.iter().all(|r| r.scheduled_for.is_some()));
+
+    // The history bound applied at start: the newest 2 runs of `kept` remain.
+    let kept = eventually(LIMIT, "the history bound", || async {
+        let kept = runs(&channel, "kept").await;
+        (kept.len() == 2).then_some(kept)
+    })
+    .await;
+    assert!(kept.iter().all(|r| r.status() == RunStatus::Succeeded));
+}
