@@ -313,6 +313,28 @@ impl Daemon {
     }
 }
 
+/// Runs petitctl against `server` with `args` (no colour, no inherited `PETIT_SERVER`)
+/// to its end, within `timeout`: its exit code, stdout and stderr.
+pub fn petitctl_run(server: &str, args: &[&str], timeout: Duration) -> (i32, String, String) {
+    let out = run_to_exit(
+        Command::new(bin("petitctl"))
+            .arg("--server")
+            .arg(server)
+            .args(args)
+            .env_remove("PETIT_SERVER")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+        timeout,
+    );
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// Runs a command that should exit by itself (e.g. `petitd validate`), capturing its
 /// output; kills it and panics if it is still running after `timeout`.
 pub fn run_to_exit(command: &mut Command, timeout: Duration) -> std::process::Output {

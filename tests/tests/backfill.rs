@@ -1,32 +1,15 @@
 //! Backfill from outside: petitctl and REST on the real `petitd`.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use petit_tests::{bin, jobs_dir, run_to_exit, Daemon};
+use petit_tests::{jobs_dir, petitctl_run, Daemon};
 use serde_json::{json, Value};
 
 const HOURLY: &str = "id: hourly\nschedule: '0 0 * * * *'\ntasks:\n  - {id: t, command: 'true'}\n";
 const LIMIT: Duration = Duration::from_secs(10);
 
 fn petitctl(server: &str, args: &[&str]) -> (i32, String, String) {
-    let out = run_to_exit(
-        Command::new(bin("petitctl"))
-            .arg("--server")
-            .arg(server)
-            .args(args)
-            .env_remove("PETIT_SERVER")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped()),
-        LIMIT,
-    );
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    petitctl_run(server, args, LIMIT)
 }
 
 #[tokio::test]

@@ -2,13 +2,12 @@
 //! paused job lists no next fire times, says it is paused, is recorded in the audit,
 //! and is still paused after a restart on the same database.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use petit_proto::v1::job_service_client::JobServiceClient;
 use petit_proto::v1::scheduler_service_client::SchedulerServiceClient;
 use petit_proto::v1::*;
-use petit_tests::{bin, jobs_dir, run_to_exit, Daemon};
+use petit_tests::{jobs_dir, petitctl_run, Daemon};
 use serde_json::Value;
 use tonic::transport::Channel;
 
@@ -19,23 +18,8 @@ const DAILY: &str = "id: daily\nschedule: '@daily'\ntasks:\n  - {id: t, command:
 const LIMIT: Duration = Duration::from_secs(10);
 
 fn petitctl(server: &str, args: &[&str]) -> (bool, String, String) {
-    let out = run_to_exit(
-        Command::new(bin("petitctl"))
-            .arg("--server")
-            .arg(server)
-            .args(args)
-            .env_remove("PETIT_SERVER")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped()),
-        LIMIT,
-    );
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let (code, stdout, stderr) = petitctl_run(server, args, LIMIT);
+    (code == 0, stdout, stderr)
 }
 
 async fn job(channel: &Channel, job_id: &str) -> Job {

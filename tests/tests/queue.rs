@@ -3,14 +3,13 @@
 //! a RUN_QUEUED event on WatchEvents, the scheduler state's count), over REST, and in
 //! petitctl, which can cancel it before it starts.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use petit_proto::v1::run_service_client::RunServiceClient;
 use petit_proto::v1::scheduler_service_client::SchedulerServiceClient;
 use petit_proto::v1::watch_events_response::Item;
 use petit_proto::v1::*;
-use petit_tests::{bin, get_run, jobs_dir, run_to_exit, trigger, Daemon};
+use petit_tests::{get_run, jobs_dir, petitctl_run, trigger, Daemon};
 use serde_json::Value;
 
 const SLOW: &str = "id: slow\ntasks:\n  - {id: wait, command: sleep, args: ['30']}\n";
@@ -35,21 +34,6 @@ async fn next_event(
     })
     .await
     .unwrap_or_else(|_| panic!("no {kind:?} event for {run_id}"))
-}
-
-fn petitctl(server: &str, args: &[&str]) -> std::process::Output {
-    run_to_exit(
-        Command::new(bin("petitctl"))
-            .arg("--server")
-            .arg(server)
-            .args(args)
-            .env_remove("PETIT_SERVER")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped()),
-        LIMIT,
-    )
 }
 
 #[tokio::test]
@@ -107,19 +91,14 @@ async fn a_run_waiting_for_a_slot_is_queued_everywhere_and_can_be_cancelled_ther
     assert_eq!(state["state"]["queuedRuns"], 1, "{state}");
 
     // petitctl shows it queued, and cancels it before it starts.
-    let shown = petitctl(&daemon.url(), &["run", &queued.id]);
-    let text = String::from_utf8_lossy(&shown.stdout);
-    assert!(shown.status.success(), "{text}");
+    let (code, text, _) = petitctl_run(&daemon.url(), &["run", &queued.id], LIMIT);
+    assert_eq!(code, 0, "{text}");
     assert!(
         text.contains("queued"),
         "petitctl run shows the status:\n{text}"
     );
-    let cancel = petitctl(&daemon.url(), &["cancel", &queued.id]);
-    assert!(
-        cancel.status.success(),
-        "{}",
-        String::from_utf8_lossy(&cancel.stderr)
-    );
+    let (code, _, stderr) = petitctl_run(&daemon.url(), &["cancel", &queued.id], LIMIT);
+    assert_eq!(code, 0, "{stderr}");
     let event = next_event(&mut watch, EventType::RunCancelled, &queued.id).await;
     let cancelled = event.run.expect("the run");
     assert_eq!(cancelled.status(), RunStatus::Cancelled);

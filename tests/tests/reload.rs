@@ -3,13 +3,12 @@
 //! definition it started with; the next run uses the new one; a directory with errors
 //! changes nothing and answers with every error.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use petit_proto::v1::job_service_client::JobServiceClient;
 use petit_proto::v1::run_service_client::RunServiceClient;
 use petit_proto::v1::*;
-use petit_tests::{bin, eventually, get_run, jobs_dir, run_to_exit, trigger, Daemon};
+use petit_tests::{eventually, get_run, jobs_dir, petitctl_run, trigger, Daemon};
 use tonic::transport::Channel;
 
 const LIMIT: Duration = Duration::from_secs(15);
@@ -21,23 +20,7 @@ fn versioned(version: &str, wait: &str) -> String {
 }
 
 fn petitctl(server: &str, args: &[&str]) -> (i32, String, String) {
-    let out = run_to_exit(
-        Command::new(bin("petitctl"))
-            .arg("--server")
-            .arg(server)
-            .args(args)
-            .env_remove("PETIT_SERVER")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped()),
-        LIMIT,
-    );
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    petitctl_run(server, args, LIMIT)
 }
 
 async fn description(channel: &Channel, job_id: &str) -> Option<String> {

@@ -1,33 +1,16 @@
 //! `petitctl rerun`: a new run of the same job and params, reason retry, pointing at
 //! the original; `petitctl run` says why each run started.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use petit_proto::v1::*;
-use petit_tests::{bin, eventually, get_run, jobs_dir, run_to_exit, trigger, Daemon};
+use petit_tests::{eventually, get_run, jobs_dir, petitctl_run, trigger, Daemon};
 
 const GREET: &str = "id: greet\nconfig: {who: world}\ntasks:\n  - {id: say, command: echo, args: ['hello ${config.who}']}\n";
 const LIMIT: Duration = Duration::from_secs(15);
 
 fn petitctl(server: &str, args: &[&str]) -> (i32, String, String) {
-    let out = run_to_exit(
-        Command::new(bin("petitctl"))
-            .arg("--server")
-            .arg(server)
-            .args(args)
-            .env_remove("PETIT_SERVER")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped()),
-        LIMIT,
-    );
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    petitctl_run(server, args, LIMIT)
 }
 
 #[tokio::test]

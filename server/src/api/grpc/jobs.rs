@@ -43,6 +43,32 @@ pub(super) async fn job_views(engine: &Engine, defs: &[&JobDef]) -> Result<Vec<p
         .collect())
 }
 
+impl PetitApi {
+    /// `PauseJob` / `ResumeJob`: the change, audited, then the job as it now stands.
+    async fn set_job_paused(
+        &self,
+        caller: &Caller,
+        job_id: &str,
+        paused: bool,
+    ) -> Result<pb::Job, Status> {
+        let job_id = required("job_id", job_id)?;
+        let result = match paused {
+            true => self.engine.pause_job(job_id).await,
+            false => self.engine.resume_job(job_id).await,
+        }
+        .map_err(Status::from);
+        let call = if paused { "PauseJob" } else { "ResumeJob" };
+        self.audit(caller, call, job_id, &result, |_| String::new())
+            .await;
+        result?;
+        let def = self
+            .engine
+            .job(job_id)
+            .ok_or_else(|| EngineError::JobNotFound(job_id.to_string()))?;
+        job_view(&self.engine, &def).await
+    }
+}
+
 #[tonic::async_trait]
 impl JobService for PetitApi {
     async fn list_jobs(
@@ -107,18 +133,10 @@ impl JobService for PetitApi {
         request: Request<pb::PauseJobRequest>,
     ) -> Result<Response<pb::PauseJobResponse>, Status> {
         let caller = Caller::of(&request);
-        let job_id = required("job_id", &request.get_ref().job_id)?.to_string();
-        let result = self.engine.pause_job(&job_id).await.map_err(Status::from);
-        self.audit(&caller, "PauseJob", &job_id, &result, |_| String::new())
-            .await;
-        result?;
-        let def = self
-            .engine
-            .job(&job_id)
-            .ok_or_else(|| EngineError::JobNotFound(job_id.clone()))?;
-        Ok(Response::new(pb::PauseJobResponse {
-            job: Some(job_view(&self.engine, &def).await?),
-        }))
+        let job = self
+            .set_job_paused(&caller, &request.get_ref().job_id, true)
+            .await?;
+        Ok(Response::new(pb::PauseJobResponse { job: Some(job) }))
     }
 
     async fn resume_job(
@@ -126,18 +144,10 @@ impl JobService for PetitApi {
         request: Request<pb::ResumeJobRequest>,
     ) -> Result<Response<pb::ResumeJobResponse>, Status> {
         let caller = Caller::of(&request);
-        let job_id = required("job_id", &request.get_ref().job_id)?.to_string();
-        let result = self.engine.resume_job(&job_id).await.map_err(Status::from);
-        self.audit(&caller, "ResumeJob", &job_id, &result, |_| String::new())
-            .await;
-        result?;
-        let def = self
-            .engine
-            .job(&job_id)
-            .ok_or_else(|| EngineError::JobNotFound(job_id.clone()))?;
-        Ok(Response::new(pb::ResumeJobResponse {
-            job: Some(job_view(&self.engine, &def).await?),
-        }))
+        let job = self
+            .set_job_paused(&caller, &request.get_ref().job_id, false)
+            .await?;
+        Ok(Response::new(pb::ResumeJobResponse { job: Some(job) }))
     }
 
     async fn backfill_job(
