@@ -50,24 +50,7 @@ async fn start(jobs: &[&str], clock: &Arc<ManualClock>, store: Option<Arc<dyn St
 
 /// The instants the job's scheduled runs stand for, oldest first.
 async fn fired(engine: &Engine, job_id: &str) -> Vec<DateTime<Utc>> {
-    let runs = engine
-        .store()
-        .list_runs(
-            Some(job_id),
-            RunPage {
-                limit: 1000,
-                offset: 0,
-            },
-        )
-        .await
-        .unwrap();
-    let mut at: Vec<DateTime<Utc>> = runs
-        .iter()
-        .filter(|r| r.trigger == TriggerReason::Schedule)
-        .map(|r| r.scheduled_for.expect("a scheduled run stores its instant"))
-        .collect();
-    at.sort();
-    at
+    runs_by(engine, job_id, TriggerReason::Schedule).await
 }
 
 /// Moves the clock to `to` and lets the engine handle what fell due.
@@ -494,7 +477,7 @@ async fn runs_by(engine: &Engine, job_id: &str, trigger: TriggerReason) -> Vec<D
     let mut at: Vec<DateTime<Utc>> = runs
         .iter()
         .filter(|r| r.trigger == trigger)
-        .filter_map(|r| r.scheduled_for)
+        .map(|r| r.scheduled_for.expect("a scheduled run stores its instant"))
         .collect();
     at.sort();
     at

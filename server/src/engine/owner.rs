@@ -345,18 +345,22 @@ impl Owner {
         triggered_by: Option<String>,
         origin: Origin,
     ) -> Result<Run, EngineError> {
-        if self.stopping {
-            return Err(EngineError::ShuttingDown);
-        }
-        let job = self
-            .jobs
-            .get(job_id)
-            .cloned()
-            .ok_or_else(|| EngineError::JobNotFound(job_id.to_string()))?;
+        let job = self.live_job(job_id)?;
         if !force {
             deps::check(&*self.store, &job, self.clock.now()).await?;
         }
         self.enqueue(job, origin, params, triggered_by, None).await
+    }
+
+    /// The job to act on now: refused while stopping, NOT_FOUND when unknown.
+    fn live_job(&self, job_id: &str) -> Result<Arc<JobDef>, EngineError> {
+        if self.stopping {
+            return Err(EngineError::ShuttingDown);
+        }
+        self.jobs
+            .get(job_id)
+            .cloned()
+            .ok_or_else(|| EngineError::JobNotFound(job_id.to_string()))
     }
 
     /// Queues a run for each of the job's instants in `[from, to]` that has none yet.
@@ -370,14 +374,7 @@ impl Owner {
         dry_run: bool,
         triggered_by: Option<String>,
     ) -> Result<Backfill, EngineError> {
-        if self.stopping {
-            return Err(EngineError::ShuttingDown);
-        }
-        let job = self
-            .jobs
-            .get(job_id)
-            .cloned()
-            .ok_or_else(|| EngineError::JobNotFound(job_id.to_string()))?;
+        let job = self.live_job(job_id)?;
         let Some(schedule) = &job.schedule else {
             return Err(EngineError::InvalidArgument(format!(
                 "job '{job_id}' has no schedule: there are no instants to backfill"

@@ -301,8 +301,19 @@ pub async fn trigger(client: &Client, args: TriggerArgs, out: &mut Out) -> Resul
         }
         follow_run(client, &run.id, out).await?;
     }
-    let ended = wait_run(client, &run.id).await?;
-    if out.is_json() && !args.follow {
+    report_end(client, &run.id, out.is_json() && !args.follow, out).await
+}
+
+/// Waits for a run's end, prints it (as JSON when `json`) and its summary; the exit
+/// code its outcome gives.
+async fn report_end(
+    client: &Client,
+    run_id: &str,
+    json: bool,
+    out: &mut Out,
+) -> Result<u8, CliError> {
+    let ended = wait_run(client, run_id).await?;
+    if json {
         out.json(&TriggerJobResponse {
             run: Some(ended.clone()),
         })?;
@@ -333,15 +344,8 @@ pub async fn rerun(
         out.line(&run.id)?;
         out.flush()?;
     }
-    let ended = wait_run(client, &run.id).await?;
-    if out.is_json() {
-        out.json(&TriggerJobResponse {
-            run: Some(ended.clone()),
-        })?;
-    }
-    out.flush()?;
-    print_summary(&ended);
-    Ok(run_exit_code(ended.status()))
+    let json = out.is_json();
+    report_end(client, &run.id, json, out).await
 }
 
 /// Prints every task's output as it comes, until the run ends.
