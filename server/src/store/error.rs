@@ -75,6 +75,12 @@ pub enum StoreError {
         .at.to_rfc3339_opts(SecondsFormat::Millis, true)
     )]
     FireTaken { job_id: String, at: DateTime<Utc> },
+    /// A write of a run that this node no longer owns (cluster mode): its lease was
+    /// taken over and the run moved to another node.
+    #[error(
+        "storage: run '{run_id}' now belongs to another node (this node's lease was taken over)"
+    )]
+    Fenced { run_id: String },
     /// Input the store refuses (a new run's task runs naming another run, say).
     #[error("storage: {0}")]
     Invalid(String),

@@ -7,6 +7,7 @@
 //! (or a claim and a cancel) can never both win. `claim_next` also checks the limits
 //! in the same step, as a shared store (`SELECT … FOR UPDATE SKIP LOCKED`) would.
 
+mod cluster;
 mod error;
 mod lock;
 mod log_chunks;
@@ -19,6 +20,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
+pub use cluster::{ClusterStore, Lease, NodeInfo, NodeRecord, Note, NoteKind};
 pub use error::StoreError;
 pub use lock::{beside, DataLock, LockError};
 pub use memory::MemoryStore;
