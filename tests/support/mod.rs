@@ -4,6 +4,8 @@
 //! The binaries come from the workspace's target directory (`cargo test --workspace`
 //! builds them before running any test; `make test` does too).
 
+pub mod postgres;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -135,8 +135,7 @@ pub trait ClusterStore: Store {
     /// Stores this node's definition hashes (job id → hash) as the cluster's (the node
     /// loaded or reloaded its job files: its definitions are the latest), replacing
     /// those of the jobs given and leaving the others.
-    async fn publish_definitions(&self, definitions: &HashMap<String, String>)
-        -> StoreResult<()>;
+    async fn publish_definitions(&self, definitions: &HashMap<String, String>) -> StoreResult<()>;
 
     /// The cluster's definition hashes, by job id.
     async fn definitions(&self) -> StoreResult<HashMap<String, String>>;

@@ -68,6 +68,37 @@ pub enum StoreError {
     /// A new run with the id of a stored one.
     #[error("storage: run '{run_id}' already exists")]
     RunExists { run_id: String },
+    /// A PostgreSQL call failed; `context` says what was being done. Never holds the
+    /// database password: contexts name the database by its redacted URL, and the
+    /// driver's errors do not quote connection parameters.
+    #[error("storage: {context}: {source}")]
+    Postgres {
+        context: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// No PostgreSQL connection could be had (the pool timed out or is closed, the
+    /// connection settings are unusable): `reason` says which, without secrets.
+    #[error("storage: {context}: {reason}")]
+    PostgresUnavailable { context: String, reason: String },
+    /// The PostgreSQL database is at a schema version this binary does not know.
+    #[error(
+        "storage: database {database} has schema version {found}, newer than this petitd \
+         knows (up to {known}); upgrade every node"
+    )]
+    PostgresSchemaTooNew {
+        /// The database's URL, without its password.
+        database: String,
+        found: i64,
+        known: i64,
+    },
+    /// A claim or takeover by a node whose lease is gone (cluster mode): its epoch was
+    /// declared dead or it left. It stops its runs and joins again as a new epoch.
+    #[error(
+        "storage: node '{node_id}' epoch {epoch} no longer holds its lease (taken over or \
+         left); join again"
+    )]
+    LeaseLost { node_id: String, epoch: u64 },
     /// The refusal of a second run for one fire instant (`(job_id, scheduled_for)` is
     /// unique): someone else already started this fire.
     #[error(
@@ -114,6 +145,17 @@ impl StoreError {
                 detail: format!("column {column}: {value} is out of range"),
             },
             source => StoreError::Sqlite { context, source },
+        }
+    }
+
+    /// A failed PostgreSQL call, doing `context`.
+    pub(crate) fn postgres(
+        context: impl Into<String>,
+        source: tokio_postgres::Error,
+    ) -> StoreError {
+        StoreError::Postgres {
+            context: context.into(),
+            source,
         }
     }
 

@@ -12,6 +12,7 @@ mod error;
 mod lock;
 mod log_chunks;
 mod memory;
+mod postgres;
 mod sqlite;
 #[cfg(test)]
 mod tests;
@@ -24,6 +25,7 @@ pub use cluster::{ClusterStore, Lease, NodeInfo, NodeRecord, Note, NoteKind};
 pub use error::StoreError;
 pub use lock::{beside, DataLock, LockError};
 pub use memory::MemoryStore;
+pub use postgres::{redact as redact_database_url, PostgresConfig, PostgresStore};
 pub use sqlite::SqliteStore;
 
 pub use crate::core::{LogLine, Run, TaskRun};

@@ -10,15 +10,15 @@ use futures::FutureExt;
 use tempfile::TempDir;
 
 use super::{
-    AuditRecord, JobRecord, LogLine, MemoryStore, NotificationRecord, Run, RunPage, SqliteStore,
-    Store, StoreError, StoreOptions, StoreResult, TaskRun,
+    AuditRecord, JobRecord, LogLine, MemoryStore, NotificationRecord, PostgresStore, Run, RunPage,
+    SqliteStore, Store, StoreError, StoreOptions, StoreResult, TaskRun,
 };
 use crate::core::{LogStream, RunStatus, TaskStatus, TriggerReason};
 
 /// Small enough that the log tests reach it with a few lines.
 const TEST_LOG_CAP: usize = 100;
 
-fn test_options() -> StoreOptions {
+pub(super) fn test_options() -> StoreOptions {
     StoreOptions {
         max_log_bytes_per_stream: TEST_LOG_CAP,
     }
@@ -32,6 +32,8 @@ enum Subject {
         /// Removed when the subject is dropped, after the store (field order).
         _dir: TempDir,
     },
+    /// On a fresh database of the tests' PostgreSQL (tests/support/postgres.rs).
+    Postgres(Arc<PostgresStore>),
 }
 
 impl Subject {
@@ -49,10 +51,20 @@ impl Subject {
         }
     }
 
+    /// `None` (the test skips, loudly; under CI it fails instead) without PostgreSQL.
+    async fn postgres(name: &str) -> Option<Subject> {
+        let url = postgres_database(name)?;
+        let store = PostgresStore::connect(&url, test_options())
+            .await
+            .expect("connect to the test database");
+        Some(Subject::Postgres(Arc::new(store)))
+    }
+
     fn store(&self) -> Arc<dyn Store> {
         match self {
             Subject::Memory(store) => store.clone(),
             Subject::Sqlite { store, .. } => store.clone(),
+            Subject::Postgres(store) => store.clone(),
         }
     }
 
@@ -60,6 +72,7 @@ impl Subject {
         match self {
             Subject::Memory(store) => store.stored_jobs(),
             Subject::Sqlite { store, .. } => store.stored_jobs().await,
+            Subject::Postgres(store) => store.stored_jobs().await,
         }
     }
 }
@@ -80,6 +93,17 @@ macro_rules! conformance {
                 #[tokio::test]
                 async fn $check() -> super::StoreResult<()> {
                     super::$check(&super::Subject::sqlite()).await
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $check() -> super::StoreResult<()> {
+                    let Some(subject) = super::Subject::postgres(stringify!($check)).await else {
+                        return Ok(());
+                    };
+                    super::$check(&subject).await
                 }
             )+
         }
@@ -134,6 +158,13 @@ use queue::{
     claim_next_skips_jobs_at_their_limit, claim_run_takes_a_queued_run_once,
     concurrent_claims_respect_the_limits, queued_runs_are_oldest_first,
 };
+
+/// A fresh database on the tests' PostgreSQL (one server per test process), or
+/// `None` where there is none (after a loud `SKIPPED`; under CI, a panic).
+pub(super) fn postgres_database(name: &str) -> Option<String> {
+    let server = petit_tests::postgres::TestPostgres::shared()?;
+    Some(server.fresh_database(name))
+}
 
 /// A fixed instant `secs` after a base, with nanoseconds so that any precision lost
 /// on the way through a store shows.

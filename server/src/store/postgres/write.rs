@@ -1,0 +1,661 @@
+//! Writes of runs, task runs and records, and the queue: creating a run (one per fire
+//! instant), claims (of one run, and of the next one the limits allow, cluster-wide),
+//! cancelling a queued run, and the fencing of every write of a claimed run. Each
+//! function runs inside the caller's transaction and returns the notes it owes.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{Client, GenericClient, Transaction};
+
+use super::notes::{self, Sender};
+use super::rows::{map_to_sql, ns, opt_ns, pg, run_from_row, RUN_COLUMNS};
+use super::{execute, query, query_opt};
+use crate::core::{RunStatus, TaskStatus};
+use crate::store::{
+    check_new_run, AuditRecord, ClaimLimits, JobRecord, Lease, NoteKind, NotificationRecord, Run,
+    StoreError, StoreResult, TaskRun,
+};
+
+/// The `settings` key holding whether the scheduler is paused (`true` / `false`).
+pub(super) const SCHEDULER_PAUSED: &str = "scheduler_paused";
+
+/// Advisory lock namespaces (the first key of `pg_advisory_xact_lock(int, int)`): a
+/// node's claims, and a job's claims, each taken one at a time cluster-wide.
+const NODE_CLAIMS: i32 = 1;
+const JOB_CLAIMS: i32 = 2;
+
+pub(super) async fn upsert_jobs(tx: &Transaction<'_>, jobs: &[JobRecord]) -> StoreResult<()> {
+    for job in jobs {
+        execute(
+            tx,
+            "INSERT INTO jobs (id, name, source, schedule, updated_at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name, source = excluded.source,
+                 schedule = excluded.schedule, updated_at = excluded.updated_at",
+            &[
+                &job.id,
+                &job.name,
+                &job.source,
+                &job.schedule,
+                &ns(&job.updated_at)?,
+            ],
+        )
+        .await
+        .map_err(pg("cannot record jobs"))?;
+    }
+    Ok(())
+}
+
+pub(super) async fn create_run(
+    tx: &Transaction<'_>,
+    run: &Run,
+    tasks: &[TaskRun],
+) -> StoreResult<Vec<NoteKind>> {
+    check_new_run(run, tasks)?;
+    let failed = || pg(format!("cannot create run '{}'", run.id));
+    // DO NOTHING on either unique key (the id, the fire): a refusal, not a failure.
+    let inserted = execute(
+        tx,
+        &format!(
+            "INSERT INTO runs ({RUN_COLUMNS})
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+             ON CONFLICT DO NOTHING"
+        ),
+        &[
+            &run.id,
+            &run.job_id,
+            &run.status.as_str(),
+            &run.trigger.as_str(),
+            &map_to_sql(&run.params),
+            &ns(&run.created_at)?,
+            &opt_ns(&run.started_at)?,
+            &opt_ns(&run.ended_at)?,
+            &run.error,
+            &run.triggered_by,
+            &opt_ns(&run.scheduled_for)?,
+            &run.definition,
+            &run.retry_of,
+        ],
+    )
+    .await
+    .map_err(failed())?;
+    if inserted == 0 {
+        let same_id = query_opt(tx, "SELECT 1 FROM runs WHERE id = $1", &[&run.id])
+            .await
+            .map_err(failed())?
+            .is_some();
+        return Err(match run.scheduled_for {
+            Some(at) if !same_id => StoreError::FireTaken {
+                job_id: run.job_id.clone(),
+                at,
+            },
+            _ => StoreError::RunExists {
+                run_id: run.id.clone(),
+            },
+        });
+    }
+    if !tasks.is_empty() {
+        let mut columns = TaskColumns::default();
+        for (ordinal, task) in tasks.iter().enumerate() {
+            columns.push(task, ordinal as i32)?;
+        }
+        execute(
+            tx,
+            "INSERT INTO task_runs (run_id, task_id, ordinal, status, attempts, exit_code,
+                 started_at, ended_at, error, outputs)
+             SELECT $1, * FROM unnest($2::text[], $3::int[], $4::text[], $5::bigint[],
+                 $6::int[], $7::bigint[], $8::bigint[], $9::text[], $10::text[])",
+            &[
+                &run.id,
+                &columns.task_id,
+                &columns.ordinal,
+                &columns.status,
+                &columns.attempts,
+                &columns.exit_code,
+                &columns.started_at,
+                &columns.ended_at,
+                &columns.error,
+                &columns.outputs,
+            ],
+        )
+        .await
+        .map_err(failed())?;
+    }
+    let mut notes = vec![NoteKind::Run {
+        run_id: run.id.clone(),
+    }];
+    if run.status == RunStatus::Queued {
+        notes.push(NoteKind::Queue);
+    }
+    Ok(notes)
+}
+
+/// A new run's task runs, column by column, for one `unnest` insert.
+#[derive(Default)]
+struct TaskColumns {
+    task_id: Vec<String>,
+    ordinal: Vec<i32>,
+    status: Vec<&'static str>,
+    attempts: Vec<i64>,
+    exit_code: Vec<Option<i32>>,
+    started_at: Vec<Option<i64>>,
+    ended_at: Vec<Option<i64>>,
+    error: Vec<Option<String>>,
+    outputs: Vec<String>,
+}
+
+impl TaskColumns {
+    fn push(&mut self, task: &TaskRun, ordinal: i32) -> StoreResult<()> {
+        self.task_id.push(task.task_id.clone());
+        self.ordinal.push(ordinal);
+        self.status.push(task.status.as_str());
+        self.attempts.push(i64::from(task.attempts));
+        self.exit_code.push(task.exit_code);
+        self.started_at.push(opt_ns(&task.started_at)?);
+        self.ended_at.push(opt_ns(&task.ended_at)?);
+        self.error.push(task.error.clone());
+        self.outputs.push(map_to_sql(&task.outputs));
+        Ok(())
+    }
+}
+
+/// Refuses a claim by a node whose lease is gone (declared dead, or left); holds its
+/// row (shared) until the transaction ends, so a takeover of this node waits for the
+/// claim and then moves the run it made.
+async fn check_lease<C: GenericClient + Sync>(client: &C, lease: &Lease) -> StoreResult<()> {
+    let epoch = lease.epoch as i64;
+    let alive = query_opt(
+        client,
+        r#"SELECT 1 FROM nodes WHERE id = $1 AND epoch = $2 AND NOT dead AND NOT "left"
+           FOR SHARE"#,
+        &[&lease.node_id, &epoch],
+    )
+    .await
+    .map_err(pg("cannot check this node's lease"))?;
+    match alive {
+        Some(_) => Ok(()),
+        None => Err(StoreError::LeaseLost {
+            node_id: lease.node_id.clone(),
+            epoch: lease.epoch,
+        }),
+    }
+}
+
+/// The `(node_id, node_epoch)` a claim by this store records (none before a join).
+fn owner(lease: Option<&Lease>) -> (Option<&str>, Option<i64>) {
+    match lease {
+        Some(lease) => (Some(lease.node_id.as_str()), Some(lease.epoch as i64)),
+        None => (None, None),
+    }
+}
+
+/// Makes a queued run `running` from `at`, owned by this store's lease; `None` if it
+/// is not queued.
+pub(super) async fn claim_run<C: GenericClient + Sync>(
+    client: &C,
+    run_id: &str,
+    at: DateTime<Utc>,
+    lease: Option<&Lease>,
+) -> StoreResult<Option<Run>> {
+    if let Some(lease) = lease {
+        check_lease(client, lease).await?;
+    }
+    let (node, epoch) = owner(lease);
+    let claimed = query_opt(
+        client,
+        &format!(
+            "UPDATE runs SET status = 'running', started_at = $2, node_id = $3, node_epoch = $4
+             WHERE id = $1 AND status = 'queued' RETURNING {RUN_COLUMNS}"
+        ),
+        &[&run_id, &ns(&at)?, &node, &epoch],
+    )
+    .await
+    .map_err(pg(format!("cannot claim run '{run_id}'")))?;
+    match claimed {
+        Some(row) => run_from_row(&row).map(Some),
+        None => {
+            known_run(client, run_id).await?;
+            Ok(None)
+        }
+    }
+}
+
+/// Claims the oldest queued run the limits allow (see `Store::claim_next`), in short
+/// transactions. Per-job limits hold cluster-wide because a job's claims are taken
+/// one at a time (an advisory lock per job, then its running runs counted afresh);
+/// `SKIP LOCKED` lets claimers of other jobs pass a run another claimer holds. Each
+/// transaction holds at most one job's lock and never waits for a row, so claimers
+/// cannot deadlock: a job found full after its lock ends the transaction, and the
+/// next one looks past that job.
+pub(super) async fn claim_next(
+    client: &mut Client,
+    limits: &ClaimLimits,
+    at: DateTime<Utc>,
+    lease: Option<&Lease>,
+    sender: &Sender,
+) -> StoreResult<Option<Run>> {
+    let failed = || pg("cannot claim the next run");
+    let (node, epoch) = owner(lease);
+    let mut full: HashSet<&str> = HashSet::new();
+    loop {
+        let jobs: Vec<&str> = limits
+            .per_job
+            .iter()
+            .filter(|&(job, &limit)| limit > 0 && !full.contains(job.as_str()))
+            .map(|(job, _)| job.as_str())
+            .collect();
+        if jobs.is_empty() || limits.max_running == 0 {
+            return Ok(None);
+        }
+        let tx = client.transaction().await.map_err(failed())?;
+        // This node's claims one at a time, so that its share holds.
+        execute(
+            &tx,
+            "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+            &[&NODE_CLAIMS, &node.unwrap_or("")],
+        )
+        .await
+        .map_err(failed())?;
+        if let Some(lease) = lease {
+            check_lease(&tx, lease).await?;
+        }
+        let mine: i64 = query_opt(
+            &tx,
+            "SELECT count(*) FROM runs WHERE status = 'running'
+                 AND node_id IS NOT DISTINCT FROM $1 AND node_epoch IS NOT DISTINCT FROM $2",
+            &[&node, &epoch],
+        )
+        .await
+        .map_err(failed())?
+        .map_or(0, |row| row.get(0));
+        if mine as usize >= limits.max_running {
+            return Ok(None);
+        }
+        let running = query(
+            &tx,
+            "SELECT job_id, count(*) FROM runs WHERE status = 'running' AND job_id = ANY($1)
+             GROUP BY job_id",
+            &[&jobs],
+        )
+        .await
+        .map_err(failed())?;
+        let count_of = |job: &str| {
+            running
+                .iter()
+                .find(|row| row.get::<_, &str>(0) == job)
+                .map_or(0, |row| row.get::<_, i64>(1))
+        };
+        let limit_of = |job: &str| i64::from(limits.per_job.get(job).copied().unwrap_or(0));
+        let eligible: Vec<&str> = jobs
+            .iter()
+            .copied()
+            .filter(|job| count_of(job) < limit_of(job))
+            .collect();
+        if eligible.is_empty() {
+            return Ok(None);
+        }
+        let head = query_opt(
+            &tx,
+            "SELECT id, job_id FROM runs WHERE status = 'queued' AND job_id = ANY($1)
+             ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED",
+            &[&eligible],
+        )
+        .await
+        .map_err(failed())?;
+        let Some(head) = head else {
+            return Ok(None);
+        };
+        let (run_id, job_id): (String, String) = (head.get(0), head.get(1));
+        execute(
+            &tx,
+            "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+            &[&JOB_CLAIMS, &job_id],
+        )
+        .await
+        .map_err(failed())?;
+        // Counted again under the job's lock: what the claimers before it committed.
+        let now_running: i64 = query_opt(
+            &tx,
+            "SELECT count(*) FROM runs WHERE status = 'running' AND job_id = $1",
+            &[&job_id],
+        )
+        .await
+        .map_err(failed())?
+        .map_or(0, |row| row.get(0));
+        if now_running >= limit_of(&job_id) {
+            tx.rollback().await.map_err(failed())?;
+            let job = limits
+                .per_job
+                .get_key_value(&job_id)
+                .map_or("", |(job, _)| job.as_str());
+            full.insert(job);
+            continue;
+        }
+        let row = query_opt(
+            &tx,
+            &format!(
+                "UPDATE runs SET status = 'running', started_at = $2, node_id = $3,
+                     node_epoch = $4
+                 WHERE id = $1 RETURNING {RUN_COLUMNS}"
+            ),
+            &[&run_id, &ns(&at)?, &node, &epoch],
+        )
+        .await
+        .map_err(failed())?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let run = run_from_row(&row)?;
+        notes::send(&tx, sender, &[NoteKind::Run { run_id }]).await?;
+        tx.commit().await.map_err(failed())?;
+        return Ok(Some(run));
+    }
+}
+
+/// `Ok` if the run is stored, else `RunNotFound`.
+async fn known_run<C: GenericClient + Sync>(client: &C, run_id: &str) -> StoreResult<()> {
+    let found = query_opt(client, "SELECT 1 FROM runs WHERE id = $1", &[&run_id])
+        .await
+        .map_err(pg("cannot read run"))?;
+    match found {
+        Some(_) => Ok(()),
+        None => Err(StoreError::RunNotFound {
+            run_id: run_id.to_owned(),
+        }),
+    }
+}
+
+/// The statuses a task run keeps once it has one.
+fn terminal_task_statuses() -> Vec<&'static str> {
+    [
+        TaskStatus::Succeeded,
+        TaskStatus::Failed,
+        TaskStatus::Skipped,
+        TaskStatus::TimedOut,
+        TaskStatus::Cancelled,
+    ]
+    .into_iter()
+    .filter(|s| s.is_terminal())
+    .map(|s| s.as_str())
+    .collect()
+}
+
+pub(super) async fn cancel_queued(
+    tx: &Transaction<'_>,
+    run_id: &str,
+    at: DateTime<Utc>,
+    message: &str,
+) -> StoreResult<Option<Run>> {
+    let failed = || pg(format!("cannot cancel run '{run_id}'"));
+    let at = ns(&at)?;
+    let cancelled = query_opt(
+        tx,
+        &format!(
+            "UPDATE runs SET status = 'cancelled', ended_at = $2, error = $3
+             WHERE id = $1 AND status = 'queued' RETURNING {RUN_COLUMNS}"
+        ),
+        &[&run_id, &at, &message],
+    )
+    .await
+    .map_err(failed())?;
+    let Some(row) = cancelled else {
+        known_run(tx, run_id).await?;
+        return Ok(None);
+    };
+    // A queued run's task runs are all pending; the filter keeps any the engine may
+    // have settled before as they are.
+    execute(
+        tx,
+        "UPDATE task_runs SET status = $3, ended_at = $2
+         WHERE run_id = $1 AND status <> ALL($4)",
+        &[
+            &run_id,
+            &at,
+            &TaskStatus::Cancelled.as_str(),
+            &terminal_task_statuses(),
+        ],
+    )
+    .await
+    .map_err(failed())?;
+    run_from_row(&row).map(Some)
+}
+
+/// Whether a write by `lease` of a run owned by `(node, epoch)` is fenced: the run
+/// was claimed, and not by this lease.
+fn fenced(node: Option<&str>, epoch: Option<i64>, lease: Option<&Lease>) -> bool {
+    match (node, lease) {
+        (None, _) => false,
+        (Some(node), Some(lease)) => node != lease.node_id || epoch != Some(lease.epoch as i64),
+        (Some(_), None) => true,
+    }
+}
+
+pub(super) async fn update_run(
+    tx: &Transaction<'_>,
+    run: &Run,
+    lease: Option<&Lease>,
+) -> StoreResult<Vec<NoteKind>> {
+    let failed = || pg(format!("cannot update run '{}'", run.id));
+    let (node, epoch) = owner(lease);
+    // The owner is checked in the update itself, on the row's latest version.
+    let changed = execute(
+        tx,
+        "UPDATE runs SET status = $2, started_at = $3, ended_at = $4, error = $5
+         WHERE id = $1 AND (node_id IS NULL OR (node_id = $6 AND node_epoch = $7))",
+        &[
+            &run.id,
+            &run.status.as_str(),
+            &opt_ns(&run.started_at)?,
+            &opt_ns(&run.ended_at)?,
+            &run.error,
+            &node,
+            &epoch,
+        ],
+    )
+    .await
+    .map_err(failed())?;
+    if changed == 0 {
+        let exists = query_opt(tx, "SELECT 1 FROM runs WHERE id = $1", &[&run.id])
+            .await
+            .map_err(failed())?;
+        return Err(match exists {
+            Some(_) => StoreError::Fenced {
+                run_id: run.id.clone(),
+            },
+            None => StoreError::RunNotFound {
+                run_id: run.id.clone(),
+            },
+        });
+    }
+    let mut notes = vec![NoteKind::Run {
+        run_id: run.id.clone(),
+    }];
+    if run.status.is_terminal() {
+        notes.push(NoteKind::Queue);
+    }
+    Ok(notes)
+}
+
+pub(super) async fn update_task_run(
+    tx: &Transaction<'_>,
+    task: &TaskRun,
+    lease: Option<&Lease>,
+) -> StoreResult<Vec<NoteKind>> {
+    let failed = || {
+        pg(format!(
+            "cannot update task run '{}' of run '{}'",
+            task.task_id, task.run_id
+        ))
+    };
+    let not_found = || StoreError::TaskRunNotFound {
+        run_id: task.run_id.clone(),
+        task_id: task.task_id.clone(),
+    };
+    // The run's row held (shared) until commit: a takeover waits for this write, then
+    // reads the task runs with it.
+    let owner_row = query_opt(
+        tx,
+        "SELECT node_id, node_epoch FROM runs WHERE id = $1 FOR SHARE",
+        &[&task.run_id],
+    )
+    .await
+    .map_err(failed())?
+    .ok_or_else(not_found)?;
+    if fenced(owner_row.get(0), owner_row.get(1), lease) {
+        return Err(StoreError::Fenced {
+            run_id: task.run_id.clone(),
+        });
+    }
+    let changed = execute(
+        tx,
+        "UPDATE task_runs SET status = $3, attempts = $4, exit_code = $5, started_at = $6,
+             ended_at = $7, error = $8, outputs = $9
+         WHERE run_id = $1 AND task_id = $2",
+        &[
+            &task.run_id,
+            &task.task_id,
+            &task.status.as_str(),
+            &i64::from(task.attempts),
+            &task.exit_code,
+            &opt_ns(&task.started_at)?,
+            &opt_ns(&task.ended_at)?,
+            &task.error,
+            &map_to_sql(&task.outputs),
+        ],
+    )
+    .await
+    .map_err(failed())?;
+    if changed == 0 {
+        return Err(not_found());
+    }
+    Ok(vec![NoteKind::Task {
+        run_id: task.run_id.clone(),
+        task_id: task.task_id.clone(),
+    }])
+}
+
+/// Whether a write of the runs `(id, node, epoch)` by `lease` is fenced, for the log
+/// appends (which check many runs at once).
+pub(super) fn fenced_run(node: Option<&str>, epoch: Option<i64>, lease: Option<&Lease>) -> bool {
+    fenced(node, epoch, lease)
+}
+
+pub(super) async fn set_setting(tx: &Transaction<'_>, key: &str, value: &str) -> StoreResult<()> {
+    execute(
+        tx,
+        "INSERT INTO settings (key, value) VALUES ($1, $2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        &[&key, &value],
+    )
+    .await
+    .map_err(pg(format!("cannot record setting '{key}'")))?;
+    Ok(())
+}
+
+pub(super) async fn set_job_paused(
+    tx: &Transaction<'_>,
+    job_id: &str,
+    paused: bool,
+) -> StoreResult<()> {
+    let failed = || pg(format!("cannot record the pause of job '{job_id}'"));
+    if paused {
+        execute(
+            tx,
+            "INSERT INTO paused_jobs (job_id, since) VALUES ($1, $2)
+             ON CONFLICT (job_id) DO NOTHING",
+            &[&job_id, &ns(&Utc::now())?],
+        )
+        .await
+        .map_err(failed())?;
+    } else {
+        execute(tx, "DELETE FROM paused_jobs WHERE job_id = $1", &[&job_id])
+            .await
+            .map_err(failed())?;
+    }
+    Ok(())
+}
+
+pub(super) async fn prune_runs(
+    tx: &Transaction<'_>,
+    job_id: &str,
+    keep: Option<u32>,
+    ended_before: Option<DateTime<Utc>>,
+    batch: usize,
+) -> StoreResult<usize> {
+    let failed = || pg(format!("cannot prune the history of job '{job_id}'"));
+    let keep = keep.map(i64::from);
+    let cutoff = opt_ns(&ended_before)?;
+    let batch = i64::try_from(batch).unwrap_or(i64::MAX);
+    let ids: Vec<String> = query(
+        tx,
+        "SELECT id FROM runs
+         WHERE job_id = $1 AND status NOT IN ('queued', 'running')
+           AND (($2::bigint IS NOT NULL AND id NOT IN (
+                    SELECT id FROM runs WHERE job_id = $1
+                    ORDER BY created_at DESC, id DESC LIMIT $2))
+                OR ($3::bigint IS NOT NULL AND ended_at < $3))
+         ORDER BY created_at, id LIMIT $4",
+        &[&job_id, &keep, &cutoff, &batch],
+    )
+    .await
+    .map_err(failed())?
+    .iter()
+    .map(|row| row.get(0))
+    .collect();
+    for sql in [
+        "DELETE FROM log_lines WHERE run_id = ANY($1)",
+        "DELETE FROM log_totals WHERE run_id = ANY($1)",
+        "DELETE FROM notifications WHERE run_id = ANY($1)",
+        // Its task runs go with it (ON DELETE CASCADE).
+        "DELETE FROM runs WHERE id = ANY($1)",
+    ] {
+        execute(tx, sql, &[&ids]).await.map_err(failed())?;
+    }
+    Ok(ids.len())
+}
+
+pub(super) async fn append_audit<C: GenericClient + Sync>(
+    client: &C,
+    record: &AuditRecord,
+) -> StoreResult<()> {
+    execute(
+        client,
+        "INSERT INTO audit (time, actor, call, target, outcome, message)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        &[
+            &ns(&record.time)?,
+            &record.actor,
+            &record.call,
+            &record.target,
+            &record.outcome,
+            &record.message,
+        ],
+    )
+    .await
+    .map_err(pg("cannot record the audit entry"))?;
+    Ok(())
+}
+
+pub(super) async fn append_notification<C: GenericClient + Sync>(
+    client: &C,
+    n: &NotificationRecord,
+) -> StoreResult<()> {
+    execute(
+        client,
+        "INSERT INTO notifications (run_id, job_id, time, event, target, attempt, outcome, message)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        &[
+            &n.run_id,
+            &n.job_id,
+            &ns(&n.time)?,
+            &n.event,
+            &n.target,
+            &i64::from(n.attempt),
+            &n.outcome,
+            &n.message,
+        ],
+    )
+    .await
+    .map_err(pg("cannot record the notification"))?;
+    Ok(())
+}
