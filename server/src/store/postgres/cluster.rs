@@ -145,7 +145,7 @@ pub(super) async fn take_over_expired(
         &tx,
         r#"UPDATE nodes SET dead = true
            WHERE NOT dead AND NOT "left" AND id <> $1
-             AND heartbeat_at < now() - $2 * interval '1 microsecond'"#,
+             AND heartbeat_at < now() - $2::bigint * interval '1 microsecond'"#,
         &[&mine.node_id, &micros(lease)],
     )
     .await
@@ -197,7 +197,7 @@ pub(super) async fn nodes<C: GenericClient + Sync>(
         client,
         r#"SELECT n.id, n.epoch, n.address, n.version, n.joined_at, n.heartbeat_at,
                NOT n.dead AND NOT n."left"
-                   AND n.heartbeat_at >= now() - $1 * interval '1 microsecond',
+                   AND n.heartbeat_at >= now() - $1::bigint * interval '1 microsecond',
                n."left", n.mismatched,
                (SELECT count(*) FROM runs AS r WHERE r.status = 'running'
                     AND r.node_id = n.id AND r.node_epoch = n.epoch)

@@ -163,6 +163,18 @@ impl PostgresStore {
     }
 }
 
+#[cfg(test)]
+impl PostgresStore {
+    /// Runs SQL on the store's database (tests age heartbeats, look at rows).
+    pub(super) async fn sql(&self, sql: &str) -> StoreResult<Vec<Row>> {
+        let client = self.client("test SQL").await?;
+        client
+            .query(sql, &[])
+            .await
+            .map_err(pg(format!("test SQL {sql}")))
+    }
+}
+
 impl Drop for PostgresStore {
     fn drop(&mut self) {
         self.listener.abort();
