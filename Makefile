@@ -75,8 +75,8 @@ boundaries:
 	  for forbidden in "$$@"; do \
 	    if echo "$$deps" | grep -qx "$$forbidden"; then echo "boundary violated: $$pkg depends on $$forbidden"; exit 1; fi; \
 	  done; echo "boundaries ok: $$pkg"; }; \
-	check petit-client petit-server rusqlite serde_yaml axum tonic-reflection ratatui crossterm; \
-	check petit-tui petit-server rusqlite serde_yaml axum tonic-reflection; \
+	check petit-client petit-server rusqlite serde_yaml axum tonic-reflection ratatui crossterm tokio-postgres deadpool-postgres; \
+	check petit-tui petit-server rusqlite serde_yaml axum tonic-reflection tokio-postgres deadpool-postgres; \
 	check petit-server ratatui crossterm petit-client; \
 	check petit-proto petit-server petit-client rusqlite axum
 

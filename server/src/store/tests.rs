@@ -117,6 +117,7 @@ conformance!(
     last_run_filters_by_status,
     task_runs_keep_creation_order_and_updates,
     logs_keep_write_order,
+    logs_keep_any_text,
     logs_keep_the_tail_of_each_stream,
     append_logs_to_unknown_run_fails_whole,
     unfinished_runs_are_queued_or_running,
@@ -471,6 +472,34 @@ async fn logs_keep_write_order(subject: &Subject) -> StoreResult<()> {
     assert_eq!(lines(&store.logs("r2", None).await?), ["other run"]);
     assert!(store.logs("r1", Some("nope")).await?.is_empty());
     assert!(store.logs("nope", None).await?.is_empty());
+    Ok(())
+}
+
+/// A task may write anything that is UTF-8, NUL included: every store keeps it as
+/// written.
+async fn logs_keep_any_text(subject: &Subject) -> StoreResult<()> {
+    let store = subject.store();
+    store
+        .create_run(
+            run("r1", "job", RunStatus::Running, 1),
+            vec![task("r1", "a")],
+        )
+        .await?;
+    let texts = [
+        "nul \0 inside",
+        "\0",
+        "",
+        "tab\tcr\r",
+        "héllo 🌍",
+        "\u{FFFD}",
+    ];
+    let written: Vec<LogLine> = texts
+        .iter()
+        .enumerate()
+        .map(|(n, text)| log("r1", "a", LogStream::Stdout, n as u64 + 1, text))
+        .collect();
+    store.append_logs(written.clone()).await?;
+    assert_eq!(store.logs("r1", None).await?, written);
     Ok(())
 }
 

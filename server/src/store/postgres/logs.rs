@@ -5,6 +5,8 @@
 //! read in small steps until the page is full, so a page costs its own size), tails,
 //! and pruning.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{Client, GenericClient, Transaction};
 use tokio_postgres::IsolationLevel;
@@ -12,7 +14,6 @@ use tokio_postgres::IsolationLevel;
 use super::rows::{ns, pg};
 use super::write::fenced_run;
 use super::{execute, query, query_opt};
-use crate::core::LogStream;
 use crate::store::{
     Lease, LogLine, LogPage, LogPageLimit, LogPosition, LogStart, NoteKind, StoreError, StoreResult,
 };
@@ -82,15 +83,12 @@ pub(super) async fn append(
     .await
     .map_err(failed())?;
 
-    // Bytes added per stream, in order of first appearance.
-    let mut streams: Vec<((&str, &str, LogStream), i64)> = Vec::new();
+    // Bytes added per stream, in key order: two appends lock the streams' totals in
+    // the same order, so they cannot deadlock.
+    let mut streams: BTreeMap<(&str, &str, &str), i64> = BTreeMap::new();
     for l in lines {
-        let key = (l.run_id.as_str(), l.task_id.as_str(), l.stream);
-        let bytes = l.line.len() as i64;
-        match streams.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, total)) => *total += bytes,
-            None => streams.push((key, bytes)),
-        }
+        let key = (l.run_id.as_str(), l.task_id.as_str(), l.stream.as_str());
+        *streams.entry(key).or_default() += l.line.len() as i64;
     }
     let cap = i64::try_from(cap).unwrap_or(i64::MAX);
     for ((run_id, task_id, stream), bytes) in streams {
@@ -100,7 +98,7 @@ pub(super) async fn append(
              ON CONFLICT (run_id, task_id, stream)
                  DO UPDATE SET bytes = log_totals.bytes + excluded.bytes
              RETURNING bytes",
-            &[&run_id, &task_id, &stream.as_str(), &bytes],
+            &[&run_id, &task_id, &stream, &bytes],
         )
         .await
         .map_err(failed())?
@@ -157,11 +155,10 @@ async fn trim(
     tx: &Transaction<'_>,
     run_id: &str,
     task_id: &str,
-    stream: LogStream,
+    stream: &str,
     excess: i64,
 ) -> StoreResult<()> {
     let failed = || pg("cannot trim logs");
-    let stream = stream.as_str();
     let mut dropped = 0i64;
     let mut cut: Option<(i64, i64)> = None;
     let step = STEP as i64;
@@ -169,9 +166,7 @@ async fn trim(
         let (after_batch, after_pos) = cut.unwrap_or((-1, -1));
         let rows = query(
             tx,
-            "SELECT batch, pos, bytes FROM log_lines
-             WHERE run_id = $1 AND task_id = $2 AND stream = $3 AND (batch, pos) > ($4, $5)
-             ORDER BY batch, pos LIMIT $6",
+            OLDEST_OF_STREAM,
             &[&run_id, &task_id, &stream, &after_batch, &after_pos, &step],
         )
         .await
@@ -191,14 +186,9 @@ async fn trim(
     let Some((batch, pos)) = cut else {
         return Ok(());
     };
-    execute(
-        tx,
-        "DELETE FROM log_lines
-         WHERE run_id = $1 AND task_id = $2 AND stream = $3 AND (batch, pos) <= ($4, $5)",
-        &[&run_id, &task_id, &stream, &batch, &pos],
-    )
-    .await
-    .map_err(failed())?;
+    execute(tx, CUT_STREAM, &[&run_id, &task_id, &stream, &batch, &pos])
+        .await
+        .map_err(failed())?;
     execute(
         tx,
         "UPDATE log_totals SET bytes = bytes - $4
@@ -247,19 +237,17 @@ pub(super) async fn page(
         limit,
     };
     let mut from = from;
-    let mut inclusive = true;
     loop {
         let want = limit.lines.max(1).saturating_sub(page.page.lines.len()) + 1;
         let step = want.min(STEP) as i64;
-        let rows = read_step(&tx, run_id, task_id, from, inclusive, step).await?;
+        let rows = read_step(&tx, run_id, task_id, from, step).await?;
         let last_step = rows.len() < step as usize;
         for row in &rows {
             let (line, position) = line_from_row(run_id, row)?;
             if !page.push(line, position) {
                 return Ok(page.page);
             }
-            from = stored(position);
-            inclusive = false;
+            from = stored(position.successor());
         }
         if last_step {
             return Ok(page.page);
@@ -267,43 +255,46 @@ pub(super) async fn page(
     }
 }
 
+/// A page's rows from a position on, each through its index (schema.rs): a seek,
+/// then rows in order, never a scan of the log or a sort.
+pub(super) const PAGE_OF_RUN: &str = "SELECT batch, pos, task_id, stream, attempt, seq, time, line
+     FROM log_lines WHERE run_id = $1 AND (batch, pos) >= ($2, $3)
+     ORDER BY batch, pos LIMIT $4";
+pub(super) const PAGE_OF_TASK: &str = "SELECT batch, pos, task_id, stream, attempt, seq, time, line
+     FROM log_lines WHERE run_id = $1 AND task_id = $2 AND (batch, pos) >= ($3, $4)
+     ORDER BY batch, pos LIMIT $5";
+/// The n-th line from the end, walking the same indexes backwards.
+pub(super) const TAIL_OF_RUN: &str = "SELECT batch, pos FROM log_lines WHERE run_id = $1
+     ORDER BY batch DESC, pos DESC OFFSET $2 LIMIT 1";
+pub(super) const TAIL_OF_TASK: &str =
+    "SELECT batch, pos FROM log_lines WHERE run_id = $1 AND task_id = $2
+     ORDER BY batch DESC, pos DESC OFFSET $3 LIMIT 1";
+/// A stream's oldest lines and their sizes, from the index alone, for trimming.
+pub(super) const OLDEST_OF_STREAM: &str = "SELECT batch, pos, bytes FROM log_lines
+     WHERE run_id = $1 AND task_id = $2 AND stream = $3 AND (batch, pos) > ($4, $5)
+     ORDER BY batch, pos LIMIT $6";
+pub(super) const CUT_STREAM: &str = "DELETE FROM log_lines
+     WHERE run_id = $1 AND task_id = $2 AND stream = $3 AND (batch, pos) <= ($4, $5)";
+
 async fn read_step<C: GenericClient + Sync>(
     client: &C,
     run_id: &str,
     task_id: Option<&str>,
     (batch, pos): (i64, i64),
-    inclusive: bool,
     step: i64,
 ) -> StoreResult<Vec<tokio_postgres::Row>> {
-    let op = if inclusive { ">=" } else { ">" };
-    let columns = "batch, pos, task_id, stream, attempt, seq, time, line";
-    let rows = match task_id {
+    match task_id {
         Some(task_id) => {
             query(
                 client,
-                &format!(
-                    "SELECT {columns} FROM log_lines
-                     WHERE run_id = $1 AND task_id = $2 AND (batch, pos) {op} ($3, $4)
-                     ORDER BY batch, pos LIMIT $5"
-                ),
+                PAGE_OF_TASK,
                 &[&run_id, &task_id, &batch, &pos, &step],
             )
             .await
         }
-        None => {
-            query(
-                client,
-                &format!(
-                    "SELECT {columns} FROM log_lines
-                     WHERE run_id = $1 AND (batch, pos) {op} ($2, $3)
-                     ORDER BY batch, pos LIMIT $4"
-                ),
-                &[&run_id, &batch, &pos, &step],
-            )
-            .await
-        }
-    };
-    rows.map_err(pg("cannot read logs"))
+        None => query(client, PAGE_OF_RUN, &[&run_id, &batch, &pos, &step]).await,
+    }
+    .map_err(pg("cannot read logs"))
 }
 
 /// Where the last `n` lines start: the n-th line from the end, found by walking the
@@ -316,24 +307,8 @@ async fn tail_start<C: GenericClient + Sync>(
 ) -> StoreResult<(i64, i64)> {
     let skip = i64::try_from(n - 1).unwrap_or(i64::MAX);
     let row = match task_id {
-        Some(task_id) => {
-            query_opt(
-                client,
-                "SELECT batch, pos FROM log_lines WHERE run_id = $1 AND task_id = $2
-                 ORDER BY batch DESC, pos DESC OFFSET $3 LIMIT 1",
-                &[&run_id, &task_id, &skip],
-            )
-            .await
-        }
-        None => {
-            query_opt(
-                client,
-                "SELECT batch, pos FROM log_lines WHERE run_id = $1
-                 ORDER BY batch DESC, pos DESC OFFSET $2 LIMIT 1",
-                &[&run_id, &skip],
-            )
-            .await
-        }
+        Some(task_id) => query_opt(client, TAIL_OF_TASK, &[&run_id, &task_id, &skip]).await,
+        None => query_opt(client, TAIL_OF_RUN, &[&run_id, &skip]).await,
     }
     .map_err(pg("cannot read logs"))?;
     // Fewer lines than asked: all of them.

@@ -173,6 +173,33 @@ impl PostgresStore {
             .await
             .map_err(pg(format!("test SQL {sql}")))
     }
+
+    /// The plan PostgreSQL would run `sql` with, as prepared (a generic plan, with
+    /// `args` as the parameters' values), with sequential scans, bitmap scans and sorts
+    /// ruled out wherever there is another way: a plan that still has one has no index
+    /// that serves the query in its order.
+    pub(super) async fn plan(&self, sql: &str, args: &str) -> StoreResult<String> {
+        let client = self.client("test SQL").await?;
+        let failed = || pg(format!("cannot explain {sql}"));
+        client
+            .batch_execute(&format!(
+                "SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off;
+                 SET enable_bitmapscan = off; SET enable_sort = off;
+                 PREPARE planned AS {sql}"
+            ))
+            .await
+            .map_err(failed())?;
+        let rows = client
+            .query(&format!("EXPLAIN EXECUTE planned ({args})"), &[])
+            .await
+            .map_err(failed())?;
+        client
+            .batch_execute("DEALLOCATE planned; RESET ALL")
+            .await
+            .map_err(failed())?;
+        let lines: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
+        Ok(lines.join("\n"))
+    }
 }
 
 impl Drop for PostgresStore {

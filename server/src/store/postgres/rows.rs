@@ -58,6 +58,21 @@ pub(super) fn time(ns: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_nanos(ns)
 }
 
+/// Free text (an error, a message) as a text column can hold it: PostgreSQL's text
+/// cannot hold NUL, which a task's output quoted in an error may carry, so NUL becomes
+/// U+FFFD rather than failing the write. (Log lines are bytes and keep every byte.)
+pub(super) fn text(value: &str) -> std::borrow::Cow<'_, str> {
+    if value.contains('\0') {
+        std::borrow::Cow::Owned(value.replace('\0', "\u{FFFD}"))
+    } else {
+        std::borrow::Cow::Borrowed(value)
+    }
+}
+
+pub(super) fn opt_text(value: &Option<String>) -> Option<std::borrow::Cow<'_, str>> {
+    value.as_deref().map(text)
+}
+
 pub(super) fn map_to_sql(map: &BTreeMap<String, String>) -> String {
     // A map of strings always serializes.
     serde_json::to_string(map).unwrap_or_else(|_| "{}".to_owned())

@@ -13,7 +13,7 @@ use super::rows::pg;
 use crate::store::{StoreError, StoreResult};
 
 /// The advisory lock held while migrating (an arbitrary constant: "petit" in ASCII).
-const MIGRATION_LOCK: i64 = 0x7065_7469_74;
+const MIGRATION_LOCK: i64 = 0x0070_6574_6974;
 
 /// Schema changes in order: entry `i` takes a database from version `i` to `i + 1`.
 /// Append only; never edit a migration that has shipped.

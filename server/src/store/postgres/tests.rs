@@ -615,3 +615,67 @@ async fn password_files_are_read_and_their_errors_are_clear() -> StoreResult<()>
     assert!(!store.scheduler_paused().await?);
     Ok(())
 }
+
+/// Appends, trims, pages and tails, and the claim's reads, each go through an index
+/// in its order: none scans a table or sorts (issue 11's rule, on PostgreSQL).
+#[tokio::test]
+async fn log_and_claim_queries_use_their_indexes() -> StoreResult<()> {
+    use super::{logs, write};
+    let Some(stores) = stores("plans", 1).await else {
+        return Ok(());
+    };
+    let store = &stores[0];
+    let cases = [
+        (logs::PAGE_OF_RUN, "'r', 1, 0, 10", "log_lines_pkey"),
+        (
+            logs::PAGE_OF_TASK,
+            "'r', 't', 1, 0, 10",
+            "log_lines_of_task",
+        ),
+        (logs::TAIL_OF_RUN, "'r', 5", "log_lines_pkey"),
+        (logs::TAIL_OF_TASK, "'r', 't', 5", "log_lines_of_task"),
+        (
+            logs::OLDEST_OF_STREAM,
+            "'r', 't', 'stdout', 1, 0, 10",
+            "Index Only Scan using log_lines_of_stream",
+        ),
+        (
+            logs::CUT_STREAM,
+            "'r', 't', 'stdout', 1, 0",
+            "log_lines_of_stream",
+        ),
+        // Any index of the running runs only: a count costs them, not the history.
+        (write::NODE_SHARE, "'n', 1", "runs_running_by"),
+        (write::RUNNING_OF_JOBS, "'{a,b}'", "runs_running_by"),
+        (write::RUNNING_OF_JOB, "'a'", "runs_running_by"),
+        (write::QUEUE_HEAD, "'{a,b}'", "runs_by_status"),
+    ];
+    for (sql, args, index) in cases {
+        let plan = store.plan(sql, args).await?;
+        assert!(plan.contains(index), "{sql}\n{plan}");
+        assert!(!plan.contains("Seq Scan"), "{sql}\n{plan}");
+        assert!(!plan.contains("Sort"), "{sql}\n{plan}");
+    }
+    Ok(())
+}
+
+/// PostgreSQL's text cannot hold NUL: an error text with one is kept with U+FFFD in
+/// its place rather than failing the write (log lines keep NUL: the suite checks).
+#[tokio::test]
+async fn nul_in_free_text_does_not_fail_a_write() -> StoreResult<()> {
+    let Some(stores) = stores("nul", 1).await else {
+        return Ok(());
+    };
+    let store = &stores[0];
+    store.create_run(run("r1", "j", 1), vec![]).await?;
+    let failed = Run {
+        status: RunStatus::Failed,
+        ended_at: Some(at(2)),
+        error: Some("exit 1: \0garbage".into()),
+        ..run("r1", "j", 1)
+    };
+    store.update_run(failed).await?;
+    let stored = store.get_run("r1").await?.expect("stored");
+    assert_eq!(stored.error.as_deref(), Some("exit 1: \u{FFFD}garbage"));
+    Ok(())
+}

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::{Client, GenericClient, Transaction};
 
 use super::notes::{self, Sender};
-use super::rows::{map_to_sql, ns, opt_ns, pg, run_from_row, RUN_COLUMNS};
+use super::rows::{map_to_sql, ns, opt_ns, opt_text, pg, run_from_row, text, RUN_COLUMNS};
 use super::{execute, query, query_opt};
 use crate::core::{RunStatus, TaskStatus};
 use crate::store::{
@@ -70,7 +70,7 @@ pub(super) async fn create_run(
             &ns(&run.created_at)?,
             &opt_ns(&run.started_at)?,
             &opt_ns(&run.ended_at)?,
-            &run.error,
+            &opt_text(&run.error),
             &run.triggered_by,
             &opt_ns(&run.scheduled_for)?,
             &run.definition,
@@ -153,7 +153,8 @@ impl TaskColumns {
         self.exit_code.push(task.exit_code);
         self.started_at.push(opt_ns(&task.started_at)?);
         self.ended_at.push(opt_ns(&task.ended_at)?);
-        self.error.push(task.error.clone());
+        self.error
+            .push(opt_text(&task.error).map(|e| e.into_owned()));
         self.outputs.push(map_to_sql(&task.outputs));
         Ok(())
     }
@@ -220,6 +221,19 @@ pub(super) async fn claim_run<C: GenericClient + Sync>(
     }
 }
 
+/// The runs this node (this epoch; before a join, nobody) has running: its share.
+pub(super) const NODE_SHARE: &str = "SELECT count(*) FROM runs WHERE status = 'running'
+     AND node_id IS NOT DISTINCT FROM $1 AND node_epoch IS NOT DISTINCT FROM $2";
+/// The running runs of some jobs, cluster-wide.
+pub(super) const RUNNING_OF_JOBS: &str = "SELECT job_id, count(*) FROM runs
+     WHERE status = 'running' AND job_id = ANY($1) GROUP BY job_id";
+pub(super) const RUNNING_OF_JOB: &str =
+    "SELECT count(*) FROM runs WHERE status = 'running' AND job_id = $1";
+/// The oldest queued run of some jobs that no other claimer holds.
+pub(super) const QUEUE_HEAD: &str = "SELECT id, job_id FROM runs
+     WHERE status = 'queued' AND job_id = ANY($1)
+     ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED";
+
 /// Claims the oldest queued run the limits allow (see `Store::claim_next`), in short
 /// transactions. Per-job limits hold cluster-wide because a job's claims are taken
 /// one at a time (an advisory lock per job, then its running runs counted afresh);
@@ -259,26 +273,16 @@ pub(super) async fn claim_next(
         if let Some(lease) = lease {
             check_lease(&tx, lease).await?;
         }
-        let mine: i64 = query_opt(
-            &tx,
-            "SELECT count(*) FROM runs WHERE status = 'running'
-                 AND node_id IS NOT DISTINCT FROM $1 AND node_epoch IS NOT DISTINCT FROM $2",
-            &[&node, &epoch],
-        )
-        .await
-        .map_err(failed())?
-        .map_or(0, |row| row.get(0));
+        let mine: i64 = query_opt(&tx, NODE_SHARE, &[&node, &epoch])
+            .await
+            .map_err(failed())?
+            .map_or(0, |row| row.get(0));
         if mine as usize >= limits.max_running {
             return Ok(None);
         }
-        let running = query(
-            &tx,
-            "SELECT job_id, count(*) FROM runs WHERE status = 'running' AND job_id = ANY($1)
-             GROUP BY job_id",
-            &[&jobs],
-        )
-        .await
-        .map_err(failed())?;
+        let running = query(&tx, RUNNING_OF_JOBS, &[&jobs])
+            .await
+            .map_err(failed())?;
         let count_of = |job: &str| {
             running
                 .iter()
@@ -294,14 +298,9 @@ pub(super) async fn claim_next(
         if eligible.is_empty() {
             return Ok(None);
         }
-        let head = query_opt(
-            &tx,
-            "SELECT id, job_id FROM runs WHERE status = 'queued' AND job_id = ANY($1)
-             ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED",
-            &[&eligible],
-        )
-        .await
-        .map_err(failed())?;
+        let head = query_opt(&tx, QUEUE_HEAD, &[&eligible])
+            .await
+            .map_err(failed())?;
         let Some(head) = head else {
             return Ok(None);
         };
@@ -314,14 +313,10 @@ pub(super) async fn claim_next(
         .await
         .map_err(failed())?;
         // Counted again under the job's lock: what the claimers before it committed.
-        let now_running: i64 = query_opt(
-            &tx,
-            "SELECT count(*) FROM runs WHERE status = 'running' AND job_id = $1",
-            &[&job_id],
-        )
-        .await
-        .map_err(failed())?
-        .map_or(0, |row| row.get(0));
+        let now_running: i64 = query_opt(&tx, RUNNING_OF_JOB, &[&job_id])
+            .await
+            .map_err(failed())?
+            .map_or(0, |row| row.get(0));
         if now_running >= limit_of(&job_id) {
             tx.rollback().await.map_err(failed())?;
             let job = limits
@@ -394,7 +389,7 @@ pub(super) async fn cancel_queued(
             "UPDATE runs SET status = 'cancelled', ended_at = $2, error = $3
              WHERE id = $1 AND status = 'queued' RETURNING {RUN_COLUMNS}"
         ),
-        &[&run_id, &at, &message],
+        &[&run_id, &at, &text(message)],
     )
     .await
     .map_err(failed())?;
@@ -447,7 +442,7 @@ pub(super) async fn update_run(
             &run.status.as_str(),
             &opt_ns(&run.started_at)?,
             &opt_ns(&run.ended_at)?,
-            &run.error,
+            &opt_text(&run.error),
             &node,
             &epoch,
         ],
@@ -519,7 +514,7 @@ pub(super) async fn update_task_run(
             &task.exit_code,
             &opt_ns(&task.started_at)?,
             &opt_ns(&task.ended_at)?,
-            &task.error,
+            &opt_text(&task.error),
             &map_to_sql(&task.outputs),
         ],
     )
@@ -628,7 +623,7 @@ pub(super) async fn append_audit<C: GenericClient + Sync>(
             &record.call,
             &record.target,
             &record.outcome,
-            &record.message,
+            &text(&record.message),
         ],
     )
     .await
@@ -652,7 +647,7 @@ pub(super) async fn append_notification<C: GenericClient + Sync>(
             &n.target,
             &i64::from(n.attempt),
             &n.outcome,
-            &n.message,
+            &text(&n.message),
         ],
     )
     .await
