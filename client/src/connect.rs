@@ -334,6 +334,12 @@ impl Client {
             .await
     }
 
+    /// Cluster mode: the nodes sharing the daemon's database (none alone).
+    pub async fn nodes(&self) -> Result<petit_proto::v1::ListNodesResponse, ClientError> {
+        let request = self.unary(petit_proto::v1::ListNodesRequest {});
+        self.call(self.scheduler.clone().list_nodes(request)).await
+    }
+
     pub async fn pause(&self) -> Result<PauseSchedulerResponse, ClientError> {
         let request = self.unary(PauseSchedulerRequest {});
         self.call(self.scheduler.clone().pause_scheduler(request))

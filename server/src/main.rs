@@ -14,10 +14,11 @@ use petit_server::api::grpc::Exposure;
 use petit_server::auth::{self, Authenticator, Keyring, Role};
 use petit_server::config::{self, GlobalConfig};
 use petit_server::core::schedule::parse_duration;
+use petit_server::engine::ClusterOptions;
 use petit_server::metrics::Metrics;
 use petit_server::private_files;
 use petit_server::serve::{self, ConnectionLimits, ServeOptions, TlsFiles};
-use petit_server::store::{beside, DataLock, MemoryStore, SqliteStore, Store, StoreOptions};
+use petit_server::store::{beside, DataLock, NodeInfo, Opened, Storage, StoreOptions};
 use petit_server::{Engine, EngineOptions};
 use tokio::sync::mpsc;
 use tracing_subscriber::EnvFilter;
@@ -50,6 +51,32 @@ enum Command {
     Token {
         #[command(subcommand)]
         action: TokenCommand,
+    },
+    /// Copies a history (runs, task runs, outputs, logs, notifications, audit record,
+    /// pauses) into another database, e.g. a SQLite file into the PostgreSQL of a new
+    /// cluster. Stop the petitd using the source first. Runs already in the target are
+    /// left alone, so a migration cut short can be run again.
+    #[command(
+        after_help = "Example: petitd migrate --from sqlite:/var/lib/petit/petit.db --to postgres://petit@db.internal/petit --db-password-file /etc/petit/db-password"
+    )]
+    /// (Internal) Started by petitd itself: waits for its parent petitd to exit, then
+    /// kills the task process groups its process ledger still lists, so that a crash
+    /// (`kill -9`, out of memory) leaves no task running until the next start.
+    #[command(hide = true)]
+    Watchdog {
+        #[arg(long, value_name = "DIR")]
+        ledger: PathBuf,
+    },
+    Migrate {
+        /// The source: `sqlite:PATH` (or a plain path), or a postgres:// URL.
+        #[arg(long, value_name = "DB")]
+        from: String,
+        /// The target: a postgres:// URL, or `sqlite:PATH`.
+        #[arg(long, value_name = "DB")]
+        to: String,
+        /// A file holding the PostgreSQL password (for whichever side is PostgreSQL).
+        #[arg(long, env = "PETIT_DB_PASSWORD_FILE", value_name = "FILE")]
+        db_password_file: Option<PathBuf>,
     },
 }
 
@@ -101,12 +128,18 @@ struct DaemonArgs {
     #[arg(long, env = "PETIT_JOBS", value_name = "DIR", default_value = "./jobs")]
     jobs: PathBuf,
 
-    /// SQLite database holding the run history (created if missing). Default: the
-    /// config file's `storage.path` if set, else `./petit.db`. Beside it petitd keeps
-    /// `<db>.lock` (one daemon per database), `<db>.pids` (task processes to kill after
-    /// a crash) and `<db>.scratch` (tasks' `$PETIT_OUTPUT` files).
-    #[arg(long, env = "PETIT_DB", value_name = "PATH")]
-    db: Option<PathBuf>,
+    /// Where the run history is kept: a SQLite file (created if missing), or
+    /// `postgres://user@host:port/db` for cluster mode (several petitd sharing one
+    /// PostgreSQL; add `?sslmode=require` for TLS to it). Default: the config file's
+    /// `storage.path` or `storage.url`, else `./petit.db`. Beside a SQLite file petitd
+    /// keeps `<db>.lock` (one daemon per database), `<db>.pids` (task processes to kill
+    /// after a crash) and `<db>.scratch` (tasks' `$PETIT_OUTPUT` files); a cluster node
+    /// keeps them in --node-dir.
+    #[arg(long, env = "PETIT_DB", value_name = "PATH|URL")]
+    db: Option<String>,
+
+    #[command(flatten)]
+    cluster: ClusterArgs,
 
     /// Keep the run history in memory only: it is lost when petitd stops. Wins over
     /// `--db` (so that it also works when PETIT_DB is set).
@@ -174,6 +207,36 @@ struct DaemonArgs {
     listener: ListenerArgs,
 }
 
+/// Cluster mode (`--db postgres://...`).
+#[derive(clap::Args, Debug)]
+#[command(next_help_heading = "Cluster mode (--db postgres://...)")]
+struct ClusterArgs {
+    /// A file holding the PostgreSQL password, so that it is neither in the URL nor in
+    /// the environment (`PGPASSFILE` and `~/.pgpass` work too). Default: the config
+    /// file's `storage.password_file`. Never logged, never passed to tasks.
+    #[arg(long, env = "PETIT_DB_PASSWORD_FILE", value_name = "FILE")]
+    db_password_file: Option<PathBuf>,
+
+    /// This node's name in the cluster, stable across restarts (a restarted node takes
+    /// back what it left). Default: the host name.
+    #[arg(long, env = "PETIT_NODE_ID", value_name = "NAME")]
+    node_id: Option<String>,
+
+    /// This node's own files (lock, process ledger, `$PETIT_OUTPUT` scratch), one
+    /// directory per node. Default: `./petit-node-<node id>`.
+    #[arg(long, env = "PETIT_NODE_DIR", value_name = "DIR")]
+    node_dir: Option<PathBuf>,
+
+    /// How often this node renews its lease (default 2s).
+    #[arg(long, value_name = "DURATION", value_parser = positive_duration)]
+    heartbeat: Option<Duration>,
+
+    /// A node that has not renewed its lease for this long is dead: the others take
+    /// its runs over, and it stops its own runs (default 10s).
+    #[arg(long, value_name = "DURATION", value_parser = positive_duration)]
+    lease: Option<Duration>,
+}
+
 /// TLS and the limits on client connections; each overrides its `petit.yaml` key
 /// (`tls: {cert, key, client_ca}`, `connections: {max, max_streams, header_timeout,
 /// idle_timeout}`).
@@ -237,6 +300,12 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Validate { dir, config }) => validate(&dir, config.as_deref()),
         Some(Command::Token { action }) => token(action),
+        Some(Command::Watchdog { ledger }) => watchdog(&ledger),
+        Some(Command::Migrate {
+            from,
+            to,
+            db_password_file,
+        }) => migrate(&from, &to, db_password_file),
         None => run(cli.daemon),
     };
     match result {
@@ -266,6 +335,101 @@ fn validate(dir: &Path, config: Option<&Path>) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// `petitd watchdog`: stdin is a pipe whose other end only the parent petitd holds; it
+/// reads end of file when that petitd is gone, however it went.
+fn watchdog(ledger: &Path) -> anyhow::Result<ExitCode> {
+    use std::io::Read;
+    let mut buf = [0u8; 64];
+    let mut stdin = std::io::stdin().lock();
+    loop {
+        match stdin.read(&mut buf) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    let ledger = petit_server::exec::ledger::Ledger::open(ledger)
+        .with_context(|| format!("cannot open the process ledger {}", ledger.display()))?;
+    let killed = ledger.kill_orphans();
+    if killed > 0 {
+        eprintln!("petitd watchdog: petitd is gone; killed {killed} task process group(s) it left running");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Starts this daemon's watchdog (see `watchdog`): in a process group of its own, so
+/// that a Ctrl-C meant for petitd does not reach it. Its stdin's write end is this
+/// process's alone (pipes are close-on-exec: tasks never hold it).
+fn spawn_watchdog(ledger: &Path) -> anyhow::Result<std::process::Child> {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe().context("cannot find petitd's own executable")?;
+    std::process::Command::new(exe)
+        .arg("watchdog")
+        .arg("--ledger")
+        .arg(ledger)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .process_group(0)
+        .env_clear()
+        .spawn()
+        .context("cannot start petitd's watchdog")
+}
+
+/// `petitd migrate`: opens both stores and copies the history across.
+fn migrate(from: &str, to: &str, password_file: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    init_logging(LogFormat::Text);
+    let storage = |db: &str| {
+        let db = db.strip_prefix("sqlite:").unwrap_or(db);
+        Storage::choose(
+            false,
+            Some(db),
+            password_file.clone(),
+            &GlobalConfig::default(),
+        )
+    };
+    let (source, target) = (storage(from), storage(to));
+    if source == target {
+        anyhow::bail!("--from and --to are the same database");
+    }
+    // A SQLite source or target is this process's alone while it copies.
+    let _locks: Vec<DataLock> = [&source, &target]
+        .into_iter()
+        .filter_map(|s| match s {
+            Storage::Sqlite(path) => Some(DataLock::acquire(path)),
+            _ => None,
+        })
+        .collect::<Result<_, _>>()?;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let done = runtime.block_on(async {
+        let options = StoreOptions::default();
+        let from = match source.open(options.clone()).await? {
+            Opened::Alone(store) | Opened::Shared(store, _) => store,
+        };
+        let to = match target.open(options).await? {
+            Opened::Alone(store) | Opened::Shared(store, _) => store,
+        };
+        petit_server::store::migrate(&*from, &*to, |done| {
+            eprintln!(
+                "migrate: {} runs copied, {} already there",
+                done.runs, done.skipped
+            );
+        })
+        .await
+    })?;
+    println!(
+        "migrated {} runs ({} task runs, {} log lines, {} notifications), {} audit records, {} paused jobs; {} runs were already in the target",
+        done.runs,
+        done.task_runs,
+        done.log_lines,
+        done.notifications,
+        done.audit_records,
+        done.paused_jobs,
+        done.skipped
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn token(action: TokenCommand) -> anyhow::Result<ExitCode> {
@@ -372,7 +536,23 @@ fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
             );
         }
     };
-    let db = db_path(&args, &global);
+    let storage = Storage::choose(
+        args.in_memory,
+        args.db.as_deref(),
+        args.cluster.db_password_file.clone(),
+        &global,
+    );
+    let cluster = match &storage {
+        Storage::Postgres { .. } => Some(cluster_options(&args.cluster, bound)?),
+        _ => None,
+    };
+    // The files of this daemon alone: beside the SQLite file, or in the node's
+    // directory.
+    let db: Option<PathBuf> = match (&storage, &cluster) {
+        (Storage::Sqlite(path), _) => Some(path.clone()),
+        (Storage::Postgres { .. }, Some((_, dir))) => Some(dir.join("node")),
+        _ => None,
+    };
     let metrics = Arc::new(Metrics::new());
     let (notifier, deliveries) = petit_server::notify::channel();
     serve_options.metrics = metrics.clone();
@@ -392,6 +572,7 @@ fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
         scratch_dir: db.as_deref().map(|db| beside(db, ".scratch")),
         observers: vec![metrics.clone(), notifier],
         loader: Some(job_loader(args.jobs.clone(), args.config.clone())),
+        cluster: cluster.map(|(options, _)| options),
         ..EngineOptions::default()
     };
 
@@ -404,8 +585,15 @@ fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
             tracing::warn!("{change}");
         }
     }
-    // Opening the database (and migrating it) is blocking work: before the runtime.
-    let store = open_store(db.as_deref(), &global)?;
+    // The ledger's directory exists once the engine opens it; the watchdog only reads
+    // it after petitd is gone.
+    let watchdog = match &options.process_ledger {
+        Some(ledger) => Some(spawn_watchdog(ledger)?),
+        None => None,
+    };
+    let store_options = StoreOptions {
+        max_log_bytes_per_stream: global.max_log_bytes_per_stream,
+    };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let mut signals = shutdown_signals()?;
@@ -413,7 +601,13 @@ fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let addr = listener.local_addr()?;
         let job_count = jobs.len();
-        let engine = Engine::start(jobs, store, options).await?;
+        // The store's errors name the file or the server (never a password).
+        let engine = match storage.open(store_options).await? {
+            Opened::Alone(store) => Engine::start(jobs, store, options).await?,
+            Opened::Shared(store, cluster) => {
+                Engine::start_cluster(jobs, store, cluster, options).await?
+            }
+        };
         seed_metrics(&engine, &metrics);
         deliveries.start(engine.clone(), api_base(addr, serve_options.tls.is_some()));
         if let Some(systemd) = systemd {
@@ -431,6 +625,11 @@ fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
         }
         serve::serve(listener, engine, signals, serve_options).await
     })?;
+    if let Some(mut watchdog) = watchdog {
+        // A clean stop: its stdin closes now, it finds the ledger empty and exits.
+        drop(watchdog.stdin.take());
+        let _ = watchdog.wait();
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -671,32 +870,53 @@ fn load_config(path: Option<&Path>) -> anyhow::Result<GlobalConfig> {
     }
 }
 
-/// The SQLite file to use, or `None` with `--in-memory`.
-fn db_path(args: &DaemonArgs, global: &GlobalConfig) -> Option<PathBuf> {
-    if args.in_memory {
-        return None;
+/// This node's part in the cluster, and its own directory.
+fn cluster_options(
+    args: &ClusterArgs,
+    bound: SocketAddr,
+) -> anyhow::Result<(ClusterOptions, PathBuf)> {
+    let id = match &args.node_id {
+        Some(id) => id.clone(),
+        None => nix::unistd::gethostname()
+            .context("cannot read the host name for the node id (give --node-id)")?
+            .to_string_lossy()
+            .into_owned(),
+    };
+    if id.is_empty()
+        || id.len() > 128
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        anyhow::bail!(
+            "invalid node id '{id}': use 1 to 128 letters, digits, '-', '_' or '.' (--node-id)"
+        );
     }
-    Some(
-        args.db
-            .clone()
-            .or_else(|| global.storage_path.clone())
-            .unwrap_or_else(|| PathBuf::from("./petit.db")),
-    )
-}
-
-/// The SQLite store at `db`, or the in-memory store when `None` (`--in-memory`).
-fn open_store(db: Option<&Path>, global: &GlobalConfig) -> anyhow::Result<Arc<dyn Store>> {
-    let options = StoreOptions {
-        max_log_bytes_per_stream: global.max_log_bytes_per_stream,
-    };
-    let Some(path) = db else {
-        tracing::info!("history kept in memory only (--in-memory)");
-        return Ok(Arc::new(MemoryStore::new(options)));
-    };
-    // The store's error names the path.
-    let store = SqliteStore::open(path, options).map_err(anyhow::Error::new)?;
-    tracing::info!(db = %path.display(), "database open");
-    Ok(Arc::new(store))
+    let dir = args
+        .node_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("./petit-node-{id}")));
+    private_files::create_dir_all(&dir)
+        .with_context(|| format!("cannot create the node directory {}", dir.display()))?;
+    let mut options = ClusterOptions::new(NodeInfo {
+        id,
+        address: bound.to_string(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    });
+    if let Some(heartbeat) = args.heartbeat {
+        options.heartbeat = heartbeat;
+    }
+    if let Some(lease) = args.lease {
+        options.lease = lease;
+    }
+    if options.lease < options.heartbeat * 2 {
+        anyhow::bail!(
+            "--lease ({:?}) must be at least twice --heartbeat ({:?}): a node must be able to miss a heartbeat without being taken over",
+            options.lease,
+            options.heartbeat
+        );
+    }
+    Ok((options, dir))
 }
 
 /// The reason a bind failed, in words that say what to do.

@@ -110,6 +110,19 @@ impl Daemon {
         Self::spawn(jobs, data, db, addr, extra, Some(open_files), &[])
     }
 
+    /// As `start_on`, with extra environment variables for petitd (a cluster node on
+    /// a shared database: `db` is its `postgres://` URL).
+    pub fn start_on_with_env(
+        jobs: &Path,
+        data: TempDir,
+        db: PathBuf,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Daemon {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        Self::spawn(jobs, data, db, addr, extra, None, env)
+    }
+
     /// As `start_with`, with extra environment variables for petitd.
     pub fn start_with_env(jobs: &Path, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
         let data = tempfile::tempdir().expect("tempdir");

@@ -235,6 +235,7 @@ impl Api {
             "petit.v1.SchedulerService.ListAuditRecords" => {
                 call!(scheduler.list_audit_records(ListAuditRecordsRequest))
             }
+            "petit.v1.SchedulerService.ListNodes" => call!(scheduler.list_nodes(ListNodesRequest)),
             "petit.v1.JobService.ListJobs" => call!(jobs.list_jobs(ListJobsRequest)),
             "petit.v1.JobService.GetJob" => call!(jobs.get_job(GetJobRequest)),
             "petit.v1.JobService.TriggerJob" => call!(jobs.trigger_job(TriggerJobRequest)),

@@ -160,12 +160,47 @@ async fn a_second_signal_cuts_the_grace_period_short() {
     assert_interrupted_after_restart(daemon, jobs.path(), &quick, &slow).await;
 }
 
-/// A task whose process outlives a `kill -9` of petitd is killed by the next start,
-/// before its run resumes.
+/// A task whose process outlives a `kill -9` of petitd is killed at once by petitd's
+/// watchdog, without waiting for a restart.
 #[tokio::test]
-async fn after_sigkill_the_restart_kills_orphaned_task_processes() {
+async fn after_sigkill_the_watchdog_kills_orphaned_task_processes() {
     let scratch = tempfile::tempdir().expect("tempdir");
     let pidfile = scratch.path().join("nap.pid");
+    let (daemon, pid, _run, jobs) = crash_ready(&pidfile).await;
+    let watchdog = watchdog_of(daemon.child.id() as i32).expect("petitd runs a watchdog");
+    let _ = daemon.crash();
+    eventually(
+        WAIT,
+        "the watchdog to kill the orphaned task process",
+        || async { (!alive(pid)).then_some(()) },
+    )
+    .await;
+    eventually(WAIT, "the watchdog to exit", || async {
+        (!alive(watchdog)).then_some(())
+    })
+    .await;
+    drop(jobs);
+}
+
+/// A clean stop ends the watchdog with petitd.
+#[tokio::test]
+async fn the_watchdog_ends_with_a_clean_stop() {
+    let jobs = jobs_dir(&[("quick.yaml", QUICK)]);
+    let mut daemon = Daemon::start(jobs.path());
+    let watchdog = watchdog_of(daemon.child.id() as i32).expect("petitd runs a watchdog");
+    daemon.signal("TERM");
+    assert!(daemon.wait_exit(WAIT).success());
+    eventually(WAIT, "the watchdog to exit", || async {
+        (!alive(watchdog)).then_some(())
+    })
+    .await;
+}
+
+/// A petitd with a task running, crashed only once the task's process is recorded in
+/// the ledger; the task process's pid, its run, the jobs.
+async fn crash_ready(
+    pidfile: &std::path::Path,
+) -> (Daemon, i32, petit_proto::v1::Run, tempfile::TempDir) {
     let job = format!(
         "id: orphan\ntasks:\n  - id: nap\n    command: sh\n    args: ['-c', 'echo $$ > {}; exec sleep 30']\n",
         pidfile.display()
@@ -175,7 +210,7 @@ async fn after_sigkill_the_restart_kills_orphaned_task_processes() {
     let channel = daemon.channel().await;
     let run = trigger(&channel, "orphan", &[]).await;
     let pid: i32 = eventually(WAIT, "the task to write its pid", || async {
-        let text = std::fs::read_to_string(&pidfile).ok()?;
+        let text = std::fs::read_to_string(pidfile).ok()?;
         text.ends_with('\n')
             .then(|| text.trim().parse().ok())
             .flatten()
@@ -191,8 +226,43 @@ async fn after_sigkill_the_restart_kills_orphaned_task_processes() {
         recorded.exists().then_some(())
     })
     .await;
+    (daemon, pid, run, jobs)
+}
+
+/// The pid of petitd's watchdog: its child running `petitd watchdog`.
+fn watchdog_of(petitd: i32) -> Option<i32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let ppid: i32 = stat.rsplit(") ").next()?.split(' ').nth(1)?.parse().ok()?;
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            (ppid == petitd && cmdline.split(|&b| b == 0).any(|arg| arg == b"watchdog"))
+                .then_some(pid)
+        })
+}
+
+/// A task whose process outlives a `kill -9` of petitd and of its watchdog (both
+/// killed at once, as by an out-of-memory kill of the whole service) is killed by the
+/// next start, before its run resumes.
+#[tokio::test]
+async fn after_sigkill_the_restart_kills_orphaned_task_processes() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let pidfile = scratch.path().join("nap.pid");
+    let (daemon, pid, run, jobs) = crash_ready(&pidfile).await;
+    let watchdog = watchdog_of(daemon.child.id() as i32).expect("petitd runs a watchdog");
+    nix_kill(watchdog);
+    eventually(WAIT, "the watchdog to die", || async {
+        (!alive(watchdog)).then_some(())
+    })
+    .await;
     let (data, db) = daemon.crash();
-    assert!(alive(pid), "the task process outlives a kill -9 of petitd");
+    assert!(
+        alive(pid),
+        "the task process outlives a kill -9 of petitd and its watchdog"
+    );
 
     let daemon = Daemon::start_on(jobs.path(), data, db, &[]);
     eventually(WAIT, "the orphaned task process to be killed", || async {
@@ -206,6 +276,16 @@ async fn after_sigkill_the_restart_kills_orphaned_task_processes() {
     })
     .await;
     assert_eq!(settled.status(), RunStatus::Failed, "{settled:?}");
+}
+
+/// SIGKILL to one process.
+fn nix_kill(pid: i32) {
+    let status = std::process::Command::new("kill")
+        .arg("-KILL")
+        .arg(pid.to_string())
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill -KILL {pid} failed");
 }
 
 /// Whether `pid` is a live process (a zombie awaiting its parent counts as dead).

@@ -18,6 +18,7 @@ pub enum Access {
 pub const METHOD_ROLES: &[(&str, Role)] = &[
     ("petit.v1.SchedulerService/GetSchedulerState", Role::Viewer),
     ("petit.v1.SchedulerService/WatchEvents", Role::Viewer),
+    ("petit.v1.SchedulerService/ListNodes", Role::Viewer),
     ("petit.v1.SchedulerService/PauseScheduler", Role::Operator),
     ("petit.v1.JobService/PauseJob", Role::Operator),
     ("petit.v1.RunService/RerunRun", Role::Operator),

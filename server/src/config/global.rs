@@ -38,6 +38,10 @@ pub struct GlobalConfig {
     /// The SQLite database (`storage: {path: ...}`), relative paths resolved against
     /// the directory of `petit.yaml`. `None`: the daemon's default.
     pub storage_path: Option<PathBuf>,
+    /// A shared PostgreSQL (`storage: {type: postgres, url: ...}`): cluster mode.
+    pub storage_url: Option<String>,
+    /// The PostgreSQL password's file (`storage.password_file`), resolved like `path`.
+    pub storage_password_file: Option<PathBuf>,
     /// Bytes of stdout (and of stderr) kept per task attempt. Default 1 MiB.
     pub max_log_bytes_per_stream: usize,
     /// Days of finished runs' logs to keep; `None` keeps them forever.
@@ -91,6 +95,8 @@ impl Default for GlobalConfig {
             max_concurrent_tasks: 8,
             pools: BTreeMap::new(),
             storage_path: None,
+            storage_url: None,
+            storage_password_file: None,
             max_log_bytes_per_stream: 1 << 20,
             log_retention_days: None,
             history: crate::core::job::History::default(),
@@ -292,6 +298,12 @@ struct RawStorage {
     kind: Option<String>,
     #[serde(default, deserialize_with = "lenient")]
     path: Option<PathBuf>,
+    /// `postgres://user@host:port/db`: cluster mode on a shared PostgreSQL.
+    #[serde(default, deserialize_with = "lenient")]
+    url: Option<String>,
+    /// A file holding the PostgreSQL password (instead of writing it in the URL).
+    #[serde(default, deserialize_with = "lenient")]
+    password_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -398,7 +410,27 @@ impl GlobalConfig {
                 Some(dir) if p.is_relative() => dir.join(p),
                 _ => p,
             };
+            let postgres_url = storage.url.clone().filter(|u| is_postgres_url(u));
+            match (storage.kind.as_deref(), &storage.url) {
+                (Some("postgres") | None, Some(_)) if postgres_url.is_some() => {
+                    config.storage_url = postgres_url;
+                    config.storage_password_file = storage.password_file.clone().map(resolve);
+                }
+                (Some("postgres"), Some(_)) | (None, Some(_)) => error(
+                    nested_key("storage", "url").or(line),
+                    "storage url must start with postgres:// or postgresql://".to_string(),
+                ),
+                (Some("postgres"), None) => {
+                    error(line, "storage of type postgres needs a url".to_string())
+                }
+                _ => {}
+            }
             match (storage.kind.as_deref(), storage.path) {
+                (Some("postgres"), None) => {}
+                (Some("postgres"), Some(_)) => error(
+                    nested_key("storage", "path").or(line),
+                    "storage of type postgres takes a url, not a path".to_string(),
+                ),
                 (Some("memory"), Some(_)) => {
                     error(line, "storage of type memory takes no path".to_string())
                 }
@@ -410,7 +442,7 @@ impl GlobalConfig {
                 (None, None) => {}
                 (Some(other), _) => error(
                     nested_key("storage", "type").or(line),
-                    format!("unknown storage type '{other}' (expected sqlite or memory)"),
+                    format!("unknown storage type '{other}' (expected sqlite, memory or postgres)"),
                 ),
             }
         }
@@ -548,6 +580,11 @@ impl GlobalConfig {
             Err(ConfigErrors(errors))
         }
     }
+}
+
+/// Whether a database address names PostgreSQL (cluster mode) rather than a file.
+pub fn is_postgres_url(s: &str) -> bool {
+    s.starts_with("postgres://") || s.starts_with("postgresql://")
 }
 
 #[cfg(test)]

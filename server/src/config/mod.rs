@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use crate::core::{Dag, DagError, JobDef};
 
-pub use global::GlobalConfig;
+pub use global::{is_postgres_url, GlobalConfig};
 pub use limits::JobFileLimits;
 
 /// One thing wrong with one file.

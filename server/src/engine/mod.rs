@@ -7,6 +7,7 @@
 //! state, so each fact has one copy.
 
 mod backfill;
+mod cluster;
 mod deps;
 mod owner;
 mod registry;
@@ -26,8 +27,10 @@ use crate::core::JobDef;
 use crate::events::{Event, EventBus, Logs, Subscription};
 use crate::exec::ledger::Ledger;
 use crate::exec::{ExecEnv, Scratch, Task};
-use crate::store::{JobRecord, Run, Store, StoreError};
+use crate::store::{ClusterStore, JobRecord, NodeRecord, Run, Store, StoreError};
 pub use backfill::MAX_INSTANTS as MAX_BACKFILL;
+use cluster::Cluster;
+pub use cluster::ClusterOptions;
 pub use owner::Backfill;
 use owner::{Command, Owner};
 pub use timers::UPCOMING;
@@ -65,6 +68,8 @@ pub struct EngineOptions {
     /// Reads the job set again, for `reload` (blocking work: it runs off the
     /// executor). `None`: this engine cannot reload.
     pub loader: Option<JobLoader>,
+    /// Cluster mode (with [`Engine::start_cluster`]): who this node is and its lease.
+    pub cluster: Option<ClusterOptions>,
 }
 
 /// Reads the job definitions again (the daemon: its jobs directory and `petit.yaml`);
@@ -101,6 +106,7 @@ impl Default for EngineOptions {
             observers: Vec::new(),
             clock: None,
             loader: None,
+            cluster: None,
         }
     }
 }
@@ -128,6 +134,7 @@ impl EngineError {
             EngineError::QueueFull { .. } => "queue_full",
             EngineError::RunEnded { .. } => "ended",
             EngineError::InvalidArgument(_) | EngineError::ReloadRefused(_) => "invalid",
+            EngineError::DefinitionMismatch(_) => "definition",
             EngineError::ShuttingDown => "shutting_down",
             EngineError::Store(e) if e.is_fire_taken() => "duplicate",
             EngineError::Store(_) | EngineError::Io { .. } => "storage",
@@ -160,6 +167,12 @@ pub enum EngineError {
     InvalidArgument(String),
     #[error("the scheduler is shutting down")]
     ShuttingDown,
+    /// Cluster mode: this node's definition of the job differs from the cluster's.
+    #[error(
+        "job '{0}' is defined differently on this node than in the cluster (another node \
+         loaded newer job files): reload this node's job files, or ask another node"
+    )]
+    DefinitionMismatch(String),
     /// The job files have errors: the previous definitions stay.
     #[error("the job files have errors; the previous definitions stay:\n{}", .0.join("\n"))]
     ReloadRefused(Vec<String>),
@@ -188,6 +201,8 @@ pub struct View {
     pub stopping: bool,
     pub running: usize,
     pub queued: usize,
+    /// Cluster mode: jobs whose definition here differs from the cluster's.
+    pub mismatched: HashSet<String>,
 }
 
 /// A handle on a running engine; cheap to clone.
@@ -208,6 +223,8 @@ pub(crate) struct Inner {
     view: watch::Receiver<View>,
     /// The run tasks, for shutdown to wait on.
     runs: TaskTracker,
+    /// Cluster mode: the shared store and this node's part.
+    cluster: Option<Arc<Cluster>>,
 }
 
 impl Engine {
@@ -221,6 +238,32 @@ impl Engine {
         Self::start_with_tasks(jobs, store, options, HashMap::new()).await
     }
 
+    /// As `start`, as a node of a cluster: `store` and `cluster` are the same shared
+    /// store (PostgreSQL), `options.cluster` says who this node is.
+    pub async fn start_cluster(
+        jobs: Vec<JobDef>,
+        store: Arc<dyn Store>,
+        cluster: Arc<dyn ClusterStore>,
+        options: EngineOptions,
+    ) -> Result<Engine, EngineError> {
+        let Some(node) = options.cluster.clone() else {
+            return Err(EngineError::InvalidArgument(
+                "a cluster engine needs its node's options".into(),
+            ));
+        };
+        Self::start_inner(
+            jobs,
+            store,
+            options,
+            HashMap::new(),
+            Some(Arc::new(Cluster {
+                store: cluster,
+                options: node,
+            })),
+        )
+        .await
+    }
+
     /// As `start`, with embedded `Task` implementations used instead of the commands of
     /// the given (job id, task id) pairs.
     pub async fn start_with_tasks(
@@ -228,6 +271,16 @@ impl Engine {
         store: Arc<dyn Store>,
         options: EngineOptions,
         custom_tasks: HashMap<(String, String), Arc<dyn Task>>,
+    ) -> Result<Engine, EngineError> {
+        Self::start_inner(jobs, store, options, custom_tasks, None).await
+    }
+
+    async fn start_inner(
+        jobs: Vec<JobDef>,
+        store: Arc<dyn Store>,
+        options: EngineOptions,
+        custom_tasks: HashMap<(String, String), Arc<dyn Task>>,
+        cluster: Option<Arc<Cluster>>,
     ) -> Result<Engine, EngineError> {
         let jobs: BTreeMap<String, Arc<JobDef>> = jobs
             .into_iter()
@@ -322,6 +375,7 @@ impl Engine {
             stopping: false,
             running: 0,
             queued: 0,
+            mismatched: HashSet::new(),
         });
         let inner = Arc::new(Inner {
             store,
@@ -333,6 +387,7 @@ impl Engine {
             commands,
             view,
             runs: TaskTracker::new(),
+            cluster,
         });
         let paused_jobs: HashSet<String> = inner.store.paused_jobs().await?.into_iter().collect();
         if !paused_jobs.is_empty() {
@@ -341,6 +396,15 @@ impl Engine {
         }
         let mut owner = Owner::new(&inner, jobs, paused, paused_jobs, view_tx);
         owner.recover().await?;
+        if let Some(cluster) = &inner.cluster {
+            cluster::spawn(
+                cluster,
+                inner.store.clone(),
+                inner.bus.clone(),
+                inner.commands.downgrade(),
+                inner.view.clone(),
+            );
+        }
         tokio::spawn(owner.run(receiver));
         if let Some(retention) = inner.options.log_retention {
             tokio::spawn(prune_logs_hourly(Arc::downgrade(&inner), retention));
@@ -544,6 +608,7 @@ impl Engine {
                     None => self.get_run(run_id).await,
                 }
             }
+            owner::Cancelling::Elsewhere => self.wait_remote_end(run_id).await,
             owner::Cancelling::NotActive => {
                 let run = self.get_run(run_id).await?;
                 Err(EngineError::RunEnded {
@@ -552,6 +617,73 @@ impl Engine {
                 })
             }
         }
+    }
+
+    /// Waits for the end of a run another node runs (its end arrives as a relayed
+    /// event), up to the other node's kill grace and some; then the run as stored.
+    async fn wait_remote_end(&self, run_id: &str) -> Result<Run, EngineError> {
+        let mut events = self.subscribe_with(Logs::None);
+        let run = self.get_run(run_id).await?;
+        if run.status.is_terminal() {
+            return Ok(run);
+        }
+        let deadline = self.inner.options.kill_grace + Duration::from_secs(30);
+        let ended = tokio::time::timeout(deadline, async {
+            loop {
+                match events.recv().await {
+                    Ok(event) => {
+                        if let Event::Run { run, .. } = &*event {
+                            if run.id == run_id && run.status.is_terminal() {
+                                return Some(run.clone());
+                            }
+                        }
+                    }
+                    Err(crate::events::RecvError::Lagged(_)) => {
+                        if let Ok(run) = self.get_run(run_id).await {
+                            if run.status.is_terminal() {
+                                return Some(run);
+                            }
+                        }
+                    }
+                    Err(crate::events::RecvError::Closed) => return None,
+                }
+            }
+        })
+        .await
+        .ok()
+        .flatten();
+        match ended {
+            Some(run) => Ok(run),
+            None => self.get_run(run_id).await,
+        }
+    }
+
+    /// Cluster mode: the nodes as the shared store lists them (`None` alone).
+    pub async fn nodes(&self) -> Result<Option<Vec<NodeRecord>>, EngineError> {
+        match &self.inner.cluster {
+            Some(cluster) => Ok(Some(cluster.nodes().await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Cluster mode: this node's id and epoch.
+    pub fn node(&self) -> Option<(String, u64)> {
+        let cluster = self.inner.cluster.as_ref()?;
+        cluster.store.lease().map(|l| (l.node_id, l.epoch))
+    }
+
+    /// Cluster mode: the jobs whose definition here differs from the cluster's, sorted.
+    pub fn mismatched_jobs(&self) -> Vec<String> {
+        let mut jobs: Vec<String> = self
+            .inner
+            .view
+            .borrow()
+            .mismatched
+            .iter()
+            .cloned()
+            .collect();
+        jobs.sort();
+        jobs
     }
 
     pub async fn get_run(&self, run_id: &str) -> Result<Run, EngineError> {
@@ -671,6 +803,9 @@ impl Engine {
         self.wait_idle(None).await;
         self.inner.runs.close();
         self.inner.runs.wait().await;
+        if let Some(cluster) = &self.inner.cluster {
+            cluster::leave(&Arc::downgrade(cluster)).await;
+        }
     }
 
     /// Interrupts every running run now: its tasks are stopped (SIGTERM to each process

@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::task::TaskTracker;
 
 use super::backfill;
+use super::cluster::Cluster;
 use super::registry::{Active, Queued, Registry};
 use super::timers::Timers;
 use super::{deps, EngineError, EngineOptions, Inner, View};
@@ -73,6 +74,22 @@ pub enum Command {
     /// From a run's task: the run has ended (its final record) and its end is about to
     /// be stored.
     Ending { run: Run },
+    /// Cluster mode: the shared queue may have a run for this node (a note, a sweep).
+    Claim,
+    /// Cluster mode: runs now this node's (taken over from a dead node): resume them.
+    Adopt { runs: Vec<Run> },
+    /// Cluster mode: the lease is lost: stop the runs here, claim nothing.
+    Fenced,
+    /// Cluster mode: joined again as a new epoch, with the runs that came with it.
+    Rejoined { runs: Vec<Run> },
+    /// Cluster mode: another node changed this run (the view's last runs follow).
+    Noted { run: Run },
+    /// Cluster mode: another node changed a pause.
+    SyncPauses,
+    /// Cluster mode: someone asked for a run to be cancelled (it may run here).
+    CancelHere { run_id: String },
+    /// Cluster mode: another node stored new definitions.
+    CompareDefinitions,
 }
 
 /// Why a run is queued: its trigger reason, and for a re-run the run it repeats.
@@ -107,28 +124,39 @@ pub enum Cancelling {
     Ended(Box<Run>),
     /// It is running: told to stop; its final record appears here.
     Wait(watch::Receiver<Option<Run>>),
+    /// Running on another node of the cluster, which was asked to stop it.
+    Elsewhere,
     /// Neither queued nor running here.
     NotActive,
 }
 
 pub struct Owner {
-    store: Arc<dyn Store>,
-    bus: EventBus,
+    pub(super) store: Arc<dyn Store>,
+    pub(super) bus: EventBus,
     env: Arc<ExecEnv>,
-    clock: Arc<dyn Clock>,
-    options: EngineOptions,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) options: EngineOptions,
     runs: TaskTracker,
     /// Weak: the owner must not keep its own command channel open (it ends when every
     /// handle and run task is gone).
     commands: mpsc::WeakUnboundedSender<Command>,
-    view: watch::Sender<View>,
-    jobs: Arc<BTreeMap<String, Arc<JobDef>>>,
+    pub(super) view: watch::Sender<View>,
+    pub(super) jobs: Arc<BTreeMap<String, Arc<JobDef>>>,
     timers: Timers,
-    paused: bool,
-    stopping: bool,
-    registry: Registry,
+    pub(super) paused: bool,
+    pub(super) stopping: bool,
+    pub(super) registry: Registry,
     /// The latest time the owner has acted on, to notice the clock going back.
     last_now: DateTime<Utc>,
+    /// Cluster mode: the shared store (the queue is the database's).
+    pub(super) cluster: Option<Arc<Cluster>>,
+    /// Cluster mode: the lease is lost; nothing is claimed until the node joins again.
+    pub(super) fenced: bool,
+    /// Cluster mode: jobs whose definition here differs from the cluster's.
+    pub(super) mismatched: HashSet<String>,
+    /// Cluster mode: something may be claimable (a note, a run queued or ended here);
+    /// the shared queue is read only then, not after every command.
+    pub(super) claim_due: bool,
 }
 
 impl Owner {
@@ -159,6 +187,10 @@ impl Owner {
             stopping: false,
             registry: Registry::default(),
             last_now: now,
+            cluster: inner.cluster.clone(),
+            fenced: false,
+            mismatched: HashSet::new(),
+            claim_due: true,
         };
         owner.publish_upcoming();
         owner.view.send_modify(|v| v.paused_jobs = paused_jobs);
@@ -173,9 +205,25 @@ impl Owner {
         let ids: Vec<String> = self.jobs.keys().cloned().collect();
         let last_runs = store.last_runs(&ids).await?;
         self.view.send_modify(|v| v.last_runs = last_runs);
+        if self.cluster.is_some() {
+            // The queue and the other nodes' runs are the cluster's: only what this
+            // node's earlier epochs left is this node's to resume.
+            return self.join_cluster().await;
+        }
         let mut unfinished = store.unfinished_runs().await?;
         unfinished.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
-        for mut run in unfinished {
+        for run in unfinished {
+            self.resume_unfinished(run).await?;
+        }
+        self.publish_counts();
+        Ok(())
+    }
+
+    /// Settles one run a crash left: a queued one goes back in the queue; a running
+    /// one resumes (its running tasks `interrupted`, retried by policy, else failed).
+    pub(super) async fn resume_unfinished(&mut self, mut run: Run) -> Result<(), EngineError> {
+        let store = self.store.clone();
+        {
             let mut tasks = store.task_runs(&run.id).await?;
             let Some(job) = self.jobs.get(&run.job_id).cloned() else {
                 run.status = RunStatus::Failed;
@@ -185,8 +233,9 @@ impl Owner {
                     run.job_id
                 ));
                 tracing::warn!(job = %run.job_id, run = %run.id, "failing an unfinished run of a job that no longer exists");
-                store.update_run(run).await?;
-                continue;
+                store.update_run(run.clone()).await?;
+                self.bus.publish(Event::of_run(run));
+                return Ok(());
             };
             if run.status == RunStatus::Queued {
                 tracing::info!(job = %run.job_id, run = %run.id, "a queued run waits again after the restart");
@@ -196,7 +245,7 @@ impl Owner {
                     tasks,
                     unlimited: false,
                 });
-                continue;
+                return Ok(());
             }
             for task in tasks
                 .iter_mut()
@@ -211,7 +260,6 @@ impl Owner {
             self.registry.adopt(&run.job_id);
             self.start(job, run, tasks);
         }
-        self.publish_counts();
         Ok(())
     }
 
@@ -322,19 +370,71 @@ impl Owner {
                         "interrupting the runs still going"
                     );
                 }
-                for active in self.registry.actives() {
-                    active.stop.send_if_modified(|reason| {
-                        let first = reason.is_none();
-                        *reason = Some(StopReason::Interrupt);
-                        first
-                    });
-                }
+                self.interrupt_all();
             }
             Command::Ending { run } => {
                 self.registry.end(&run.id);
                 self.note_run(&run);
+                self.claim_due = true;
+            }
+            Command::Claim => self.claim_due = true,
+            Command::Adopt { runs } => {
+                if let Err(e) = self.adopt(runs).await {
+                    tracing::error!("cannot resume the runs taken over: {e}");
+                }
+            }
+            Command::Fenced => self.fence(),
+            Command::Rejoined { runs } => {
+                self.fenced = false;
+                self.claim_due = true;
+                if let Err(e) = self.adopt(runs).await {
+                    tracing::error!("cannot resume the runs taken over: {e}");
+                }
+                if let Err(e) = self.compare_definitions().await {
+                    tracing::warn!("cannot compare the job definitions with the cluster's: {e}");
+                }
+            }
+            Command::Noted { run } => self.note_run(&run),
+            Command::SyncPauses => {
+                if let Err(e) = self.sync_pauses().await {
+                    tracing::warn!("cannot read the cluster's pauses: {e}");
+                }
+            }
+            Command::CancelHere { run_id } => {
+                self.cancel_local(&run_id);
+            }
+            Command::CompareDefinitions => {
+                if let Err(e) = self.compare_definitions().await {
+                    tracing::warn!("cannot compare the job definitions with the cluster's: {e}");
+                }
             }
         }
+    }
+
+    /// Stops every run executing here (they end `interrupted`).
+    pub(super) fn interrupt_all(&self) {
+        for active in self.registry.actives() {
+            active.stop.send_if_modified(|reason| {
+                let first = reason.is_none();
+                *reason = Some(StopReason::Interrupt);
+                first
+            });
+        }
+    }
+
+    /// Tells a run executing here to stop (cancelled); where its end will appear, or
+    /// `None` when it does not execute here.
+    pub(super) fn cancel_local(&self, run_id: &str) -> Option<watch::Receiver<Option<Run>>> {
+        let active = self.registry.active(run_id)?;
+        active.stop.send_if_modified(|reason| {
+            if reason.is_none() {
+                *reason = Some(StopReason::Cancel);
+                true
+            } else {
+                false
+            }
+        });
+        Some(active.done.clone())
     }
 
     async fn trigger(
@@ -346,10 +446,19 @@ impl Owner {
         origin: Origin,
     ) -> Result<Run, EngineError> {
         let job = self.live_job(job_id)?;
+        self.check_definition(&job.id)?;
         if !force {
             deps::check(&*self.store, &job, self.clock.now()).await?;
         }
         self.enqueue(job, origin, params, triggered_by, None).await
+    }
+
+    /// Refuses a job whose definition here differs from the cluster's.
+    fn check_definition(&self, job_id: &str) -> Result<(), EngineError> {
+        match self.mismatched.contains(job_id) {
+            true => Err(EngineError::DefinitionMismatch(job_id.to_string())),
+            false => Ok(()),
+        }
     }
 
     /// The job to act on now: refused while stopping, NOT_FOUND when unknown.
@@ -495,6 +604,8 @@ impl Owner {
         for id in diff.added.clone() {
             self.catch_up(Some(&id)).await;
         }
+        // The reloaded files are the latest: the cluster's definitions from now on.
+        self.publish_definitions().await?;
         Ok(diff)
     }
 
@@ -586,6 +697,10 @@ impl Owner {
     }
 
     async fn fire(&mut self, job: Arc<JobDef>, at: DateTime<Utc>) {
+        if self.mismatched.contains(&job.id) || self.fenced {
+            // The nodes whose definition matches fire it (and this one claims nothing).
+            return;
+        }
         let queued = match deps::check(&*self.store, &job, self.clock.now()).await {
             Ok(()) => {
                 self.enqueue(
@@ -602,6 +717,10 @@ impl Owner {
         match queued {
             Ok(run) => tracing::debug!(job = %job.id, run = %run.id, scheduled = %at, "fired"),
             Err(EngineError::ShuttingDown) => {}
+            // Another node queued this fire first: it fired once, as it should.
+            Err(EngineError::Store(e)) if self.cluster.is_some() && e.is_fire_taken() => {
+                tracing::debug!(job = %job.id, scheduled = %at, "another node queued this fire");
+            }
             Err(e) => {
                 tracing::info!(job = %job.id, scheduled = %at, "skipped a scheduled fire: {e}");
                 self.bus.publish(Event::Skipped {
@@ -630,7 +749,15 @@ impl Owner {
         let origin = origin.into();
         let trigger = origin.trigger;
         let mut unlimited = false;
-        if self.registry.of_job(&job.id) >= job.max_concurrency as usize {
+        let (in_flight, queued_n, running_n) = match self.shared_counts(&job.id).await? {
+            Some(counts) => counts,
+            None => (
+                self.registry.of_job(&job.id),
+                self.registry.queued_of(&job.id),
+                self.registry.running_of(&job.id),
+            ),
+        };
+        if in_flight >= job.max_concurrency as usize {
             let over = || EngineError::ConcurrencyLimit {
                 job_id: job.id.clone(),
                 limit: job.max_concurrency,
@@ -639,7 +766,7 @@ impl Owner {
             match job.overlap {
                 Overlap::Skip => return Err(over()),
                 Overlap::Queue => {
-                    if self.registry.queued_of(&job.id) >= job.max_queued as usize {
+                    if queued_n >= job.max_queued as usize {
                         return Err(EngineError::QueueFull {
                             job_id: job.id.clone(),
                             limit: job.max_queued,
@@ -647,8 +774,12 @@ impl Owner {
                     }
                 }
                 Overlap::Allow if scheduled => unlimited = true,
+                Overlap::CancelPrevious if scheduled && self.cluster.is_some() => {
+                    self.cancel_previous_shared(&job).await?;
+                }
                 Overlap::CancelPrevious if scheduled => {
                     // The new fire replaces what waits, and the oldest run going.
+                    let _ = running_n;
                     for run_id in self.registry.queued_ids_of(&job.id) {
                         if let Some(queued) = self.registry.take_queued(&run_id) {
                             self.cancel_queued(queued).await?;
@@ -707,6 +838,11 @@ impl Owner {
         self.store.create_run(run.clone(), tasks.clone()).await?;
         self.bus.publish(Event::of_run(run.clone()));
         self.note_run(&run);
+        if self.cluster.is_some() {
+            // In the shared queue: claimed by whichever node has room first.
+            self.claim_due = true;
+            return Ok(run);
+        }
         self.registry.enqueue(Queued {
             job,
             run: run.clone(),
@@ -718,6 +854,9 @@ impl Owner {
 
     /// Starts queued runs, oldest first, while `max_concurrent_runs` allows.
     async fn claim_queued(&mut self) {
+        if self.cluster.is_some() {
+            return self.claim_shared().await;
+        }
         if self.stopping {
             return;
         }
@@ -748,7 +887,7 @@ impl Owner {
     }
 
     /// Executes a claimed run on a task of its own.
-    fn start(&mut self, job: Arc<JobDef>, run: Run, tasks: Vec<TaskRun>) {
+    pub(super) fn start(&mut self, job: Arc<JobDef>, run: Run, tasks: Vec<TaskRun>) {
         let (stop, stop_rx) = watch::channel(None);
         let stop_timer = stop.clone();
         let (done_tx, done) = watch::channel(None);
@@ -803,16 +942,32 @@ impl Owner {
     }
 
     async fn cancel(&mut self, run_id: &str) -> Result<Cancelling, EngineError> {
-        if let Some(active) = self.registry.active(run_id) {
-            active.stop.send_if_modified(|reason| {
-                if reason.is_none() {
-                    *reason = Some(StopReason::Cancel);
-                    true
-                } else {
-                    false
+        if let Some(done) = self.cancel_local(run_id) {
+            return Ok(Cancelling::Wait(done));
+        }
+        if let Some(cluster) = self.cluster.clone() {
+            // Queued in the shared queue, or running on another node.
+            let now = self.clock.now();
+            if let Some(cancelled) = self
+                .store
+                .cancel_queued(run_id, now, "cancelled before it started")
+                .await?
+            {
+                for mut task in self.store.task_runs(run_id).await? {
+                    if task.status == TaskStatus::Cancelled {
+                        task.ended_at = Some(now);
+                        self.bus
+                            .publish(Event::of_task(&cancelled.job_id, task, None));
+                    }
                 }
+                self.bus.publish(Event::of_run(cancelled.clone()));
+                self.note_run(&cancelled);
+                return Ok(Cancelling::Ended(Box::new(cancelled)));
+            }
+            return Ok(match cluster.store.request_cancel(run_id).await? {
+                true => Cancelling::Elsewhere,
+                false => Cancelling::NotActive,
             });
-            return Ok(Cancelling::Wait(active.done.clone()));
         }
         let Some(queued) = self.registry.take_queued(run_id) else {
             return Ok(Cancelling::NotActive);
@@ -854,6 +1009,12 @@ impl Owner {
         }
         // Stored first: a pause that is answered is a pause that survives a crash.
         self.store.set_scheduler_paused(paused).await?;
+        self.apply_paused(paused).await;
+        Ok(())
+    }
+
+    /// Pauses or resumes here what is already stored so.
+    pub(super) async fn apply_paused(&mut self, paused: bool) {
         self.paused = paused;
         if !paused {
             // Fires missed while paused are made up only for jobs with `catchup`.
@@ -869,7 +1030,6 @@ impl Owner {
         if !paused {
             self.catch_up(None).await;
         }
-        Ok(())
     }
 
     async fn set_job_paused(&mut self, job_id: &str, paused: bool) -> Result<(), EngineError> {
@@ -881,6 +1041,12 @@ impl Owner {
         }
         // Stored first: a pause that is answered is a pause that survives a crash.
         self.store.set_job_paused(job_id, paused).await?;
+        self.apply_job_paused(job_id, paused).await;
+        Ok(())
+    }
+
+    /// Pauses or resumes here one job as already stored.
+    pub(super) async fn apply_job_paused(&mut self, job_id: &str, paused: bool) {
         let now = self.clock.now();
         self.timers.set_paused(job_id, paused, now);
         let upcoming = match self.paused {
@@ -906,7 +1072,6 @@ impl Owner {
         if !paused {
             self.catch_up(Some(job_id)).await;
         }
-        Ok(())
     }
 
     /// The armed fire instants of every job, for readers (none while paused).
@@ -920,7 +1085,7 @@ impl Owner {
 
     /// Keeps the view's last run of the job current: a new run replaces it, a change of
     /// the same run updates it.
-    fn note_run(&self, run: &Run) {
+    pub(super) fn note_run(&self, run: &Run) {
         self.view
             .send_modify(|v| match v.last_runs.get_mut(&run.job_id) {
                 Some(last) if last.id > run.id => {}
@@ -931,7 +1096,7 @@ impl Owner {
             });
     }
 
-    fn publish_counts(&self) {
+    pub(super) fn publish_counts(&self) {
         let (running, queued) = (self.registry.running(), self.registry.queued());
         self.view.send_if_modified(|v| {
             let changed = v.running != running || v.queued != queued;

@@ -70,7 +70,12 @@ impl EventBus {
         for observer in &channels.observers {
             observer.observe(&event);
         }
-        let event = Arc::new(event);
+        self.send(Arc::new(event));
+    }
+
+    /// Sends an event to the subscribers that want it.
+    fn send(&self, event: Arc<Event>) {
+        let channels = &*self.inner;
         // No subscriber is fine: nobody is watching.
         if let Event::Log { line, .. } = &*event {
             if channels.logs.receiver_count() > 0 {
@@ -88,6 +93,25 @@ impl EventBus {
             // The run's followers have its end; their log channel closes after it.
             channels.run_logs.lock().expect("bus lock").remove(&run_id);
         }
+    }
+
+    /// Publishes an event relayed from another node of a cluster: to subscribers only.
+    /// Observers (metrics, notifications) see only this node's own events, so that a
+    /// cluster counts and notifies each change once.
+    pub fn publish_relayed(&self, event: Event) {
+        self.send(Arc::new(event));
+    }
+
+    /// Whether anyone here receives `run_id`'s log lines (all lines, or that run's).
+    pub fn wants_logs(&self, run_id: &str) -> bool {
+        let channels = &*self.inner;
+        channels.logs.receiver_count() > 0
+            || channels
+                .run_logs
+                .lock()
+                .expect("bus lock")
+                .get(run_id)
+                .is_some_and(|tx| tx.receiver_count() > 0)
     }
 
     /// Every event from now on, with the log lines `logs` asks for.

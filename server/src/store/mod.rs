@@ -12,6 +12,8 @@ mod error;
 mod lock;
 mod log_chunks;
 mod memory;
+mod migrate;
+mod open;
 mod postgres;
 mod sqlite;
 #[cfg(test)]
@@ -25,6 +27,8 @@ pub use cluster::{ClusterStore, Lease, NodeInfo, NodeRecord, Note, NoteKind};
 pub use error::StoreError;
 pub use lock::{beside, DataLock, LockError};
 pub use memory::MemoryStore;
+pub use migrate::{migrate, Migrated};
+pub use open::{Opened, Storage};
 pub use postgres::{redact as redact_database_url, PostgresConfig, PostgresStore};
 pub use sqlite::SqliteStore;
 

@@ -248,6 +248,8 @@ pub struct State {
     pub zones: Zones,
     pub connection: Connection,
     pub scheduler: SchedulerStatus,
+    /// Cluster mode: the node and the nodes alive, as of the last snapshot.
+    pub cluster: Option<ClusterSummary>,
     /// Sorted by id.
     pub jobs: Vec<JobRow>,
     /// Newest first.
@@ -279,6 +281,7 @@ impl State {
             zones: Zones::new(ZoneChoice::Job, Zone::UTC),
             connection: Connection::Connecting,
             scheduler: SchedulerStatus::Unspecified,
+            cluster: None,
             jobs: Vec::new(),
             runs: Vec::new(),
             run_view: None,
@@ -417,6 +420,7 @@ impl State {
     fn apply_snapshot(&mut self, s: Snapshot) {
         self.connection = Connection::Connected;
         self.scheduler = s.scheduler;
+        self.cluster = s.cluster;
         self.jobs = s.jobs;
         self.jobs.sort_by(|a, b| a.id.cmp(&b.id));
         self.runs = s.runs;

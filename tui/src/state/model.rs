@@ -335,14 +335,41 @@ impl From<&ServerEvent> for FeedEntry {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Snapshot {
     pub scheduler: SchedulerStatus,
+    pub cluster: Option<ClusterSummary>,
     pub jobs: Vec<JobRow>,
     pub runs: Vec<RunRow>,
+}
+
+/// Cluster mode, as the last snapshot said: the node connected to and the nodes alive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterSummary {
+    pub node: String,
+    pub alive: usize,
+    pub total: usize,
+    /// Jobs the connected node will not run (its job files differ from the cluster's).
+    pub mismatched: Vec<String>,
+}
+
+impl ClusterSummary {
+    fn of(state: &v1::SchedulerState) -> Option<ClusterSummary> {
+        if state.node_id.is_empty() {
+            return None;
+        }
+        let this = state.nodes.iter().find(|n| n.id == state.node_id);
+        Some(ClusterSummary {
+            node: state.node_id.clone(),
+            alive: state.nodes.iter().filter(|n| n.alive).count(),
+            total: state.nodes.len(),
+            mismatched: this.map(|n| n.mismatched_jobs.clone()).unwrap_or_default(),
+        })
+    }
 }
 
 impl From<v1::Snapshot> for Snapshot {
     fn from(s: v1::Snapshot) -> Self {
         Snapshot {
             scheduler: scheduler_status(s.state.as_ref()),
+            cluster: s.state.as_ref().and_then(ClusterSummary::of),
             jobs: s.jobs.into_iter().map(JobRow::from).collect(),
             runs: s.runs.into_iter().map(RunRow::from).collect(),
         }

@@ -89,6 +89,7 @@ fn connected() -> State {
     r1.ended_at = Some(t(-50));
     s.apply(ServerMsg::Snapshot(Snapshot {
         scheduler: SchedulerStatus::Running,
+        cluster: None,
         jobs: vec![job("gamma"), job("alpha"), job("beta")],
         runs: vec![r1, run("r2", "beta", RunStatus::Running, -10)],
     }));
@@ -597,6 +598,7 @@ fn connection_lost_then_restored() {
 
     s.apply(ServerMsg::Snapshot(Snapshot {
         scheduler: SchedulerStatus::Paused,
+        cluster: None,
         jobs: vec![job("alpha")],
         runs: vec![],
     }));

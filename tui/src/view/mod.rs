@@ -386,7 +386,7 @@ fn draw_status(frame: &mut Frame, area: Rect, state: &State, theme: Theme) {
             Span::styled(text, bar.patch(theme.warn()))
         }
     };
-    let left = Line::from(vec![
+    let mut left = Line::from(vec![
         Span::raw(" "),
         Span::raw(state.server.as_str()),
         Span::raw(" │ "),
@@ -401,6 +401,35 @@ fn draw_status(frame: &mut Frame, area: Rect, state: &State, theme: Theme) {
         format::clock(state.now, zone),
         zone.abbreviation(state.now)
     );
+    if let Some(cluster) = &state.cluster {
+        let tone = match cluster.alive == cluster.total && cluster.mismatched.is_empty() {
+            true => bar,
+            false => bar.patch(theme.warn()),
+        };
+        // As much as fits between the rest and the clock: the longest form first.
+        let room = (area.width as usize).saturating_sub(left.width() + clock.chars().count() + 1);
+        let differs = match cluster.mismatched.len() {
+            0 => String::new(),
+            n => format!(" · {n} job(s) differ"),
+        };
+        let forms = [
+            format!(
+                " │ node {} · {}/{} nodes up{differs}",
+                cluster.node, cluster.alive, cluster.total
+            ),
+            format!(
+                " │ {} {}/{} up{}",
+                cluster.node,
+                cluster.alive,
+                cluster.total,
+                if differs.is_empty() { "" } else { " ⚠" }
+            ),
+            format!(" │ {}/{}", cluster.alive, cluster.total),
+        ];
+        if let Some(text) = forms.into_iter().find(|f| f.chars().count() <= room) {
+            left.spans.push(Span::styled(text, tone));
+        }
+    }
     frame.render_widget(Paragraph::new(left).style(bar), area);
     frame.render_widget(Paragraph::new(clock).style(bar).right_aligned(), area);
 }

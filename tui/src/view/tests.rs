@@ -60,6 +60,7 @@ fn dashboard() -> State {
     let mut s = State::new("http://127.0.0.1:8565", false, t(30));
     s.apply(ServerMsg::Snapshot(Snapshot {
         scheduler: SchedulerStatus::Running,
+        cluster: None,
         jobs: vec![
             job("hello_world", "Hello World Job", None, &[], true),
             job(
@@ -352,6 +353,7 @@ fn a_long_list_pages() {
     let mut s = State::new("http://127.0.0.1:8565", false, t(0));
     s.apply(ServerMsg::Snapshot(Snapshot {
         scheduler: SchedulerStatus::Paused,
+        cluster: None,
         jobs: (0..1000)
             .map(|i| {
                 job(
@@ -393,4 +395,18 @@ fn no_color_draws_no_colour() {
         .content()
         .iter()
         .any(|c| c.fg == Color::Red));
+}
+
+/// A node of a cluster says which node it is and how many are alive; a node down or a
+/// job whose definition differs shows in the warning colour.
+#[test]
+fn a_cluster_node_shows_the_cluster_in_the_status_bar() {
+    let mut s = dashboard();
+    s.cluster = Some(ClusterSummary {
+        node: "pi-2".into(),
+        alive: 2,
+        total: 3,
+        mismatched: vec!["nightly".into()],
+    });
+    check("cluster_status", &s);
 }

@@ -243,6 +243,12 @@ With --follow and -o json: one FollowTaskLogsResponse per line (NDJSON)."
         #[command(flatten)]
         output: OutputArg,
     },
+    /// List the nodes of a cluster (petitd --db postgres://...): heartbeat, epoch,
+    /// runs, and the jobs a node will not run because its job files differ
+    Nodes {
+        #[command(flatten)]
+        output: OutputArg,
+    },
     /// Check that petitd serves (exit code 3 if it does not)
     Health {
         #[command(flatten)]
@@ -286,6 +292,7 @@ impl Command {
             | Command::Resume { output, .. }
             | Command::State { output }
             | Command::Audit { output, .. }
+            | Command::Nodes { output }
             | Command::Health { output }
             | Command::Watch { output, .. } => output.format,
             Command::Completions { .. } => Format::Table,

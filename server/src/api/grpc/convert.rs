@@ -15,7 +15,7 @@ use crate::core::{
 };
 use crate::engine::SchedulerInfo;
 use crate::events::{Event, EventKind};
-use crate::store::{AuditRecord, LogLine, NotificationRecord, Run, TaskRun};
+use crate::store::{AuditRecord, LogLine, NodeRecord, NotificationRecord, Run, TaskRun};
 
 pub fn timestamp(t: DateTime<Utc>) -> Timestamp {
     Timestamp {
@@ -132,6 +132,23 @@ pub fn run(r: &Run, now: DateTime<Utc>) -> pb::Run {
     }
 }
 
+/// A node of a cluster as the API shows it; `this` marks the node answering.
+pub fn node(n: NodeRecord, this: Option<&str>) -> pb::Node {
+    pb::Node {
+        this_node: this == Some(n.id.as_str()),
+        id: n.id,
+        epoch: n.epoch,
+        address: n.address,
+        version: n.version,
+        joined_at: Some(timestamp(n.joined_at)),
+        heartbeat_at: Some(timestamp(n.heartbeat_at)),
+        alive: n.alive,
+        left: n.left,
+        running_runs: n.running,
+        mismatched_jobs: n.mismatched,
+    }
+}
+
 /// An audit entry as the API shows it.
 pub fn audit_record(r: AuditRecord) -> pb::AuditRecord {
     pb::AuditRecord {
@@ -226,6 +243,10 @@ pub fn scheduler_state(s: &SchedulerInfo) -> pb::SchedulerState {
         tokens_required: false,
         tls: false,
         warnings: Vec::new(),
+        // Filled in by the API from the engine's cluster, if any.
+        node_id: String::new(),
+        node_epoch: 0,
+        nodes: Vec::new(),
     }
 }
 

@@ -16,7 +16,9 @@ impl From<EngineError> for Status {
             EngineError::ConcurrencyLimit { .. } | EngineError::QueueFull { .. } => {
                 Code::ResourceExhausted
             }
-            EngineError::RunEnded { .. } => Code::FailedPrecondition,
+            EngineError::RunEnded { .. } | EngineError::DefinitionMismatch(_) => {
+                Code::FailedPrecondition
+            }
             EngineError::InvalidArgument(_) | EngineError::ReloadRefused(_) => {
                 Code::InvalidArgument
             }

@@ -69,7 +69,24 @@ impl PetitApi {
     ) -> petit_proto::v1::SchedulerState {
         let mut state = convert::scheduler_state(info);
         self.exposure.apply(&mut state);
+        if let Some((node_id, epoch)) = self.engine.node() {
+            state.node_id = node_id;
+            state.node_epoch = epoch;
+        }
         state
+    }
+
+    /// Cluster mode: the cluster's nodes, as the API shows them (none alone).
+    async fn nodes(&self) -> Result<Vec<petit_proto::v1::Node>, tonic::Status> {
+        let this = self.engine.node().map(|(id, _)| id);
+        Ok(self
+            .engine
+            .nodes()
+            .await?
+            .unwrap_or_default()
+            .into_iter()
+            .map(|n| convert::node(n, this.as_deref()))
+            .collect())
     }
 
     /// The three services, routed by their gRPC paths (`/petit.v1.JobService/...`).

@@ -45,8 +45,19 @@ impl SchedulerService for PetitApi {
         &self,
         _request: Request<pb::GetSchedulerStateRequest>,
     ) -> Result<Response<pb::GetSchedulerStateResponse>, Status> {
+        let mut state = self.scheduler_state(&self.engine.state());
+        state.nodes = self.nodes().await?;
         Ok(Response::new(pb::GetSchedulerStateResponse {
-            state: Some(self.scheduler_state(&self.engine.state())),
+            state: Some(state),
+        }))
+    }
+
+    async fn list_nodes(
+        &self,
+        _request: Request<pb::ListNodesRequest>,
+    ) -> Result<Response<pb::ListNodesResponse>, Status> {
+        Ok(Response::new(pb::ListNodesResponse {
+            nodes: self.nodes().await?,
         }))
     }
 
@@ -166,7 +177,8 @@ fn snapshot_message(snapshot: pb::Snapshot) -> pb::WatchEventsResponse {
 /// most recent ones, newest first.
 async fn snapshot(api: &PetitApi, job_id: Option<&str>) -> Result<pb::Snapshot, Status> {
     let engine = &api.engine;
-    let state = api.scheduler_state(&engine.state());
+    let mut state = api.scheduler_state(&engine.state());
+    state.nodes = api.nodes().await?;
     let all = engine.jobs();
     let defs: Vec<&crate::core::JobDef> = all
         .iter()

@@ -80,6 +80,9 @@ pub fn handler<S: Services>(grpc_path: &str) -> Option<Handler<S>> {
             SchedulerService::list_audit_records,
             pb::ListAuditRecordsRequest
         ),
+        "SchedulerService/ListNodes" => {
+            handler!(SchedulerService::list_nodes, pb::ListNodesRequest)
+        }
         "JobService/ListJobs" => handler!(JobService::list_jobs, pb::ListJobsRequest),
         "JobService/GetJob" => handler!(JobService::get_job, pb::GetJobRequest),
         "JobService/TriggerJob" => handler!(JobService::trigger_job, pb::TriggerJobRequest),

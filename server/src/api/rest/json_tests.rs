@@ -31,6 +31,7 @@ const REPLIES: &[(&str, Encode)] = replies! {
     "petit.v1.PauseSchedulerResponse" => pb::PauseSchedulerResponse,
     "petit.v1.ResumeSchedulerResponse" => pb::ResumeSchedulerResponse,
     "petit.v1.ListAuditRecordsResponse" => pb::ListAuditRecordsResponse,
+    "petit.v1.ListNodesResponse" => pb::ListNodesResponse,
     "petit.v1.ListJobsResponse" => pb::ListJobsResponse,
     "petit.v1.GetJobResponse" => pb::GetJobResponse,
     "petit.v1.TriggerJobResponse" => pb::TriggerJobResponse,

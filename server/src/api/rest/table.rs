@@ -387,6 +387,12 @@ mod tests {
                 BodyRule::Whole,
                 "/petit.v1.JobService/ReloadJobs",
             ),
+            (
+                "GET",
+                "/api/nodes",
+                BodyRule::None,
+                "/petit.v1.SchedulerService/ListNodes",
+            ),
         ]
         .into_iter()
         .map(|(m, t, b, g)| (m.to_string(), t.to_string(), b, g.to_string()))

@@ -170,6 +170,7 @@ impl SchedulerService for FakeJobs {
         resume_scheduler(pb::ResumeSchedulerRequest) -> pb::ResumeSchedulerResponse;
         watch_events(pb::WatchEventsRequest) -> Self::WatchEventsStream;
         list_audit_records(pb::ListAuditRecordsRequest) -> pb::ListAuditRecordsResponse;
+        list_nodes(pb::ListNodesRequest) -> pb::ListNodesResponse;
     }
 }
 

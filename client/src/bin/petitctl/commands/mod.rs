@@ -74,6 +74,7 @@ async fn dispatch(cli: Cli) -> Result<u8, CliError> {
         } => scheduler::pause_job(client, &job_id, false, out).await?,
         Command::State { .. } => scheduler::state(client, out).await?,
         Command::Audit { limit, .. } => scheduler::audit(client, limit, out).await?,
+        Command::Nodes { .. } => scheduler::nodes(client, out).await?,
         Command::Health { .. } => scheduler::health(client, out).await?,
         Command::Watch { job, no_logs, .. } => {
             scheduler::watch(client, job.as_deref().unwrap_or(""), no_logs, out).await?

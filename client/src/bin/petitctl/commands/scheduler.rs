@@ -95,6 +95,22 @@ pub async fn state(client: &Client, out: &mut Out) -> Result<u8, CliError> {
         ),
         ("TLS", if state.tls { "on" } else { "off" }.to_string()),
     ]))?;
+    if !state.node_id.is_empty() {
+        let alive = state.nodes.iter().filter(|n| n.alive).count();
+        out.text(&fields(&[
+            (
+                "Node",
+                format!("{} (epoch {})", state.node_id, state.node_epoch),
+            ),
+            (
+                "Cluster",
+                format!(
+                    "{} nodes, {alive} alive (petitctl nodes)",
+                    state.nodes.len()
+                ),
+            ),
+        ]))?;
+    }
     for warning in &state.warnings {
         out.line(format!(
             "{}: {warning}",
@@ -137,6 +153,55 @@ pub async fn audit(client: &Client, limit: u32, out: &mut Out) -> Result<u8, Cli
             Cell::new(r.target.clone()),
             Cell::colored(&r.outcome, if ok { Tone::Good } else { Tone::Bad }),
             Cell::new(r.message.clone()),
+        ]);
+    }
+    out.text(&table.render(out.color))?;
+    Ok(SUCCESS)
+}
+
+/// The cluster's nodes; a daemon alone has none (and says so).
+pub async fn nodes(client: &Client, out: &mut Out) -> Result<u8, CliError> {
+    let response = client.nodes().await?;
+    if out.is_json() {
+        out.json(&response)?;
+        return Ok(SUCCESS);
+    }
+    if response.nodes.is_empty() {
+        out.line("not a cluster: this petitd keeps its history alone (petitd --db postgres://... makes a cluster)".to_string())?;
+        return Ok(SUCCESS);
+    }
+    let mut table = Table::new([
+        "NODE",
+        "EPOCH",
+        "STATE",
+        "HEARTBEAT",
+        "RUNNING",
+        "ADDRESS",
+        "VERSION",
+        "DIFFERS",
+    ]);
+    for n in &response.nodes {
+        let (word, tone) = match (n.alive, n.left) {
+            (true, _) => ("alive", Tone::Good),
+            (false, true) => ("left", Tone::Dim),
+            (false, false) => ("dead", Tone::Bad),
+        };
+        let id = match n.this_node {
+            true => format!("{} (this)", n.id),
+            false => n.id.clone(),
+        };
+        table.row(vec![
+            Cell::new(id),
+            Cell::new(n.epoch.to_string()),
+            Cell::colored(word, tone),
+            Cell::new(format_time(n.heartbeat_at.as_ref(), out.zones.for_events())),
+            Cell::new(n.running_runs.to_string()),
+            Cell::new(n.address.clone()),
+            Cell::new(n.version.clone()),
+            match n.mismatched_jobs.is_empty() {
+                true => Cell::new("-"),
+                false => Cell::colored(n.mismatched_jobs.join(","), Tone::Warn),
+            },
         ]);
     }
     out.text(&table.render(out.color))?;
