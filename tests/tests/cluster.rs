@@ -476,3 +476,220 @@ impl Terminal for RunStatus {
         )
     }
 }
+
+#[tokio::test]
+async fn a_node_with_other_job_files_says_so_and_leaves_the_job_alone_until_it_matches() {
+    let Some(url) = database("definitions") else {
+        return;
+    };
+    let v1 = "id: d\ntasks:\n  - {id: t, command: echo, args: ['v1']}\n";
+    let v2 = "id: d\ntasks:\n  - {id: t, command: echo, args: ['v2']}\n";
+    let old = jobs_dir(&[("d.yaml", v1)]);
+    let new = jobs_dir(&[("d.yaml", v2)]);
+    let a = node(&url, old.path(), "a", &[]);
+    // b loaded its files last: its definitions are the cluster's.
+    let b = node(&url, new.path(), "b", &[]);
+    let (a_channel, b_channel) = (a.channel().await, b.channel().await);
+    eventually(WAIT, "a to notice its definition of d differs", || async {
+        let listed = nodes(&b_channel).await;
+        listed
+            .iter()
+            .any(|n| n.id == "a" && n.mismatched_jobs == ["d"])
+            .then_some(())
+    })
+    .await;
+    let refused = JobServiceClient::new(a_channel.clone())
+        .trigger_job(TriggerJobRequest {
+            job_id: "d".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("a refuses a job it defines differently");
+    assert_eq!(
+        refused.code(),
+        tonic::Code::FailedPrecondition,
+        "{refused:?}"
+    );
+    assert!(
+        refused.message().contains("reload"),
+        "{}",
+        refused.message()
+    );
+    // b's run runs b's definition, whichever node has room.
+    let run = trigger(&b_channel, "d", &[]).await;
+    eventually(WAIT, "b's run of d to succeed", || async {
+        (get_run(&b_channel, &run.id).await.status() == RunStatus::Succeeded).then_some(())
+    })
+    .await;
+    let logs = RunServiceClient::new(b_channel.clone())
+        .get_task_logs(GetTaskLogsRequest {
+            run_id: run.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("logs")
+        .into_inner();
+    let text: Vec<String> = logs.lines.into_iter().map(|l| l.line).collect();
+    assert_eq!(text, ["v2"]);
+    // a's files catch up; a reload there makes it match.
+    std::fs::write(old.path().join("d.yaml"), v2).expect("rewrite");
+    let (code, _, err) = petitctl_run(&a.url(), &["reload"], WAIT);
+    assert_eq!(code, 0, "{err}");
+    eventually(WAIT, "every node to match", || async {
+        let listed = nodes(&a_channel).await;
+        listed
+            .iter()
+            .all(|n| n.mismatched_jobs.is_empty())
+            .then_some(())
+    })
+    .await;
+    trigger(&a_channel, "d", &[]).await;
+}
+
+#[tokio::test]
+async fn pauses_and_cancels_reach_every_node() {
+    let Some(url) = database("pause_cancel") else {
+        return;
+    };
+    let jobs = jobs_dir(&[(
+        "slow.yaml",
+        "id: slow\ntasks:\n  - {id: nap, command: sleep, args: ['30']}\n",
+    )]);
+    let b = node(&url, jobs.path(), "b", &[]);
+    let b_channel = b.channel().await;
+    let run = trigger(&b_channel, "slow", &[]).await;
+    eventually(WAIT, "the run to start on b", || async {
+        (get_run(&b_channel, &run.id).await.status() == RunStatus::Running).then_some(())
+    })
+    .await;
+    let a = node(&url, jobs.path(), "a", &[]);
+    let a_channel = a.channel().await;
+
+    // Pausing on a pauses b.
+    SchedulerServiceClient::new(a_channel.clone())
+        .pause_scheduler(PauseSchedulerRequest {})
+        .await
+        .expect("pause on a");
+    let state_of = |channel: Channel| async move {
+        SchedulerServiceClient::new(channel)
+            .get_scheduler_state(GetSchedulerStateRequest {})
+            .await
+            .expect("state")
+            .into_inner()
+            .state
+            .expect("state")
+            .status()
+    };
+    eventually(WAIT, "b to be paused", || async {
+        (state_of(b_channel.clone()).await == SchedulerStatus::Paused).then_some(())
+    })
+    .await;
+    SchedulerServiceClient::new(b_channel.clone())
+        .resume_scheduler(ResumeSchedulerRequest {})
+        .await
+        .expect("resume on b");
+    eventually(WAIT, "a to be running again", || async {
+        (state_of(a_channel.clone()).await == SchedulerStatus::Running).then_some(())
+    })
+    .await;
+    // Pausing a job on b pauses it on a.
+    JobServiceClient::new(b_channel.clone())
+        .pause_job(PauseJobRequest {
+            job_id: "slow".into(),
+        })
+        .await
+        .expect("pause job on b");
+    eventually(WAIT, "a to see the job paused", || async {
+        let job = JobServiceClient::new(a_channel.clone())
+            .get_job(GetJobRequest {
+                job_id: "slow".into(),
+            })
+            .await
+            .expect("job")
+            .into_inner()
+            .job
+            .expect("job");
+        job.paused.then_some(())
+    })
+    .await;
+
+    // Cancelling on a the run b runs: b stops it, a answers with its end.
+    let cancelled = RunServiceClient::new(a_channel.clone())
+        .cancel_run(CancelRunRequest {
+            run_id: run.id.clone(),
+        })
+        .await
+        .expect("cancel on a")
+        .into_inner()
+        .run
+        .expect("run");
+    assert_eq!(cancelled.status(), RunStatus::Cancelled, "{cancelled:?}");
+}
+
+#[tokio::test]
+async fn a_sqlite_history_migrates_into_a_cluster() {
+    let Some(url) = database("migrate") else {
+        return;
+    };
+    let jobs = jobs_dir(&[("hello.yaml", petit_tests::HELLO_JOB)]);
+    let alone = Daemon::start(jobs.path());
+    let channel = alone.channel().await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let run = trigger(&channel, "hello", &[]).await;
+        eventually(WAIT, "the run to succeed", || async {
+            (get_run(&channel, &run.id).await.status() == RunStatus::Succeeded).then_some(())
+        })
+        .await;
+        ids.push(run.id);
+    }
+    let (data, db) = alone.stop();
+    let from = format!("sqlite:{}", db.display());
+    let output = std::process::Command::new(petit_tests::bin("petitd"))
+        .args(["migrate", "--from", &from, "--to", &url])
+        .output()
+        .expect("petitd migrate");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("migrated 3 runs"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let n = node(&url, jobs.path(), "a", &[]);
+    let channel = n.channel().await;
+    let runs = job_runs(&channel, "hello").await;
+    let mut migrated: Vec<String> = runs.iter().map(|r| r.id.clone()).collect();
+    migrated.sort();
+    ids.sort();
+    assert_eq!(migrated, ids);
+    let logs = RunServiceClient::new(channel.clone())
+        .get_task_logs(GetTaskLogsRequest {
+            run_id: ids[0].clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("logs")
+        .into_inner();
+    assert_eq!(
+        logs.lines.into_iter().map(|l| l.line).collect::<Vec<_>>(),
+        ["hi"]
+    );
+    // A second migration changes nothing.
+    let again = std::process::Command::new(petit_tests::bin("petitd"))
+        .args(["migrate", "--from", &from, "--to", &url])
+        .output()
+        .expect("petitd migrate");
+    assert!(again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains("3 runs were already in the target"),
+        "{}",
+        String::from_utf8_lossy(&again.stdout)
+    );
+    drop(data);
+}
