@@ -359,6 +359,7 @@ pub(super) async fn relay(
     store: Arc<dyn Store>,
     bus: EventBus,
     commands: mpsc::WeakUnboundedSender<Command>,
+    pools_freed: Option<Arc<tokio::sync::Notify>>,
 ) {
     let mut notes = cluster.store.notes();
     let mut logs = LogRelay::default();
@@ -405,6 +406,10 @@ pub(super) async fn relay(
             }
             NoteKind::Queue => {
                 let _ = commands.send(Command::Claim);
+                // A slot of a shared pool may be free too.
+                if let Some(freed) = &pools_freed {
+                    freed.notify_waiters();
+                }
             }
             NoteKind::Paused => {
                 let _ = commands.send(Command::SyncPauses);
@@ -486,9 +491,10 @@ pub(super) fn spawn(
     bus: EventBus,
     commands: mpsc::WeakUnboundedSender<Command>,
     view: watch::Receiver<View>,
+    pools_freed: Option<Arc<tokio::sync::Notify>>,
 ) {
     tokio::spawn(membership(cluster.clone(), commands.clone(), view));
-    tokio::spawn(relay(cluster.clone(), store, bus, commands));
+    tokio::spawn(relay(cluster.clone(), store, bus, commands, pools_freed));
 }
 
 /// Leaves the cluster on a clean stop (best effort: the lease runs out otherwise).

@@ -340,6 +340,13 @@ impl Engine {
                 .iter()
                 .map(|(k, &v)| (k.clone(), Arc::new(Semaphore::new(v as usize))))
                 .collect(),
+            shared_pools: cluster.as_ref().map(|c| {
+                Arc::new(crate::exec::shared_pools::SharedPools {
+                    store: c.store.clone(),
+                    sizes: options.pools.clone(),
+                    freed: Arc::new(tokio::sync::Notify::new()),
+                })
+            }),
             max_concurrent_tasks: options.max_concurrent_tasks.max(1),
             kill_grace: options.kill_grace,
             scratch,
@@ -403,6 +410,7 @@ impl Engine {
                 inner.bus.clone(),
                 inner.commands.downgrade(),
                 inner.view.clone(),
+                inner.env.shared_pools.as_ref().map(|p| p.freed.clone()),
             );
         }
         tokio::spawn(owner.run(receiver));

@@ -149,17 +149,28 @@ impl TaskAttempts {
 
     /// Waits for a slot of the run and of each pool the task uses (in name order, so
     /// two tasks never wait on each other). `None` if the run is stopped meanwhile.
-    pub(super) async fn acquire(&self) -> Option<Vec<OwnedSemaphorePermit>> {
+    pub(super) async fn acquire(
+        &self,
+    ) -> Option<(
+        Vec<OwnedSemaphorePermit>,
+        Option<super::shared_pools::Slots>,
+    )> {
         let mut stop = self.stop.clone();
         let acquire = async {
             let mut permits = Vec::with_capacity(1 + self.task.resources.len());
             permits.push(self.run_slots.clone().acquire_owned().await.ok()?);
+            if let Some(shared) = &self.env.shared_pools {
+                let slots = shared
+                    .take(&self.task.resources, &self.run_id, &self.task.id)
+                    .await;
+                return Some((permits, Some(slots)));
+            }
             for (pool, &slots) in &self.task.resources {
                 if let Some(sem) = self.env.pools.get(pool) {
                     permits.push(sem.clone().acquire_many_owned(slots).await.ok()?);
                 }
             }
-            Some(permits)
+            Some((permits, None))
         };
         tokio::select! {
             biased;

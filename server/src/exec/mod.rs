@@ -11,6 +11,7 @@ mod logs;
 mod python;
 mod scratch;
 pub mod script;
+pub mod shared_pools;
 mod shell;
 pub mod substitute;
 mod task;
@@ -46,6 +47,9 @@ pub struct ExecEnv {
     pub bus: EventBus,
     /// Named resource pools, shared by all runs.
     pub pools: HashMap<String, Arc<Semaphore>>,
+    /// Cluster mode: the pools are the cluster's (slots in the shared store), and
+    /// `pools` is not used.
+    pub shared_pools: Option<Arc<shared_pools::SharedPools>>,
     /// Tasks running at once within one run.
     pub max_concurrent_tasks: usize,
     /// Between SIGTERM and SIGKILL.

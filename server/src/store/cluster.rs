@@ -144,6 +144,23 @@ pub trait ClusterStore: Store {
     /// in [`ClusterStore::nodes`]).
     async fn set_mismatched(&self, jobs: &[String]) -> StoreResult<()>;
 
+    /// Takes `slots` slots of resource pool `pool` (`size` slots, cluster-wide) for a
+    /// task of a run this node claimed, in one transaction; `Ok(false)` (and none taken)
+    /// when fewer are free. A slot is free when nobody holds it, or when its holder's
+    /// run no longer runs under the epoch that took it (it ended, or its node died).
+    async fn take_pool_slots(
+        &self,
+        pool: &str,
+        size: u32,
+        slots: u32,
+        run_id: &str,
+        task_id: &str,
+    ) -> StoreResult<bool>;
+
+    /// Gives back the slots of `pool` a task holds; the nodes waiting for one hear of
+    /// it (a [`NoteKind::Queue`]).
+    async fn release_pool_slots(&self, pool: &str, run_id: &str, task_id: &str) -> StoreResult<()>;
+
     /// Notes from the other nodes, as they arrive.
     fn notes(&self) -> broadcast::Receiver<Note>;
 

@@ -39,6 +39,7 @@ use super::{
 use crate::core::RunStatus;
 
 mod notes;
+mod pools;
 
 /// Connections a store keeps to its database at most.
 const POOL_SIZE: usize = 8;
@@ -540,6 +541,32 @@ impl ClusterStore for PostgresStore {
         let mine = cluster::joined(self.current_lease())?;
         let mut client = self.client("cannot record mismatched jobs").await?;
         cluster::set_mismatched(&mut client, &mine, jobs, &self.sender).await
+    }
+
+    async fn take_pool_slots(
+        &self,
+        pool: &str,
+        size: u32,
+        slots: u32,
+        run_id: &str,
+        task_id: &str,
+    ) -> StoreResult<bool> {
+        let mine = cluster::joined(self.current_lease())?;
+        let context = format!("cannot take a slot of pool '{pool}'");
+        let mut client = self.client(&context).await?;
+        let tx = transaction!(client, &context);
+        let taken = pools::take(&tx, pool, size, slots, (run_id, task_id), &mine).await?;
+        self.commit(tx, &[], &context).await?;
+        Ok(taken)
+    }
+
+    async fn release_pool_slots(&self, pool: &str, run_id: &str, task_id: &str) -> StoreResult<()> {
+        let context = format!("cannot give back the slots of pool '{pool}'");
+        let mut client = self.client(&context).await?;
+        let tx = transaction!(client, &context);
+        pools::release(&tx, pool, (run_id, task_id)).await?;
+        // Whoever waits for a slot tries again.
+        self.commit(tx, &[NoteKind::Queue], &context).await
     }
 
     fn notes(&self) -> broadcast::Receiver<Note> {

@@ -166,6 +166,19 @@ pub(super) const MIGRATIONS: &[&str] = &[
         published_at  TIMESTAMPTZ NOT NULL DEFAULT now()
     );
     "#,
+    // 2: resource pools shared by the cluster, one row per slot (see pools.rs).
+    r#"
+    CREATE TABLE pool_slots (
+        pool        TEXT NOT NULL,
+        slot        INTEGER NOT NULL,
+        run_id      TEXT,
+        task_id     TEXT,
+        node_id     TEXT,
+        node_epoch  BIGINT,
+        PRIMARY KEY (pool, slot)
+    );
+    CREATE INDEX pool_slots_by_holder ON pool_slots (pool, run_id, task_id);
+    "#,
 ];
 
 /// Applies the migrations this database lacks, in one transaction under the lock.
