@@ -256,7 +256,8 @@ pub(super) async fn request_cancel(
     let tx = client.transaction().await.map_err(failed())?;
     let running = query_opt(
         &tx,
-        "SELECT 1 FROM runs WHERE id = $1 AND status = 'running'",
+        "UPDATE runs SET cancel_requested = true WHERE id = $1 AND status = 'running'
+         RETURNING 1",
         &[&run_id],
     )
     .await
@@ -270,6 +271,22 @@ pub(super) async fn request_cancel(
     }
     tx.commit().await.map_err(failed())?;
     Ok(running)
+}
+
+pub(super) async fn cancel_requests<C: GenericClient + Sync>(
+    client: &C,
+    mine: &Lease,
+) -> StoreResult<Vec<String>> {
+    let rows = query(
+        client,
+        "SELECT id FROM runs
+         WHERE status = 'running' AND node_id = $1 AND node_epoch = $2 AND cancel_requested
+         ORDER BY created_at, id",
+        &[&mine.node_id, &(mine.epoch as i64)],
+    )
+    .await
+    .map_err(pg("cannot read cancel requests"))?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
 }
 
 pub(super) async fn publish_definitions(

@@ -526,6 +526,14 @@ impl ClusterStore for PostgresStore {
         cluster::request_cancel(&mut client, run_id, &self.sender).await
     }
 
+    async fn cancel_requests(&self) -> StoreResult<Vec<String>> {
+        let Some(mine) = self.current_lease() else {
+            return Ok(Vec::new());
+        };
+        let client = self.client("cannot read cancel requests").await?;
+        cluster::cancel_requests(&client, &mine).await
+    }
+
     async fn publish_definitions(&self, definitions: &HashMap<String, String>) -> StoreResult<()> {
         let mut client = self.client("cannot publish definitions").await?;
         cluster::publish_definitions(&mut client, definitions, &self.sender).await

@@ -449,8 +449,15 @@ async fn membership_leave_definitions_and_cancel_requests() -> StoreResult<()> {
     a.create_run(run("r1", "j", 1), vec![]).await?;
     assert!(!b.request_cancel("r1").await?, "queued, not running");
     a.claim_run("r1", at(2)).await?;
+    assert!(a.cancel_requests().await?.is_empty());
     assert!(b.request_cancel("r1").await?);
     assert!(!b.request_cancel("unknown").await?);
+    assert_eq!(
+        a.cancel_requests().await?,
+        ["r1"],
+        "kept for an owner that missed it"
+    );
+    assert!(b.cancel_requests().await?.is_empty(), "b does not run it");
     assert_eq!(a.job_counts("j").await?, (0, 1));
 
     let nodes = b.nodes(LEASE).await?;
