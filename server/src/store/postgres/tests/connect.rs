@@ -140,3 +140,93 @@ async fn nul_in_free_text_does_not_fail_a_write() -> StoreResult<()> {
     assert_eq!(stored.error.as_deref(), Some("exit 1: \u{FFFD}garbage"));
     Ok(())
 }
+
+/// TLS when the URL asks for it, verified against `sslrootcert` (or the system's
+/// roots, which do not know a private CA): a real handshake with a private server.
+#[tokio::test]
+async fn tls_is_used_and_verified_when_the_url_asks() -> StoreResult<()> {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair,
+        KeyUsagePurpose,
+    };
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "Petit test CA");
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().expect("key")).expect("CA");
+    let key = KeyPair::generate().expect("key");
+    let server = CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()])
+        .expect("params")
+        .signed_by(&key, &ca)
+        .expect("server certificate");
+    let Some(server) =
+        petit_tests::postgres::TestPostgres::start_tls(&server.pem(), &key.serialize_pem())
+    else {
+        return Ok(());
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).expect("write the CA");
+    let url = server.url();
+
+    for mode in ["require", "verify-full"] {
+        let tls = format!("{url}?sslmode={mode}&sslrootcert={}", ca_file.display());
+        let store = PostgresStore::connect(&tls, test_options()).await?;
+        let rows = store
+            .sql("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            .await?;
+        assert!(rows[0].get::<_, bool>(0), "{mode}: the connection is TLS");
+    }
+    // No sslmode: no TLS, as before.
+    let plain = PostgresStore::connect(&url, test_options()).await?;
+    let rows = plain
+        .sql("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        .await?;
+    assert!(!rows[0].get::<_, bool>(0));
+    // The system's roots do not know the test CA: refused, and said so.
+    let untrusted = PostgresStore::connect(&format!("{url}?sslmode=require"), test_options())
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .expect("an unknown CA is refused");
+    assert!(
+        untrusted.contains("cannot connect to") && untrusted.contains("UnknownIssuer"),
+        "{untrusted}"
+    );
+    // A missing CA file is a clear error too.
+    let missing = PostgresStore::connect(
+        &format!("{url}?sslmode=require&sslrootcert=/nonexistent/ca.pem"),
+        test_options(),
+    )
+    .await
+    .err()
+    .map(|e| e.to_string())
+    .expect("a missing CA file");
+    assert!(
+        missing.contains("cannot read sslrootcert /nonexistent/ca.pem"),
+        "{missing}"
+    );
+    Ok(())
+}
+
+/// The server's own message reaches the error (the driver's says only "db error").
+#[tokio::test]
+async fn the_servers_message_is_in_the_error() -> StoreResult<()> {
+    let Some(url) = postgres_database("server_message") else {
+        return Ok(());
+    };
+    let (base, _) = url.rsplit_once('/').expect("a database in the URL");
+    let error = match PostgresStore::connect(&format!("{base}/no_such_db"), test_options()).await {
+        Ok(_) => panic!("a database that does not exist"),
+        Err(error) => error.to_string(),
+    };
+    assert!(
+        error.contains(r#"database "no_such_db" does not exist"#),
+        "{error}"
+    );
+    Ok(())
+}
