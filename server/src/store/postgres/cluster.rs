@@ -141,11 +141,18 @@ pub(super) async fn take_over_expired(
             epoch: mine.epoch,
         });
     }
+    // SKIP LOCKED: a row another transaction holds is its node claiming or taking
+    // over right now (alive, then) or another taker declaring it dead; waiting for it
+    // could deadlock two takers that each see the other expired (after an outage of
+    // the database longer than the lease, say).
     let declared = execute(
         &tx,
         r#"UPDATE nodes SET dead = true
-           WHERE NOT dead AND NOT "left" AND id <> $1
-             AND heartbeat_at < now() - $2::bigint * interval '1 microsecond'"#,
+           WHERE (id, epoch) IN (
+               SELECT id, epoch FROM nodes
+               WHERE NOT dead AND NOT "left" AND id <> $1
+                 AND heartbeat_at < now() - $2::bigint * interval '1 microsecond'
+               FOR UPDATE SKIP LOCKED)"#,
         &[&mine.node_id, &micros(lease)],
     )
     .await

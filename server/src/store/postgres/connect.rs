@@ -219,7 +219,8 @@ fn pgpass_lookup(file: &Path, config: &tokio_postgres::Config) -> Option<String>
     let text = std::fs::read_to_string(file).ok()?;
     let host = match config.get_hosts().first() {
         Some(Host::Tcp(host)) => host.clone(),
-        Some(Host::Unix(path)) => path.display().to_string(),
+        // As libpq: a socket directory matches `localhost`.
+        Some(Host::Unix(_)) => "localhost".to_owned(),
         None => "localhost".to_owned(),
     };
     let port = config

@@ -240,3 +240,28 @@ async fn membership_leave_definitions_and_cancel_requests() -> StoreResult<()> {
     note_where(&mut b_notes, |n| n.from == "a" && n.what == NoteKind::Nodes).await;
     Ok(())
 }
+
+/// After an outage longer than the lease every node looks expired to every other:
+/// two of them taking over at once must not deadlock (each holds its own row); each
+/// call ends, with runs, nothing, or the news that its own lease is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_expired_for_each_other_take_over_without_deadlock() -> StoreResult<()> {
+    let Some(stores) = stores("mutual", 2).await else {
+        return Ok(());
+    };
+    let (b, c) = (&stores[0], &stores[1]);
+    for round in 0..10 {
+        b.join(&node("b")).await?;
+        c.join(&node("c")).await?;
+        age(b, "b").await;
+        age(b, "c").await;
+        let (from_b, from_c) = tokio::join!(b.take_over_expired(LEASE), c.take_over_expired(LEASE));
+        for result in [from_b, from_c] {
+            match result {
+                Ok(_) | Err(StoreError::LeaseLost { .. }) => {}
+                Err(e) => panic!("round {round}: {e}"),
+            }
+        }
+    }
+    Ok(())
+}
