@@ -59,7 +59,8 @@ pub(super) async fn join(
     .await
     .map_err(failed())?
     .map_or(1, |row| row.get(0));
-    // The earlier epochs are over: a node that restarts is a new epoch.
+    // The earlier epochs are over: a node that restarts is a new epoch. Their runs
+    // are locked in id order (see take_over_expired).
     execute(
         &tx,
         "UPDATE nodes SET dead = true WHERE id = $1 AND NOT dead",
@@ -78,8 +79,11 @@ pub(super) async fn join(
     let rows = query(
         &tx,
         &format!(
-            "UPDATE runs AS r SET node_epoch = $2
-             WHERE r.status = 'running' AND r.node_id = $1 AND r.node_epoch < $2
+            "WITH moving AS (
+                 SELECT id FROM runs
+                 WHERE status = 'running' AND node_id = $1 AND node_epoch < $2
+                 ORDER BY id FOR UPDATE)
+             UPDATE runs AS r SET node_epoch = $2 FROM moving WHERE r.id = moving.id
              RETURNING {R_RUN_COLUMNS}"
         ),
         &[&info.id, &epoch],
@@ -158,14 +162,21 @@ pub(super) async fn take_over_expired(
     .await
     .map_err(failed())?;
     // Every run still running under an epoch that is over (declared dead now or
-    // before, or left): a run row moves once, whoever else tries.
+    // before, or left): a run row moves once, whoever else tries (a row another
+    // taker moved meanwhile no longer matches once its lock is had). Rows are locked
+    // in id order, as every statement that locks several runs does, so that two of
+    // them cannot deadlock.
     let rows = query(
         &tx,
         &format!(
-            r#"UPDATE runs AS r SET node_id = $1, node_epoch = $2
-               FROM nodes AS n
-               WHERE r.status = 'running' AND r.node_id = n.id AND r.node_epoch = n.epoch
-                 AND (n.dead OR n."left") AND NOT (r.node_id = $1 AND r.node_epoch = $2)
+            r#"WITH moving AS (
+                   SELECT r.id FROM runs AS r
+                   JOIN nodes AS n ON r.node_id = n.id AND r.node_epoch = n.epoch
+                   WHERE r.status = 'running' AND (n.dead OR n."left")
+                     AND NOT (r.node_id = $1 AND r.node_epoch = $2)
+                   ORDER BY r.id FOR UPDATE OF r)
+               UPDATE runs AS r SET node_id = $1, node_epoch = $2
+               FROM moving WHERE r.id = moving.id
                RETURNING {R_RUN_COLUMNS}"#
         ),
         &[&mine.node_id, &epoch],

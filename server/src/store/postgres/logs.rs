@@ -34,10 +34,10 @@ pub(super) async fn append(
     runs.sort_unstable();
     runs.dedup();
     // The runs' rows held (shared) until commit, so a takeover cannot slip between
-    // the owner check and the lines.
+    // the owner check and the lines; locked in id order, as takeovers lock them.
     let owners = query(
         tx,
-        "SELECT id, node_id, node_epoch FROM runs WHERE id = ANY($1) FOR SHARE",
+        "SELECT id, node_id, node_epoch FROM runs WHERE id = ANY($1) ORDER BY id FOR SHARE",
         &[&runs],
     )
     .await
