@@ -12,7 +12,7 @@ use deadpool_postgres::{Client, GenericClient, Transaction};
 use tokio_postgres::IsolationLevel;
 
 use super::rows::{ns, pg};
-use super::write::fenced_run;
+use super::write::fenced;
 use super::{execute, query, query_opt};
 use crate::store::{
     Lease, LogLine, LogPage, LogPageLimit, LogPosition, LogStart, NoteKind, StoreError, StoreResult,
@@ -48,7 +48,7 @@ pub(super) async fn append(
                 run_id: (*run_id).to_owned(),
             });
         };
-        if fenced_run(row.get(1), row.get(2), lease) {
+        if fenced(row.get(1), row.get(2), lease) {
             return Err(StoreError::Fenced {
                 run_id: (*run_id).to_owned(),
             });

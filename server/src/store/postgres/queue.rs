@@ -96,9 +96,9 @@ pub(super) const QUEUE_HEAD: &str = "SELECT id, job_id FROM runs
 /// transactions. Per-job limits hold cluster-wide because a job's claims are taken
 /// one at a time (an advisory lock per job, then its running runs counted afresh);
 /// `SKIP LOCKED` lets claimers of other jobs pass a run another claimer holds. Each
-/// transaction holds at most one job's lock and never waits for a row, so claimers
-/// cannot deadlock: a job found full after its lock ends the transaction, and the
-/// next one looks past that job.
+/// transaction holds at most one job's lock and never waits for another claimer's
+/// row, so claimers cannot deadlock: a job found full after its lock ends the
+/// transaction, and the next one looks past that job.
 pub(super) async fn claim_next(
     client: &mut Client,
     limits: &ClaimLimits,

@@ -155,7 +155,7 @@ impl TaskColumns {
 }
 /// Whether a write by `lease` of a run owned by `(node, epoch)` is fenced: the run
 /// was claimed, and not by this lease.
-fn fenced(node: Option<&str>, epoch: Option<i64>, lease: Option<&Lease>) -> bool {
+pub(super) fn fenced(node: Option<&str>, epoch: Option<i64>, lease: Option<&Lease>) -> bool {
     match (node, lease) {
         (None, _) => false,
         (Some(node), Some(lease)) => node != lease.node_id || epoch != Some(lease.epoch as i64),
@@ -265,12 +265,6 @@ pub(super) async fn update_task_run(
         run_id: task.run_id.clone(),
         task_id: task.task_id.clone(),
     }])
-}
-
-/// Whether a write of the runs `(id, node, epoch)` by `lease` is fenced, for the log
-/// appends (which check many runs at once).
-pub(super) fn fenced_run(node: Option<&str>, epoch: Option<i64>, lease: Option<&Lease>) -> bool {
-    fenced(node, epoch, lease)
 }
 
 pub(super) async fn set_setting(tx: &Transaction<'_>, key: &str, value: &str) -> StoreResult<()> {
