@@ -45,6 +45,12 @@ struct Private {
     dir: TempDir,
 }
 
+/// A certificate and key for a server that speaks TLS.
+struct Tls {
+    cert_pem: String,
+    key_pem: String,
+}
+
 /// The server's binaries, run as the postgres user when we are root.
 struct Binaries {
     dir: PathBuf,
@@ -78,17 +84,27 @@ impl TestPostgres {
             });
         }
         let Some(bindir) = find_bindir() else {
-            let message = "PostgreSQL server binaries (initdb, pg_ctl) are not installed: \
-                           the PostgreSQL store tests need them (apt-get install -y postgresql, \
-                           or set PETIT_TEST_POSTGRES_URL)";
-            if std::env::var_os("CI").is_some() {
-                panic!("{message}");
-            }
-            eprintln!("SKIPPED: {message}");
-            return None;
+            return skip_without_binaries();
         };
         Some(TestPostgres {
-            server: Server::Private(Private::start(bindir)),
+            server: Server::Private(Private::start(bindir, None)),
+            databases: AtomicUsize::new(0),
+        })
+    }
+
+    /// A private server of its own that also speaks TLS with this certificate and key
+    /// (PEM); `None` as [`TestPostgres::start`] (an external server is not used: its
+    /// TLS is not the test's to choose).
+    pub fn start_tls(cert_pem: &str, key_pem: &str) -> Option<TestPostgres> {
+        let Some(bindir) = find_bindir() else {
+            return skip_without_binaries();
+        };
+        let tls = Tls {
+            cert_pem: cert_pem.to_owned(),
+            key_pem: key_pem.to_owned(),
+        };
+        Some(TestPostgres {
+            server: Server::Private(Private::start(bindir, Some(tls))),
             databases: AtomicUsize::new(0),
         })
     }
@@ -150,7 +166,7 @@ impl TestPostgres {
 }
 
 impl Private {
-    fn start(bindir: PathBuf) -> Private {
+    fn start(bindir: PathBuf, tls: Option<Tls>) -> Private {
         let dir = tempfile::Builder::new()
             .prefix("petit-pg-")
             .tempdir()
@@ -187,6 +203,26 @@ impl Private {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+        let mut tls_options = String::new();
+        if let Some(tls) = tls {
+            // PostgreSQL wants its key private and owned by the user it runs as.
+            let (cert, key) = (dir.path().join("server.pem"), dir.path().join("server.key"));
+            std::fs::write(&cert, &tls.cert_pem).expect("write the certificate");
+            std::fs::write(&key, &tls.key_pem).expect("write the key");
+            std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .expect("chmod the key");
+            if bin.as_postgres {
+                for file in [&cert, &key] {
+                    std::os::unix::fs::chown(file, Some(id_of("-u")), Some(id_of("-g")))
+                        .expect("give the TLS files to the postgres user");
+                }
+            }
+            tls_options = format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                cert.display(),
+                key.display()
+            );
+        }
         let log = dir.path().join("server.log");
         // A free port may be taken between finding it and binding it: try a few.
         let mut port = None;
@@ -194,7 +230,7 @@ impl Private {
             let candidate = free_port();
             let options = format!(
                 "-c listen_addresses=127.0.0.1 -p {candidate} -k {} -c fsync=off \
-                 -c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
+                 -c synchronous_commit=off -c full_page_writes=off -c max_connections=200{tls_options}",
                 dir.path().display()
             );
             let started = bin
@@ -279,6 +315,19 @@ impl Drop for Private {
             let _ = child.wait();
         }
     }
+}
+
+/// Without PostgreSQL binaries: a loud skip, or under CI (which installs them) a
+/// failure.
+fn skip_without_binaries() -> Option<TestPostgres> {
+    let message = "PostgreSQL server binaries (initdb, pg_ctl) are not installed: the \
+                   PostgreSQL store tests need them (apt-get install -y postgresql, or set \
+                   PETIT_TEST_POSTGRES_URL)";
+    if std::env::var_os("CI").is_some() {
+        panic!("{message}");
+    }
+    eprintln!("SKIPPED: {message}");
+    None
 }
 
 /// Runs one SQL statement with psql; panics with psql's message when it fails.

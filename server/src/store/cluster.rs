@@ -129,8 +129,17 @@ pub trait ClusterStore: Store {
     async fn job_counts(&self, job_id: &str) -> StoreResult<(usize, usize)>;
 
     /// Asks whichever node runs `run_id` to cancel it (a [`NoteKind::Cancel`]);
-    /// `Ok(false)` if it is not running.
+    /// `Ok(false)` if it is not running. The request is also stored on the run, so
+    /// that an owner that missed the note (a [`NoteKind::Resync`], a takeover) finds
+    /// it with [`ClusterStore::cancel_requests`].
     async fn request_cancel(&self, run_id: &str) -> StoreResult<bool>;
+
+    /// The runs this node (this epoch) has running that someone asked to cancel, by
+    /// id: what a node reads after a `Resync` or a takeover. The default (a store
+    /// that keeps no requests) has none.
+    async fn cancel_requests(&self) -> StoreResult<Vec<String>> {
+        Ok(Vec::new())
+    }
 
     /// Stores this node's definition hashes (job id → hash) as the cluster's (the node
     /// loaded or reloaded its job files: its definitions are the latest), replacing

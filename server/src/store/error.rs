@@ -71,7 +71,7 @@ pub enum StoreError {
     /// A PostgreSQL call failed; `context` says what was being done. Never holds the
     /// database password: contexts name the database by its redacted URL, and the
     /// driver's errors do not quote connection parameters.
-    #[error("storage: {context}: {source}")]
+    #[error("storage: {context}: {}", with_causes(.source))]
     Postgres {
         context: String,
         #[source]
@@ -115,6 +115,23 @@ pub enum StoreError {
     /// Input the store refuses (a new run's task runs naming another run, say).
     #[error("storage: {0}")]
     Invalid(String),
+}
+
+/// An error and its causes, `a: b: c`: the PostgreSQL driver's errors say only their
+/// kind ("db error", "error performing TLS handshake") and keep the server's message or
+/// the TLS failure as their cause.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        let more = next.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = next.source();
+    }
+    text
 }
 
 impl StoreError {

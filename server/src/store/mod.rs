@@ -1,6 +1,7 @@
 //! Where runs, task runs, outputs and logs are kept, and the run queue: the `Store`
-//! trait, with a SQLite implementation (the default, a file) and an in-memory one
-//! (tests, `--in-memory`). Store calls never block the async executor.
+//! trait, with a SQLite implementation (the default, a file), a PostgreSQL one (the
+//! shared store of a cluster, which also implements [`ClusterStore`]) and an in-memory
+//! one (tests, `--in-memory`). Store calls never block the async executor.
 //!
 //! The queue: a new run is inserted `queued` (one per fire instant, whoever tries) and
 //! leaves the queue by a claim, which makes it `running` atomically, so two claimers

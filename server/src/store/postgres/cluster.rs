@@ -59,7 +59,8 @@ pub(super) async fn join(
     .await
     .map_err(failed())?
     .map_or(1, |row| row.get(0));
-    // The earlier epochs are over: a node that restarts is a new epoch.
+    // The earlier epochs are over: a node that restarts is a new epoch. Their runs
+    // are locked in id order (see take_over_expired).
     execute(
         &tx,
         "UPDATE nodes SET dead = true WHERE id = $1 AND NOT dead",
@@ -78,8 +79,11 @@ pub(super) async fn join(
     let rows = query(
         &tx,
         &format!(
-            "UPDATE runs AS r SET node_epoch = $2
-             WHERE r.status = 'running' AND r.node_id = $1 AND r.node_epoch < $2
+            "WITH moving AS (
+                 SELECT id FROM runs
+                 WHERE status = 'running' AND node_id = $1 AND node_epoch < $2
+                 ORDER BY id FOR UPDATE)
+             UPDATE runs AS r SET node_epoch = $2 FROM moving WHERE r.id = moving.id
              RETURNING {R_RUN_COLUMNS}"
         ),
         &[&info.id, &epoch],
@@ -141,24 +145,38 @@ pub(super) async fn take_over_expired(
             epoch: mine.epoch,
         });
     }
+    // SKIP LOCKED: a row another transaction holds is its node claiming or taking
+    // over right now (alive, then) or another taker declaring it dead; waiting for it
+    // could deadlock two takers that each see the other expired (after an outage of
+    // the database longer than the lease, say).
     let declared = execute(
         &tx,
         r#"UPDATE nodes SET dead = true
-           WHERE NOT dead AND NOT "left" AND id <> $1
-             AND heartbeat_at < now() - $2::bigint * interval '1 microsecond'"#,
+           WHERE (id, epoch) IN (
+               SELECT id, epoch FROM nodes
+               WHERE NOT dead AND NOT "left" AND id <> $1
+                 AND heartbeat_at < now() - $2::bigint * interval '1 microsecond'
+               FOR UPDATE SKIP LOCKED)"#,
         &[&mine.node_id, &micros(lease)],
     )
     .await
     .map_err(failed())?;
     // Every run still running under an epoch that is over (declared dead now or
-    // before, or left): a run row moves once, whoever else tries.
+    // before, or left): a run row moves once, whoever else tries (a row another
+    // taker moved meanwhile no longer matches once its lock is had). Rows are locked
+    // in id order, as every statement that locks several runs does, so that two of
+    // them cannot deadlock.
     let rows = query(
         &tx,
         &format!(
-            r#"UPDATE runs AS r SET node_id = $1, node_epoch = $2
-               FROM nodes AS n
-               WHERE r.status = 'running' AND r.node_id = n.id AND r.node_epoch = n.epoch
-                 AND (n.dead OR n."left") AND NOT (r.node_id = $1 AND r.node_epoch = $2)
+            r#"WITH moving AS (
+                   SELECT r.id FROM runs AS r
+                   JOIN nodes AS n ON r.node_id = n.id AND r.node_epoch = n.epoch
+                   WHERE r.status = 'running' AND (n.dead OR n."left")
+                     AND NOT (r.node_id = $1 AND r.node_epoch = $2)
+                   ORDER BY r.id FOR UPDATE OF r)
+               UPDATE runs AS r SET node_id = $1, node_epoch = $2
+               FROM moving WHERE r.id = moving.id
                RETURNING {R_RUN_COLUMNS}"#
         ),
         &[&mine.node_id, &epoch],
@@ -256,7 +274,8 @@ pub(super) async fn request_cancel(
     let tx = client.transaction().await.map_err(failed())?;
     let running = query_opt(
         &tx,
-        "SELECT 1 FROM runs WHERE id = $1 AND status = 'running'",
+        "UPDATE runs SET cancel_requested = true WHERE id = $1 AND status = 'running'
+         RETURNING 1",
         &[&run_id],
     )
     .await
@@ -270,6 +289,22 @@ pub(super) async fn request_cancel(
     }
     tx.commit().await.map_err(failed())?;
     Ok(running)
+}
+
+pub(super) async fn cancel_requests<C: GenericClient + Sync>(
+    client: &C,
+    mine: &Lease,
+) -> StoreResult<Vec<String>> {
+    let rows = query(
+        client,
+        "SELECT id FROM runs
+         WHERE status = 'running' AND node_id = $1 AND node_epoch = $2 AND cancel_requested
+         ORDER BY created_at, id",
+        &[&mine.node_id, &(mine.epoch as i64)],
+    )
+    .await
+    .map_err(pg("cannot read cancel requests"))?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
 }
 
 pub(super) async fn publish_definitions(

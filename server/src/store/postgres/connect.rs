@@ -19,6 +19,14 @@ use crate::store::{StoreError, StoreResult};
 
 /// How long a new connection may take before it fails.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The driver's default idle time before TCP keepalives start (left alone when the
+/// URL sets another).
+const DEFAULT_KEEPALIVES_IDLE: Duration = Duration::from_secs(2 * 60 * 60);
+const KEEPALIVES_IDLE: Duration = Duration::from_secs(15);
+const KEEPALIVES_INTERVAL: Duration = Duration::from_secs(5);
+const KEEPALIVES_RETRIES: u32 = 3;
+/// Data (keepalive probes included) unacknowledged this long: the connection is lost.
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A parsed database URL, ready to connect with.
 pub(super) struct DatabaseUrl {
@@ -62,6 +70,21 @@ impl DatabaseUrl {
         });
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        // A peer that vanished (a cut network, a database host gone) is noticed within
+        // about half a minute, not the system's two hours: the notes connection idles,
+        // and a node must hear that it lost it (then it resynchronises).
+        if config.get_keepalives_idle() == DEFAULT_KEEPALIVES_IDLE {
+            config.keepalives_idle(KEEPALIVES_IDLE);
+        }
+        if config.get_keepalives_interval().is_none() {
+            config.keepalives_interval(KEEPALIVES_INTERVAL);
+        }
+        if config.get_keepalives_retries().is_none() {
+            config.keepalives_retries(KEEPALIVES_RETRIES);
+        }
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(TCP_USER_TIMEOUT);
         }
         if config.get_application_name().is_none() {
             config.application_name("petitd");
@@ -196,7 +219,8 @@ fn pgpass_lookup(file: &Path, config: &tokio_postgres::Config) -> Option<String>
     let text = std::fs::read_to_string(file).ok()?;
     let host = match config.get_hosts().first() {
         Some(Host::Tcp(host)) => host.clone(),
-        Some(Host::Unix(path)) => path.display().to_string(),
+        // As libpq: a socket directory matches `localhost`.
+        Some(Host::Unix(_)) => "localhost".to_owned(),
         None => "localhost".to_owned(),
     };
     let port = config

@@ -12,7 +12,7 @@ use deadpool_postgres::{Client, GenericClient, Transaction};
 use tokio_postgres::IsolationLevel;
 
 use super::rows::{ns, pg};
-use super::write::fenced_run;
+use super::write::fenced;
 use super::{execute, query, query_opt};
 use crate::store::{
     Lease, LogLine, LogPage, LogPageLimit, LogPosition, LogStart, NoteKind, StoreError, StoreResult,
@@ -34,10 +34,10 @@ pub(super) async fn append(
     runs.sort_unstable();
     runs.dedup();
     // The runs' rows held (shared) until commit, so a takeover cannot slip between
-    // the owner check and the lines.
+    // the owner check and the lines; locked in id order, as takeovers lock them.
     let owners = query(
         tx,
-        "SELECT id, node_id, node_epoch FROM runs WHERE id = ANY($1) FOR SHARE",
+        "SELECT id, node_id, node_epoch FROM runs WHERE id = ANY($1) ORDER BY id FOR SHARE",
         &[&runs],
     )
     .await
@@ -48,7 +48,7 @@ pub(super) async fn append(
                 run_id: (*run_id).to_owned(),
             });
         };
-        if fenced_run(row.get(1), row.get(2), lease) {
+        if fenced(row.get(1), row.get(2), lease) {
             return Err(StoreError::Fenced {
                 run_id: (*run_id).to_owned(),
             });

@@ -1,14 +1,15 @@
 //! The PostgreSQL store: the shared store of a cluster (DESIGN.md, "Cluster mode"),
 //! also a plain [`Store`] with the SQLite store's semantics. How it reaches the
-//! database (`connect`), the schema (`schema`), rows (`rows`), the run writes and the
-//! queue (`write`), logs (`logs`), reads (`read`), membership, leases and takeover
-//! (`cluster`) and the notes between nodes (`notes`). This file is the store's face:
+//! database (`connect`), the schema (`schema`), rows (`rows`), the run writes and their
+//! fencing (`write`), the queue's claims (`queue`), logs (`logs`), reads (`read`),
+//! membership, leases and takeover (`cluster`) and the notes between nodes (`notes`). This file is the store's face:
 //! connecting, and each call given a pooled connection (and a transaction for writes,
 //! whose notes go out when it commits).
 
 mod cluster;
 mod connect;
 mod logs;
+mod queue;
 mod read;
 mod rows;
 mod schema;
@@ -268,7 +269,7 @@ impl Store for PostgresStore {
         let mut client = self.client(&context).await?;
         let tx = transaction!(client, &context);
         let lease = self.current_lease();
-        let claimed = write::claim_run(&tx, run_id, at, lease.as_ref()).await?;
+        let claimed = queue::claim_run(&tx, run_id, at, lease.as_ref()).await?;
         let notes = match &claimed {
             Some(run) => vec![NoteKind::Run {
                 run_id: run.id.clone(),
@@ -286,7 +287,7 @@ impl Store for PostgresStore {
     ) -> StoreResult<Option<Run>> {
         let mut client = self.client("cannot claim the next run").await?;
         let lease = self.current_lease();
-        write::claim_next(&mut client, limits, at, lease.as_ref(), &self.sender).await
+        queue::claim_next(&mut client, limits, at, lease.as_ref(), &self.sender).await
     }
 
     async fn queued_runs(&self) -> StoreResult<Vec<Run>> {
@@ -303,7 +304,7 @@ impl Store for PostgresStore {
         let context = format!("cannot cancel run '{run_id}'");
         let mut client = self.client(&context).await?;
         let tx = transaction!(client, &context);
-        let cancelled = write::cancel_queued(&tx, run_id, at, message).await?;
+        let cancelled = queue::cancel_queued(&tx, run_id, at, message).await?;
         let notes = match &cancelled {
             Some(_) => vec![
                 NoteKind::Run {
@@ -525,6 +526,14 @@ impl ClusterStore for PostgresStore {
     async fn request_cancel(&self, run_id: &str) -> StoreResult<bool> {
         let mut client = self.client("cannot request a cancel").await?;
         cluster::request_cancel(&mut client, run_id, &self.sender).await
+    }
+
+    async fn cancel_requests(&self) -> StoreResult<Vec<String>> {
+        let Some(mine) = self.current_lease() else {
+            return Ok(Vec::new());
+        };
+        let client = self.client("cannot read cancel requests").await?;
+        cluster::cancel_requests(&client, &mine).await
     }
 
     async fn publish_definitions(&self, definitions: &HashMap<String, String>) -> StoreResult<()> {

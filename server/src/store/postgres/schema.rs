@@ -45,7 +45,9 @@ pub(super) const MIGRATIONS: &[&str] = &[
         definition    TEXT,
         retry_of      TEXT,
         node_id       TEXT,
-        node_epoch    BIGINT
+        node_epoch    BIGINT,
+        -- Someone asked the owner to cancel this running run (cluster mode).
+        cancel_requested BOOLEAN NOT NULL DEFAULT false
     );
     CREATE INDEX runs_by_job ON runs (job_id, created_at DESC, id DESC);
     CREATE INDEX runs_by_created ON runs (created_at DESC, id DESC);
