@@ -693,3 +693,40 @@ async fn a_sqlite_history_migrates_into_a_cluster() {
     );
     drop(data);
 }
+
+#[tokio::test]
+async fn a_pool_of_two_holds_across_the_cluster() {
+    let Some(url) = database("pools") else {
+        return;
+    };
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let marks = scratch.path().join("marks");
+    let config = scratch.path().join("petit.yaml");
+    std::fs::write(&config, "resources: {pools: {db: 2}}\n").expect("config");
+    // Many runs at once, each task holding one of the pool's two slots.
+    let job = format!(
+        "id: load\nmax_concurrency: 20\noverlap: queue\nmax_queued: 100\ntasks:\n  - id: t\n    command: sh\n    args: ['-c', 'echo + >> {0}; sleep 0.2; echo - >> {0}']\n    resources: {{slots: {{db: 1}}}}\n",
+        marks.display()
+    );
+    let jobs = jobs_dir(&[("load.yaml", job.as_str())]);
+    let config = config.to_str().expect("utf-8 path");
+    let nodes_up: Vec<Daemon> = ["a", "b", "c"]
+        .iter()
+        .map(|id| node(&url, jobs.path(), id, &["--config", config]))
+        .collect();
+    let runs = 12;
+    for i in 0..runs {
+        trigger(&nodes_up[i % 3].channel().await, "load", &[]).await;
+    }
+    eventually(WAIT, "every task to end", || async {
+        (lines(&marks).len() >= runs * 2).then_some(())
+    })
+    .await;
+    let (mut holding, mut most) = (0i32, 0i32);
+    for mark in lines(&marks) {
+        holding += if mark == "+" { 1 } else { -1 };
+        most = most.max(holding);
+    }
+    assert!(most <= 2, "{most} tasks held the pool of 2 at once");
+    assert_eq!(most, 2, "the pool's two slots were never both used");
+}

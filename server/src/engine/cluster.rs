@@ -102,6 +102,12 @@ impl Owner {
             self.resume_unfinished(run).await?;
         }
         self.publish_counts();
+        // A cancel asked of the dead node is this node's to carry out now.
+        if let Some(cluster) = &self.cluster {
+            for run_id in cluster.store.cancel_requests().await? {
+                self.cancel_local(&run_id);
+            }
+        }
         Ok(())
     }
 
@@ -137,6 +143,11 @@ impl Owner {
             let run = match cluster.store.claim_next(&limits, self.clock.now()).await {
                 Ok(Some(run)) => run,
                 Ok(None) => return,
+                Err(e @ crate::store::StoreError::LeaseLost { .. }) => {
+                    tracing::error!("cannot claim from the shared queue: {e}");
+                    self.fence();
+                    return;
+                }
                 Err(e) => {
                     tracing::error!("cannot claim from the shared queue: {e}");
                     return;
@@ -422,6 +433,12 @@ pub(super) async fn relay(
             }
             NoteKind::Nodes => {}
             NoteKind::Resync => {
+                // A cancel asked while notes were lost is still recorded on its run.
+                if let Ok(runs) = cluster.store.cancel_requests().await {
+                    for run_id in runs {
+                        let _ = commands.send(Command::CancelHere { run_id });
+                    }
+                }
                 let _ = commands.send(Command::SyncPauses);
                 let _ = commands.send(Command::CompareDefinitions);
                 let _ = commands.send(Command::Claim);
