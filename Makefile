@@ -24,11 +24,13 @@ test:
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace --no-fail-fast
 
-# The longer variants: more schemathesis examples (and, as they are added, longer
-# crash loops, load and fuzzing). Not part of CI's run.
+# The longer variants: more schemathesis examples, the cluster's every-second job for
+# 30 s and 1,000 triggers over three nodes (and, as they are added, longer crash loops,
+# load and fuzzing). Not part of CI's run.
 test-long: test-tools
 	$(CARGO) build --workspace --bins
 	PETIT_SCHEMATHESIS_EXAMPLES=200 $(CARGO) test -p petit-tests --test openapi --no-fail-fast
+	PETIT_CLUSTER_SECONDS=30 PETIT_CLUSTER_TRIGGERS=1000 $(CARGO) test -p petit-tests --test cluster --no-fail-fast
 
 # cargo-fuzz on the parsers of hostile input (job files, schedules, REST JSON bodies,
 # placeholders), FUZZ_SECONDS each, from the seed corpus in server/fuzz/corpus (new
@@ -58,7 +60,9 @@ check:
 build:
 	$(CARGO) build --workspace --release
 
-# Engine overhead as ratios against the raw cost of the same work, petitd's resident
+# Cluster mode on a private PostgreSQL (starts per second with 1-3 nodes, claim latency,
+# write transactions per run, fires across nodes) after the single-node figures:
+# engine overhead as ratios against the raw cost of the same work, petitd's resident
 # memory while it serves a 2,000,000-line log, and REST/gRPC calls under load as ratios
 # to the health call (needs wrk and h2load: apt-get install wrk nghttp2-client; see
 # server/benches).
@@ -67,6 +71,7 @@ bench:
 	$(CARGO) bench -p petit-server --bench log_memory
 	$(CARGO) bench -p petit-server --bench log_append
 	$(CARGO) bench -p petit-server --bench rest
+	$(CARGO) bench -p petit-server --bench cluster
 
 # The clients must never depend on server code, SQLite, YAML parsing or the REST stack.
 boundaries:
