@@ -38,6 +38,8 @@ struct Private {
     bin: Binaries,
     data: PathBuf,
     port: u16,
+    /// `pg_ctl start -o` options, to start it again after a stop.
+    options: String,
     /// Holding this pipe keeps the watchdog waiting; when this process ends, however
     /// it ends, the pipe closes and the watchdog stops the server.
     watchdog: Option<(ChildStdin, Child)>,
@@ -111,6 +113,45 @@ impl TestPostgres {
 
     /// One server for the whole test process, started on first use (see
     /// [`TestPostgres::start`]). It is stopped when the process exits.
+    /// Stops a private server (fast shutdown: connections are cut), as a database
+    /// outage; `false` for an external one, which a test cannot stop.
+    pub fn stop_server(&self) -> bool {
+        let Server::Private(private) = &self.server else {
+            return false;
+        };
+        private
+            .bin
+            .command("pg_ctl", private.dir.path())
+            .arg("-D")
+            .arg(&private.data)
+            .args(["-w", "-m", "fast", "stop"])
+            .stdout(Stdio::null())
+            .status()
+            .expect("run pg_ctl")
+            .success()
+    }
+
+    /// Starts a private server stopped by [`TestPostgres::stop_server`] again, on the
+    /// same port.
+    pub fn start_server(&self) {
+        let Server::Private(private) = &self.server else {
+            return;
+        };
+        let log = private.dir.path().join("server.log");
+        let started = private
+            .bin
+            .command("pg_ctl", private.dir.path())
+            .arg("-D")
+            .arg(&private.data)
+            .arg("-l")
+            .arg(&log)
+            .args(["-w", "-t", "60", "-o", &private.options, "start"])
+            .stdout(Stdio::null())
+            .status()
+            .expect("run pg_ctl");
+        assert!(started.success(), "PostgreSQL did not start again");
+    }
+
     pub fn shared() -> Option<&'static TestPostgres> {
         static SHARED: OnceLock<Option<TestPostgres>> = OnceLock::new();
         SHARED.get_or_init(TestPostgres::start).as_ref()
@@ -226,6 +267,7 @@ impl Private {
         let log = dir.path().join("server.log");
         // A free port may be taken between finding it and binding it: try a few.
         let mut port = None;
+        let mut chosen = String::new();
         for _ in 0..3 {
             let candidate = free_port();
             let options = format!(
@@ -245,6 +287,7 @@ impl Private {
                 .expect("run pg_ctl");
             if started.success() {
                 port = Some(candidate);
+                chosen = options;
                 break;
             }
         }
@@ -256,6 +299,7 @@ impl Private {
             bin,
             data,
             port,
+            options: chosen,
             watchdog: None,
             dir,
         };

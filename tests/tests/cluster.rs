@@ -730,3 +730,47 @@ async fn a_pool_of_two_holds_across_the_cluster() {
     assert!(most <= 2, "{most} tasks held the pool of 2 at once");
     assert_eq!(most, 2, "the pool's two slots were never both used");
 }
+
+/// The database goes away under a node with a run going: the node stops its run
+/// (fences itself) rather than go on unrecorded, and when the database is back it joins
+/// again and the run is resumed (its task retried by its policy) to its end.
+#[tokio::test]
+async fn a_database_outage_fences_the_node_and_the_run_resumes_after_it() {
+    // A server of its own, to stop and start.
+    let Some(pg) = TestPostgres::start() else {
+        return;
+    };
+    let url = pg.fresh_database("outage");
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let marks = scratch.path().join("marks");
+    let jobs = jobs_dir(&[("nap.yaml", napper(&marks, "2").as_str())]);
+    let (a, run) = run_on_a(&url, &jobs, &marks).await;
+    if !pg.stop_server() {
+        eprintln!("SKIPPED: an external PostgreSQL cannot be stopped by the test");
+        return;
+    }
+    eventually(WAIT, "a to fence itself", || async {
+        a.stderr().contains("lost its cluster lease").then_some(())
+    })
+    .await;
+    pg.start_server();
+    eventually(WAIT, "a to join again", || async {
+        a.stderr()
+            .contains("joined the cluster again")
+            .then_some(())
+    })
+    .await;
+    let channel = a.channel().await;
+    let ended = eventually(WAIT, "the run to end after the outage", || async {
+        let run = get_run(&channel, &run.id).await;
+        run.status().is_terminal().then_some(run)
+    })
+    .await;
+    assert_eq!(
+        ended.status(),
+        RunStatus::Succeeded,
+        "{ended:?}\n{}",
+        a.stderr()
+    );
+    assert_eq!(lines(&marks), ["1 start a", "2 start a", "2 end a"]);
+}

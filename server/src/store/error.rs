@@ -140,6 +140,21 @@ impl StoreError {
         matches!(self, StoreError::FireTaken { .. })
     }
 
+    /// Whether the database cannot be reached now (a shared store's server is down or
+    /// out of reach): retrying later may succeed.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::PostgresUnavailable { .. } => true,
+            // No answer from the server at all (the connection broke or never came).
+            StoreError::Postgres { source, .. } => {
+                source.is_closed()
+                    || std::error::Error::source(source)
+                        .is_some_and(|cause| cause.downcast_ref::<std::io::Error>().is_some())
+            }
+            _ => false,
+        }
+    }
+
     /// Whether the run or task run asked for is not stored.
     pub fn is_not_found(&self) -> bool {
         matches!(

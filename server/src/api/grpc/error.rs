@@ -44,6 +44,10 @@ impl From<StoreError> for Status {
         if e.is_not_found() {
             return Status::not_found(e.to_string());
         }
+        if e.is_unavailable() {
+            tracing::warn!(error = %e, "request failed: the database is out of reach");
+            return Status::unavailable(e.to_string());
+        }
         // Nothing the caller can fix: say so, and keep the detail in the daemon's log.
         tracing::error!(error = %e, "request failed on storage");
         Status::internal(format!("{e} (see the petitd log)"))
