@@ -22,9 +22,9 @@ use tempfile::TempDir;
 use tonic::transport::Channel;
 
 const WAIT: Duration = Duration::from_secs(30);
-/// Short, so that the takeover tests take seconds: a node is dead 1.5 s after its last
-/// heartbeat.
-const FAST_LEASE: &[&str] = &["--heartbeat", "250ms", "--lease", "1500ms"];
+/// Short, so that the takeover tests take seconds: a node is dead 3 s after its last
+/// heartbeat (long enough that a busy CI machine does not starve a live node past it).
+const FAST_LEASE: &[&str] = &["--heartbeat", "500ms", "--lease", "3s"];
 
 fn env_number(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -298,7 +298,8 @@ async fn a_killed_nodes_run_is_taken_over_and_finishes_elsewhere() {
             .then_some(())
     })
     .await;
-    let _ = a.crash();
+    let stderr_of_a = a.stderr_path.clone();
+    let (_a_data, _) = a.crash();
     let ended = eventually(WAIT, "b to take the run over and finish it", || async {
         let run = get_run(&channel, &run.id).await;
         (run.status() == RunStatus::Succeeded).then_some(run)
@@ -306,7 +307,12 @@ async fn a_killed_nodes_run_is_taken_over_and_finishes_elsewhere() {
     .await;
     assert_eq!(ended.status(), RunStatus::Succeeded);
     // a's task died with a (its watchdog); b ran the retry alone.
-    assert_eq!(lines(&marks), ["1 start a", "2 start b", "2 end b"]);
+    assert_eq!(
+        lines(&marks),
+        ["1 start a", "2 start b", "2 end b"],
+        "a's log:\n{}",
+        std::fs::read_to_string(&stderr_of_a).unwrap_or_default()
+    );
     let tasks = RunServiceClient::new(channel.clone())
         .list_task_runs(ListTaskRunsRequest {
             run_id: run.id.clone(),
@@ -328,7 +334,7 @@ async fn a_node_stopped_past_its_lease_is_fenced_and_rejoins() {
     };
     let scratch = tempfile::tempdir().expect("tempdir");
     let marks = scratch.path().join("marks");
-    let jobs = jobs_dir(&[("nap.yaml", napper(&marks, "3").as_str())]);
+    let jobs = jobs_dir(&[("nap.yaml", napper(&marks, "8").as_str())]);
     let (a, run) = run_on_a(&url, &jobs, &marks).await;
     let b = node(&url, jobs.path(), "b", FAST_LEASE);
     let channel = b.channel().await;
@@ -743,7 +749,7 @@ async fn a_database_outage_fences_the_node_and_the_run_resumes_after_it() {
     let url = pg.fresh_database("outage");
     let scratch = tempfile::tempdir().expect("tempdir");
     let marks = scratch.path().join("marks");
-    let jobs = jobs_dir(&[("nap.yaml", napper(&marks, "2").as_str())]);
+    let jobs = jobs_dir(&[("nap.yaml", napper(&marks, "6").as_str())]);
     let (a, run) = run_on_a(&url, &jobs, &marks).await;
     if !pg.stop_server() {
         eprintln!("SKIPPED: an external PostgreSQL cannot be stopped by the test");

@@ -333,16 +333,23 @@ pub(super) async fn membership(
             }
             continue;
         }
-        match cluster.store.heartbeat().await {
-            Ok(true) => last_renewed = tokio::time::Instant::now(),
-            Ok(false) => {
+        // A renewal that hangs counts as one that fails: the node must stop its runs
+        // before the others may take them over, however slow the database answers.
+        let budget = options.fence_after().saturating_sub(last_renewed.elapsed());
+        let renewal = tokio::time::timeout(budget, cluster.store.heartbeat()).await;
+        match renewal {
+            Ok(Ok(true)) => last_renewed = tokio::time::Instant::now(),
+            Ok(Ok(false)) => {
                 tracing::error!("this node's lease was taken over by another node");
                 fenced = true;
                 let _ = commands.send(Command::Fenced);
                 continue;
             }
-            Err(e) => {
-                tracing::warn!("cannot renew this node's cluster lease: {e}");
+            failed => {
+                match failed {
+                    Ok(Err(e)) => tracing::warn!("cannot renew this node's cluster lease: {e}"),
+                    _ => tracing::warn!("renewing this node's cluster lease is taking too long"),
+                }
                 if last_renewed.elapsed() >= options.fence_after() {
                     fenced = true;
                     let _ = commands.send(Command::Fenced);
