@@ -168,7 +168,8 @@ async fn after_sigkill_the_watchdog_kills_orphaned_task_processes() {
     let pidfile = scratch.path().join("nap.pid");
     let (daemon, pid, _run, jobs) = crash_ready(&pidfile).await;
     let watchdog = watchdog_of(daemon.child.id() as i32).expect("petitd runs a watchdog");
-    let _ = daemon.crash();
+    // The data directory (and the ledger in it) stays until the watchdog has read it.
+    let (_data, _) = daemon.crash();
     eventually(
         WAIT,
         "the watchdog to kill the orphaned task process",

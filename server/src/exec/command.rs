@@ -158,6 +158,7 @@ impl CommandTask {
             }
             false => OsString::from(&self.program),
         };
+        let mark = super::marked::new_mark();
         let mut cmd = Command::new(program);
         for name in &removed {
             cmd.env_remove(name);
@@ -170,6 +171,7 @@ impl CommandTask {
             .env("PETIT_JOB_ID", &ctx.job_id)
             .env("PETIT_TASK_ID", &ctx.task_id)
             .env("PETIT_ATTEMPT", ctx.attempt.to_string())
+            .env(super::marked::MARK, &mark)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -196,9 +198,9 @@ impl CommandTask {
         let pgid = child.id().map(|id| Pid::from_raw(id as i32));
         let recorded = self.ledger.as_deref().zip(child.id());
         if let Some((ledger, pid)) = recorded {
-            ledger.record(pid);
+            ledger.record(pid, &mark);
         }
-        let outcome = self.wait(ctx, child, pgid).await;
+        let outcome = self.wait(ctx, child, pgid, &mark).await;
         if let Some((ledger, pid)) = recorded {
             ledger.remove(pid).await;
         }
@@ -211,6 +213,7 @@ impl CommandTask {
         ctx: &TaskContext,
         mut child: tokio::process::Child,
         pgid: Option<Pid>,
+        mark: &str,
     ) -> TaskOutcome {
         let mut readers = tokio::task::JoinSet::new();
         if let Some(out) = child.stdout.take() {
@@ -223,12 +226,12 @@ impl CommandTask {
         let status = tokio::select! {
             status = child.wait() => status,
             reason = ctx.stopped() => {
-                terminate(&mut child, pgid, self.kill_grace).await;
-                drain(&mut readers, pgid).await;
+                terminate(&mut child, pgid, mark, self.kill_grace).await;
+                drain(&mut readers, pgid, mark).await;
                 return TaskOutcome::Stopped(reason);
             }
         };
-        drain(&mut readers, pgid).await;
+        drain(&mut readers, pgid, mark).await;
         match status {
             Ok(status) if status.success() => TaskOutcome::Succeeded {
                 outputs: BTreeMap::new(),
@@ -262,12 +265,19 @@ impl CommandTask {
     }
 }
 
-/// SIGTERM to the group, then SIGKILL once `grace` has passed without the main process
-/// exiting; the group is SIGKILLed in the end either way so no straggler survives.
-async fn terminate(child: &mut tokio::process::Child, pgid: Option<Pid>, grace: Duration) {
+/// SIGTERM to the group and to the attempt's processes that left it (see `marked`),
+/// then SIGKILL once `grace` has passed without the main process exiting; all of them
+/// are SIGKILLed in the end either way so no straggler survives.
+async fn terminate(
+    child: &mut tokio::process::Child,
+    pgid: Option<Pid>,
+    mark: &str,
+    grace: Duration,
+) {
     if let Some(pgid) = pgid {
         let _ = killpg(pgid, Signal::SIGTERM);
     }
+    super::marked::signal_marked_async(mark, Signal::SIGTERM).await;
     if tokio::time::timeout(grace, child.wait()).await.is_err() {
         if let Some(pgid) = pgid {
             let _ = killpg(pgid, Signal::SIGKILL);
@@ -277,16 +287,19 @@ async fn terminate(child: &mut tokio::process::Child, pgid: Option<Pid>, grace: 
     if let Some(pgid) = pgid {
         let _ = killpg(pgid, Signal::SIGKILL);
     }
+    super::marked::signal_marked_async(mark, Signal::SIGKILL).await;
 }
 
 /// Waits for both output readers to reach end of file. If a leftover process of the
 /// group keeps the pipes open past `PIPE_DRAIN`, the group is killed.
-async fn drain(readers: &mut tokio::task::JoinSet<()>, pgid: Option<Pid>) {
+async fn drain(readers: &mut tokio::task::JoinSet<()>, pgid: Option<Pid>, mark: &str) {
     let all = async { while readers.join_next().await.is_some() {} };
     if tokio::time::timeout(PIPE_DRAIN, all).await.is_err() {
         if let Some(pgid) = pgid {
             let _ = killpg(pgid, Signal::SIGKILL);
         }
+        // A process that left the group may be the one holding the pipes.
+        super::marked::signal_marked_async(mark, Signal::SIGKILL).await;
         readers.abort_all();
         while readers.join_next().await.is_some() {}
     }

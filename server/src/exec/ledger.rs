@@ -35,12 +35,14 @@ impl Ledger {
     /// fork/exec: until the record is on disk a crash orphans the process unseen, so the
     /// window is kept to one procfs read and one small file write, microseconds beside
     /// the spawn itself, instead of two trips through the blocking pool.
-    pub fn record(&self, pid: u32) {
+    /// `mark` is the attempt's mark (see `marked`): its processes that left the group
+    /// are killed with it.
+    pub fn record(&self, pid: u32, mark: &str) {
         let Some(start) = start_time(pid) else {
             return;
         };
         let file = self.dir.join(pid.to_string());
-        if let Err(e) = crate::private_files::write(&file, start.to_string().as_bytes()) {
+        if let Err(e) = crate::private_files::write(&file, format!("{start} {mark}").as_bytes()) {
             tracing::warn!(
                 pid,
                 "cannot record the task process in {}: {e}",
@@ -63,9 +65,19 @@ impl Ledger {
         let mut killed = 0;
         for entry in entries.flatten() {
             let path = entry.path();
-            let recorded = std::fs::read_to_string(&path)
-                .ok()
-                .and_then(|s| s.trim().parse::<u64>().ok());
+            // "<start time> <mark>" (older ledgers: the start time alone).
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let mut fields = text.split_whitespace();
+            let recorded = fields.next().and_then(|s| s.parse::<u64>().ok());
+            if let Some(mark) = fields.next() {
+                let escaped = super::marked::signal_marked(mark, Signal::SIGKILL);
+                if escaped > 0 {
+                    tracing::warn!(
+                        processes = escaped,
+                        "killed task processes that had left their group, left running by a crashed daemon"
+                    );
+                }
+            }
             let pid = entry
                 .file_name()
                 .to_str()
@@ -119,7 +131,7 @@ mod tests {
                 .spawn()
                 .unwrap()
         };
-        ledger.record(child.id());
+        ledger.record(child.id(), "no-such-mark");
         // A file whose start time does not match: a pid recycled by someone else (our
         // own test process here, which must survive).
         let me = std::process::id();

@@ -8,6 +8,7 @@ mod command;
 pub mod environment;
 pub mod ledger;
 mod logs;
+pub mod marked;
 mod python;
 mod scratch;
 pub mod script;
