@@ -878,12 +878,30 @@ impl Owner {
                     self.registry.forget(&queued.run.job_id);
                 }
                 Err(e) => {
-                    tracing::error!(run = %queued.run.id, "cannot record the start of a queued run: {e}");
+                    // The run stays queued (it never starts unrecorded); tried again in a
+                    // moment, and at every change meanwhile.
+                    if e.is_unavailable() {
+                        tracing::debug!(run = %queued.run.id, "cannot record the start of a queued run: {e}");
+                    } else {
+                        tracing::error!(run = %queued.run.id, "cannot record the start of a queued run: {e}");
+                    }
                     self.registry.requeue_front(queued);
+                    self.claim_later();
                     return;
                 }
             }
         }
+    }
+
+    /// Asks for another claim attempt in a second (a claim the store refused).
+    fn claim_later(&self) {
+        let commands = self.commands.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            if let Some(commands) = commands.upgrade() {
+                let _ = commands.send(Command::Claim);
+            }
+        });
     }
 
     /// Executes a claimed run on a task of its own.

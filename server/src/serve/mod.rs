@@ -79,6 +79,24 @@ pub async fn serve(
     } = options;
     let (health, health_service) = tonic_health::server::health_reporter();
     set_health(&health, ServingStatus::Serving).await;
+    // The standard health service follows the store: NOT_SERVING while writes fail.
+    let watched = health.clone();
+    let store_of = engine.clone();
+    let health_watch = tokio::spawn(async move {
+        let mut failing = false;
+        loop {
+            tokio::time::sleep(STORAGE_CHECK).await;
+            let now = store_of.store().write_failure().is_some();
+            if now != failing && !store_of.state().stopping {
+                failing = now;
+                let status = match failing {
+                    true => ServingStatus::NotServing,
+                    false => ServingStatus::Serving,
+                };
+                set_health(&watched, status).await;
+            }
+        }
+    });
     let streams = CancellationToken::new();
 
     // Both reflection versions list everything this port answers: the Petit services,
@@ -134,6 +152,7 @@ pub async fn serve(
 
     tracing::info!(grace = ?grace, "shutting down: running tasks get the grace period (signal again to stop them now)");
     // Load balancers and `grpc_health_probe` stop sending work first.
+    health_watch.abort();
     set_health(&health, ServingStatus::NotServing).await;
     let stopping = engine.shutdown(grace);
     tokio::pin!(stopping);
@@ -157,6 +176,9 @@ pub async fn serve(
     tracing::info!("stopped");
     Ok(())
 }
+
+/// How often the health service looks at the store's write failures.
+const STORAGE_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
 async fn set_health(health: &HealthReporter, status: ServingStatus) {
     // "" is the server as a whole.

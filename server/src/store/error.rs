@@ -145,6 +145,8 @@ impl StoreError {
     pub fn is_unavailable(&self) -> bool {
         match self {
             StoreError::PostgresUnavailable { .. } => true,
+            StoreError::Sqlite { source, .. } => sqlite_unavailable(source),
+            StoreError::Commit { source } => sqlite_unavailable(source),
             // No answer from the server at all (the connection broke or never came).
             StoreError::Postgres { source, .. } => {
                 source.is_closed()
@@ -155,7 +157,7 @@ impl StoreError {
         }
     }
 
-    /// Whether the run or task run asked for is not stored.
+    /// Whether the run or task run asked for is not stored (see also `is_unavailable`).
     pub fn is_not_found(&self) -> bool {
         matches!(
             self,
@@ -198,6 +200,22 @@ impl StoreError {
             source,
         }
     }
+}
+
+/// A SQLite failure of the file system rather than of the request: full, read-only,
+/// gone, or failing I/O. Retrying once the disk is fixed succeeds.
+pub(crate) fn sqlite_unavailable(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode;
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(f, _) if matches!(
+            f.code,
+            ErrorCode::DiskFull
+                | ErrorCode::ReadOnly
+                | ErrorCode::SystemIoFailure
+                | ErrorCode::CannotOpen
+        )
+    )
 }
 
 #[cfg(test)]

@@ -374,6 +374,13 @@ pub trait Store: Send + Sync + 'static {
         Ok(tail)
     }
 
+    /// Why writes fail now, if they do: the file system is full or read-only, the
+    /// database is out of reach. Set by a write that failed so and cleared by the next
+    /// that succeeds; health reports it.
+    fn write_failure(&self) -> Option<String> {
+        None
+    }
+
     /// Records one delivery attempt of a notification.
     async fn append_notification(&self, record: NotificationRecord) -> StoreResult<()>;
 

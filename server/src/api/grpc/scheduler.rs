@@ -29,15 +29,16 @@ impl SchedulerService for PetitApi {
         _request: Request<pb::GetHealthRequest>,
     ) -> Result<Response<pb::GetHealthResponse>, Status> {
         let state = self.engine.state();
-        let status = if state.stopping {
-            "NOT_SERVING"
-        } else {
-            "SERVING"
+        let (status, reason) = match (state.stopping, self.engine.store().write_failure()) {
+            (true, _) => ("NOT_SERVING", "stopping".to_string()),
+            (false, Some(failure)) => ("NOT_SERVING", failure),
+            (false, None) => ("SERVING", String::new()),
         };
         Ok(Response::new(pb::GetHealthResponse {
             status: status.to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             uptime: Some(convert::elapsed(state.started_at, Utc::now())),
+            reason,
         }))
     }
 

@@ -47,6 +47,8 @@ pub struct SqliteStore {
     readers: Arc<ReadPool>,
     /// Bytes of log kept per stream (see [`StoreOptions`]).
     log_cap: usize,
+    /// Why writes fail now (a full or read-only file system), until one succeeds.
+    failing: std::sync::Mutex<Option<String>>,
 }
 
 impl SqliteStore {
@@ -74,6 +76,7 @@ impl SqliteStore {
             writer: Some(writer),
             readers: Arc::new(ReadPool::new(path.to_path_buf())),
             log_cap: options.max_log_bytes_per_stream,
+            failing: std::sync::Mutex::new(None),
         })
     }
 
@@ -95,7 +98,30 @@ impl SqliteStore {
             .send(command)
             .map_err(|_| StoreError::WriterStopped)?;
         // A dropped reply sender means the writer died with our command in hand.
-        committed.await.map_err(|_| StoreError::WriterStopped)?
+        let result = committed.await.map_err(|_| StoreError::WriterStopped)?;
+        self.note_write(&result);
+        result
+    }
+
+    /// Keeps [`Store::write_failure`] current: set by a write the file system refused,
+    /// cleared by the next that succeeds; each change logged once (not once per write).
+    fn note_write<T>(&self, result: &StoreResult<T>) {
+        let Ok(mut failing) = self.failing.lock() else {
+            return;
+        };
+        match result {
+            Err(e) if e.is_unavailable() => {
+                if failing.is_none() {
+                    tracing::error!(db = %self.path.display(), "writes to the database fail: {e}; no new run starts until they work again");
+                }
+                *failing = Some(e.to_string());
+            }
+            Ok(_) if failing.is_some() => {
+                tracing::info!(db = %self.path.display(), "writes to the database work again");
+                *failing = None;
+            }
+            _ => {}
+        }
     }
 
     /// Runs a query on a read-only connection, off the executor threads.
@@ -141,6 +167,10 @@ impl Drop for SqliteStore {
 
 #[async_trait::async_trait]
 impl Store for SqliteStore {
+    fn write_failure(&self) -> Option<String> {
+        self.failing.lock().ok().and_then(|f| f.clone())
+    }
+
     async fn upsert_jobs(&self, jobs: Vec<JobRecord>) -> StoreResult<()> {
         self.write(move |conn| writer::upsert_jobs(conn, &jobs))
             .await

@@ -166,7 +166,12 @@ fn commit_batch(conn: &mut Connection, mut pending: VecDeque<Box<dyn Pending>>) 
     match apply_all(conn, &mut pending, &mut applied) {
         Ok(()) => applied.into_iter().for_each(|done| done.answer()),
         Err(e) => {
-            tracing::error!(error = %e, "store batch failed");
+            // A full or read-only disk is reported once by the store, not per batch.
+            if crate::store::error::sqlite_unavailable(&e) {
+                tracing::debug!(error = %e, "store batch failed");
+            } else {
+                tracing::error!(error = %e, "store batch failed");
+            }
             let source = Arc::new(e);
             for done in applied {
                 done.fail(Arc::clone(&source));
