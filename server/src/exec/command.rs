@@ -276,6 +276,8 @@ async fn terminate(
 ) {
     if let Some(pgid) = pgid {
         let _ = killpg(pgid, Signal::SIGTERM);
+        // A stopped process (SIGSTOP, ^Z) only acts on its SIGTERM once continued.
+        let _ = killpg(pgid, Signal::SIGCONT);
     }
     super::marked::signal_marked_async(mark, Signal::SIGTERM).await;
     if tokio::time::timeout(grace, child.wait()).await.is_err() {
