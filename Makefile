@@ -26,12 +26,14 @@ test:
 
 # The longer variants: more schemathesis examples, the cluster's every-second job for
 # 30 s and 1,000 triggers over three nodes, 25 kills in the crash loop (5 in `make
-# test`; PETIT_CRASH_SEED replays a run). Not part of CI's run.
+# test`; PETIT_CRASH_SEED replays a run), 20 s of 200 clients (3 s in `make test`).
+# Not part of CI's run.
 test-long: test-tools
 	$(CARGO) build --workspace --bins
 	PETIT_SCHEMATHESIS_EXAMPLES=200 $(CARGO) test -p petit-tests --test openapi --no-fail-fast
 	PETIT_CLUSTER_SECONDS=30 PETIT_CLUSTER_TRIGGERS=1000 $(CARGO) test -p petit-tests --test cluster --no-fail-fast
 	PETIT_CRASH_KILLS=25 $(CARGO) test -p petit-tests --test crash_loop --no-fail-fast
+	PETIT_LOAD_SECONDS=20 $(CARGO) test -p petit-tests --test load --no-fail-fast
 
 # cargo-fuzz on the parsers of hostile input (job files, schedules, REST JSON bodies,
 # placeholders), FUZZ_SECONDS each, from the seed corpus in server/fuzz/corpus (new

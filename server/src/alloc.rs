@@ -43,6 +43,13 @@ pub fn large_response_built() {
     LARGE_RESPONSE.store(true, Ordering::Relaxed);
 }
 
+/// Notes that a lot of memory was just freed (a client connection ended, with its
+/// buffers and streams): trimmed back soon after, as after a large response. Cheap:
+/// one relaxed store; the trim itself happens at most once a second.
+pub fn memory_freed() {
+    LARGE_RESPONSE.store(true, Ordering::Relaxed);
+}
+
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn trim_after_bursts() {
     // A response is encoded and freed after its handler returns: trimming on the tick

@@ -85,6 +85,9 @@ pub async fn serve(
         connections.spawn(async move {
             connection.run(tcp, tls).await;
             drop(permit);
+            // A connection's buffers (and its streams') are freed now: give them back
+            // once a burst of clients has gone.
+            crate::alloc::memory_freed();
         });
     }
     drop(listener);
