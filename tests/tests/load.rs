@@ -220,3 +220,91 @@ async fn two_hundred_clients_get_answers_and_memory_comes_back() {
     .await;
     eprintln!("RSS after: {settled} KiB (bound {bound} KiB)");
 }
+
+/// SIGTERM in the middle of the load: petitd stops within its grace period, its watch
+/// streams end with UNAVAILABLE (log follows end with their run, or so), and the run
+/// ends interrupted or finished.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_stops_within_the_grace_period() {
+    let wide = wide_job();
+    let jobs = jobs_dir(&[("wide.yaml", wide.as_str())]);
+    let mut daemon = Daemon::start_with(jobs.path(), &["--shutdown-grace", "2s"]);
+    let url = daemon.url();
+    let channel = daemon.channel().await;
+    let wide_run = trigger(&channel, "wide", &[]).await;
+    let mut streams = Vec::new();
+    for i in 0..40 {
+        let url = url.clone();
+        let run_id = wide_run.id.clone();
+        streams.push(tokio::spawn(async move {
+            let channel = Channel::from_shared(url)
+                .expect("url")
+                .connect()
+                .await
+                .expect("connect");
+            let ended = if i % 2 == 0 {
+                let mut stream = SchedulerServiceClient::new(channel)
+                    .watch_events(WatchEventsRequest::default())
+                    .await
+                    .expect("watch")
+                    .into_inner();
+                loop {
+                    match stream.message().await {
+                        Ok(Some(_)) => {}
+                        Ok(None) => break None,
+                        Err(status) => break Some(status.code()),
+                    }
+                }
+            } else {
+                let mut stream = RunServiceClient::new(channel)
+                    .follow_task_logs(FollowTaskLogsRequest {
+                        run_id,
+                        task_id: "t99".into(),
+                        ..Default::default()
+                    })
+                    .await
+                    .expect("follow")
+                    .into_inner();
+                loop {
+                    match stream.message().await {
+                        Ok(Some(_)) => {}
+                        Ok(None) => break None,
+                        Err(status) => break Some(status.code()),
+                    }
+                }
+            };
+            (i % 2 == 0, ended)
+        }));
+    }
+    eventually(Duration::from_secs(30), "the run to be going", || async {
+        (get_run(&channel, &wide_run.id).await.status() == RunStatus::Running).then_some(())
+    })
+    .await;
+    daemon.signal("TERM");
+    // The grace period, plus the time to stop the tasks and close the connections.
+    let status = daemon.wait_exit(Duration::from_secs(20));
+    assert!(status.success(), "{status}\n{}", daemon.stderr());
+    for stream in streams {
+        let (watch, ended) = stream.await.expect("stream task");
+        match watch {
+            true => assert_eq!(
+                ended,
+                Some(tonic::Code::Unavailable),
+                "a watch ended otherwise"
+            ),
+            // A follow ends cleanly with its run (interrupted by the stop), or is cut.
+            false => assert!(
+                matches!(ended, None | Some(tonic::Code::Unavailable)),
+                "a follow ended with {ended:?}"
+            ),
+        }
+    }
+    // Exited already: this only hands the data directory back.
+    let (data, db) = daemon.crash();
+    let again = Daemon::start_on(jobs.path(), data, db, &[]);
+    let run = get_run(&again.channel().await, &wide_run.id).await;
+    assert!(
+        matches!(run.status(), RunStatus::Interrupted | RunStatus::Succeeded),
+        "{run:?}"
+    );
+}
