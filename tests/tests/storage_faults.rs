@@ -170,3 +170,36 @@ async fn a_full_disk_refuses_writes_reports_it_and_recovers_by_itself() {
         .expect("count");
     assert_eq!(unfinished, 0, "a run was left unfinished");
 }
+
+/// The database file deleted under a running petitd: health says so (what petitd writes
+/// from then on would be lost when it stops), and says it once in the log.
+#[tokio::test]
+async fn a_database_file_deleted_under_petitd_is_reported() {
+    let jobs = jobs_dir(&[("hello.yaml", HELLO_JOB)]);
+    let daemon = Daemon::start(jobs.path());
+    let channel = daemon.channel().await;
+    assert_eq!(health(&channel).await.status, "SERVING");
+    std::fs::remove_file(&daemon.db).expect("delete the database");
+    let sick = eventually(WAIT, "health to notice", || async {
+        let h = health(&channel).await;
+        (h.status == "NOT_SERVING").then_some(h)
+    })
+    .await;
+    assert!(sick.reason.contains("was deleted"), "{sick:?}");
+    // Asked again: still reported, logged once.
+    assert_eq!(health(&channel).await.status, "NOT_SERVING");
+    eventually(WAIT, "the log line", || async {
+        daemon
+            .stderr()
+            .contains("was deleted while petitd runs")
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        daemon
+            .stderr()
+            .matches("was deleted while petitd runs")
+            .count(),
+        1
+    );
+}

@@ -49,6 +49,11 @@ pub struct SqliteStore {
     log_cap: usize,
     /// Why writes fail now (a full or read-only file system), until one succeeds.
     failing: std::sync::Mutex<Option<String>>,
+    /// The database file as opened (device, inode): a file deleted or replaced under
+    /// the running daemon is noticed (its writes would go to an unlinked file).
+    identity: Option<(u64, u64)>,
+    /// Whether a deleted or replaced file was reported already (once, not per check).
+    reported_gone: std::sync::atomic::AtomicBool,
 }
 
 impl SqliteStore {
@@ -77,7 +82,34 @@ impl SqliteStore {
             readers: Arc::new(ReadPool::new(path.to_path_buf())),
             log_cap: options.max_log_bytes_per_stream,
             failing: std::sync::Mutex::new(None),
+            identity: file_identity(path),
+            reported_gone: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Why the database file is not the one open, if it is not.
+    fn file_gone(&self) -> Option<String> {
+        let opened = self.identity?;
+        let problem = match file_identity(&self.path) {
+            None => "was deleted",
+            Some(now) if now != opened => "was replaced by another file",
+            Some(_) => {
+                self.reported_gone
+                    .store(false, std::sync::atomic::Ordering::Relaxed);
+                return None;
+            }
+        };
+        let message = format!(
+            "storage: database {} {problem} while petitd runs: what petitd writes now is lost when it stops; restore the file or restart petitd",
+            self.path.display()
+        );
+        if !self
+            .reported_gone
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            tracing::error!("{message}");
+        }
+        Some(message)
     }
 
     /// The database file.
@@ -168,7 +200,11 @@ impl Drop for SqliteStore {
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     fn write_failure(&self) -> Option<String> {
-        self.failing.lock().ok().and_then(|f| f.clone())
+        self.failing
+            .lock()
+            .ok()
+            .and_then(|f| f.clone())
+            .or_else(|| self.file_gone())
     }
 
     async fn upsert_jobs(&self, jobs: Vec<JobRecord>) -> StoreResult<()> {
@@ -351,4 +387,11 @@ impl Store for SqliteStore {
     async fn unfinished_runs(&self) -> StoreResult<Vec<Run>> {
         self.read(read::unfinished_runs).await
     }
+}
+
+/// A file's (device, inode), or `None` if it does not exist.
+fn file_identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.dev(), meta.ino()))
 }
