@@ -13,10 +13,14 @@ use petit_proto::v1::{self, watch_events_response::Item};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::state::{scheduler_status, Command, JobRow, RunRow, ServerMsg, Snapshot, MAX_LOG_LINES};
+use crate::state::{
+    scheduler_status, ClusterSummary, Command, JobRow, RunRow, ServerMsg, Snapshot, MAX_LOG_LINES,
+};
 
 /// Limit on connecting and on each unary call (streams have none).
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Cluster mode: how often the nodes' list is read again.
+const NODES_EVERY: Duration = Duration::from_secs(5);
 /// Runs read when the user drills into a job.
 const JOB_RUNS: u32 = 50;
 
@@ -173,13 +177,28 @@ impl Conn {
         let mut run_stream = self.open_run_watch(&client).await?;
         let mut log_stream = self.open_logs(&client).await?;
         let mut calls = Calls::new();
+        // Cluster mode: nodes come and go without an event; their list is read again
+        // now and then (alone, never).
+        let mut cluster = false;
+        let mut nodes_every = tokio::time::interval(NODES_EVERY);
+        nodes_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                _ = nodes_every.tick(), if cluster => {
+                    if let Ok(state) = client.scheduler_state().await {
+                        let summary = state.state.as_ref().and_then(ClusterSummary::of);
+                        self.send(ServerMsg::Cluster(summary)).await?;
+                    }
+                }
                 msg = events.message() => match msg {
                     Ok(Some(v1::WatchEventsResponse { item: Some(item) })) => {
                         let msg = match item {
                             Item::Snapshot(snapshot) => {
                                 backoff.reset();
+                                cluster = snapshot
+                                    .state
+                                    .as_ref()
+                                    .is_some_and(|s| !s.node_id.is_empty());
                                 ServerMsg::Snapshot(Snapshot::from(snapshot))
                             }
                             // Log lines are followed through FollowTaskLogs when the

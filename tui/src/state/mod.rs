@@ -54,6 +54,8 @@ pub enum ServerMsg {
     Job(JobRow),
     /// Older runs of a job, read when the user drills into it.
     JobRuns(Vec<RunRow>),
+    /// Cluster mode: the nodes as now listed (read again every few seconds).
+    Cluster(Option<ClusterSummary>),
     /// The scheduler's state after a pause or resume the user asked for.
     Scheduler(SchedulerStatus),
     /// The outcome of a command, for the message line.
@@ -407,6 +409,7 @@ impl State {
                 self.say(format!("scheduler {}", status.label()), false);
             }
             ServerMsg::Notice { text, error } => self.say(text, error),
+            ServerMsg::Cluster(cluster) => self.cluster = cluster,
             ServerMsg::Disconnected { error, retry_in } => {
                 let retry_in = TimeDelta::from_std(retry_in).unwrap_or(TimeDelta::MAX);
                 self.connection = Connection::Reconnecting {

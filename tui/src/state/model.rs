@@ -351,7 +351,7 @@ pub struct ClusterSummary {
 }
 
 impl ClusterSummary {
-    fn of(state: &v1::SchedulerState) -> Option<ClusterSummary> {
+    pub fn of(state: &v1::SchedulerState) -> Option<ClusterSummary> {
         if state.node_id.is_empty() {
             return None;
         }

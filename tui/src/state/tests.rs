@@ -791,3 +791,56 @@ fn a_jobs_scheduling_knobs_are_summed_up_for_its_footer() {
     };
     assert_eq!(JobRow::from(plain).policy, "");
 }
+
+/// Cluster mode: the snapshot says which node and how many are alive; the nodes' list
+/// read again later replaces it (a node died meanwhile), and a reconnection to a
+/// daemon alone clears it.
+#[test]
+fn the_cluster_summary_follows_the_snapshot_and_the_nodes_read_again() {
+    let mut s = connected();
+    assert_eq!(s.cluster, None);
+    let state = v1::SchedulerState {
+        node_id: "b".into(),
+        node_epoch: 3,
+        nodes: ["a", "b", "c"]
+            .iter()
+            .map(|id| v1::Node {
+                id: id.to_string(),
+                alive: true,
+                mismatched_jobs: if *id == "b" {
+                    vec!["nightly".into()]
+                } else {
+                    vec![]
+                },
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let summary = ClusterSummary::of(&state).expect("a cluster");
+    assert_eq!(
+        summary,
+        ClusterSummary {
+            node: "b".into(),
+            alive: 3,
+            total: 3,
+            mismatched: vec!["nightly".into()],
+        }
+    );
+    s.apply(ServerMsg::Cluster(Some(summary.clone())));
+    assert_eq!(s.cluster.as_ref(), Some(&summary));
+    let fewer = ClusterSummary {
+        alive: 2,
+        ..summary
+    };
+    s.apply(ServerMsg::Cluster(Some(fewer.clone())));
+    assert_eq!(s.cluster, Some(fewer));
+    s.apply(ServerMsg::Snapshot(Snapshot {
+        scheduler: SchedulerStatus::Running,
+        cluster: None,
+        jobs: vec![],
+        runs: vec![],
+    }));
+    assert_eq!(s.cluster, None);
+    assert_eq!(ClusterSummary::of(&v1::SchedulerState::default()), None);
+}
