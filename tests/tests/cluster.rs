@@ -780,3 +780,28 @@ async fn a_database_outage_fences_the_node_and_the_run_resumes_after_it() {
     );
     assert_eq!(lines(&marks), ["1 start a", "2 start a", "2 end a"]);
 }
+
+#[tokio::test]
+async fn a_second_live_node_with_the_same_id_is_refused_at_start() {
+    let Some(url) = database("same_id") else {
+        return;
+    };
+    let jobs = jobs_dir(&[("hello.yaml", petit_tests::HELLO_JOB)]);
+    let _a = node(&url, jobs.path(), "a", &[]);
+    let data = tempfile::tempdir().expect("tempdir");
+    let dir = data.path().join("node");
+    let output = std::process::Command::new(petit_tests::bin("petitd"))
+        .arg("--jobs")
+        .arg(jobs.path())
+        .args(["--db", &url, "--listen", "127.0.0.1:0", "--node-id", "a"])
+        .arg("--node-dir")
+        .arg(&dir)
+        .output()
+        .expect("petitd");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("node id 'a' is in use by a live node"),
+        "{stderr}"
+    );
+}

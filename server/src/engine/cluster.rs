@@ -84,7 +84,24 @@ impl Owner {
         let Some(cluster) = self.cluster.clone() else {
             return Ok(());
         };
-        let (lease, runs) = cluster.store.join(&cluster.options.node).await?;
+        let me = &cluster.options.node;
+        // Two live daemons under one id would fence each other in turns: refuse the
+        // second. The same id at the same address is this node restarting (after a
+        // crash, within the lease), which must be let back in.
+        let nodes = cluster.store.nodes(cluster.options.lease).await?;
+        if let Some(other) = nodes
+            .iter()
+            .find(|n| n.id == me.id && n.alive && !n.left && n.address != me.address)
+        {
+            return Err(EngineError::InvalidArgument(format!(
+                "node id '{}' is in use by a live node at {} (epoch {}, heartbeat {}): give this node another --node-id, or stop that one first",
+                me.id,
+                other.address,
+                other.epoch,
+                other.heartbeat_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            )));
+        }
+        let (lease, runs) = cluster.store.join(me).await?;
         tracing::info!(node = %lease.node_id, epoch = lease.epoch, "joined the cluster");
         self.publish_definitions().await?;
         self.adopt(runs).await
@@ -317,6 +334,11 @@ pub(super) async fn membership(
             return;
         };
         if fenced {
+            if view.borrow().stopping {
+                // Stopping (and, once its runs ended, gone from the cluster): never
+                // back as a new epoch that would look alive after the exit.
+                continue;
+            }
             if view.borrow().running > 0 {
                 // The runs stopped by the fence are still ending here: joining now would
                 // hand them back to this node while their old execution still writes.
