@@ -408,3 +408,68 @@ pub async fn get_run(channel: &tonic::transport::Channel, run_id: &str) -> petit
         .run
         .expect("run")
 }
+
+/// The resident memory (VmRSS) of process `pid`, in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/PID/status")
+}
+
+/// Whether `pid` is a live process (a zombie awaiting its parent counts as dead).
+pub fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| !stat.rsplit(") ").next().is_some_and(|s| s.starts_with('Z')))
+}
+
+/// Every run of `job_id`, newest first, paged through `ListJobRuns`.
+pub async fn job_runs(
+    channel: &tonic::transport::Channel,
+    job_id: &str,
+) -> Vec<petit_proto::v1::Run> {
+    let mut client = petit_proto::v1::job_service_client::JobServiceClient::new(channel.clone());
+    let mut runs = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = client
+            .list_job_runs(petit_proto::v1::ListJobRunsRequest {
+                job_id: job_id.into(),
+                page_size: 500,
+                page_token,
+            })
+            .await
+            .expect("list runs")
+            .into_inner();
+        runs.extend(page.runs);
+        if page.next_page_token.is_empty() {
+            return runs;
+        }
+        page_token = page.next_page_token;
+    }
+}
+
+/// Every stored log line of a run (all its tasks), paged through `GetTaskLogs`.
+pub async fn run_log(channel: &tonic::transport::Channel, run_id: &str) -> Vec<String> {
+    let mut client = petit_proto::v1::run_service_client::RunServiceClient::new(channel.clone());
+    let mut lines = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = client
+            .get_task_logs(petit_proto::v1::GetTaskLogsRequest {
+                run_id: run_id.into(),
+                page_token,
+                ..Default::default()
+            })
+            .await
+            .expect("logs")
+            .into_inner();
+        lines.extend(page.lines.into_iter().map(|l| l.line));
+        if page.next_page_token.is_empty() {
+            return lines;
+        }
+        page_token = page.next_page_token;
+    }
+}

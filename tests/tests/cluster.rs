@@ -17,7 +17,7 @@ use petit_proto::v1::run_service_client::RunServiceClient;
 use petit_proto::v1::scheduler_service_client::SchedulerServiceClient;
 use petit_proto::v1::*;
 use petit_tests::postgres::TestPostgres;
-use petit_tests::{eventually, get_run, jobs_dir, petitctl_run, trigger, Daemon};
+use petit_tests::{eventually, get_run, job_runs, jobs_dir, petitctl_run, trigger, Daemon};
 use tempfile::TempDir;
 use tonic::transport::Channel;
 
@@ -47,29 +47,6 @@ fn node(url: &str, jobs: &Path, id: &str, extra: &[&str]) -> Daemon {
     let mut args = vec!["--node-id", id, "--node-dir", dir];
     args.extend_from_slice(extra);
     Daemon::start_on_with_env(jobs, data, PathBuf::from(url), &args, &[("NODE_LABEL", id)])
-}
-
-/// Every run of `job_id`, paged through.
-async fn job_runs(channel: &Channel, job_id: &str) -> Vec<Run> {
-    let mut client = JobServiceClient::new(channel.clone());
-    let mut runs = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let page = client
-            .list_job_runs(ListJobRunsRequest {
-                job_id: job_id.into(),
-                page_size: 500,
-                page_token,
-            })
-            .await
-            .expect("list runs")
-            .into_inner();
-        runs.extend(page.runs);
-        if page.next_page_token.is_empty() {
-            return runs;
-        }
-        page_token = page.next_page_token;
-    }
 }
 
 async fn nodes(channel: &Channel) -> Vec<Node> {

@@ -14,10 +14,9 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::time::Duration;
 
-use petit_proto::v1::job_service_client::JobServiceClient;
 use petit_proto::v1::run_service_client::RunServiceClient;
 use petit_proto::v1::*;
-use petit_tests::{eventually, jobs_dir, trigger, Daemon};
+use petit_tests::{alive, eventually, job_runs, jobs_dir, trigger, Daemon};
 use tonic::transport::Channel;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -74,26 +73,14 @@ fn job_files(pids: &Path) -> Vec<(String, String)> {
 
 /// Every run of every job, by id.
 async fn all_runs(channel: &Channel) -> BTreeMap<String, Run> {
-    let mut client = JobServiceClient::new(channel.clone());
     let mut runs = BTreeMap::new();
     for job in JOBS {
-        let mut page_token = String::new();
-        loop {
-            let page = client
-                .list_job_runs(ListJobRunsRequest {
-                    job_id: job.to_string(),
-                    page_size: 500,
-                    page_token,
-                })
+        runs.extend(
+            job_runs(channel, job)
                 .await
-                .expect("list runs")
-                .into_inner();
-            runs.extend(page.runs.into_iter().map(|r| (r.id.clone(), r)));
-            if page.next_page_token.is_empty() {
-                break;
-            }
-            page_token = page.next_page_token;
-        }
+                .into_iter()
+                .map(|r| (r.id.clone(), r)),
+        );
     }
     runs
 }
@@ -111,12 +98,6 @@ async fn task_runs(channel: &Channel, run_id: &str) -> Vec<TaskRun> {
 
 fn unfinished(run: &Run) -> bool {
     matches!(run.status(), RunStatus::Queued | RunStatus::Running)
-}
-
-/// Whether `pid` is a live process (a zombie counts as dead).
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|stat| !stat.rsplit(") ").next().is_some_and(|s| s.starts_with('Z')))
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use petit_proto::v1::run_service_client::RunServiceClient;
 use petit_proto::v1::*;
-use petit_tests::{eventually, get_run, jobs_dir, trigger, Daemon};
+use petit_tests::{alive, eventually, get_run, jobs_dir, trigger, Daemon};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -25,11 +25,6 @@ fn escaper(pidfile: &Path, how: &str, extra: &str) -> String {
     format!(
         "id: escape\ntasks:\n  - id: t\n    command: sh\n    args: ['-c', '{leave} sleep 60']\n{extra}"
     )
-}
-
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|stat| !stat.rsplit(") ").next().is_some_and(|s| s.starts_with('Z')))
 }
 
 /// Process group of `pid` (field 5 of its stat line).
@@ -64,16 +59,34 @@ async fn gone(pid: i32) {
     .await;
 }
 
-#[tokio::test]
-async fn a_timeout_kills_a_process_that_called_setsid() {
+/// What a test of an escaping task has once the escaped process runs: petitd, a
+/// channel, the run, the escaped pid, and the files to keep (jobs, pid file).
+type Escaping = (
+    Daemon,
+    tonic::transport::Channel,
+    Run,
+    i32,
+    (tempfile::TempDir, tempfile::TempDir),
+);
+
+/// Starts petitd (with `args`) on the escaper job (`how`, `extra`), triggers it, and
+/// waits for the escaped process.
+async fn escaping(how: &str, extra: &str, args: &[&str]) -> Escaping {
     let scratch = tempfile::tempdir().expect("tempdir");
     let pidfile = scratch.path().join("pid");
-    let job = escaper(&pidfile, "setsid", "    timeout_secs: 2\n");
+    let job = escaper(&pidfile, how, extra);
     let jobs = jobs_dir(&[("escape.yaml", job.as_str())]);
-    let daemon = Daemon::start(jobs.path());
+    let daemon = Daemon::start_with(jobs.path(), args);
     let channel = daemon.channel().await;
     let run = trigger(&channel, "escape", &[]).await;
     let pid = escaped_pid(&pidfile).await;
+    (daemon, channel, run, pid, (jobs, scratch))
+}
+
+#[tokio::test]
+async fn a_timeout_kills_a_process_that_called_setsid() {
+    let (_daemon, channel, run, pid, _files) =
+        escaping("setsid", "    timeout_secs: 2\n", &[]).await;
     eventually(WAIT, "the run to fail on its timeout", || async {
         (get_run(&channel, &run.id).await.status() == RunStatus::Failed).then_some(())
     })
@@ -83,14 +96,7 @@ async fn a_timeout_kills_a_process_that_called_setsid() {
 
 #[tokio::test]
 async fn a_cancel_kills_a_double_forked_daemon() {
-    let scratch = tempfile::tempdir().expect("tempdir");
-    let pidfile = scratch.path().join("pid");
-    let job = escaper(&pidfile, "double-fork", "");
-    let jobs = jobs_dir(&[("escape.yaml", job.as_str())]);
-    let daemon = Daemon::start(jobs.path());
-    let channel = daemon.channel().await;
-    let run = trigger(&channel, "escape", &[]).await;
-    let pid = escaped_pid(&pidfile).await;
+    let (_daemon, channel, run, pid, _files) = escaping("double-fork", "", &[]).await;
     let cancelled = RunServiceClient::new(channel.clone())
         .cancel_run(CancelRunRequest {
             run_id: run.id.clone(),
@@ -106,14 +112,8 @@ async fn a_cancel_kills_a_double_forked_daemon() {
 
 #[tokio::test]
 async fn a_shutdown_kills_it() {
-    let scratch = tempfile::tempdir().expect("tempdir");
-    let pidfile = scratch.path().join("pid");
-    let job = escaper(&pidfile, "setsid", "");
-    let jobs = jobs_dir(&[("escape.yaml", job.as_str())]);
-    let mut daemon = Daemon::start_with(jobs.path(), &["--shutdown-grace", "1s"]);
-    let channel = daemon.channel().await;
-    trigger(&channel, "escape", &[]).await;
-    let pid = escaped_pid(&pidfile).await;
+    let (mut daemon, _channel, _run, pid, _files) =
+        escaping("setsid", "", &["--shutdown-grace", "1s"]).await;
     daemon.signal("TERM");
     assert!(daemon.wait_exit(WAIT).success(), "{}", daemon.stderr());
     gone(pid).await;
@@ -121,14 +121,7 @@ async fn a_shutdown_kills_it() {
 
 #[tokio::test]
 async fn a_crash_leaves_it_to_the_watchdog() {
-    let scratch = tempfile::tempdir().expect("tempdir");
-    let pidfile = scratch.path().join("pid");
-    let job = escaper(&pidfile, "double-fork", "");
-    let jobs = jobs_dir(&[("escape.yaml", job.as_str())]);
-    let daemon = Daemon::start(jobs.path());
-    let channel = daemon.channel().await;
-    trigger(&channel, "escape", &[]).await;
-    let pid = escaped_pid(&pidfile).await;
+    let (daemon, _channel, _run, pid, _files) = escaping("double-fork", "", &[]).await;
     // The task's group is recorded right after its spawn: crash after that.
     let mut ledger = daemon.db.clone().into_os_string();
     ledger.push(".pids");

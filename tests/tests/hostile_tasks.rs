@@ -8,32 +8,10 @@ use std::time::Duration;
 use petit_proto::v1::run_service_client::RunServiceClient;
 use petit_proto::v1::scheduler_service_client::SchedulerServiceClient;
 use petit_proto::v1::*;
-use petit_tests::{eventually, get_run, jobs_dir, trigger, Daemon};
+use petit_tests::{eventually, get_run, jobs_dir, run_log, trigger, Daemon};
 use tonic::transport::Channel;
 
 const WAIT: Duration = Duration::from_secs(120);
-
-async fn logs(channel: &Channel, run_id: &str) -> Vec<String> {
-    let mut client = RunServiceClient::new(channel.clone());
-    let mut lines = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let page = client
-            .get_task_logs(GetTaskLogsRequest {
-                run_id: run_id.into(),
-                page_token,
-                ..Default::default()
-            })
-            .await
-            .expect("logs")
-            .into_inner();
-        lines.extend(page.lines.into_iter().map(|l| l.line));
-        if page.next_page_token.is_empty() {
-            return lines;
-        }
-        page_token = page.next_page_token;
-    }
-}
 
 async fn ended(channel: &Channel, run_id: &str) -> Run {
     eventually(WAIT, "the run to end", || async {
@@ -68,7 +46,7 @@ async fn a_100_mb_line_is_kept_within_the_log_bound_and_petitd_keeps_answering()
     let run = ended(&channel, &run.id).await;
     assert_eq!(run.status(), RunStatus::Succeeded, "{run:?}");
     assert!(answered > 0);
-    let lines = logs(&channel, &run.id).await;
+    let lines = run_log(&channel, &run.id).await;
     let bytes: usize = lines.iter().map(String::len).sum();
     // The default bound: 1 MiB per stream; the tail of the line is what is kept.
     assert!(bytes <= 1 << 20, "{bytes} bytes stored");
@@ -90,7 +68,7 @@ async fn bytes_that_are_not_utf8_are_kept_lossily() {
         RunStatus::Succeeded
     );
     assert_eq!(
-        logs(&channel, &run.id).await,
+        run_log(&channel, &run.id).await,
         ["ok \u{FFFD}\u{FFFD} end", "no newline at the end"]
     );
 }
@@ -110,7 +88,7 @@ async fn a_task_that_closes_its_output_and_goes_on_is_waited_for() {
     let run = ended(&channel, &run.id).await;
     assert_eq!(run.status(), RunStatus::Succeeded, "{run:?}");
     assert!(done.exists(), "the run ended before its task did");
-    assert_eq!(logs(&channel, &run.id).await, ["before"]);
+    assert_eq!(run_log(&channel, &run.id).await, ["before"]);
 }
 
 #[tokio::test]

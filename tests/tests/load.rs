@@ -13,19 +13,10 @@ use petit_proto::v1::job_service_client::JobServiceClient;
 use petit_proto::v1::run_service_client::RunServiceClient;
 use petit_proto::v1::scheduler_service_client::SchedulerServiceClient;
 use petit_proto::v1::*;
-use petit_tests::{eventually, get_run, jobs_dir, trigger, Daemon};
+use petit_tests::{eventually, get_run, jobs_dir, rss_kib, trigger, Daemon};
 use tonic::transport::Channel;
 
 const CLIENTS: usize = 200;
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
-}
 
 fn wide_job() -> String {
     let mut yaml = String::from("id: wide\ntasks:\n");
@@ -35,6 +26,33 @@ fn wide_job() -> String {
         );
     }
     yaml
+}
+
+/// Reads a stream until `deadline` (or its end): the error that ended it, if any.
+async fn read_until<T>(
+    stream: &mut tonic::Streaming<T>,
+    deadline: Instant,
+) -> Result<(), tonic::Status> {
+    while Instant::now() < deadline {
+        // Short waits, so that a quiet stream still lets the deadline be seen.
+        match tokio::time::timeout(Duration::from_millis(200), stream.message()).await {
+            Ok(Ok(Some(_))) | Err(_) => {}
+            Ok(Ok(None)) => return Ok(()),
+            Ok(Err(status)) => return Err(status),
+        }
+    }
+    Ok(())
+}
+
+/// Reads a stream to its end: `None` for a clean end, else the status it ended with.
+async fn how_it_ends<T>(stream: &mut tonic::Streaming<T>) -> Option<tonic::Code> {
+    loop {
+        match stream.message().await {
+            Ok(Some(_)) => {}
+            Ok(None) => return None,
+            Err(status) => return Some(status.code()),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -94,18 +112,9 @@ async fn two_hundred_clients_get_answers_and_memory_comes_back() {
                         .await
                         .expect("watch")
                         .into_inner();
-                    while Instant::now() < deadline {
-                        match tokio::time::timeout(Duration::from_millis(200), stream.message())
-                            .await
-                        {
-                            Ok(Ok(Some(_))) | Err(_) => {}
-                            Ok(Ok(None)) => break,
-                            Ok(Err(e)) => {
-                                eprintln!("watch failed: {e}");
-                                tally.failed.fetch_add(1, Ordering::Relaxed);
-                                break;
-                            }
-                        }
+                    if let Err(e) = read_until(&mut stream, deadline).await {
+                        eprintln!("watch failed: {e}");
+                        tally.failed.fetch_add(1, Ordering::Relaxed);
                     }
                 }
                 1 => {
@@ -118,18 +127,9 @@ async fn two_hundred_clients_get_answers_and_memory_comes_back() {
                         .await
                         .expect("follow")
                         .into_inner();
-                    while Instant::now() < deadline {
-                        match tokio::time::timeout(Duration::from_millis(200), stream.message())
-                            .await
-                        {
-                            Ok(Ok(Some(_))) | Err(_) => {}
-                            Ok(Ok(None)) => break,
-                            Ok(Err(e)) => {
-                                eprintln!("follow failed: {e}");
-                                tally.failed.fetch_add(1, Ordering::Relaxed);
-                                break;
-                            }
-                        }
+                    if let Err(e) = read_until(&mut stream, deadline).await {
+                        eprintln!("follow failed: {e}");
+                        tally.failed.fetch_add(1, Ordering::Relaxed);
                     }
                 }
                 // The rest call in a loop: reads, and now and then a trigger.
@@ -248,13 +248,7 @@ async fn sigterm_under_load_stops_within_the_grace_period() {
                     .await
                     .expect("watch")
                     .into_inner();
-                loop {
-                    match stream.message().await {
-                        Ok(Some(_)) => {}
-                        Ok(None) => break None,
-                        Err(status) => break Some(status.code()),
-                    }
-                }
+                how_it_ends(&mut stream).await
             } else {
                 let mut stream = RunServiceClient::new(channel)
                     .follow_task_logs(FollowTaskLogsRequest {
@@ -265,13 +259,7 @@ async fn sigterm_under_load_stops_within_the_grace_period() {
                     .await
                     .expect("follow")
                     .into_inner();
-                loop {
-                    match stream.message().await {
-                        Ok(Some(_)) => {}
-                        Ok(None) => break None,
-                        Err(status) => break Some(status.code()),
-                    }
-                }
+                how_it_ends(&mut stream).await
             };
             (i % 2 == 0, ended)
         }));

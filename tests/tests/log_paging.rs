@@ -12,7 +12,7 @@ use petit_proto::v1::run_service_client::RunServiceClient;
 use petit_proto::v1::{
     FollowTaskLogsRequest, GetTaskLogsRequest, GetTaskLogsResponse, LogStream, RunStatus,
 };
-use petit_tests::{bin, eventually, get_run, jobs_dir, trigger, Daemon};
+use petit_tests::{bin, eventually, get_run, jobs_dir, rss_kib, trigger, Daemon};
 use serde_json::Value;
 use tonic::transport::Channel;
 use tonic::Code;
@@ -42,16 +42,6 @@ const RSS_MARGIN_KIB: u64 = 40 * 1024;
 
 /// Longest the 2,000,000-line run may take (a debug build, two busy cores).
 const RUN_TIMEOUT: Duration = Duration::from_secs(180);
-
-/// VmRSS of a process, in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/PID/status")
-}
 
 struct Big {
     daemon: Daemon,

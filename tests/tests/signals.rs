@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use petit_proto::v1::run_service_client::RunServiceClient;
 use petit_proto::v1::*;
-use petit_tests::{eventually, get_run, jobs_dir, trigger, Daemon, SLOW_JOB};
+use petit_tests::{alive, eventually, get_run, jobs_dir, trigger, Daemon, SLOW_JOB};
 use tonic::transport::Channel;
 
 const WAIT: Duration = Duration::from_secs(8);
@@ -287,12 +287,6 @@ fn nix_kill(pid: i32) {
         .status()
         .expect("kill");
     assert!(status.success(), "kill -KILL {pid} failed");
-}
-
-/// Whether `pid` is a live process (a zombie awaiting its parent counts as dead).
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|stat| !stat.rsplit(") ").next().is_some_and(|s| s.starts_with('Z')))
 }
 
 #[tokio::test]

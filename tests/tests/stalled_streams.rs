@@ -11,18 +11,9 @@ use petit_proto::v1::run_service_client::RunServiceClient;
 use petit_proto::v1::scheduler_service_client::SchedulerServiceClient;
 use petit_proto::v1::watch_events_response::Item;
 use petit_proto::v1::*;
-use petit_tests::{get_run, jobs_dir, trigger, Daemon};
+use petit_tests::{get_run, jobs_dir, rss_kib, trigger, Daemon};
 
 const WAIT: Duration = Duration::from_secs(180);
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_whose_clients_stop_reading_stay_bounded_and_resync() {

@@ -382,12 +382,7 @@ async fn dashboard_memory_with_a_thousand_jobs() {
     tmux.wait_for("the last job selected", |s| s.contains("1000/1000"));
 
     let pid = tmux.pane("pane_pid");
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    let rss_kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/<pid>/status");
+    let rss_kib = petit_tests::rss_kib(pid.trim().parse().expect("a pane pid"));
     eprintln!("petit-tui resident memory with {JOBS} jobs: {rss_kib} KiB");
     assert!(
         rss_kib < LIMIT_KIB,

@@ -208,16 +208,9 @@ impl Owner {
         let Some(cluster) = self.cluster.clone() else {
             return Ok(());
         };
-        let now = self.clock.now();
         for run in self.store.queued_runs().await? {
             if run.job_id == job.id {
-                if let Some(cancelled) = self
-                    .store
-                    .cancel_queued(&run.id, now, "cancelled before it started")
-                    .await?
-                {
-                    self.bus.publish(Event::of_run(cancelled));
-                }
+                self.cancel_shared_queued(&run.id).await?;
             }
         }
         let (_, running) = cluster.store.job_counts(&job.id).await?;
@@ -241,6 +234,32 @@ impl Owner {
             }
         }
         Ok(())
+    }
+
+    /// Cancels a run of the shared queue if it is still queued there, publishing its
+    /// cancelled tasks and its end; `None` if it no longer waits (claimed meanwhile).
+    pub(super) async fn cancel_shared_queued(
+        &mut self,
+        run_id: &str,
+    ) -> Result<Option<Run>, EngineError> {
+        let now = self.clock.now();
+        let Some(cancelled) = self
+            .store
+            .cancel_queued(run_id, now, "cancelled before it started")
+            .await?
+        else {
+            return Ok(None);
+        };
+        for mut task in self.store.task_runs(run_id).await? {
+            if task.status == crate::core::TaskStatus::Cancelled {
+                task.ended_at = Some(now);
+                self.bus
+                    .publish(Event::of_task(&cancelled.job_id, task, None));
+            }
+        }
+        self.bus.publish(Event::of_run(cancelled.clone()));
+        self.note_run(&cancelled);
+        Ok(Some(cancelled))
     }
 
     /// Stores this node's definitions as the cluster's (it has just loaded them).
@@ -427,6 +446,8 @@ pub(super) async fn relay(
                     let _ = commands.send(Command::Noted { run });
                 }
             }
+            // Only watchers want task changes: with none here, nothing is read.
+            NoteKind::Task { .. } if !bus.has_subscribers() => {}
             NoteKind::Task { run_id, task_id } => {
                 let Ok(Some(run)) = store.get_run(&run_id).await else {
                     continue;

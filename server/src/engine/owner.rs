@@ -965,21 +965,7 @@ impl Owner {
         }
         if let Some(cluster) = self.cluster.clone() {
             // Queued in the shared queue, or running on another node.
-            let now = self.clock.now();
-            if let Some(cancelled) = self
-                .store
-                .cancel_queued(run_id, now, "cancelled before it started")
-                .await?
-            {
-                for mut task in self.store.task_runs(run_id).await? {
-                    if task.status == TaskStatus::Cancelled {
-                        task.ended_at = Some(now);
-                        self.bus
-                            .publish(Event::of_task(&cancelled.job_id, task, None));
-                    }
-                }
-                self.bus.publish(Event::of_run(cancelled.clone()));
-                self.note_run(&cancelled);
+            if let Some(cancelled) = self.cancel_shared_queued(run_id).await? {
                 return Ok(Cancelling::Ended(Box::new(cancelled)));
             }
             return Ok(match cluster.store.request_cancel(run_id).await? {

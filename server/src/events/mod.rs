@@ -102,6 +102,11 @@ impl EventBus {
         self.send(Arc::new(event));
     }
 
+    /// Whether anyone here receives events at all (a watch stream, the dashboard feed).
+    pub fn has_subscribers(&self) -> bool {
+        self.inner.state.receiver_count() > 0
+    }
+
     /// Whether anyone here receives `run_id`'s log lines (all lines, or that run's).
     pub fn wants_logs(&self, run_id: &str) -> bool {
         let channels = &*self.inner;

@@ -52,8 +52,9 @@ pub struct SqliteStore {
     /// The database file as opened (device, inode): a file deleted or replaced under
     /// the running daemon is noticed (its writes would go to an unlinked file).
     identity: Option<(u64, u64)>,
-    /// Whether a deleted or replaced file was reported already (once, not per check).
-    reported_gone: std::sync::atomic::AtomicBool,
+    /// When the file was last looked at, and what was wrong with it then: health asks
+    /// on every call, the file system is asked at most once a second.
+    gone: std::sync::Mutex<(Option<std::time::Instant>, Option<String>)>,
 }
 
 impl SqliteStore {
@@ -83,33 +84,35 @@ impl SqliteStore {
             log_cap: options.max_log_bytes_per_stream,
             failing: std::sync::Mutex::new(None),
             identity: file_identity(path),
-            reported_gone: std::sync::atomic::AtomicBool::new(false),
+            gone: std::sync::Mutex::new((None, None)),
         })
     }
 
-    /// Why the database file is not the one open, if it is not.
+    /// Why the database file is not the one open, if it is not (looked at no more
+    /// than once a second; a change is logged once).
     fn file_gone(&self) -> Option<String> {
+        const EVERY: std::time::Duration = std::time::Duration::from_secs(1);
         let opened = self.identity?;
+        let mut gone = self.gone.lock().ok()?;
+        if gone.0.is_some_and(|at| at.elapsed() < EVERY) {
+            return gone.1.clone();
+        }
         let problem = match file_identity(&self.path) {
-            None => "was deleted",
-            Some(now) if now != opened => "was replaced by another file",
-            Some(_) => {
-                self.reported_gone
-                    .store(false, std::sync::atomic::Ordering::Relaxed);
-                return None;
-            }
+            None => Some("was deleted"),
+            Some(now) if now != opened => Some("was replaced by another file"),
+            Some(_) => None,
         };
-        let message = format!(
-            "storage: database {} {problem} while petitd runs: what petitd writes now is lost when it stops; restore the file or restart petitd",
-            self.path.display()
-        );
-        if !self
-            .reported_gone
-            .swap(true, std::sync::atomic::Ordering::Relaxed)
-        {
+        let message = problem.map(|problem| {
+            format!(
+                "storage: database {} {problem} while petitd runs: what petitd writes now is lost when it stops; restore the file or restart petitd",
+                self.path.display()
+            )
+        });
+        if let (Some(message), None) = (&message, &gone.1) {
             tracing::error!("{message}");
         }
-        Some(message)
+        *gone = (Some(std::time::Instant::now()), message.clone());
+        message
     }
 
     /// The database file.
