@@ -71,6 +71,7 @@ build:
 # server/benches).
 bench:
 	$(CARGO) bench -p petit-server --bench engine
+	$(CARGO) bench -p petit-server --bench logs
 	$(CARGO) bench -p petit-server --bench log_memory
 	$(CARGO) bench -p petit-server --bench log_append
 	$(CARGO) bench -p petit-server --bench rest
