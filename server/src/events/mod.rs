@@ -4,7 +4,10 @@
 //!
 //! Log lines, by far the most frequent events, travel apart from the others: a
 //! subscriber says whether it wants every run's lines, one run's, or none, and one that
-//! wants one run's lines never sees another run's.
+//! wants one run's lines never sees another run's. They travel in batches (one event
+//! per store append, up to `exec`'s batch size of text), so their channels hold fewer
+//! events than the others': a subscriber stalled on them holds a bounded number of
+//! bytes, not `capacity` batches.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -36,9 +39,13 @@ pub struct EventBus {
     inner: Arc<Channels>,
 }
 
+/// How many times fewer log batches than other events a channel holds.
+const LOG_CAPACITY_DIVISOR: usize = 64;
+
 #[derive(Debug)]
 struct Channels {
-    capacity: usize,
+    /// Log batches held per log channel.
+    log_capacity: usize,
     /// Every event but log lines.
     state: broadcast::Sender<Arc<Event>>,
     /// Every log line, for subscribers of all of them.
@@ -54,11 +61,12 @@ impl EventBus {
     }
 
     pub fn with_observers(capacity: usize, observers: Vec<Arc<dyn EventObserver>>) -> EventBus {
+        let log_capacity = (capacity / LOG_CAPACITY_DIVISOR).max(1);
         EventBus {
             inner: Arc::new(Channels {
-                capacity,
+                log_capacity,
                 state: broadcast::channel(capacity).0,
-                logs: broadcast::channel(capacity).0,
+                logs: broadcast::channel(log_capacity).0,
                 run_logs: Mutex::new(HashMap::new()),
                 observers,
             }),
@@ -77,12 +85,12 @@ impl EventBus {
     fn send(&self, event: Arc<Event>) {
         let channels = &*self.inner;
         // No subscriber is fine: nobody is watching.
-        if let Event::Log { line, .. } = &*event {
+        if let Event::Log { batch, .. } = &*event {
             if channels.logs.receiver_count() > 0 {
                 let _ = channels.logs.send(event.clone());
             }
             let run_logs = channels.run_logs.lock().expect("bus lock");
-            if let Some(tx) = run_logs.get(&line.run_id) {
+            if let Some(tx) = run_logs.get(&batch.run_id) {
                 let _ = tx.send(event);
             }
             return;
@@ -133,7 +141,7 @@ impl EventBus {
                 Some(
                     run_logs
                         .entry(run_id)
-                        .or_insert_with(|| broadcast::channel(channels.capacity).0)
+                        .or_insert_with(|| broadcast::channel(channels.log_capacity).0)
                         .subscribe(),
                 )
             }
