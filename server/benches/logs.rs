@@ -120,9 +120,8 @@ async fn engine(dir: &Path, tasks: usize, lines: usize, parallel: usize) -> Engi
         &GlobalConfig::default(),
     )
     .expect("job");
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&dir.join("bench.db"), StoreOptions::default()).expect("store"),
-    );
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&dir.join("bench.db"), StoreOptions::default()).expect("store"));
     let options = EngineOptions {
         max_concurrent_tasks: parallel,
         ..Default::default()
