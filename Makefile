@@ -70,11 +70,14 @@ build:
 # to the health call (needs wrk and h2load: apt-get install wrk nghttp2-client; see
 # server/benches).
 bench:
+	rm -f target/bench-table.tsv
 	$(CARGO) bench -p petit-server --bench engine
 	$(CARGO) bench -p petit-server --bench log_memory
 	$(CARGO) bench -p petit-server --bench log_append
 	$(CARGO) bench -p petit-server --bench rest
+	$(CARGO) bench -p petit-server --bench idle
 	$(CARGO) bench -p petit-server --bench cluster
+	$(CARGO) bench -p petit-server --bench table
 
 # The clients must never depend on server code, SQLite, YAML parsing or the REST stack.
 boundaries:
