@@ -794,6 +794,50 @@ async fn health_says_serving() {
 }
 
 #[tokio::test]
+async fn health_watch_sends_the_status_then_its_changes() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::HealthCheckRequest;
+    let jobs = standard_jobs();
+    let daemon = Daemon::start(jobs.path());
+    let channel = daemon.channel().await;
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    let unknown = |service: &str| HealthCheckRequest {
+        service: service.into(),
+    };
+    let err = health
+        .check(unknown("nope"))
+        .await
+        .expect_err("unknown service");
+    assert_eq!(err.code(), Code::NotFound);
+    let err = health
+        .watch(unknown("nope"))
+        .await
+        .expect_err("unknown service");
+    assert_eq!(err.code(), Code::NotFound);
+
+    // A run in flight keeps the daemon up through the grace period after SIGTERM.
+    trigger(&channel, "slow", &[]).await;
+    let mut watch = health
+        .watch(unknown("petit.v1.JobService"))
+        .await
+        .expect("watch")
+        .into_inner();
+    let first = watch
+        .message()
+        .await
+        .expect("message")
+        .expect("a first status");
+    assert_eq!(first.status(), ServingStatus::Serving);
+    daemon.signal("TERM");
+    let next = tokio::time::timeout(RUN_TIMEOUT, watch.message())
+        .await
+        .expect("a change within the timeout")
+        .expect("message")
+        .expect("a second status");
+    assert_eq!(next.status(), ServingStatus::NotServing);
+}
+
+#[tokio::test]
 async fn http1_and_grpc_share_the_port() {
     let jobs = standard_jobs();
     let daemon = Daemon::start(jobs.path());
