@@ -68,14 +68,16 @@ build:
 # engine overhead as ratios against the raw cost of the same work, petitd's resident
 # memory while it serves a 2,000,000-line log, and REST/gRPC calls under load as ratios
 # to the health call (needs wrk and h2load: apt-get install wrk nghttp2-client; see
-# server/benches), and reads of a 1,000,000-task-run history (p50/p99 against the
-# health call).
+# server/benches), reads of a 1,000,000-task-run history (p50/p99 against the health
+# call), and criterion micro-benchmarks of the hot pure parts with their instruction
+# counts under callgrind (skipped without valgrind).
 bench:
 	$(CARGO) bench -p petit-server --bench engine
 	$(CARGO) bench -p petit-server --bench log_memory
 	$(CARGO) bench -p petit-server --bench log_append
 	$(CARGO) bench -p petit-server --bench rest
 	$(CARGO) bench -p petit-server --bench history
+	$(CARGO) bench -p petit-server --bench micro
 	$(CARGO) bench -p petit-server --bench cluster
 
 # The clients must never depend on server code, SQLite, YAML parsing or the REST stack.
