@@ -333,7 +333,7 @@ fn callgrind_body(name: &str, n: usize) {
 /// How many times a case runs under callgrind (N; the second run makes 2N).
 fn callgrind_runs(name: &str) -> usize {
     match name.split('/').next() {
-        Some("yaml") => 2,
+        Some("yaml") => 1,
         Some("ready") if name.ends_with("whole_walk") => 5,
         Some("ready") | Some("json") => 200,
         _ => 2_000,
