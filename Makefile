@@ -68,8 +68,10 @@ build:
 # a plain pipe, petitd's memory serving a 2,000,000-line log, REST/gRPC calls under load
 # against the health call (needs wrk and h2load: apt-get install wrk nghttp2-client),
 # the release petitd at rest (start-up, memory, wake-ups), cluster mode on a private
-# PostgreSQL. The last step prints them as one table and appends it to BENCHMARKS.md
-# with the date, machine and commit (see server/benches).
+# PostgreSQL, reads of a 1,000,000-task-run history (p50/p99 against the health call),
+# criterion micro-benchmarks of the hot pure parts with their instruction counts under
+# callgrind (skipped without valgrind). The last step prints them as one table and
+# appends it to BENCHMARKS.md with the date, machine and commit (see server/benches).
 bench:
 	rm -f target/bench-table.tsv
 	$(CARGO) bench -p petit-server --bench engine
@@ -78,6 +80,8 @@ bench:
 	$(CARGO) bench -p petit-server --bench rest
 	$(CARGO) build --release -p petit-server --bin petitd
 	PETITD=target/release/petitd $(CARGO) bench -p petit-server --bench idle
+	$(CARGO) bench -p petit-server --bench history
+	$(CARGO) bench -p petit-server --bench micro
 	$(CARGO) bench -p petit-server --bench cluster
 	$(CARGO) bench -p petit-server --bench table
 

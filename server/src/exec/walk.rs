@@ -82,43 +82,48 @@ impl Walk {
         }
     }
 
-    /// Starts or skips every task whose dependencies have all settled. One pass in
-    /// topological order suffices: a skip settles at once, before its children are seen.
+    /// Starts or skips every task whose dependencies have all settled. A skip settles
+    /// at once, so the tasks below a skipped one are looked at again in another round.
     pub(super) async fn advance(&mut self) {
         if self.stop.borrow().is_some() {
             return;
         }
         let job = self.job.clone();
-        for &i in job.dag.topological_order() {
-            if self.started[i] {
-                continue;
+        loop {
+            let ready = job
+                .dag
+                .ready(&self.started, |p| self.records[p].status.is_terminal());
+            let mut skipped = false;
+            for i in ready {
+                skipped |= !self.start_or_skip(&job, i).await;
             }
-            let parents = job.dag.parents(i);
-            if !parents
-                .iter()
-                .all(|&p| self.records[p].status.is_terminal())
-            {
-                continue;
-            }
-            self.started[i] = true;
-            let task = &job.tasks[i];
-            let statuses: Vec<TaskStatus> =
-                parents.iter().map(|&p| self.records[p].status).collect();
-            if condition_holds(task.condition, &statuses) {
-                self.spawn(i);
-            } else {
-                let mut record = self.records[i].clone();
-                record.status = TaskStatus::Skipped;
-                record.ended_at = Some(Utc::now());
-                let why = format!(
-                    "condition {} not met by its dependencies",
-                    task.condition.as_str()
-                );
-                record.error = Some(why.clone());
-                self.record(&record, Some(why)).await;
-                self.records[i] = record;
+            if !skipped {
+                return;
             }
         }
+    }
+
+    /// Starts task `i` (true), or skips it when its condition does not hold (false).
+    async fn start_or_skip(&mut self, job: &JobDef, i: usize) -> bool {
+        let parents = job.dag.parents(i);
+        self.started[i] = true;
+        let task = &job.tasks[i];
+        let statuses: Vec<TaskStatus> = parents.iter().map(|&p| self.records[p].status).collect();
+        if condition_holds(task.condition, &statuses) {
+            self.spawn(i);
+            return true;
+        }
+        let mut record = self.records[i].clone();
+        record.status = TaskStatus::Skipped;
+        record.ended_at = Some(Utc::now());
+        let why = format!(
+            "condition {} not met by its dependencies",
+            task.condition.as_str()
+        );
+        record.error = Some(why.clone());
+        self.record(&record, Some(why)).await;
+        self.records[i] = record;
+        false
     }
 
     pub(super) fn spawn(&mut self, i: usize) {

@@ -188,8 +188,29 @@ pub struct ClaimLimits {
 pub struct RunPage {
     /// At most this many runs.
     pub limit: usize,
-    /// Skip this many of the newest runs.
+    /// Skip this many of the newest runs (after `after`, when set).
     pub offset: usize,
+    /// Only the runs older than this one, in the newest-first order (the last run of the
+    /// previous page): a seek in the index, so a page deep in a long history costs what
+    /// the first does, where an offset costs every run it skips. Audit pages ignore it.
+    pub after: Option<RunKey>,
+}
+
+/// Where a run sits in the newest-first order of runs (by `created_at`, then id): what
+/// a page that starts after it seeks to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunKey {
+    pub created_at: DateTime<Utc>,
+    pub id: String,
+}
+
+impl RunKey {
+    pub fn of(run: &Run) -> RunKey {
+        RunKey {
+            created_at: run.created_at,
+            id: run.id.clone(),
+        }
+    }
 }
 
 /// Persistence of Petit's history. Every write is durable when its future completes.

@@ -10,8 +10,8 @@ use futures::FutureExt;
 use tempfile::TempDir;
 
 use super::{
-    AuditRecord, JobRecord, LogLine, MemoryStore, NotificationRecord, PostgresStore, Run, RunPage,
-    SqliteStore, Store, StoreError, StoreOptions, StoreResult, TaskRun,
+    AuditRecord, JobRecord, LogLine, MemoryStore, NotificationRecord, PostgresStore, Run, RunKey,
+    RunPage, SqliteStore, Store, StoreError, StoreOptions, StoreResult, TaskRun,
 };
 use crate::core::{LogStream, RunStatus, TaskStatus, TriggerReason};
 
@@ -328,11 +328,46 @@ async fn list_runs_is_newest_first_and_paged(subject: &Subject) -> StoreResult<(
         (None, 3, 2, &["a4", "a3", "a2"]),
     ];
     for &(job, limit, offset, expected) in cases {
-        let runs = store.list_runs(job, RunPage { limit, offset }).await?;
+        let page = RunPage {
+            limit,
+            offset,
+            after: None,
+        };
+        let runs = store.list_runs(job, page).await?;
         assert_eq!(
             ids(&runs),
             expected,
             "job {job:?} limit {limit} offset {offset}"
+        );
+    }
+
+    // Pages after a run (a key: the run need not exist), then limit and offset: (job,
+    // after, limit, offset, expected).
+    type AfterCase<'a> = (Option<&'a str>, (i64, &'a str), usize, usize, &'a [&'a str]);
+    let cases: &[AfterCase] = &[
+        (Some("a"), (3, "a4"), 0, 0, &["a3", "a2", "a1"]),
+        (Some("a"), (3, "a3"), 1, 0, &["a2"]),
+        (Some("a"), (5, "a5"), 2, 1, &["a3", "a2"]),
+        (Some("a"), (3, "a35"), 0, 0, &["a3", "a2", "a1"]),
+        (Some("a"), (1, "a1"), 0, 0, &[]),
+        (Some("b"), (5, "a5"), 0, 0, &["b2", "b1"]),
+        (None, (4, "b2"), 0, 0, &["a4", "a3", "a2", "b1", "a1"]),
+        (None, (1, "b1"), 5, 0, &["a1"]),
+    ];
+    for &(job, (created, id), limit, offset, expected) in cases {
+        let page = RunPage {
+            limit,
+            offset,
+            after: Some(RunKey {
+                created_at: at(created),
+                id: id.into(),
+            }),
+        };
+        let runs = store.list_runs(job, page).await?;
+        assert_eq!(
+            ids(&runs),
+            expected,
+            "job {job:?} after ({created}, {id}) limit {limit} offset {offset}"
         );
     }
     Ok(())
@@ -812,7 +847,7 @@ async fn prune_runs_keeps_the_newest_and_never_the_unfinished(
             Some("job"),
             RunPage {
                 limit: 100,
-                offset: 0,
+                ..Default::default()
             },
         )
         .await?
@@ -944,6 +979,7 @@ async fn audit_is_newest_first_and_paged(subject: &Subject) -> StoreResult<()> {
         .list_audit(RunPage {
             limit: 2,
             offset: 1,
+            after: None,
         })
         .await?;
     assert_eq!(page, vec![entry(3), entry(2)]);

@@ -9,11 +9,10 @@ use std::sync::Arc;
 
 use super::error::required;
 use super::job_cache::{self, JobEntry, Shape};
-use super::page::Page;
+use super::page::{Page, RunsPage};
 use super::{convert, PetitApi};
 use crate::auth::Caller;
 use crate::engine::EngineError;
-use crate::store::RunPage;
 
 impl PetitApi {
     /// `PauseJob` / `ResumeJob`: the change, audited, then the job as it now stands.
@@ -221,24 +220,14 @@ impl JobService for PetitApi {
     ) -> Result<Response<pb::ListJobRunsResponse>, Status> {
         let request = request.into_inner();
         let job_id = required("job_id", &request.job_id)?;
-        let page = Page::parse(request.page_size, &request.page_token)?;
+        let page = RunsPage::parse(request.page_size, &request.page_token)?;
         let store = self.engine.store();
         // A job whose file was removed still has its history.
         if self.engine.job(job_id).is_none() && store.last_run(job_id, &[]).await?.is_none() {
             return Err(EngineError::JobNotFound(job_id.to_string()).into());
         }
-        // One more than a page tells whether another page follows.
-        let mut runs = store
-            .list_runs(
-                Some(job_id),
-                RunPage {
-                    limit: page.size + 1,
-                    offset: page.offset,
-                },
-            )
-            .await?;
-        let next_page_token = page.next_token(page.offset + runs.len());
-        runs.truncate(page.size);
+        let mut runs = store.list_runs(Some(job_id), page.store_page()).await?;
+        let next_page_token = page.finish(&mut runs);
         let now = Utc::now();
         Ok(Response::new(pb::ListJobRunsResponse {
             runs: runs.iter().map(|r| convert::run(r, now)).collect(),

@@ -101,6 +101,7 @@ impl SchedulerService for PetitApi {
             .list_audit(RunPage {
                 limit: page.size + 1,
                 offset: page.offset,
+                after: None,
             })
             .await?;
         let next_page_token = page.next_token(page.offset + records.len());
@@ -191,7 +192,7 @@ async fn snapshot(api: &PetitApi, job_id: Option<&str>) -> Result<pb::Snapshot, 
             job_id,
             RunPage {
                 limit: SNAPSHOT_RECENT_RUNS,
-                offset: 0,
+                ..Default::default()
             },
         )
         .await?;
