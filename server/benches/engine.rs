@@ -161,7 +161,11 @@ async fn fire_latency() {
 #[tokio::main]
 async fn main() {
     // `cargo bench` passes `--bench`; any other argument filters nothing here.
-    // `PETIT_BENCH_TASKS=only` runs the per-task cases alone.
+    // `PETIT_BENCH_TASKS=only` runs the per-task cases alone; `=profile` only 1,000
+    // runs of the one-task job, for `strace -c -f` or `perf record` (no raw spawns).
+    if std::env::var("PETIT_BENCH_TASKS").as_deref() == Ok("profile") {
+        return profile_one_task(1000).await;
+    }
     task_cases().await;
     if std::env::var("PETIT_BENCH_TASKS").as_deref() == Ok("only") {
         return;
@@ -311,6 +315,26 @@ async fn daemon_engine(dir: &Path, yaml: &str, max_concurrent_tasks: usize) -> E
     Engine::start(vec![job], bench_store(dir), options)
         .await
         .expect("engine")
+}
+
+/// `rounds` runs of the one-task job, one after the other; prints the median.
+async fn profile_one_task(rounds: usize) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = daemon_engine(
+        dir.path(),
+        "id: one\ntasks:\n  - {id: t, command: /bin/true}\n",
+        8,
+    )
+    .await;
+    let mut petit = Vec::new();
+    for _ in 0..rounds {
+        petit.push(trigger_to_end(&engine, "one").await);
+    }
+    engine.shutdown(Duration::from_secs(1)).await;
+    println!(
+        "1 `/bin/true` task, {rounds} runs: median {:.3} ms",
+        median(petit).as_secs_f64() * 1e3
+    );
 }
 
 /// Triggers `job_id` and waits for its run's end event: trigger → run finished.
