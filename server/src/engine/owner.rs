@@ -960,6 +960,9 @@ impl Owner {
                 done,
             },
         );
+        // Counted before the run can publish its start: whoever reads the view on
+        // that event (systemd's status line) sees it going.
+        self.publish_counts();
         let env = self.env.clone();
         let commands = self.commands.upgrade();
         // Every log line of the run, its tasks' included, carries the job and run ids

@@ -22,6 +22,10 @@ pub(super) async fn record_task(
 /// with the starts it allows (or with the run's end), in one write.
 pub(super) type Ended = (TaskRun, Option<String>);
 
+/// An end and the slots its last attempt held: kept until the end is stored, so that
+/// no task takes them and is seen starting before the end is.
+pub(super) type Settled = (Ended, Option<Permits>);
+
 /// The slots an attempt holds while it runs: the run's and each pool's.
 pub(super) type Permits = (
     Vec<OwnedSemaphorePermit>,
@@ -67,10 +71,10 @@ pub(super) struct TaskAttempts {
 }
 
 impl TaskAttempts {
-    /// Runs the attempts to the task's end and returns its final record, unstored (see
-    /// [`Ended`]). `started`: the walk has already taken the first attempt's slots and
-    /// stored (and published) its start.
-    pub(super) async fn run(self, mut record: TaskRun, mut started: Option<Permits>) -> Ended {
+    /// Runs the attempts to the task's end and returns its final record, unstored, with
+    /// the slots it still holds (see [`Settled`]). `started`: the walk has already
+    /// taken the first attempt's slots and stored (and published) its start.
+    pub(super) async fn run(self, mut record: TaskRun, mut started: Option<Permits>) -> Settled {
         let policy = &self.task.retry;
         let mut seq = 0;
         if record.status == TaskStatus::Interrupted {
@@ -84,7 +88,7 @@ impl TaskAttempts {
                     "interrupted by a daemon restart during attempt {} and not retried (max_attempts {})",
                     record.attempts, policy.max_attempts
                 ));
-                return (record, None);
+                return ((record, None), None);
             }
             // Only the last stored line is needed, not the whole log.
             let last = LogPageLimit { lines: 1, bytes: 0 };
@@ -98,11 +102,11 @@ impl TaskAttempts {
                 .unwrap_or(0);
         }
         loop {
-            let _permits = match started.take() {
+            let permits = match started.take() {
                 Some(permits) => permits,
                 None => {
                     let Some(permits) = self.acquire().await else {
-                        return (stopped_record(record, self.stop_reason()), None);
+                        return ((stopped_record(record, self.stop_reason()), None), None);
                     };
                     begin_attempt(&mut record);
                     self.record(&record, None).await;
@@ -112,14 +116,13 @@ impl TaskAttempts {
 
             let (outcome, last_seq) = self.attempt(record.attempts, seq).await;
             seq = last_seq;
-            drop(_permits);
             record.ended_at = Some(Utc::now());
             let (exit_code, error, transient, timed_out) = match outcome {
                 TaskOutcome::Succeeded { outputs, exit_code } => {
                     record.status = TaskStatus::Succeeded;
                     record.exit_code = exit_code;
                     record.outputs = outputs;
-                    return (record, None);
+                    return ((record, None), Some(permits));
                 }
                 TaskOutcome::Stopped(StopReason::Timeout) => {
                     let t = self.task.timeout.unwrap_or_default();
@@ -131,7 +134,7 @@ impl TaskAttempts {
                     )
                 }
                 TaskOutcome::Stopped(reason) => {
-                    return (stopped_record(record, Some(reason)), None)
+                    return ((stopped_record(record, Some(reason)), None), Some(permits))
                 }
                 TaskOutcome::Failed {
                     exit_code,
@@ -154,8 +157,10 @@ impl TaskAttempts {
                 } else {
                     TaskStatus::Failed
                 };
-                return (record, Some(error));
+                return ((record, Some(error)), Some(permits));
             }
+            // Not held through the retry's delay.
+            drop(permits);
             let mut delay = policy.delay_before(retry);
             if policy.jitter && !delay.is_zero() {
                 // Up to ±25 %, so that many tasks retrying together spread out.
@@ -176,7 +181,7 @@ impl TaskAttempts {
                 r = stop.wait_for(Option::is_some) => r.is_ok(),
             };
             if stopped {
-                return (stopped_record(record, self.stop_reason()), None);
+                return ((stopped_record(record, self.stop_reason()), None), None);
             }
         }
     }

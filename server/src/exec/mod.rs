@@ -70,6 +70,8 @@ pub struct ExecEnv {
 pub struct Finished {
     pub run: Run,
     tasks: Vec<(TaskRun, Option<String>)>,
+    /// The slots the last attempts held, given back once their ends are stored.
+    held: Vec<attempt::Permits>,
 }
 
 /// Executes `run` of `job` to its end and returns its final record, not yet stored: the
@@ -119,10 +121,8 @@ pub async fn execute_run(
     run.status = status;
     run.error = error;
     run.ended_at = Some(Utc::now());
-    Finished {
-        run,
-        tasks: walk.take_ended(),
-    }
+    let (tasks, held) = walk.take_ended();
+    Finished { run, tasks, held }
 }
 
 /// A duration as a job file would write it: `2h`, `90s`, `1500ms`.
@@ -140,7 +140,7 @@ fn humantime(d: Duration) -> String {
 /// Records a run's end in the store with its last task ends (one write), then
 /// publishes them, the run's last.
 pub async fn finish_run(env: &ExecEnv, finished: Finished) -> Run {
-    let Finished { run, tasks } = finished;
+    let Finished { run, tasks, held } = finished;
     let records = tasks.iter().map(|(t, _)| t.clone()).collect();
     if let Err(e) = env.store.finish_run(run.clone(), records).await {
         tracing::error!(run = %run.id, "cannot record run end: {e}");
@@ -148,6 +148,7 @@ pub async fn finish_run(env: &ExecEnv, finished: Finished) -> Run {
     for (task, message) in tasks {
         env.bus.publish(Event::of_task(&run.job_id, task, message));
     }
+    drop(held);
     tracing::info!(job = %run.job_id, run = %run.id, status = %run.status, "run ended");
     env.bus.publish(Event::of_run(run.clone()));
     run

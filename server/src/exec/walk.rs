@@ -12,7 +12,7 @@
 
 use std::collections::VecDeque;
 
-use super::attempt::{begin_attempt, stopped_record, Ended, Permits, TaskAttempts};
+use super::attempt::{begin_attempt, stopped_record, Ended, Permits, Settled, TaskAttempts};
 use super::*;
 
 /// The walk over one run's DAG.
@@ -25,10 +25,14 @@ pub(super) struct Walk {
     started: Vec<bool>,
     run_slots: Arc<Semaphore>,
     stop: watch::Receiver<Option<StopReason>>,
-    running: JoinSet<(usize, Ended)>,
+    running: JoinSet<(usize, Settled)>,
     by_tokio_id: HashMap<tokio::task::Id, usize>,
     /// Ends not stored yet (with their events' messages), in the order they came.
     ended: Vec<Ended>,
+    /// The slots those ends' attempts held, given back once the ends are stored: their
+    /// run slots apart, as each may pass straight to a task started in the same write.
+    held: Vec<Permits>,
+    run_slots_held: Vec<OwnedSemaphorePermit>,
     /// Ready tasks the walk starts itself, waiting for a slot of the run, in order.
     waiting: VecDeque<usize>,
 }
@@ -68,6 +72,8 @@ impl Walk {
             running: JoinSet::new(),
             by_tokio_id: HashMap::new(),
             ended: Vec::new(),
+            held: Vec::new(),
+            run_slots_held: Vec::new(),
             waiting: VecDeque::new(),
         }
     }
@@ -95,11 +101,18 @@ impl Walk {
     /// Takes in a task's end from its attempt.
     fn settle(
         &mut self,
-        joined: Result<(tokio::task::Id, (usize, Ended)), tokio::task::JoinError>,
+        joined: Result<(tokio::task::Id, (usize, Settled)), tokio::task::JoinError>,
     ) {
         match joined {
-            Ok((id, (i, ended))) => {
+            Ok((id, (i, (ended, permits)))) => {
                 self.by_tokio_id.remove(&id);
+                if let Some((mut permits, shared)) = permits {
+                    // The run's slot is taken first (see `TaskAttempts::acquire`).
+                    if !permits.is_empty() {
+                        self.run_slots_held.push(permits.remove(0));
+                    }
+                    self.held.push((permits, shared));
+                }
                 self.end(i, ended);
             }
             Err(e) => {
@@ -122,9 +135,12 @@ impl Walk {
         self.ended.push(ended);
     }
 
-    /// The ends not stored yet: the run's end stores them.
-    pub(super) fn take_ended(&mut self) -> Vec<Ended> {
-        std::mem::take(&mut self.ended)
+    /// The ends not stored yet, and the slots held until they are: the run's end
+    /// stores them.
+    pub(super) fn take_ended(&mut self) -> (Vec<Ended>, Vec<Permits>) {
+        let mut held = std::mem::take(&mut self.held);
+        held.push((std::mem::take(&mut self.run_slots_held), None));
+        (std::mem::take(&mut self.ended), held)
     }
 
     /// Settles every task whose dependencies have all settled (skipped when its
@@ -137,7 +153,12 @@ impl Walk {
         if self.stop.borrow().is_none() {
             self.find_ready(&mut spawns);
             while let Some(&i) = self.waiting.front() {
-                let Ok(permit) = self.run_slots.clone().try_acquire_owned() else {
+                // An ended task's run slot first: it passes on in the write that
+                // stores the end.
+                let handed = self.run_slots_held.pop();
+                let Some(permit) =
+                    handed.or_else(|| self.run_slots.clone().try_acquire_owned().ok())
+                else {
                     break;
                 };
                 self.waiting.pop_front();
@@ -152,6 +173,10 @@ impl Walk {
             return;
         }
         let ended = std::mem::take(&mut self.ended);
+        let held = (
+            std::mem::take(&mut self.held),
+            std::mem::take(&mut self.run_slots_held),
+        );
         let mut batch: Vec<TaskRun> = ended.iter().map(|(r, _)| r.clone()).collect();
         for (i, _) in &starts {
             begin_attempt(&mut self.records[*i]);
@@ -166,6 +191,7 @@ impl Walk {
                 .bus
                 .publish(Event::of_task(&self.job.id, record, message));
         }
+        drop(held);
         for (i, permits) in starts {
             self.env
                 .bus
