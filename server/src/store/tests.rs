@@ -116,6 +116,7 @@ conformance!(
     list_runs_is_newest_first_and_paged,
     last_run_filters_by_status,
     task_runs_keep_creation_order_and_updates,
+    batched_task_updates_apply_each_and_report_the_first_failure,
     logs_keep_write_order,
     logs_keep_any_text,
     logs_keep_the_tail_of_each_stream,
@@ -464,6 +465,71 @@ async fn task_runs_keep_creation_order_and_updates(subject: &Subject) -> StoreRe
         );
     }
     assert!(store.task_runs("nope").await?.is_empty());
+    Ok(())
+}
+
+async fn batched_task_updates_apply_each_and_report_the_first_failure(
+    subject: &Subject,
+) -> StoreResult<()> {
+    let store = subject.store();
+    let tasks = vec![task("r1", "a"), task("r1", "b"), task("r1", "c")];
+    store
+        .create_run(run("r1", "job", RunStatus::Running, 1), tasks)
+        .await?;
+    let ended = |id: &str, status| TaskRun {
+        status,
+        attempts: 1,
+        started_at: Some(at(2)),
+        ended_at: Some(at(3)),
+        ..task("r1", id)
+    };
+    let started = TaskRun {
+        status: TaskStatus::Running,
+        attempts: 1,
+        started_at: Some(at(3)),
+        ..task("r1", "b")
+    };
+    // A task's end with the start it allows, in one call.
+    store
+        .update_task_runs(vec![ended("a", TaskStatus::Succeeded), started.clone()])
+        .await?;
+    assert_eq!(
+        store.task_runs("r1").await?,
+        vec![ended("a", TaskStatus::Succeeded), started, task("r1", "c")]
+    );
+    // One unknown task run: the others are still applied, and it is the error.
+    let error = store
+        .update_task_runs(vec![
+            ended("b", TaskStatus::Failed),
+            task("r1", "unknown"),
+            ended("c", TaskStatus::Skipped),
+        ])
+        .await
+        .expect_err("an unknown task run");
+    assert!(
+        matches!(&error, StoreError::TaskRunNotFound { task_id, .. } if task_id == "unknown"),
+        "{error:?}"
+    );
+    assert_eq!(
+        store.task_runs("r1").await?,
+        vec![
+            ended("a", TaskStatus::Succeeded),
+            ended("b", TaskStatus::Failed),
+            ended("c", TaskStatus::Skipped)
+        ]
+    );
+    // The run's end with its last task ends.
+    let mut finished = run("r1", "job", RunStatus::Failed, 1);
+    finished.ended_at = Some(at(4));
+    let last = TaskRun {
+        error: Some("again".into()),
+        ..ended("c", TaskStatus::Failed)
+    };
+    store
+        .finish_run(finished.clone(), vec![last.clone()])
+        .await?;
+    assert_eq!(store.get_run("r1").await?, Some(finished));
+    assert_eq!(store.task_runs("r1").await?[2], last);
     Ok(())
 }
 
