@@ -79,7 +79,9 @@ bench:
 	$(CARGO) bench -p petit-server --bench log_append
 	$(CARGO) bench -p petit-server --bench rest
 	$(CARGO) build --release -p petit-server --bin petitd
-	PETITD=target/release/petitd $(CARGO) bench -p petit-server --bench idle
+	# Benches build their own petitd into target/release too: measure a copy.
+	cp target/release/petitd target/petitd-release
+	PETITD=$(CURDIR)/target/petitd-release $(CARGO) bench -p petit-server --bench idle
 	$(CARGO) bench -p petit-server --bench history
 	$(CARGO) bench -p petit-server --bench micro
 	$(CARGO) bench -p petit-server --bench cluster
