@@ -63,19 +63,30 @@ check:
 build:
 	$(CARGO) build --workspace --release
 
-# Cluster mode on a private PostgreSQL (starts per second with 1-3 nodes, claim latency,
-# write transactions per run, fires across nodes) after the single-node figures:
-# engine overhead as ratios against the raw cost of the same work, petitd's resident
-# memory while it serves a 2,000,000-line log, and REST/gRPC calls under load as ratios
-# to the health call (needs wrk and h2load: apt-get install wrk nghttp2-client; see
-# server/benches).
+# Every figure beside the raw cost of the same work measured in the same run: engine
+# and per-task overhead against the same spawns done directly, the log pipeline against
+# a plain pipe, petitd's memory serving a 2,000,000-line log, REST/gRPC calls under load
+# against the health call (needs wrk and h2load: apt-get install wrk nghttp2-client),
+# the release petitd at rest (start-up, memory, wake-ups), cluster mode on a private
+# PostgreSQL, reads of a 1,000,000-task-run history (p50/p99 against the health call),
+# criterion micro-benchmarks of the hot pure parts with their instruction counts under
+# callgrind (skipped without valgrind). The last step prints them as one table and
+# appends it to BENCHMARKS.md with the date, machine and commit (see server/benches).
 bench:
+	rm -f target/bench-table.tsv
 	$(CARGO) bench -p petit-server --bench engine
 	$(CARGO) bench -p petit-server --bench logs
 	$(CARGO) bench -p petit-server --bench log_memory
 	$(CARGO) bench -p petit-server --bench log_append
 	$(CARGO) bench -p petit-server --bench rest
+	$(CARGO) build --release -p petit-server --bin petitd
+	# Benches build their own petitd into target/release too: measure a copy.
+	cp target/release/petitd target/petitd-release
+	PETITD=$(CURDIR)/target/petitd-release $(CARGO) bench -p petit-server --bench idle
+	$(CARGO) bench -p petit-server --bench history
+	$(CARGO) bench -p petit-server --bench micro
 	$(CARGO) bench -p petit-server --bench cluster
+	$(CARGO) bench -p petit-server --bench table
 
 # The clients must never depend on server code, SQLite, YAML parsing or the REST stack.
 boundaries:

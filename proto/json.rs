@@ -109,6 +109,14 @@ impl JsonWriter {
         self.separate();
     }
 
+    /// Writes `json` as is: a value this writer wrote before (a cached message), placed
+    /// where a value goes (after `key` or `element`).
+    #[inline]
+    pub fn raw(&mut self, json: &[u8]) {
+        self.out.extend_from_slice(json);
+        self.first = false;
+    }
+
     #[inline]
     pub fn string(&mut self, value: &str) {
         let _ = serde_json::to_writer(&mut self.out, value);

@@ -13,7 +13,7 @@ use petit_proto::v1::{
     CancelRunRequest, CancelRunResponse, FollowTaskLogsRequest, FollowTaskLogsResponse,
     GetHealthRequest, GetHealthResponse, GetJobRequest, GetJobResponse, GetRunRequest,
     GetRunResponse, GetSchedulerStateRequest, GetSchedulerStateResponse, GetTaskLogsRequest,
-    GetTaskLogsResponse, ListJobRunsRequest, ListJobRunsResponse, ListJobsRequest,
+    GetTaskLogsResponse, JobView, ListJobRunsRequest, ListJobRunsResponse, ListJobsRequest,
     ListJobsResponse, ListTaskRunsRequest, ListTaskRunsResponse, PauseJobRequest, PauseJobResponse,
     PauseSchedulerRequest, PauseSchedulerResponse, ReloadJobsRequest, ReloadJobsResponse,
     RerunRunRequest, RerunRunResponse, ResumeJobRequest, ResumeJobResponse, ResumeSchedulerRequest,
@@ -383,14 +383,21 @@ impl Client {
             .await
     }
 
-    /// Every job, following pages until the last; the result reads as one page.
+    /// Every job in its list (BASIC) view, following pages until the last; the result
+    /// reads as one page.
     pub async fn list_jobs(&self) -> Result<ListJobsResponse, ClientError> {
+        self.list_jobs_in(JobView::Basic).await
+    }
+
+    /// Every job in `view` (FULL: tasks, dependencies and config too), as `list_jobs`.
+    pub async fn list_jobs_in(&self, view: JobView) -> Result<ListJobsResponse, ClientError> {
         let mut all = ListJobsResponse::default();
         let mut page_token = String::new();
         loop {
             let request = self.unary(ListJobsRequest {
                 page_size: MAX_PAGE_SIZE,
                 page_token,
+                view: view.into(),
             });
             let page = self.call(self.jobs.clone().list_jobs(request)).await?;
             all.jobs.extend(page.jobs);

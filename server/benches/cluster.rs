@@ -125,7 +125,7 @@ async fn starts(pg: &TestPostgres, n: usize) {
                 Some("once"),
                 RunPage {
                     limit: RUNS + 1,
-                    offset: 0,
+                    ..Default::default()
                 },
             )
             .await
@@ -231,7 +231,7 @@ async fn fires(pg: &TestPostgres) {
             None,
             RunPage {
                 limit: 100_000,
-                offset: 0,
+                ..Default::default()
             },
         )
         .await

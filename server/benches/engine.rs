@@ -12,9 +12,13 @@ use std::time::{Duration, Instant};
 
 use petit_server::config::{parse_job, GlobalConfig};
 use petit_server::core::RunStatus;
+use petit_server::events::{Event, Logs};
 use petit_server::store::{MemoryStore, SqliteStore, Store, StoreOptions};
 use petit_server::testing::run_to_end;
 use petit_server::{Engine, EngineOptions};
+
+#[path = "support/table.rs"]
+mod table;
 
 const ROUNDS: usize = 7;
 
@@ -157,6 +161,15 @@ async fn fire_latency() {
 #[tokio::main]
 async fn main() {
     // `cargo bench` passes `--bench`; any other argument filters nothing here.
+    // `PETIT_BENCH_TASKS=only` runs the per-task cases alone; `=profile` only 1,000
+    // runs of the one-task job, for `strace -c -f` or `perf record` (no raw spawns).
+    if std::env::var("PETIT_BENCH_TASKS").as_deref() == Ok("profile") {
+        return profile_one_task(1000).await;
+    }
+    task_cases().await;
+    if std::env::var("PETIT_BENCH_TASKS").as_deref() == Ok("only") {
+        return;
+    }
     println!("median of {ROUNDS} rounds; raw = the same processes spawned directly and awaited");
     engine_case(
         "100 independent `true` tasks, 8 at a time",
@@ -287,4 +300,193 @@ fn validate_cases() {
         petit,
         raw,
     );
+}
+
+/// An engine set up as petitd sets its own up: a SQLite file, the process ledger and
+/// the scratch directory beside it.
+async fn daemon_engine(dir: &Path, yaml: &str, max_concurrent_tasks: usize) -> Engine {
+    let job = parse_job(yaml, Path::new("bench.yaml"), &GlobalConfig::default()).expect("job");
+    let options = EngineOptions {
+        max_concurrent_tasks,
+        process_ledger: Some(dir.join("bench.db.pids")),
+        scratch_dir: Some(dir.join("bench.db.scratch")),
+        ..Default::default()
+    };
+    Engine::start(vec![job], bench_store(dir), options)
+        .await
+        .expect("engine")
+}
+
+/// `rounds` runs of the one-task job, one after the other; prints the median.
+async fn profile_one_task(rounds: usize) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = daemon_engine(
+        dir.path(),
+        "id: one\ntasks:\n  - {id: t, command: /bin/true}\n",
+        8,
+    )
+    .await;
+    let mut petit = Vec::new();
+    for _ in 0..rounds {
+        petit.push(trigger_to_end(&engine, "one").await);
+    }
+    engine.shutdown(Duration::from_secs(1)).await;
+    println!(
+        "1 `/bin/true` task, {rounds} runs: median {:.3} ms",
+        median(petit).as_secs_f64() * 1e3
+    );
+}
+
+/// Triggers `job_id` and waits for its run's end event: trigger → run finished.
+async fn trigger_to_end(engine: &Engine, job_id: &str) -> Duration {
+    let mut events = engine.subscribe_with(Logs::None);
+    let start = Instant::now();
+    let run = engine
+        .trigger(job_id, BTreeMap::new(), false)
+        .await
+        .expect("trigger");
+    loop {
+        let event = events.recv().await.expect("events");
+        if let Event::Run { run: r, .. } = &*event {
+            if r.id == run.id && r.status.is_terminal() {
+                assert_eq!(r.status, RunStatus::Succeeded, "{r:?}");
+                return start.elapsed();
+            }
+        }
+    }
+}
+
+/// Spawns `argv` and waits for it, its output piped as a task's is; how long it took.
+fn spawn_wait(argv: &[&str]) -> Duration {
+    let start = Instant::now();
+    let out = Command::new(argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("spawn");
+    assert!(out.status.success(), "{argv:?}");
+    start.elapsed()
+}
+
+/// `spawn_wait` on a blocking thread (the time is taken there).
+async fn raw_async(argv: &'static [&'static str]) -> Duration {
+    tokio::task::spawn_blocking(move || spawn_wait(argv))
+        .await
+        .expect("raw")
+}
+
+/// The per-task overhead (section "tasks" of make bench's table): each case against
+/// the raw cost of the same spawns in the same run, rounds taking turns.
+async fn task_cases() {
+    const ONE_ROUNDS: usize = 200;
+    const MANY_ROUNDS: usize = 21;
+    println!(
+        "per-task cases: SQLite file, process ledger and scratch directory as petitd has them"
+    );
+
+    // One `/bin/true` task: trigger → run finished, against spawning and waiting for
+    // `/bin/true` directly.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = daemon_engine(
+        dir.path(),
+        "id: one\ntasks:\n  - {id: t, command: /bin/true}\n",
+        8,
+    )
+    .await;
+    let (mut petit, mut direct) = (Vec::new(), Vec::new());
+    for _ in 0..ONE_ROUNDS {
+        petit.push(trigger_to_end(&engine, "one").await);
+        direct.push(raw_async(&["/bin/true"]).await);
+    }
+    engine.shutdown(Duration::from_secs(1)).await;
+    let (p, r) = (median(petit), median(direct));
+    row(
+        "1 `/bin/true` task: trigger → run finished",
+        &format!("median of {ONE_ROUNDS}; raw: spawn + wait `/bin/true`"),
+        p,
+        r,
+        "≤ 1.5 ms",
+        "4.47 ms",
+    );
+
+    // A 50-task chain against the same 50 spawns in a shell loop (the whole `sh -c`).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut chain = String::from("id: chain\ntasks:\n");
+    for i in 0..50 {
+        chain += &format!("  - id: t{i}\n    command: /bin/true\n");
+        if i > 0 {
+            chain += &format!("    depends_on: [t{}]\n", i - 1);
+        }
+    }
+    let engine = daemon_engine(dir.path(), &chain, 8).await;
+    let (mut petit, mut shell, mut rust) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..MANY_ROUNDS {
+        petit.push(trigger_to_end(&engine, "chain").await);
+        shell.push(raw_async(&["sh", "-c", "for i in $(seq 50); do /bin/true; done"]).await);
+        rust.push(
+            tokio::task::spawn_blocking(|| raw(&["/bin/true"], 50, 1))
+                .await
+                .expect("raw"),
+        );
+    }
+    engine.shutdown(Duration::from_secs(1)).await;
+    let (p, r, s) = (median(petit), median(shell), median(rust));
+    println!(
+        "{:<44} (the same 50 spawns from Rust one after the other: {:.2} ms, {:.2}x)",
+        "",
+        s.as_secs_f64() * 1e3,
+        p.as_secs_f64() / s.as_secs_f64()
+    );
+    row(
+        "50 `/bin/true` tasks in a chain",
+        &format!("median of {MANY_ROUNDS}; raw: `sh -c 'for i in $(seq 50); do /bin/true; done'`"),
+        p,
+        r,
+        "≤ 1.2×",
+        "2.40×",
+    );
+
+    // 200 independent tasks, 16 at a time, against `xargs -P16` (the same argv).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut wide = String::from("id: wide\ntasks:\n");
+    for i in 1..=200 {
+        wide += &format!("  - {{id: t{i}, command: /bin/true, args: ['{i}']}}\n");
+    }
+    let engine = daemon_engine(dir.path(), &wide, 16).await;
+    let (mut petit, mut direct) = (Vec::new(), Vec::new());
+    for _ in 0..MANY_ROUNDS {
+        petit.push(trigger_to_end(&engine, "wide").await);
+        direct.push(raw_async(&["sh", "-c", "seq 200 | xargs -P16 -n1 /bin/true"]).await);
+    }
+    engine.shutdown(Duration::from_secs(1)).await;
+    let (p, r) = (median(petit), median(direct));
+    row(
+        "200 `/bin/true` tasks, 16 at a time",
+        &format!("median of {MANY_ROUNDS}; raw: `seq 200 | xargs -P16 -n1 /bin/true`"),
+        p,
+        r,
+        "≤ 1.1×",
+        "2.58×",
+    );
+}
+
+/// Prints a per-task case and records it in the summary table.
+fn row(figure: &str, how: &str, petit: Duration, raw: Duration, target: &str, original: &str) {
+    let ratio = table::ratio(petit.as_secs_f64(), raw.as_secs_f64());
+    println!(
+        "{figure:<44} petit {:>9.3} ms   raw {:>9.3} ms   ratio {ratio:>6}   ({how})",
+        petit.as_secs_f64() * 1e3,
+        raw.as_secs_f64() * 1e3,
+    );
+    table::record(table::Row {
+        section: "tasks",
+        figure,
+        petit: table::ms(petit),
+        raw: table::ms(raw),
+        ratio,
+        target,
+        original,
+    });
 }

@@ -27,6 +27,9 @@ use petit_proto::v1::{
 use prost::Message;
 use tonic::transport::Channel;
 
+#[path = "support/table.rs"]
+mod table;
+
 /// wrk's and h2load's shape: 2 threads, 32 connections, one request at a time each.
 const THREADS: u32 = 2;
 const CONNECTIONS: u32 = 32;
@@ -360,6 +363,27 @@ fn report(transport: &str, what: &str, load: &Load, floor: &Load) {
     );
 }
 
+/// A summary-table row of the last build measured.
+fn record(transport: &str, what: &str, case: &Case, load: &Load, floor: &Load, rest: bool) {
+    let void = if load.failed > 0 {
+        " (FAILED: void)"
+    } else {
+        ""
+    };
+    table::record(table::Row {
+        section: "API",
+        figure: &format!("{transport} {what}"),
+        petit: format!(
+            "{:.0} req/s, p99 {:.2} ms, {:.1} µs CPU{void}",
+            load.per_second, load.p99_ms, load.cpu_us_per_request
+        ),
+        raw: format!("{:.0} req/s (health)", floor.per_second),
+        ratio: table::ratio(load.per_second, floor.per_second),
+        target: if rest { case.targets.0 } else { case.targets.1 },
+        original: if rest { case.original } else { "—" },
+    });
+}
+
 /// The size of a REST reply, to say what each case moves.
 fn rest_bytes(daemon: &Daemon, path: &str) -> usize {
     use std::io::{Read, Write};
@@ -383,6 +407,10 @@ struct Case {
     rest_path: String,
     grpc_method: &'static str,
     grpc_request: Box<dyn Fn() -> Vec<u8>>,
+    /// For the summary table: the targets (REST, gRPC) and the original
+    /// Petit's REST figure.
+    targets: (&'static str, &'static str),
+    original: &'static str,
 }
 
 /// Runs every case on every daemon (one per binary), `rounds` times, the daemons taking
@@ -427,7 +455,11 @@ fn run_cases(daemons: &[Daemon], cases: &[Case], seconds: u64, rounds: usize, to
                         case.what
                     ),
                 };
-                report(transport, &what, &median(&loads[t][c][d]), &floor);
+                let load = median(&loads[t][c][d]);
+                report(transport, &what, &load, &floor);
+                if d + 1 == daemons.len() {
+                    record(transport, &what, case, &load, &floor, t == 0);
+                }
             }
         }
     }
@@ -484,12 +516,16 @@ async fn main() {
             rest_path: "/api/health".into(),
             grpc_method: "/petit.v1.SchedulerService/GetHealth",
             grpc_request: Box::new(health),
+            targets: ("the floor", "the floor"),
+            original: "71,802 req/s",
         },
         Case {
             what: "/api/jobs (10 jobs)".into(),
             rest_path: "/api/jobs".into(),
             grpc_method: "/petit.v1.JobService/ListJobs",
             grpc_request: Box::new(|| ListJobsRequest::default().encode_to_vec()),
+            targets: ("≥ 0.75×, p99 ≤ 2 ms", "≥ 50,000 req/s, p99 ≤ 2 ms"),
+            original: "56,388 req/s = 0.79×, p99 2.2 ms",
         },
     ];
     run_cases(&small, &cases, seconds, rounds, tools);
@@ -503,6 +539,8 @@ async fn main() {
             rest_path: "/api/health".into(),
             grpc_method: "/petit.v1.SchedulerService/GetHealth",
             grpc_request: Box::new(health),
+            targets: ("the floor", "the floor"),
+            original: "—",
         },
         Case {
             what: "/api/jobs/{id} (1,000 jobs)".into(),
@@ -514,6 +552,8 @@ async fn main() {
                 }
                 .encode_to_vec()
             }),
+            targets: ("≥ 0.75×", "≥ 50,000 req/s, p99 ≤ 2 ms"),
+            original: "79,191 req/s = 1.1×",
         },
         Case {
             what: "/api/jobs?pageSize=50 (1,000 jobs)".into(),
@@ -526,6 +566,8 @@ async fn main() {
                 }
                 .encode_to_vec()
             }),
+            targets: ("≥ 3,770 req/s (10× 377)", "—"),
+            original: "3,090 req/s (all 1,000)",
         },
     ];
     run_cases(&large, &cases, seconds, rounds, tools);

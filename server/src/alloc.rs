@@ -32,8 +32,13 @@ pub fn tune() {
         let trimmer = std::thread::Builder::new()
             .name("petit-trim".into())
             .spawn(trim_after_bursts);
-        if let Err(e) = trimmer {
-            tracing::warn!(error = %e, "cannot start the memory trimmer; memory is returned later");
+        match trimmer {
+            Ok(handle) => {
+                let _ = TRIMMER.set(handle.thread().clone());
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start the memory trimmer; memory is returned later");
+            }
         }
     }
 }
@@ -41,25 +46,41 @@ pub fn tune() {
 /// Notes that a large response was just built: its memory is trimmed back soon after.
 pub fn large_response_built() {
     LARGE_RESPONSE.store(true, Ordering::Relaxed);
+    wake();
 }
 
 /// Notes that a lot of memory was just freed (a client connection ended, with its
 /// buffers and streams): trimmed back soon after, as after a large response. Cheap:
-/// one relaxed store; the trim itself happens at most once a second.
+/// one relaxed store and an unpark; the trim itself happens at most once a second.
 pub fn memory_freed() {
     LARGE_RESPONSE.store(true, Ordering::Relaxed);
+    wake();
+}
+
+/// The trimmer thread, once started.
+static TRIMMER: std::sync::OnceLock<std::thread::Thread> = std::sync::OnceLock::new();
+
+/// Wakes the trimmer if it is parked (a no-op while it is already counting down).
+fn wake() {
+    if let Some(thread) = TRIMMER.get() {
+        thread.unpark();
+    }
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn trim_after_bursts() {
-    // A response is encoded and freed after its handler returns: trimming on the tick
-    // after the flag is seen too catches what the last one of a burst left.
+    // Parked until something is freed (an unpark of `wake`): an idle petitd never
+    // wakes this thread. After a burst, a trim once a `TRIM_EVERY` while bursts go on,
+    // and once more after the last.
     let mut once_more = false;
     loop {
+        if !once_more {
+            std::thread::park();
+        }
         std::thread::sleep(TRIM_EVERY);
         let seen = LARGE_RESPONSE.swap(false, Ordering::Relaxed);
         if seen || once_more {
-            // SAFETY: malloc_trim is thread-safe; it only returns free pages.
+            // SAFETY: malloc_trim only returns free memory to the system.
             unsafe {
                 nix::libc::malloc_trim(0);
             }

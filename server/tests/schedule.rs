@@ -469,7 +469,7 @@ async fn runs_by(engine: &Engine, job_id: &str, trigger: TriggerReason) -> Vec<D
             Some(job_id),
             RunPage {
                 limit: 1000,
-                offset: 0,
+                ..Default::default()
             },
         )
         .await
@@ -589,7 +589,7 @@ async fn overlap_policies_decide_what_a_fire_does_while_the_job_runs() {
                     Some(&job),
                     RunPage {
                         limit: 100,
-                        offset: 0,
+                        ..Default::default()
                     },
                 )
                 .await
@@ -700,7 +700,7 @@ async fn history_bounds_keep_the_runs_table_and_the_file_from_growing() {
                 Some("chatty"),
                 RunPage {
                     limit: 1000,
-                    offset: 0,
+                    ..Default::default()
                 },
             )
             .await

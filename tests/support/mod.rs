@@ -419,6 +419,23 @@ pub fn rss_kib(pid: u32) -> u64 {
         .expect("VmRSS in /proc/PID/status")
 }
 
+/// The process groups petitd's ledger directory `ledger` (`<db>.pids`) lists as
+/// running: its file `groups` holds `+ <pgid> ...` when a group starts and `- <pgid>`
+/// when it ends.
+pub fn ledger_groups(ledger: &std::path::Path) -> Vec<i32> {
+    let text = std::fs::read_to_string(ledger.join("groups")).unwrap_or_default();
+    let mut listed = Vec::new();
+    for line in text.lines() {
+        let mut fields = line.split_whitespace();
+        match (fields.next(), fields.next().and_then(|p| p.parse().ok())) {
+            (Some("+"), Some(pid)) => listed.push(pid),
+            (Some("-"), Some(pid)) => listed.retain(|&p| p != pid),
+            _ => {}
+        }
+    }
+    listed
+}
+
 /// Whether `pid` is a live process (a zombie awaiting its parent counts as dead).
 pub fn alive(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))

@@ -268,11 +268,7 @@ async fn a_killed_nodes_run_is_taken_over_and_finishes_elsewhere() {
     // petitd records a task's process group right after the spawn: crash it after.
     let ledger = a.data.path().join("node").join("node.pids");
     eventually(WAIT, "a to record its task's process", || async {
-        std::fs::read_dir(&ledger)
-            .ok()?
-            .next()
-            .is_some()
-            .then_some(())
+        (!petit_tests::ledger_groups(&ledger).is_empty()).then_some(())
     })
     .await;
     let stderr_of_a = a.stderr_path.clone();

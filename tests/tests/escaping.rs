@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use petit_proto::v1::run_service_client::RunServiceClient;
 use petit_proto::v1::*;
-use petit_tests::{alive, eventually, get_run, jobs_dir, trigger, Daemon};
+use petit_tests::{alive, eventually, get_run, jobs_dir, ledger_groups, trigger, Daemon};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -127,11 +127,7 @@ async fn a_crash_leaves_it_to_the_watchdog() {
     ledger.push(".pids");
     let ledger = PathBuf::from(ledger);
     eventually(WAIT, "the task to be recorded", || async {
-        std::fs::read_dir(&ledger)
-            .ok()?
-            .next()
-            .is_some()
-            .then_some(())
+        (!ledger_groups(&ledger).is_empty()).then_some(())
     })
     .await;
     // The data directory (and the ledger in it) stays until the watchdog has read it.

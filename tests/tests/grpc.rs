@@ -159,6 +159,73 @@ async fn jobs_are_listed_and_described() {
 }
 
 #[tokio::test]
+async fn a_list_sends_the_basic_view_unless_asked_for_the_full_one() {
+    let jobs = standard_jobs();
+    let daemon = Daemon::start(jobs.path());
+    let channel = daemon.channel().await;
+    let mut client = JobServiceClient::new(channel.clone());
+    let run = trigger(&channel, "failing", &[]).await;
+    petit_tests::eventually(RUN_TIMEOUT, "the run to end", || {
+        let channel = channel.clone();
+        let id = run.id.clone();
+        async move {
+            petit_tests::get_run(&channel, &id)
+                .await
+                .ended_at
+                .map(|_| ())
+        }
+    })
+    .await;
+
+    let list = |view: JobView| {
+        let mut client = client.clone();
+        async move {
+            client
+                .list_jobs(ListJobsRequest {
+                    view: view.into(),
+                    ..Default::default()
+                })
+                .await
+                .expect("list_jobs")
+                .into_inner()
+                .jobs
+        }
+    };
+    let basic = list(JobView::Unspecified).await;
+    assert_eq!(basic, list(JobView::Basic).await);
+    let full = list(JobView::Full).await;
+    assert_eq!(basic.len(), 3);
+    for (basic, full) in basic.iter().zip(&full) {
+        let got = client
+            .get_job(GetJobRequest {
+                job_id: full.id.clone(),
+            })
+            .await
+            .expect("get_job")
+            .into_inner()
+            .job
+            .expect("job");
+        assert_eq!(&got, full, "the full view is what GetJob sends");
+        assert!(
+            basic.tasks.is_empty() && basic.config.is_empty(),
+            "{basic:?}"
+        );
+        assert_eq!(basic.task_count as usize, full.tasks.len());
+        assert_eq!(
+            (&basic.id, &basic.name, basic.enabled, &basic.last_run),
+            (&full.id, &full.name, full.enabled, &full.last_run)
+        );
+        if let Some(schedule) = &basic.schedule {
+            let all = &full.schedule.as_ref().expect("schedule").next_fire_times;
+            assert_eq!(schedule.next_fire_times, all[..1], "one next fire");
+        }
+    }
+    let hello = full.iter().find(|j| j.id == "hello").expect("hello");
+    assert_eq!(hello.tasks.len(), 2);
+    assert_eq!(hello.config.get("greeting").map(String::as_str), Some("hi"));
+}
+
+#[tokio::test]
 async fn job_list_pages() {
     let jobs = standard_jobs();
     let daemon = Daemon::start(jobs.path());
@@ -171,6 +238,7 @@ async fn job_list_pages() {
             .list_jobs(ListJobsRequest {
                 page_size: 2,
                 page_token: token.clone(),
+                ..Default::default()
             })
             .await
             .expect("list_jobs")
@@ -188,6 +256,7 @@ async fn job_list_pages() {
         .list_jobs(ListJobsRequest {
             page_size: 2,
             page_token: "not-a-token".into(),
+            ..Default::default()
         })
         .await
         .expect_err("a bad page token");
@@ -722,6 +791,50 @@ async fn health_says_serving() {
     assert_eq!(own.status, "SERVING");
     assert!(!own.version.is_empty());
     assert!(own.uptime.is_some());
+}
+
+#[tokio::test]
+async fn health_watch_sends_the_status_then_its_changes() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::HealthCheckRequest;
+    let jobs = standard_jobs();
+    let daemon = Daemon::start(jobs.path());
+    let channel = daemon.channel().await;
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    let unknown = |service: &str| HealthCheckRequest {
+        service: service.into(),
+    };
+    let err = health
+        .check(unknown("nope"))
+        .await
+        .expect_err("unknown service");
+    assert_eq!(err.code(), Code::NotFound);
+    let err = health
+        .watch(unknown("nope"))
+        .await
+        .expect_err("unknown service");
+    assert_eq!(err.code(), Code::NotFound);
+
+    // A run in flight keeps the daemon up through the grace period after SIGTERM.
+    trigger(&channel, "slow", &[]).await;
+    let mut watch = health
+        .watch(unknown("petit.v1.JobService"))
+        .await
+        .expect("watch")
+        .into_inner();
+    let first = watch
+        .message()
+        .await
+        .expect("message")
+        .expect("a first status");
+    assert_eq!(first.status(), ServingStatus::Serving);
+    daemon.signal("TERM");
+    let next = tokio::time::timeout(RUN_TIMEOUT, watch.message())
+        .await
+        .expect("a change within the timeout")
+        .expect("message")
+        .expect("a second status");
+    assert_eq!(next.status(), ServingStatus::NotServing);
 }
 
 #[tokio::test]

@@ -447,6 +447,32 @@ async fn every_rest_route_answers_like_grpc() {
             }
         }
     }
+
+    // The list's views: BASIC by default, FULL (by name or number) what GetJob sends.
+    let list = routes
+        .iter()
+        .find(|r| r.rpc.name() == "ListJobs")
+        .expect("ListJobs route");
+    let mut full = DynamicMessage::new(list.rpc.input());
+    full.set_field_by_name("view", prost_reflect::Value::EnumNumber(2));
+    let grpc_full = api.grpc(&list.rpc, &full).await.expect("gRPC full list");
+    for query in ["view=JOB_VIEW_FULL", "view=2"] {
+        let (status, rest) = api
+            .rest(Method::GET, &format!("/api/jobs?{query}"), None)
+            .await;
+        assert_eq!(status, 200, "{query}: {rest}");
+        assert_eq!(rest, grpc_full, "{query}");
+    }
+    let hello = &grpc_full["jobs"][0];
+    assert_eq!(hello["id"], "hello");
+    assert_eq!(hello["tasks"].as_array().map(Vec::len), Some(2), "{hello}");
+    let (_, basic) = api.rest(Method::GET, "/api/jobs", None).await;
+    assert_eq!(basic["jobs"][0]["tasks"], json!([]), "{basic}");
+    assert_eq!(basic["jobs"][0]["taskCount"], 2, "{basic}");
+    let (status, bad) = api
+        .rest(Method::GET, "/api/jobs?view=JOB_VIEW_HUGE", None)
+        .await;
+    assert_eq!(status, 400, "{bad}");
 }
 
 #[tokio::test]

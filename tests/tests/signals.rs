@@ -222,9 +222,11 @@ async fn crash_ready(
     // test crashes the daemon only once the record is there.
     let mut ledger = daemon.db.clone().into_os_string();
     ledger.push(".pids");
-    let recorded = std::path::PathBuf::from(ledger).join(pid.to_string());
+    let ledger = std::path::PathBuf::from(ledger);
     eventually(WAIT, "petitd to record the task process", || async {
-        recorded.exists().then_some(())
+        petit_tests::ledger_groups(&ledger)
+            .contains(&pid)
+            .then_some(())
     })
     .await;
     (daemon, pid, run, jobs)

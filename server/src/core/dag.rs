@@ -113,6 +113,16 @@ impl Dag {
         &self.order
     }
 
+    /// The tasks a run may start (or skip) next: those not `started` whose parents have
+    /// all `settled`, in topological order. One pass over the tasks and their edges.
+    pub fn ready(&self, started: &[bool], settled: impl Fn(usize) -> bool) -> Vec<usize> {
+        self.order
+            .iter()
+            .copied()
+            .filter(|&i| !started[i] && self.parents[i].iter().all(|&p| settled(p)))
+            .collect()
+    }
+
     /// Of the `(from, to)` pairs asked, those where `from` is upstream of `to` (`to`
     /// depends on it, directly or through other tasks).
     ///
@@ -242,6 +252,26 @@ mod tests {
     fn diamond_is_valid() {
         let dag = build(&[("a", &[]), ("b", &["a"]), ("c", &["a"]), ("d", &["b", "c"])]).unwrap();
         assert_eq!(dag.topological_order(), &[0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn ready_tasks_have_every_parent_settled() {
+        // A diamond a -> (b, c) -> d: (started, settled, ready).
+        let dag = build(&[("a", &[]), ("b", &["a"]), ("c", &["a"]), ("d", &["b", "c"])]).unwrap();
+        let cases: &[(&[usize], &[usize], &[usize])] = &[
+            (&[], &[], &[0]),
+            (&[0], &[], &[]),
+            (&[0], &[0], &[1, 2]),
+            (&[0, 1], &[0], &[2]),
+            (&[0, 1, 2], &[0, 1], &[]),
+            (&[0, 1, 2], &[0, 1, 2], &[3]),
+            (&[0, 1, 2, 3], &[0, 1, 2, 3], &[]),
+        ];
+        for (started, settled, want) in cases {
+            let started: Vec<bool> = (0..4).map(|i| started.contains(&i)).collect();
+            let got = dag.ready(&started, |p| settled.contains(&p));
+            assert_eq!(&got, want, "started {started:?}, settled {settled:?}");
+        }
     }
 
     type Spec<'a> = &'a [(&'a str, &'a [&'a str])];

@@ -217,7 +217,7 @@ impl Owner {
         if running >= job.max_concurrency as usize {
             let page = crate::store::RunPage {
                 limit: 200,
-                offset: 0,
+                ..Default::default()
             };
             let oldest = self
                 .store

@@ -205,6 +205,20 @@ pub struct View {
     pub mismatched: HashSet<String>,
 }
 
+/// The first `n` of a job's next fire instants given those its timer has `armed` (up to
+/// [`UPCOMING`]): more are computed from the schedule when `n` is larger.
+pub fn fires_from(armed: &[DateTime<Utc>], job: Option<&JobDef>, n: usize) -> Vec<DateTime<Utc>> {
+    let mut fires: Vec<DateTime<Utc>> = armed.iter().take(n).copied().collect();
+    if fires.len() < n && armed.len() == UPCOMING {
+        if let (Some(last), Some(schedule)) =
+            (fires.last().copied(), job.and_then(|j| j.schedule.as_ref()))
+        {
+            fires.extend(schedule.upcoming(last, n - fires.len()));
+        }
+    }
+    fires
+}
+
 /// A handle on a running engine; cheap to clone.
 #[derive(Clone)]
 pub struct Engine {
@@ -439,16 +453,14 @@ impl Engine {
         };
         let job = view.jobs.get(job_id).cloned();
         drop(view);
-        let mut fires: Vec<DateTime<Utc>> = armed.iter().take(n).copied().collect();
-        if fires.len() < n && armed.len() == UPCOMING {
-            if let (Some(last), Some(schedule)) = (
-                fires.last().copied(),
-                job.as_ref().and_then(|j| j.schedule.as_ref()),
-            ) {
-                fires.extend(schedule.upcoming(last, n - fires.len()));
-            }
-        }
-        fires
+        fires_from(&armed, job.as_deref(), n)
+    }
+
+    /// Calls `f` on the published view, without copying it (the API's per-job cache
+    /// compares its entries with it). `f` must be quick: the owner cannot publish a new
+    /// view meanwhile.
+    pub fn with_view<R>(&self, f: impl FnOnce(&View) -> R) -> R {
+        f(&self.inner.view.borrow())
     }
 
     /// The newest run of a job, as the engine last saw it (no store read).

@@ -835,7 +835,24 @@ impl Owner {
             .iter()
             .map(|t| TaskRun::pending(&run.id, &t.id))
             .collect();
-        self.store.create_run(run.clone(), tasks.clone()).await?;
+        // Nothing waits ahead of it and the limits let it start: created and claimed
+        // in one store write (what `claim_queued` would do right after).
+        let claim_now = self.cluster.is_none()
+            && !self.stopping
+            && self.registry.queued() == 0
+            && self.registry.running() < self.options.max_concurrent_runs.max(1)
+            && (unlimited || self.registry.running_of(&job.id) < job.max_concurrency as usize);
+        let claimed = match claim_now {
+            true => {
+                self.store
+                    .create_claimed_run(run.clone(), tasks.clone(), self.clock.now())
+                    .await?
+            }
+            false => {
+                self.store.create_run(run.clone(), tasks.clone()).await?;
+                None
+            }
+        };
         self.bus.publish(Event::of_run(run.clone()));
         self.note_run(&run);
         if self.cluster.is_some() {
@@ -849,6 +866,31 @@ impl Owner {
             tasks,
             unlimited,
         });
+        if let Some(claimed) = claimed {
+            let next = self
+                .registry
+                .next_to_claim(self.options.max_concurrent_runs, |job| {
+                    job.max_concurrency as usize
+                });
+            match next {
+                Some(Queued {
+                    job,
+                    tasks,
+                    run: queued,
+                    ..
+                }) if queued.id == claimed.id => {
+                    self.note_run(&claimed);
+                    self.start(job, claimed, tasks);
+                }
+                // Not reached: the queue was empty and the limits let it start.
+                other => {
+                    tracing::error!(run = %claimed.id, "a run claimed as it was queued was not the next to start");
+                    if let Some(other) = other {
+                        self.registry.requeue_front(other);
+                    }
+                }
+            }
+        }
         Ok(run)
     }
 
@@ -918,6 +960,9 @@ impl Owner {
                 done,
             },
         );
+        // Counted before the run can publish its start: whoever reads the view on
+        // that event (systemd's status line) sees it going.
+        self.publish_counts();
         let env = self.env.clone();
         let commands = self.commands.upgrade();
         // Every log line of the run, its tasks' included, carries the job and run ids
@@ -950,10 +995,10 @@ impl Owner {
             // The slot is free before the end is visible.
             if let Some(commands) = &commands {
                 let _ = commands.send(Command::Ending {
-                    run: finished.clone(),
+                    run: finished.run.clone(),
                 });
             }
-            finish_run(&env, &finished).await;
+            let finished = finish_run(&env, finished).await;
             let _ = done_tx.send(Some(finished));
         };
         self.runs.spawn(tracing::Instrument::instrument(body, span));

@@ -18,6 +18,45 @@ pub(super) async fn record_task(
         .publish(Event::of_task(job_id, record.clone(), message));
 }
 
+/// A task's final record and what its event says, not stored yet: the walk stores it
+/// with the starts it allows (or with the run's end), in one write.
+pub(super) type Ended = (TaskRun, Option<String>);
+
+/// An end and the slots its last attempt held: kept until the end is stored, so that
+/// no task takes them and is seen starting before the end is.
+pub(super) type Settled = (Ended, Option<Permits>);
+
+/// The slots an attempt holds while it runs: the run's and each pool's.
+pub(super) type Permits = (
+    Vec<OwnedSemaphorePermit>,
+    Option<super::shared_pools::Slots>,
+);
+
+/// Makes `record` the start of its next attempt.
+pub(super) fn begin_attempt(record: &mut TaskRun) {
+    record.attempts += 1;
+    record.status = TaskStatus::Running;
+    record.started_at.get_or_insert_with(Utc::now);
+    record.ended_at = None;
+    record.exit_code = None;
+    record.error = None;
+}
+
+/// A task its run stopped, settled: `cancelled`, `interrupted` or `timed_out`.
+pub(super) fn stopped_record(mut record: TaskRun, reason: Option<StopReason>) -> TaskRun {
+    let (status, error) = match reason {
+        Some(StopReason::Interrupt) => {
+            (TaskStatus::Interrupted, "interrupted: the daemon shut down")
+        }
+        Some(StopReason::RunTimeout) => (TaskStatus::TimedOut, "stopped: the run's timeout passed"),
+        _ => (TaskStatus::Cancelled, "cancelled"),
+    };
+    record.status = status;
+    record.error = Some(error.to_string());
+    record.ended_at = Some(Utc::now());
+    record
+}
+
 /// All attempts of one task in one run.
 pub(super) struct TaskAttempts {
     pub(super) env: Arc<ExecEnv>,
@@ -32,7 +71,10 @@ pub(super) struct TaskAttempts {
 }
 
 impl TaskAttempts {
-    pub(super) async fn run(self, mut record: TaskRun) -> TaskRun {
+    /// Runs the attempts to the task's end and returns its final record, unstored, with
+    /// the slots it still holds (see [`Settled`]). `started`: the walk has already
+    /// taken the first attempt's slots and stored (and published) its start.
+    pub(super) async fn run(self, mut record: TaskRun, mut started: Option<Permits>) -> Settled {
         let policy = &self.task.retry;
         let mut seq = 0;
         if record.status == TaskStatus::Interrupted {
@@ -46,8 +88,7 @@ impl TaskAttempts {
                     "interrupted by a daemon restart during attempt {} and not retried (max_attempts {})",
                     record.attempts, policy.max_attempts
                 ));
-                self.record(&record, None).await;
-                return record;
+                return ((record, None), None);
             }
             // Only the last stored line is needed, not the whole log.
             let last = LogPageLimit { lines: 1, bytes: 0 };
@@ -61,28 +102,27 @@ impl TaskAttempts {
                 .unwrap_or(0);
         }
         loop {
-            let Some(_permits) = self.acquire().await else {
-                return self.stopped(record, self.stop_reason()).await;
+            let permits = match started.take() {
+                Some(permits) => permits,
+                None => {
+                    let Some(permits) = self.acquire().await else {
+                        return ((stopped_record(record, self.stop_reason()), None), None);
+                    };
+                    begin_attempt(&mut record);
+                    self.record(&record, None).await;
+                    permits
+                }
             };
-            record.attempts += 1;
-            record.status = TaskStatus::Running;
-            record.started_at.get_or_insert_with(Utc::now);
-            record.ended_at = None;
-            record.exit_code = None;
-            record.error = None;
-            self.record(&record, None).await;
 
             let (outcome, last_seq) = self.attempt(record.attempts, seq).await;
             seq = last_seq;
-            drop(_permits);
             record.ended_at = Some(Utc::now());
             let (exit_code, error, transient, timed_out) = match outcome {
                 TaskOutcome::Succeeded { outputs, exit_code } => {
                     record.status = TaskStatus::Succeeded;
                     record.exit_code = exit_code;
                     record.outputs = outputs;
-                    self.record(&record, None).await;
-                    return record;
+                    return ((record, None), Some(permits));
                 }
                 TaskOutcome::Stopped(StopReason::Timeout) => {
                     let t = self.task.timeout.unwrap_or_default();
@@ -93,7 +133,9 @@ impl TaskAttempts {
                         true,
                     )
                 }
-                TaskOutcome::Stopped(reason) => return self.stopped(record, Some(reason)).await,
+                TaskOutcome::Stopped(reason) => {
+                    return ((stopped_record(record, Some(reason)), None), Some(permits))
+                }
                 TaskOutcome::Failed {
                     exit_code,
                     error,
@@ -115,9 +157,10 @@ impl TaskAttempts {
                 } else {
                     TaskStatus::Failed
                 };
-                self.record(&record, Some(error)).await;
-                return record;
+                return ((record, Some(error)), Some(permits));
             }
+            // Not held through the retry's delay.
+            drop(permits);
             let mut delay = policy.delay_before(retry);
             if policy.jitter && !delay.is_zero() {
                 // Up to ±25 %, so that many tasks retrying together spread out.
@@ -138,7 +181,7 @@ impl TaskAttempts {
                 r = stop.wait_for(Option::is_some) => r.is_ok(),
             };
             if stopped {
-                return self.stopped(record, self.stop_reason()).await;
+                return ((stopped_record(record, self.stop_reason()), None), None);
             }
         }
     }
@@ -149,12 +192,7 @@ impl TaskAttempts {
 
     /// Waits for a slot of the run and of each pool the task uses (in name order, so
     /// two tasks never wait on each other). `None` if the run is stopped meanwhile.
-    pub(super) async fn acquire(
-        &self,
-    ) -> Option<(
-        Vec<OwnedSemaphorePermit>,
-        Option<super::shared_pools::Slots>,
-    )> {
+    pub(super) async fn acquire(&self) -> Option<Permits> {
         let mut stop = self.stop.clone();
         let acquire = async {
             let mut permits = Vec::with_capacity(1 + self.task.resources.len());
@@ -297,24 +335,6 @@ impl TaskAttempts {
             output_file,
             ledger: self.env.ledger.clone(),
         }))
-    }
-
-    /// Settles a task its run stopped: `cancelled` or `interrupted`.
-    pub(super) async fn stopped(&self, mut record: TaskRun, reason: Option<StopReason>) -> TaskRun {
-        let (status, error) = match reason {
-            Some(StopReason::Interrupt) => {
-                (TaskStatus::Interrupted, "interrupted: the daemon shut down")
-            }
-            Some(StopReason::RunTimeout) => {
-                (TaskStatus::TimedOut, "stopped: the run's timeout passed")
-            }
-            _ => (TaskStatus::Cancelled, "cancelled"),
-        };
-        record.status = status;
-        record.error = Some(error.to_string());
-        record.ended_at = Some(Utc::now());
-        self.record(&record, None).await;
-        record
     }
 
     pub(super) async fn record(&self, record: &TaskRun, message: Option<String>) {

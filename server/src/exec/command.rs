@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
-use tokio::io::AsyncReadExt;
+use std::os::unix::fs::OpenOptionsExt;
 use tokio::process::Command;
 
 use std::ffi::OsString;
@@ -58,12 +58,15 @@ pub const MAX_OUTPUTS_BYTES: u64 = 64 * 1024;
 
 /// The text of an outputs file, read no further than the limit: `Ok(Err(why))` when it
 /// is over the limit or not UTF-8 (the task's fault), `Err` when it cannot be read.
-async fn read_outputs(path: &std::path::Path) -> std::io::Result<Result<String, String>> {
-    let file = tokio::fs::File::open(path).await?;
+///
+/// Synchronous, like the file's creation: a file in petitd's own scratch directory of
+/// at most 64 KiB, read in microseconds, where a trip through the blocking pool costs
+/// two thread wake-ups per call (see `CommandTask::run`).
+fn read_outputs(path: &std::path::Path) -> std::io::Result<Result<String, String>> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)?;
     let mut bytes = Vec::new();
-    file.take(MAX_OUTPUTS_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .await?;
+    file.take(MAX_OUTPUTS_BYTES + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > MAX_OUTPUTS_BYTES {
         return Ok(Err(format!(
             "$PETIT_OUTPUT holds more than {} KiB: outputs are small values for later tasks \
@@ -78,13 +81,16 @@ async fn read_outputs(path: &std::path::Path) -> std::io::Result<Result<String, 
 impl Task for CommandTask {
     async fn run(&self, ctx: TaskContext) -> TaskOutcome {
         // 0600 whatever the umask: other users must not read a task's outputs.
-        let created = tokio::fs::OpenOptions::new()
+        // Synchronous on purpose, as the outputs' read and the removal below: each is
+        // one system call on a small file in petitd's own scratch directory (a few
+        // microseconds), where `tokio::fs` would make each a trip through the blocking
+        // pool, two thread wake-ups apiece, more than the work itself.
+        let created = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .mode(0o600)
-            .open(&self.output_file)
-            .await;
+            .open(&self.output_file);
         if let Err(e) = created {
             return TaskOutcome::Failed {
                 exit_code: None,
@@ -97,34 +103,32 @@ impl Task for CommandTask {
         }
         let outcome = self.spawn_and_wait(&ctx).await;
         let outcome = match outcome {
-            TaskOutcome::Succeeded { exit_code, .. } => {
-                match read_outputs(&self.output_file).await {
-                    Ok(Err(too_big)) => TaskOutcome::Failed {
+            TaskOutcome::Succeeded { exit_code, .. } => match read_outputs(&self.output_file) {
+                Ok(Err(too_big)) => TaskOutcome::Failed {
+                    exit_code,
+                    error: too_big,
+                    transient: false,
+                },
+                Ok(Ok(text)) => match parse_outputs(&text) {
+                    Ok(outputs) => TaskOutcome::Succeeded { outputs, exit_code },
+                    Err(error) => TaskOutcome::Failed {
                         exit_code,
-                        error: too_big,
+                        error,
                         transient: false,
                     },
-                    Ok(Ok(text)) => match parse_outputs(&text) {
-                        Ok(outputs) => TaskOutcome::Succeeded { outputs, exit_code },
-                        Err(error) => TaskOutcome::Failed {
-                            exit_code,
-                            error,
-                            transient: false,
-                        },
-                    },
-                    Err(e) => TaskOutcome::Failed {
-                        exit_code,
-                        error: format!(
-                            "cannot read output file {}: {e}",
-                            self.output_file.display()
-                        ),
-                        transient: true,
-                    },
-                }
-            }
+                },
+                Err(e) => TaskOutcome::Failed {
+                    exit_code,
+                    error: format!(
+                        "cannot read output file {}: {e}",
+                        self.output_file.display()
+                    ),
+                    transient: true,
+                },
+            },
             other => other,
         };
-        let _ = tokio::fs::remove_file(&self.output_file).await;
+        let _ = std::fs::remove_file(&self.output_file);
         outcome
     }
 }
@@ -198,7 +202,7 @@ impl CommandTask {
         }
         let outcome = self.wait(ctx, child, pgid, &mark).await;
         if let Some((ledger, pid)) = recorded {
-            ledger.remove(pid).await;
+            ledger.remove(pid);
         }
         outcome
     }

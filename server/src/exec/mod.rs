@@ -66,6 +66,15 @@ pub struct ExecEnv {
     pub custom_tasks: HashMap<(String, String), Arc<dyn Task>>,
 }
 
+/// A run's end, not stored yet: its final record and its last task ends (with their
+/// events' messages), stored together by [`finish_run`].
+pub struct Finished {
+    pub run: Run,
+    tasks: Vec<(TaskRun, Option<String>)>,
+    /// The slots the last attempts held, given back once their ends are stored.
+    held: Vec<attempt::Permits>,
+}
+
 /// Executes `run` of `job` to its end and returns its final record, not yet stored: the
 /// caller frees the run's slot first, then records and publishes the end with
 /// [`finish_run`], so that whoever sees the end can start the job again at once.
@@ -80,7 +89,7 @@ pub async fn execute_run(
     mut run: Run,
     tasks: Vec<TaskRun>,
     stop: watch::Receiver<Option<StopReason>>,
-) -> Run {
+) -> Finished {
     run.error = None;
     env.bus.publish(Event::of_run(run.clone()));
     tracing::info!(job = %job.id, run = %run.id, trigger = %run.trigger, "run started");
@@ -108,12 +117,13 @@ pub async fn execute_run(
         },
     };
     if matches!(reason, Some(StopReason::Cancel | StopReason::RunTimeout)) {
-        walk.cancel_unstarted().await;
+        walk.cancel_unstarted();
     }
     run.status = status;
     run.error = error;
     run.ended_at = Some(Utc::now());
-    run
+    let (tasks, held) = walk.take_ended();
+    Finished { run, tasks, held }
 }
 
 /// A duration as a job file would write it: `2h`, `90s`, `1500ms`.
@@ -128,11 +138,19 @@ fn humantime(d: Duration) -> String {
     }
 }
 
-/// Records a run's end in the store, then publishes it.
-pub async fn finish_run(env: &ExecEnv, run: &Run) {
-    if let Err(e) = env.store.update_run(run.clone()).await {
+/// Records a run's end in the store with its last task ends (one write), then
+/// publishes them, the run's last.
+pub async fn finish_run(env: &ExecEnv, finished: Finished) -> Run {
+    let Finished { run, tasks, held } = finished;
+    let records = tasks.iter().map(|(t, _)| t.clone()).collect();
+    if let Err(e) = env.store.finish_run(run.clone(), records).await {
         tracing::error!(run = %run.id, "cannot record run end: {e}");
     }
+    for (task, message) in tasks {
+        env.bus.publish(Event::of_task(&run.job_id, task, message));
+    }
+    drop(held);
     tracing::info!(job = %run.job_id, run = %run.id, status = %run.status, "run ended");
     env.bus.publish(Event::of_run(run.clone()));
+    run
 }

@@ -1,8 +1,18 @@
 //! The walk over one run's DAG: ready tasks start the moment their dependencies
 //! settle (if their condition holds, else they are skipped), within the run's task
 //! limit; outputs flow to the tasks downstream.
+//!
+//! The walk stores task ends, not the attempts: a task's end goes to the store in one
+//! write with the starts of the tasks it lets run (which is what makes an end durable
+//! before its dependents run), and the last ends go with the run's end. A ready task
+//! that needs only a slot of the run is started by the walk itself (slot taken, start
+//! stored in that same write); one that needs a pool's slots, or resumes after a
+//! crash, takes its slots and stores its start itself, once the ends before it are
+//! stored.
 
-use super::attempt::{record_task, TaskAttempts};
+use std::collections::VecDeque;
+
+use super::attempt::{begin_attempt, stopped_record, Ended, Permits, Settled, TaskAttempts};
 use super::*;
 
 /// The walk over one run's DAG.
@@ -15,8 +25,16 @@ pub(super) struct Walk {
     started: Vec<bool>,
     run_slots: Arc<Semaphore>,
     stop: watch::Receiver<Option<StopReason>>,
-    running: JoinSet<(usize, TaskRun)>,
+    running: JoinSet<(usize, Settled)>,
     by_tokio_id: HashMap<tokio::task::Id, usize>,
+    /// Ends not stored yet (with their events' messages), in the order they came.
+    ended: Vec<Ended>,
+    /// The slots those ends' attempts held, given back once the ends are stored: their
+    /// run slots apart, as each may pass straight to a task started in the same write.
+    held: Vec<Permits>,
+    run_slots_held: Vec<OwnedSemaphorePermit>,
+    /// Ready tasks the walk starts itself, waiting for a slot of the run, in order.
+    waiting: VecDeque<usize>,
 }
 
 impl Walk {
@@ -53,41 +71,143 @@ impl Walk {
             stop,
             running: JoinSet::new(),
             by_tokio_id: HashMap::new(),
+            ended: Vec::new(),
+            held: Vec::new(),
+            run_slots_held: Vec::new(),
+            waiting: VecDeque::new(),
         }
     }
 
+    /// Walks the DAG until nothing runs or can start. The last ends are left unstored
+    /// ([`Walk::take_ended`]), for the run's end to store with them.
     pub(super) async fn run_to_end(&mut self) {
         self.advance().await;
         while let Some(joined) = self.running.join_next_with_id().await {
-            let (idx, record) = match joined {
-                Ok((id, (idx, record))) => {
-                    self.by_tokio_id.remove(&id);
-                    (idx, record)
-                }
-                Err(e) => {
-                    let idx = self
-                        .by_tokio_id
-                        .remove(&e.id())
-                        .expect("every task is indexed");
-                    let mut record = self.records[idx].clone();
-                    record.status = TaskStatus::Failed;
-                    record.error = Some(format!("task panicked: {e}"));
-                    record.ended_at = Some(Utc::now());
-                    self.record(&record, None).await;
-                    (idx, record)
-                }
-            };
-            self.records[idx] = record;
+            self.settle(joined);
+            // Other tasks that ended meanwhile go in the same write.
+            while let Some(joined) = self.running.try_join_next_with_id() {
+                self.settle(joined);
+            }
             self.advance().await;
+        }
+        // Stopped with tasks still waiting for a slot: settled as their stop says.
+        let reason = *self.stop.borrow();
+        for i in std::mem::take(&mut self.waiting) {
+            let record = stopped_record(self.records[i].clone(), reason);
+            self.end(i, (record, None));
         }
     }
 
-    /// Starts or skips every task whose dependencies have all settled. One pass in
-    /// topological order suffices: a skip settles at once, before its children are seen.
+    /// Takes in a task's end from its attempt.
+    fn settle(
+        &mut self,
+        joined: Result<(tokio::task::Id, (usize, Settled)), tokio::task::JoinError>,
+    ) {
+        match joined {
+            Ok((id, (i, (ended, permits)))) => {
+                self.by_tokio_id.remove(&id);
+                if let Some((mut permits, shared)) = permits {
+                    // The run's slot is taken first (see `TaskAttempts::acquire`).
+                    if !permits.is_empty() {
+                        self.run_slots_held.push(permits.remove(0));
+                    }
+                    self.held.push((permits, shared));
+                }
+                self.end(i, ended);
+            }
+            Err(e) => {
+                let i = self
+                    .by_tokio_id
+                    .remove(&e.id())
+                    .expect("every task is indexed");
+                let mut record = self.records[i].clone();
+                record.status = TaskStatus::Failed;
+                record.error = Some(format!("task panicked: {e}"));
+                record.ended_at = Some(Utc::now());
+                self.end(i, (record, None));
+            }
+        }
+    }
+
+    /// A task's end, to be stored with the next write.
+    fn end(&mut self, i: usize, ended: Ended) {
+        self.records[i] = ended.0.clone();
+        self.ended.push(ended);
+    }
+
+    /// The ends not stored yet, and the slots held until they are: the run's end
+    /// stores them.
+    pub(super) fn take_ended(&mut self) -> (Vec<Ended>, Vec<Permits>) {
+        let mut held = std::mem::take(&mut self.held);
+        held.push((std::mem::take(&mut self.run_slots_held), None));
+        (std::mem::take(&mut self.ended), held)
+    }
+
+    /// Settles every task whose dependencies have all settled (skipped when its
+    /// condition does not hold), starts what may start, and stores the ends so far
+    /// with those starts in one write. Ends are left for the run's end when nothing
+    /// runs any more.
     pub(super) async fn advance(&mut self) {
-        if self.stop.borrow().is_some() {
+        let mut starts: Vec<(usize, Permits)> = Vec::new();
+        let mut spawns: Vec<usize> = Vec::new();
+        if self.stop.borrow().is_none() {
+            self.find_ready(&mut spawns);
+            while let Some(&i) = self.waiting.front() {
+                // An ended task's run slot first: it passes on in the write that
+                // stores the end.
+                let handed = self.run_slots_held.pop();
+                let Some(permit) =
+                    handed.or_else(|| self.run_slots.clone().try_acquire_owned().ok())
+                else {
+                    break;
+                };
+                self.waiting.pop_front();
+                starts.push((i, (vec![permit], None)));
+            }
+        }
+        let over = starts.is_empty() && spawns.is_empty() && self.running.is_empty();
+        if over || (self.ended.is_empty() && starts.is_empty()) {
+            for i in spawns {
+                self.spawn(i, None);
+            }
             return;
         }
+        let ended = std::mem::take(&mut self.ended);
+        let held = (
+            std::mem::take(&mut self.held),
+            std::mem::take(&mut self.run_slots_held),
+        );
+        let mut batch: Vec<TaskRun> = ended.iter().map(|(r, _)| r.clone()).collect();
+        for (i, _) in &starts {
+            begin_attempt(&mut self.records[*i]);
+            batch.push(self.records[*i].clone());
+        }
+        // Stored before any of them is published, and before a dependent runs.
+        if let Err(e) = self.env.store.update_task_runs(batch).await {
+            tracing::error!(run = %self.run_id, "cannot record task states: {e}");
+        }
+        for (record, message) in ended {
+            self.env
+                .bus
+                .publish(Event::of_task(&self.job.id, record, message));
+        }
+        drop(held);
+        for (i, permits) in starts {
+            self.env
+                .bus
+                .publish(Event::of_task(&self.job.id, self.records[i].clone(), None));
+            self.spawn(i, Some(permits));
+        }
+        for i in spawns {
+            self.spawn(i, None);
+        }
+    }
+
+    /// Marks every task whose dependencies have all settled: skipped (an end), or
+    /// ready: in `waiting` when the walk starts it, else in `spawns`. One pass in
+    /// topological order suffices: a skip settles at once, before its children are
+    /// seen.
+    fn find_ready(&mut self, spawns: &mut Vec<usize>) {
         let job = self.job.clone();
         for &i in job.dag.topological_order() {
             if self.started[i] {
@@ -104,9 +224,7 @@ impl Walk {
             let task = &job.tasks[i];
             let statuses: Vec<TaskStatus> =
                 parents.iter().map(|&p| self.records[p].status).collect();
-            if condition_holds(task.condition, &statuses) {
-                self.spawn(i);
-            } else {
+            if !condition_holds(task.condition, &statuses) {
                 let mut record = self.records[i].clone();
                 record.status = TaskStatus::Skipped;
                 record.ended_at = Some(Utc::now());
@@ -115,13 +233,21 @@ impl Walk {
                     task.condition.as_str()
                 );
                 record.error = Some(why.clone());
-                self.record(&record, Some(why)).await;
-                self.records[i] = record;
+                self.end(i, (record, Some(why)));
+            } else if self.records[i].status == TaskStatus::Pending
+                && task.resources.is_empty()
+                && self.env.shared_pools.is_none()
+            {
+                self.waiting.push_back(i);
+            } else {
+                spawns.push(i);
             }
         }
     }
 
-    pub(super) fn spawn(&mut self, i: usize) {
+    /// Starts task `i`'s attempts; `started`: its first attempt's slots, its start
+    /// already stored.
+    pub(super) fn spawn(&mut self, i: usize, started: Option<Permits>) {
         let task = self.job.tasks[i].clone();
         let mut outputs = BTreeMap::new();
         for &p in self.job.dag.parents(i) {
@@ -142,7 +268,7 @@ impl Walk {
         let handle = self
             .running
             .spawn(tracing::Instrument::in_current_span(async move {
-                (i, attempt.run(record).await)
+                (i, attempt.run(record, started).await)
             }));
         self.by_tokio_id.insert(handle.id(), i);
     }
@@ -162,21 +288,16 @@ impl Walk {
             })
     }
 
-    /// Marks tasks that never started `cancelled`.
-    pub(super) async fn cancel_unstarted(&mut self) {
+    /// Marks tasks that never started `cancelled` (ends stored with the run's).
+    pub(super) fn cancel_unstarted(&mut self) {
         for i in 0..self.records.len() {
             if !self.records[i].status.is_terminal() {
                 let mut record = self.records[i].clone();
                 record.status = TaskStatus::Cancelled;
                 record.ended_at = Some(Utc::now());
-                self.record(&record, None).await;
-                self.records[i] = record;
+                self.end(i, (record, None));
             }
         }
-    }
-
-    pub(super) async fn record(&self, record: &TaskRun, message: Option<String>) {
-        record_task(&self.env, &self.job.id, record, message).await;
     }
 }
 

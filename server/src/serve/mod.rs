@@ -7,6 +7,7 @@
 //! gRPC request must look like.
 
 mod grpc_request;
+mod health;
 mod limits;
 mod listener;
 mod tls;
@@ -22,8 +23,6 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
-use tonic_health::server::HealthReporter;
-use tonic_health::ServingStatus;
 
 pub use grpc_request::MAX_REQUEST_MESSAGE_BYTES;
 pub use limits::{
@@ -77,26 +76,8 @@ pub async fn serve(
         exposure,
         metrics,
     } = options;
-    let (health, health_service) = tonic_health::server::health_reporter();
-    set_health(&health, ServingStatus::Serving).await;
     // The standard health service follows the store: NOT_SERVING while writes fail.
-    let watched = health.clone();
-    let store_of = engine.clone();
-    let health_watch = tokio::spawn(async move {
-        let mut failing = false;
-        loop {
-            tokio::time::sleep(STORAGE_CHECK).await;
-            let now = store_of.store().write_failure().is_some();
-            if now != failing && !store_of.state().stopping {
-                failing = now;
-                let status = match failing {
-                    true => ServingStatus::NotServing,
-                    false => ServingStatus::Serving,
-                };
-                set_health(&watched, status).await;
-            }
-        }
-    });
+    let health = health::HealthService::new(engine.clone());
     let streams = CancellationToken::new();
 
     // Both reflection versions list everything this port answers: the Petit services,
@@ -116,7 +97,7 @@ pub async fn serve(
     let grpc = api
         .clone()
         .routes()
-        .add_service(health_service)
+        .add_service(health.clone().server())
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?)
         .prepare()
@@ -136,6 +117,9 @@ pub async fn serve(
         .route_layer(axum::middleware::from_fn(grpc_request::check))
         .merge(rest::router(api, auth))
         .merge(scrape);
+    // Start-up is done: what loading the jobs and building the routes freed (parse
+    // trees, the OpenAPI document's tree) goes back to the system.
+    crate::alloc::memory_freed();
 
     let close = CancellationToken::new();
     // The server runs on its own task, so that it keeps answering (health says
@@ -152,8 +136,7 @@ pub async fn serve(
 
     tracing::info!(grace = ?grace, "shutting down: running tasks get the grace period (signal again to stop them now)");
     // Load balancers and `grpc_health_probe` stop sending work first.
-    health_watch.abort();
-    set_health(&health, ServingStatus::NotServing).await;
+    health.stop();
     let stopping = engine.shutdown(grace);
     tokio::pin!(stopping);
     tokio::select! {
@@ -175,17 +158,6 @@ pub async fn serve(
     }
     tracing::info!("stopped");
     Ok(())
-}
-
-/// How often the health service looks at the store's write failures.
-const STORAGE_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
-
-async fn set_health(health: &HealthReporter, status: ServingStatus) {
-    // "" is the server as a whole.
-    health.set_service_status("", status).await;
-    for service in petit_proto::SERVICES {
-        health.set_service_status(service, status).await;
-    }
 }
 
 /// A path no service answers: gRPC clients get UNIMPLEMENTED, anyone else a 404 that

@@ -318,6 +318,11 @@ impl Store for MemoryStore {
             .values()
             .map(|entry| &entry.run)
             .filter(|run| job_id.is_none_or(|job| run.job_id == job))
+            .filter(|run| {
+                page.after
+                    .as_ref()
+                    .is_none_or(|after| (&run.created_at, &run.id) < (&after.created_at, &after.id))
+            })
             .collect();
         runs.sort_by(|a, b| newest_first(a, b));
         let limit = if page.limit == 0 {

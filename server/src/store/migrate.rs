@@ -9,7 +9,9 @@
 
 use chrono::Utc;
 
-use super::{LogPageLimit, LogStart, Run, RunPage, Store, StoreError, StoreResult, TaskRun};
+use super::{
+    LogPageLimit, LogStart, Run, RunKey, RunPage, Store, StoreError, StoreResult, TaskRun,
+};
 use crate::core::{RunStatus, TaskStatus};
 
 /// What a migration copied.
@@ -37,18 +39,19 @@ pub async fn migrate(
     let mut done = Migrated::default();
     // Oldest first, so that an interrupted migration leaves a prefix of the history.
     let mut runs: Vec<Run> = Vec::new();
-    let mut offset = 0;
+    let mut after = None;
     loop {
         let page = from
             .list_runs(
                 None,
                 RunPage {
                     limit: PAGE,
-                    offset,
+                    offset: 0,
+                    after,
                 },
             )
             .await?;
-        offset += page.len();
+        after = page.last().map(RunKey::of);
         let last = page.len() < PAGE;
         runs.extend(page);
         if last {
@@ -136,7 +139,7 @@ async fn copy_logs(from: &dyn Store, to: &dyn Store, run_id: &str) -> StoreResul
 async fn copy_audit(from: &dyn Store, to: &dyn Store) -> StoreResult<usize> {
     let one = RunPage {
         limit: 1,
-        offset: 0,
+        ..Default::default()
     };
     if !to.list_audit(one).await?.is_empty() {
         return Ok(0);
@@ -147,6 +150,7 @@ async fn copy_audit(from: &dyn Store, to: &dyn Store) -> StoreResult<usize> {
             .list_audit(RunPage {
                 limit: PAGE,
                 offset: records.len(),
+                after: None,
             })
             .await?;
         let last = page.len() < PAGE;
@@ -267,7 +271,7 @@ mod tests {
         assert_eq!(
             to.list_audit(RunPage {
                 limit: 10,
-                offset: 0
+                ..Default::default()
             })
             .await?
             .len(),

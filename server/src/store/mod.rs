@@ -189,8 +189,29 @@ pub struct ClaimLimits {
 pub struct RunPage {
     /// At most this many runs.
     pub limit: usize,
-    /// Skip this many of the newest runs.
+    /// Skip this many of the newest runs (after `after`, when set).
     pub offset: usize,
+    /// Only the runs older than this one, in the newest-first order (the last run of the
+    /// previous page): a seek in the index, so a page deep in a long history costs what
+    /// the first does, where an offset costs every run it skips. Audit pages ignore it.
+    pub after: Option<RunKey>,
+}
+
+/// Where a run sits in the newest-first order of runs (by `created_at`, then id): what
+/// a page that starts after it seeks to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunKey {
+    pub created_at: DateTime<Utc>,
+    pub id: String,
+}
+
+impl RunKey {
+    pub fn of(run: &Run) -> RunKey {
+        RunKey {
+            created_at: run.created_at,
+            id: run.id.clone(),
+        }
+    }
 }
 
 /// Persistence of Petit's history. Every write is durable when its future completes.
@@ -237,12 +258,54 @@ pub trait Store: Send + Sync + 'static {
         message: &str,
     ) -> StoreResult<Option<Run>>;
 
+    /// [`Store::create_run`], then [`Store::claim_run`] of that run at `at`: for a run
+    /// that may start the moment it is queued, in one write where the store can. The
+    /// claimed run, or `None` when it was created but stays queued (the claim failed:
+    /// the queue claims it later); an error when it was not created.
+    async fn create_claimed_run(
+        &self,
+        run: Run,
+        tasks: Vec<TaskRun>,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Option<Run>> {
+        let run_id = run.id.clone();
+        self.create_run(run, tasks).await?;
+        Ok(self.claim_run(&run_id, at).await.ok().flatten())
+    }
+
     /// Replaces a run's mutable fields (status, times, error).
     async fn update_run(&self, run: Run) -> StoreResult<()>;
 
     /// Replaces a task run's mutable fields (status, attempts, exit code, times,
     /// error, outputs).
     async fn update_task_run(&self, task: TaskRun) -> StoreResult<()>;
+
+    /// As [`Store::update_task_run`] for each of `tasks`, in order; each is applied
+    /// even when another fails, and the first failure is returned. A store with a
+    /// writer of its own applies them in one write (the executor stores a task's end
+    /// with the starts of the tasks it lets run, one trip where there were two).
+    async fn update_task_runs(&self, tasks: Vec<TaskRun>) -> StoreResult<()> {
+        let mut first = Ok(());
+        for task in tasks {
+            let done = self.update_task_run(task).await;
+            if first.is_ok() {
+                first = done;
+            }
+        }
+        first
+    }
+
+    /// A run's end: `tasks` (the last task ends, in order) then the run, as
+    /// [`Store::update_task_runs`] and [`Store::update_run`] would; the first failure
+    /// is returned. One write where the store can.
+    async fn finish_run(&self, run: Run, tasks: Vec<TaskRun>) -> StoreResult<()> {
+        let tasks = match tasks.is_empty() {
+            true => Ok(()),
+            false => self.update_task_runs(tasks).await,
+        };
+        let run = self.update_run(run).await;
+        tasks.and(run)
+    }
 
     /// Appends log lines, keeping at most `max_bytes_per_stream` bytes of each
     /// (run, task, stream): when over, the oldest lines are dropped (the tail is kept).

@@ -10,8 +10,8 @@ use futures::FutureExt;
 use tempfile::TempDir;
 
 use super::{
-    AuditRecord, JobRecord, LogLine, MemoryStore, NotificationRecord, PostgresStore, Run, RunPage,
-    SqliteStore, Store, StoreError, StoreOptions, StoreResult, TaskRun,
+    AuditRecord, JobRecord, LogLine, MemoryStore, NotificationRecord, PostgresStore, Run, RunKey,
+    RunPage, SqliteStore, Store, StoreError, StoreOptions, StoreResult, TaskRun,
 };
 use crate::core::{LogStream, RunStatus, TaskStatus, TriggerReason};
 
@@ -116,6 +116,7 @@ conformance!(
     list_runs_is_newest_first_and_paged,
     last_run_filters_by_status,
     task_runs_keep_creation_order_and_updates,
+    batched_task_updates_apply_each_and_report_the_first_failure,
     logs_keep_write_order,
     logs_keep_any_text,
     logs_keep_the_tail_of_each_stream,
@@ -329,11 +330,46 @@ async fn list_runs_is_newest_first_and_paged(subject: &Subject) -> StoreResult<(
         (None, 3, 2, &["a4", "a3", "a2"]),
     ];
     for &(job, limit, offset, expected) in cases {
-        let runs = store.list_runs(job, RunPage { limit, offset }).await?;
+        let page = RunPage {
+            limit,
+            offset,
+            after: None,
+        };
+        let runs = store.list_runs(job, page).await?;
         assert_eq!(
             ids(&runs),
             expected,
             "job {job:?} limit {limit} offset {offset}"
+        );
+    }
+
+    // Pages after a run (a key: the run need not exist), then limit and offset: (job,
+    // after, limit, offset, expected).
+    type AfterCase<'a> = (Option<&'a str>, (i64, &'a str), usize, usize, &'a [&'a str]);
+    let cases: &[AfterCase] = &[
+        (Some("a"), (3, "a4"), 0, 0, &["a3", "a2", "a1"]),
+        (Some("a"), (3, "a3"), 1, 0, &["a2"]),
+        (Some("a"), (5, "a5"), 2, 1, &["a3", "a2"]),
+        (Some("a"), (3, "a35"), 0, 0, &["a3", "a2", "a1"]),
+        (Some("a"), (1, "a1"), 0, 0, &[]),
+        (Some("b"), (5, "a5"), 0, 0, &["b2", "b1"]),
+        (None, (4, "b2"), 0, 0, &["a4", "a3", "a2", "b1", "a1"]),
+        (None, (1, "b1"), 5, 0, &["a1"]),
+    ];
+    for &(job, (created, id), limit, offset, expected) in cases {
+        let page = RunPage {
+            limit,
+            offset,
+            after: Some(RunKey {
+                created_at: at(created),
+                id: id.into(),
+            }),
+        };
+        let runs = store.list_runs(job, page).await?;
+        assert_eq!(
+            ids(&runs),
+            expected,
+            "job {job:?} after ({created}, {id}) limit {limit} offset {offset}"
         );
     }
     Ok(())
@@ -430,6 +466,71 @@ async fn task_runs_keep_creation_order_and_updates(subject: &Subject) -> StoreRe
         );
     }
     assert!(store.task_runs("nope").await?.is_empty());
+    Ok(())
+}
+
+async fn batched_task_updates_apply_each_and_report_the_first_failure(
+    subject: &Subject,
+) -> StoreResult<()> {
+    let store = subject.store();
+    let tasks = vec![task("r1", "a"), task("r1", "b"), task("r1", "c")];
+    store
+        .create_run(run("r1", "job", RunStatus::Running, 1), tasks)
+        .await?;
+    let ended = |id: &str, status| TaskRun {
+        status,
+        attempts: 1,
+        started_at: Some(at(2)),
+        ended_at: Some(at(3)),
+        ..task("r1", id)
+    };
+    let started = TaskRun {
+        status: TaskStatus::Running,
+        attempts: 1,
+        started_at: Some(at(3)),
+        ..task("r1", "b")
+    };
+    // A task's end with the start it allows, in one call.
+    store
+        .update_task_runs(vec![ended("a", TaskStatus::Succeeded), started.clone()])
+        .await?;
+    assert_eq!(
+        store.task_runs("r1").await?,
+        vec![ended("a", TaskStatus::Succeeded), started, task("r1", "c")]
+    );
+    // One unknown task run: the others are still applied, and it is the error.
+    let error = store
+        .update_task_runs(vec![
+            ended("b", TaskStatus::Failed),
+            task("r1", "unknown"),
+            ended("c", TaskStatus::Skipped),
+        ])
+        .await
+        .expect_err("an unknown task run");
+    assert!(
+        matches!(&error, StoreError::TaskRunNotFound { task_id, .. } if task_id == "unknown"),
+        "{error:?}"
+    );
+    assert_eq!(
+        store.task_runs("r1").await?,
+        vec![
+            ended("a", TaskStatus::Succeeded),
+            ended("b", TaskStatus::Failed),
+            ended("c", TaskStatus::Skipped)
+        ]
+    );
+    // The run's end with its last task ends.
+    let mut finished = run("r1", "job", RunStatus::Failed, 1);
+    finished.ended_at = Some(at(4));
+    let last = TaskRun {
+        error: Some("again".into()),
+        ..ended("c", TaskStatus::Failed)
+    };
+    store
+        .finish_run(finished.clone(), vec![last.clone()])
+        .await?;
+    assert_eq!(store.get_run("r1").await?, Some(finished));
+    assert_eq!(store.task_runs("r1").await?[2], last);
     Ok(())
 }
 
@@ -888,7 +989,7 @@ async fn prune_runs_keeps_the_newest_and_never_the_unfinished(
             Some("job"),
             RunPage {
                 limit: 100,
-                offset: 0,
+                ..Default::default()
             },
         )
         .await?
@@ -1020,6 +1121,7 @@ async fn audit_is_newest_first_and_paged(subject: &Subject) -> StoreResult<()> {
         .list_audit(RunPage {
             limit: 2,
             offset: 1,
+            after: None,
         })
         .await?;
     assert_eq!(page, vec![entry(3), entry(2)]);

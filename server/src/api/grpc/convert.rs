@@ -349,6 +349,7 @@ pub fn job(
         history_max_runs: def.history.max_runs.unwrap_or(0),
         history_max_age: def.history.max_age.map(duration),
         definition: def.definition.clone(),
+        task_count: u32::try_from(def.tasks.len()).unwrap_or(u32::MAX),
     }
 }
 

@@ -5,43 +5,14 @@ use petit_proto::v1 as pb;
 use petit_proto::v1::job_service_server::JobService;
 use tonic::{Request, Response, Status};
 
+use std::sync::Arc;
+
 use super::error::required;
-use super::page::Page;
+use super::job_cache::{self, JobEntry, Shape};
+use super::page::{Page, RunsPage};
 use super::{convert, PetitApi};
 use crate::auth::Caller;
-use crate::core::JobDef;
-use crate::engine::{Engine, EngineError};
-use crate::store::RunPage;
-
-/// Fire instants shown with a job's schedule.
-const NEXT_FIRES: usize = 5;
-
-/// A job as the API shows it: its definition, next fire instants and last run.
-pub(super) async fn job_view(engine: &Engine, def: &JobDef) -> Result<pb::Job, Status> {
-    let next = engine.next_fires(&def.id, NEXT_FIRES);
-    let last = engine.last_run(&def.id);
-    let paused = engine.is_job_paused(&def.id);
-    Ok(convert::job(def, &next, last.as_ref(), paused, Utc::now()))
-}
-
-/// `job_view` of many jobs.
-pub(super) async fn job_views(engine: &Engine, defs: &[&JobDef]) -> Result<Vec<pb::Job>, Status> {
-    let now = Utc::now();
-    Ok(defs
-        .iter()
-        .map(|def| {
-            let next = engine.next_fires(&def.id, NEXT_FIRES);
-            let last = engine.last_run(&def.id);
-            convert::job(
-                def,
-                &next,
-                last.as_ref(),
-                engine.is_job_paused(&def.id),
-                now,
-            )
-        })
-        .collect())
-}
+use crate::engine::EngineError;
 
 impl PetitApi {
     /// `PauseJob` / `ResumeJob`: the change, audited, then the job as it now stands.
@@ -61,12 +32,60 @@ impl PetitApi {
         self.audit(caller, call, job_id, &result, |_| String::new())
             .await;
         result?;
-        let def = self
-            .engine
-            .job(job_id)
-            .ok_or_else(|| EngineError::JobNotFound(job_id.to_string()))?;
-        job_view(&self.engine, &def).await
+        Ok(self.job_entry(job_id)?.job(Shape::Full).clone())
     }
+
+    /// A loaded job's entry in the job cache; NOT_FOUND for another id.
+    fn job_entry(&self, job_id: &str) -> Result<Arc<JobEntry>, Status> {
+        let job_id = required("job_id", job_id)?;
+        self.jobs
+            .one(&self.engine, job_id)
+            .ok_or_else(|| EngineError::JobNotFound(job_id.to_string()).into())
+    }
+
+    /// The page of jobs a `ListJobs` request asks for: the entries, in the view asked
+    /// for, and the next page's token. gRPC sends their messages, REST their JSON.
+    pub(crate) fn job_page(
+        &self,
+        request: &pb::ListJobsRequest,
+    ) -> Result<(Vec<Arc<JobEntry>>, Shape, String), Status> {
+        let page = Page::parse(request.page_size, &request.page_token)?;
+        let (entries, total) = self.jobs.page(&self.engine, page.offset, page.size);
+        Ok((
+            entries,
+            Shape::of_list(request.view),
+            page.next_token(total),
+        ))
+    }
+
+    /// `ListJobs`, answered as JSON (the REST route): the same page `list_jobs` sends.
+    pub(crate) fn list_jobs_json(
+        &self,
+        request: &pb::ListJobsRequest,
+        capacity: usize,
+    ) -> Result<Vec<u8>, Status> {
+        let (entries, shape, token) = self.job_page(request)?;
+        job_cache::list_json(&entries, shape, &token, capacity).map_err(json_error)
+    }
+
+    /// `GetJob`, answered as JSON (the REST route).
+    pub(crate) fn get_job_json(&self, request: &pb::GetJobRequest) -> Result<Vec<u8>, Status> {
+        let entry = self.job_entry(&request.job_id)?;
+        job_cache::get_json(&entry).map_err(json_error)
+    }
+
+    /// The jobs of a `WatchEvents` snapshot: all, or the one watched (none if unknown).
+    pub(super) fn snapshot_jobs(&self, job_id: Option<&str>) -> Vec<pb::Job> {
+        let entries = match job_id {
+            Some(id) => self.jobs.one(&self.engine, id).into_iter().collect(),
+            None => self.jobs.page(&self.engine, 0, usize::MAX).0,
+        };
+        entries.iter().map(|e| e.job(Shape::Full).clone()).collect()
+    }
+}
+
+fn json_error(e: petit_proto::json::JsonError) -> Status {
+    Status::internal(format!("cannot encode the reply as JSON: {e}"))
 }
 
 #[tonic::async_trait]
@@ -75,19 +94,10 @@ impl JobService for PetitApi {
         &self,
         request: Request<pb::ListJobsRequest>,
     ) -> Result<Response<pb::ListJobsResponse>, Status> {
-        let request = request.into_inner();
-        let page = Page::parse(request.page_size, &request.page_token)?;
-        let all = self.engine.jobs();
-        let defs: Vec<&JobDef> = all
-            .iter()
-            .skip(page.offset)
-            .take(page.size)
-            .map(|d| d.as_ref())
-            .collect();
-        let jobs = job_views(&self.engine, &defs).await?;
+        let (entries, shape, next_page_token) = self.job_page(request.get_ref())?;
         Ok(Response::new(pb::ListJobsResponse {
-            jobs,
-            next_page_token: page.next_token(all.len()),
+            jobs: entries.iter().map(|e| e.job(shape).clone()).collect(),
+            next_page_token,
         }))
     }
 
@@ -95,14 +105,9 @@ impl JobService for PetitApi {
         &self,
         request: Request<pb::GetJobRequest>,
     ) -> Result<Response<pb::GetJobResponse>, Status> {
-        let request = request.into_inner();
-        let job_id = required("job_id", &request.job_id)?;
-        let def = self
-            .engine
-            .job(job_id)
-            .ok_or_else(|| EngineError::JobNotFound(job_id.to_string()))?;
+        let entry = self.job_entry(&request.get_ref().job_id)?;
         Ok(Response::new(pb::GetJobResponse {
-            job: Some(job_view(&self.engine, &def).await?),
+            job: Some(entry.job(Shape::Full).clone()),
         }))
     }
 
@@ -215,24 +220,14 @@ impl JobService for PetitApi {
     ) -> Result<Response<pb::ListJobRunsResponse>, Status> {
         let request = request.into_inner();
         let job_id = required("job_id", &request.job_id)?;
-        let page = Page::parse(request.page_size, &request.page_token)?;
+        let page = RunsPage::parse(request.page_size, &request.page_token)?;
         let store = self.engine.store();
         // A job whose file was removed still has its history.
         if self.engine.job(job_id).is_none() && store.last_run(job_id, &[]).await?.is_none() {
             return Err(EngineError::JobNotFound(job_id.to_string()).into());
         }
-        // One more than a page tells whether another page follows.
-        let mut runs = store
-            .list_runs(
-                Some(job_id),
-                RunPage {
-                    limit: page.size + 1,
-                    offset: page.offset,
-                },
-            )
-            .await?;
-        let next_page_token = page.next_token(page.offset + runs.len());
-        runs.truncate(page.size);
+        let mut runs = store.list_runs(Some(job_id), page.store_page()).await?;
+        let next_page_token = page.finish(&mut runs);
         let now = Utc::now();
         Ok(Response::new(pb::ListJobRunsResponse {
             runs: runs.iter().map(|r| convert::run(r, now)).collect(),

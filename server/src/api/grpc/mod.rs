@@ -5,6 +5,7 @@
 mod audit;
 pub mod convert;
 mod error;
+mod job_cache;
 mod jobs;
 mod log_page;
 mod page;
@@ -27,6 +28,8 @@ pub struct PetitApi {
     engine: Engine,
     streams: tokio_util::sync::CancellationToken,
     exposure: Arc<Exposure>,
+    /// The jobs as the API shows them, kept between calls.
+    jobs: Arc<job_cache::JobCache>,
 }
 
 /// How the daemon is reachable, as `GetSchedulerState` reports it.
@@ -53,6 +56,7 @@ impl PetitApi {
             engine,
             streams,
             exposure: Arc::default(),
+            jobs: Arc::default(),
         }
     }
 

@@ -101,6 +101,7 @@ impl SchedulerService for PetitApi {
             .list_audit(RunPage {
                 limit: page.size + 1,
                 offset: page.offset,
+                after: None,
             })
             .await?;
         let next_page_token = page.next_token(page.offset + records.len());
@@ -182,13 +183,7 @@ async fn snapshot(api: &PetitApi, job_id: Option<&str>) -> Result<pb::Snapshot, 
     let engine = &api.engine;
     let mut state = api.scheduler_state(&engine.state());
     state.nodes = api.nodes().await?;
-    let all = engine.jobs();
-    let defs: Vec<&crate::core::JobDef> = all
-        .iter()
-        .filter(|def| job_id.is_none_or(|j| j == def.id))
-        .map(|def| def.as_ref())
-        .collect();
-    let jobs = super::jobs::job_views(engine, &defs).await?;
+    let jobs = api.snapshot_jobs(job_id);
 
     let store = engine.store();
     let mut going = store.unfinished_runs().await?;
@@ -199,7 +194,7 @@ async fn snapshot(api: &PetitApi, job_id: Option<&str>) -> Result<pb::Snapshot, 
             job_id,
             RunPage {
                 limit: SNAPSHOT_RECENT_RUNS,
-                offset: 0,
+                ..Default::default()
             },
         )
         .await?;

@@ -14,14 +14,44 @@ use petit_proto::v1::scheduler_service_server::SchedulerService;
 use prost_reflect::DynamicMessage;
 use tonic::metadata::MetadataMap;
 
+use petit_proto::v1 as pb;
+
 use super::error::RestError;
 use crate::auth::Caller;
 
 /// What the REST routes call: the three `petit.v1` services, answered by one value
 /// (`PetitApi` in petitd, a fake in tests).
-pub trait Services: SchedulerService + JobService + RunService {}
+pub trait Services: SchedulerService + JobService + RunService {
+    /// `ListJobs` answered as JSON by the service itself, from the JSON it keeps of each
+    /// job (the same page and bytes as the RPC's reply written out); `None`: no such
+    /// path, call the RPC.
+    fn list_jobs_json(
+        &self,
+        _request: &pb::ListJobsRequest,
+        _capacity: usize,
+    ) -> Option<Result<Vec<u8>, tonic::Status>> {
+        None
+    }
 
-impl<T: SchedulerService + JobService + RunService> Services for T {}
+    /// `GetJob` answered as JSON, as `list_jobs_json`.
+    fn get_job_json(&self, _request: &pb::GetJobRequest) -> Option<Result<Vec<u8>, tonic::Status>> {
+        None
+    }
+}
+
+impl Services for crate::api::grpc::PetitApi {
+    fn list_jobs_json(
+        &self,
+        request: &pb::ListJobsRequest,
+        capacity: usize,
+    ) -> Option<Result<Vec<u8>, tonic::Status>> {
+        Some(self.list_jobs_json(request, capacity))
+    }
+
+    fn get_job_json(&self, request: &pb::GetJobRequest) -> Option<Result<Vec<u8>, tonic::Status>> {
+        Some(self.get_job_json(request))
+    }
+}
 
 /// A request as the shim built it: the request message (from the path, query and body),
 /// the metadata a gRPC client would have sent (`authorization`, `grpc-metadata-*`), and
@@ -57,10 +87,42 @@ macro_rules! handler {
     }};
 }
 
+/// A `Handler` of `Service::method` that the service may answer as JSON itself
+/// (`Services::$json`), falling back to the RPC.
+macro_rules! json_handler {
+    ($service:ident :: $method:ident, $request:ty, $json:ident) => {{
+        fn handle<S: Services>(
+            services: &S,
+            call: Call,
+        ) -> BoxFuture<'_, Result<Vec<u8>, RestError>> {
+            Box::pin(async move {
+                let capacity = call.reply_capacity;
+                let request = typed_request::<$request>(call)?;
+                let status =
+                    |status: tonic::Status| RestError::from_grpc(status.code(), status.message());
+                if let Some(reply) = json_reply!(services, $json, request.get_ref(), capacity) {
+                    return reply.map_err(status);
+                }
+                let reply = $service::$method(services, request).await.map_err(status)?;
+                reply_json(reply.get_ref(), capacity)
+            })
+        }
+        handle::<S> as Handler<S>
+    }};
+}
+
+macro_rules! json_reply {
+    ($services:expr, list_jobs_json, $request:expr, $capacity:expr) => {
+        $services.list_jobs_json($request, $capacity)
+    };
+    ($services:expr, get_job_json, $request:expr, $capacity:expr) => {
+        $services.get_job_json($request)
+    };
+}
+
 /// The handler of the RPC at `grpc_path` (`/petit.v1.JobService/GetJob`); `None` for an
 /// RPC this shim does not know (a unit test keeps every routed RPC known).
 pub fn handler<S: Services>(grpc_path: &str) -> Option<Handler<S>> {
-    use petit_proto::v1 as pb;
     Some(match grpc_path.strip_prefix("/petit.v1.")? {
         "SchedulerService/GetHealth" => {
             handler!(SchedulerService::get_health, pb::GetHealthRequest)
@@ -83,8 +145,10 @@ pub fn handler<S: Services>(grpc_path: &str) -> Option<Handler<S>> {
         "SchedulerService/ListNodes" => {
             handler!(SchedulerService::list_nodes, pb::ListNodesRequest)
         }
-        "JobService/ListJobs" => handler!(JobService::list_jobs, pb::ListJobsRequest),
-        "JobService/GetJob" => handler!(JobService::get_job, pb::GetJobRequest),
+        "JobService/ListJobs" => {
+            json_handler!(JobService::list_jobs, pb::ListJobsRequest, list_jobs_json)
+        }
+        "JobService/GetJob" => json_handler!(JobService::get_job, pb::GetJobRequest, get_job_json),
         "JobService/TriggerJob" => handler!(JobService::trigger_job, pb::TriggerJobRequest),
         "JobService/ListJobRuns" => handler!(JobService::list_job_runs, pb::ListJobRunsRequest),
         "RunService/GetRun" => handler!(RunService::get_run, pb::GetRunRequest),

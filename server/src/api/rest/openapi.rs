@@ -135,11 +135,17 @@ fn operation(
                 if matches!(field.kind(), Kind::Message(_)) {
                     continue;
                 }
+                let mut schema = field_schema(&field, schemas, false);
+                // A query string may name an enum value or give its number (as in
+                // grpc-gateway).
+                if matches!(field.kind(), Kind::Enum(_)) && !field.is_list() {
+                    schema = json!({"oneOf": [schema, {"type": "integer", "format": "int32"}]});
+                }
                 let mut parameter = json!({
                     "name": field.json_name(),
                     "in": "query",
                     "required": false,
-                    "schema": field_schema(&field, schemas, false),
+                    "schema": schema,
                 });
                 if let Some(text) = comments(&field.parent_file(), field.path()) {
                     parameter["description"] = json!(text);
@@ -341,7 +347,7 @@ mod tests {
             .iter()
             .map(|p| p["name"].as_str().unwrap())
             .collect();
-        assert_eq!(names, ["pageSize", "pageToken"]);
+        assert_eq!(names, ["pageSize", "pageToken", "view"]);
         let trigger = &doc["paths"]["/api/jobs/{job_id}/trigger"]["post"];
         assert_eq!(
             trigger["requestBody"]["content"]["application/json"]["schema"]["$ref"],

@@ -30,6 +30,8 @@ fn job(id: &str) -> Job {
     }
 }
 
+impl super::Services for FakeJobs {}
+
 #[tonic::async_trait]
 impl JobService for FakeJobs {
     async fn list_jobs(
@@ -244,13 +246,8 @@ async fn replies_are_proto3_json_with_defaults() {
             "catchup": "",
             "historyMaxRuns": 0,
             "definition": "",
-            "paused": false,
-            "overlap": "",
-            "maxQueued": 0,
-            "catchup": "",
-            "historyMaxRuns": 0,
-            "definition": "",
-        "source": "",
+            "taskCount": 0,
+            "source": "",
         }})
     );
 }
@@ -707,11 +704,12 @@ fn job_json(id: &str) -> Value {
         "config": {},
         "tasks": [],
         "paused": false,
-            "overlap": "",
-            "maxQueued": 0,
-            "catchup": "",
-            "historyMaxRuns": 0,
-            "definition": "",
+        "overlap": "",
+        "maxQueued": 0,
+        "catchup": "",
+        "historyMaxRuns": 0,
+        "definition": "",
+        "taskCount": 0,
         "source": "",
     })
 }

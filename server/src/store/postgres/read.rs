@@ -61,37 +61,46 @@ pub(super) async fn run<C: GenericClient + Sync>(
     .transpose()
 }
 
+/// A page of runs, newest first; a page after a run seeks to it in `runs_by_job` (or
+/// `runs_by_created`) with a row-value bound, as the SQLite store does.
 pub(super) async fn runs<C: GenericClient + Sync>(
     client: &C,
     job_id: Option<&str>,
     page: &RunPage,
 ) -> StoreResult<Vec<Run>> {
     let (limit, offset) = limit_offset(page);
-    let rows = match job_id {
-        Some(job_id) => {
-            query(
-                client,
-                &format!(
-                    "SELECT {RUN_COLUMNS} FROM runs WHERE job_id = $1
-                     ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"
-                ),
-                &[&job_id, &limit, &offset],
-            )
-            .await
-        }
-        None => {
-            query(
-                client,
-                &format!(
-                    "SELECT {RUN_COLUMNS} FROM runs
-                     ORDER BY created_at DESC, id DESC LIMIT $1 OFFSET $2"
-                ),
-                &[&limit, &offset],
-            )
-            .await
-        }
+    let after = match &page.after {
+        Some(after) => Some((ns(&after.created_at)?, after.id.as_str())),
+        None => None,
+    };
+    let mut filters = Vec::new();
+    let mut values: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = Vec::new();
+    if let Some(job_id) = &job_id {
+        values.push(job_id);
+        filters.push(format!("job_id = ${}", values.len()));
     }
-    .map_err(read_failed("runs"))?;
+    if let Some((created_at, id)) = &after {
+        values.push(created_at);
+        values.push(id);
+        let n = values.len();
+        filters.push(format!("(created_at, id) < (${}, ${n})", n - 1));
+    }
+    let filter = if filters.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", filters.join(" AND "))
+    };
+    values.push(&limit);
+    values.push(&offset);
+    let n = values.len();
+    let sql = format!(
+        "SELECT {RUN_COLUMNS} FROM runs {filter}
+         ORDER BY created_at DESC, id DESC LIMIT ${} OFFSET ${n}",
+        n - 1
+    );
+    let rows = query(client, &sql, &values)
+        .await
+        .map_err(read_failed("runs"))?;
     runs_from_rows(&rows)
 }
 

@@ -226,6 +226,19 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn create_claimed_run(
+        &self,
+        run: Run,
+        tasks: Vec<TaskRun>,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Option<Run>> {
+        self.write(move |conn| {
+            writer::create_run(conn, &run, &tasks)?;
+            Ok(writer::claim_run(conn, &run.id, at).ok().flatten())
+        })
+        .await
+    }
+
     async fn claim_next(
         &self,
         limits: &ClaimLimits,
@@ -259,6 +272,19 @@ impl Store for SqliteStore {
     async fn update_task_run(&self, task: TaskRun) -> StoreResult<()> {
         self.write(move |conn| writer::update_task_run(conn, &task))
             .await
+    }
+
+    async fn update_task_runs(&self, tasks: Vec<TaskRun>) -> StoreResult<()> {
+        self.write(move |conn| Ok(writer::update_task_runs(conn, &tasks)))
+            .await?
+    }
+
+    async fn finish_run(&self, run: Run, tasks: Vec<TaskRun>) -> StoreResult<()> {
+        self.write(move |conn| {
+            let tasks = writer::update_task_runs(conn, &tasks);
+            Ok(tasks.and(writer::update_run(conn, &run)))
+        })
+        .await?
     }
 
     async fn append_logs(&self, lines: Vec<LogLine>) -> StoreResult<()> {

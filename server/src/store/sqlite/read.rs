@@ -11,8 +11,8 @@ use rusqlite::{params_from_iter, Connection, OpenFlags, OptionalExtension};
 use tokio::sync::Semaphore;
 
 use super::rows::{
-    audit_from_row, notification_from_row, run_from_row, task_from_row, time_column, RUN_COLUMNS,
-    TASK_COLUMNS,
+    audit_from_row, notification_from_row, run_from_row, task_from_row, time_column, time_to_sql,
+    RUN_COLUMNS, TASK_COLUMNS,
 };
 use super::{BUSY_TIMEOUT, SCHEDULER_PAUSED};
 use crate::core::RunStatus;
@@ -142,35 +142,57 @@ pub(super) fn run(conn: &Connection, run_id: &str) -> StoreResult<Option<Run>> {
         .map_err(read_failed("run"))
 }
 
+/// The statement of a page of runs, newest first: of one job (`?1`) or all, after a run
+/// (the next two parameters: its `created_at` and id) or from the newest, then LIMIT
+/// and OFFSET. A page after a run seeks to it in `runs_by_job` (or `runs_by_created`)
+/// with a row-value bound, so it reads only its own rows however deep it is; an offset
+/// still walks the index entries it skips.
+pub(super) fn runs_sql(of_job: bool, after: bool) -> String {
+    let mut filters = Vec::new();
+    let mut n = 0;
+    if of_job {
+        n += 1;
+        filters.push(format!("job_id = ?{n}"));
+    }
+    if after {
+        n += 2;
+        filters.push(format!("(created_at, id) < (?{}, ?{n})", n - 1));
+    }
+    let filter = if filters.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", filters.join(" AND "))
+    };
+    format!(
+        "SELECT {RUN_COLUMNS} FROM runs {filter}
+         ORDER BY created_at DESC, id DESC LIMIT ?{} OFFSET ?{}",
+        n + 1,
+        n + 2
+    )
+}
+
 pub(super) fn runs(
     conn: &Connection,
     job_id: Option<&str>,
     page: &RunPage,
 ) -> StoreResult<Vec<Run>> {
     let (limit, offset) = limit_offset(page);
-    let query = |sql: &str, params: &[&dyn rusqlite::ToSql]| {
-        conn.prepare_cached(sql).and_then(|mut stmt| {
-            stmt.query_map(params, run_from_row)?
+    let mut values: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
+    if let Some(job_id) = job_id {
+        values.push(Box::new(job_id.to_owned()));
+    }
+    if let Some(after) = &page.after {
+        values.push(Box::new(time_to_sql(&after.created_at)));
+        values.push(Box::new(after.id.clone()));
+    }
+    values.push(Box::new(limit));
+    values.push(Box::new(offset));
+    conn.prepare_cached(&runs_sql(job_id.is_some(), page.after.is_some()))
+        .and_then(|mut stmt| {
+            stmt.query_map(params_from_iter(values.iter()), run_from_row)?
                 .collect::<rusqlite::Result<Vec<_>>>()
         })
-    };
-    match job_id {
-        Some(job_id) => query(
-            &format!(
-                "SELECT {RUN_COLUMNS} FROM runs WHERE job_id = ?1
-                 ORDER BY created_at DESC, id DESC LIMIT ?2 OFFSET ?3"
-            ),
-            &[&job_id, &limit, &offset],
-        ),
-        None => query(
-            &format!(
-                "SELECT {RUN_COLUMNS} FROM runs
-                 ORDER BY created_at DESC, id DESC LIMIT ?1 OFFSET ?2"
-            ),
-            &[&limit, &offset],
-        ),
-    }
-    .map_err(read_failed("runs"))
+        .map_err(read_failed("runs"))
 }
 
 pub(super) fn last_run(

@@ -299,3 +299,35 @@ async fn a_dead_writer_fails_calls_instead_of_hanging() {
     let stored = store.get_run("r1").await.expect("read");
     assert_eq!(stored.map(|r| r.id), Some(run.id));
 }
+
+/// A page of runs, the first or one deep in the history (after the last run of the
+/// page before), of one job or of all, reads its rows from an index in their order:
+/// no scan of the runs, no sort. The deep page seeks (a range on the index), so it
+/// costs what the first page does.
+#[test]
+fn run_pages_seek_their_index() {
+    let conn = Connection::open_in_memory().expect("database");
+    for sql in MIGRATIONS {
+        conn.execute_batch(sql).expect("migration");
+    }
+    let cases = [
+        (true, false, "INDEX runs_by_job (job_id=?)"),
+        (
+            true,
+            true,
+            "INDEX runs_by_job (job_id=? AND (created_at,id)<(?,?))",
+        ),
+        (false, false, "INDEX runs_by_created"),
+        (false, true, "INDEX runs_by_created ((created_at,id)<(?,?))"),
+    ];
+    for (of_job, after, index) in cases {
+        let sql = super::read::runs_sql(of_job, after);
+        let plan = crate::store::tests::query_plan(&conn, &sql);
+        assert!(plan.contains(index), "{sql}\n{plan}");
+        assert!(
+            !plan.contains("SCAN runs\n") && !plan.ends_with("SCAN runs"),
+            "{sql}\n{plan}"
+        );
+        assert!(!plan.contains("TEMP B-TREE"), "{sql}\n{plan}");
+    }
+}

@@ -357,6 +357,20 @@ pub(super) fn update_task_run(conn: &Connection, task: &TaskRun) -> StoreResult<
     Ok(())
 }
 
+/// Updates each of `tasks` in order, all of them even when one fails; the first
+/// failure. The write's own result stays `Ok` (the caller wraps it), so that one
+/// refused update does not roll the others back with its savepoint.
+pub(super) fn update_task_runs(conn: &Connection, tasks: &[TaskRun]) -> StoreResult<()> {
+    let mut first = Ok(());
+    for task in tasks {
+        let done = update_task_run(conn, task);
+        if first.is_ok() {
+            first = done;
+        }
+    }
+    first
+}
+
 /// Deletes the log lines of runs that ended before `cutoff`; how many went.
 pub(super) fn prune_logs(conn: &Connection, cutoff: DateTime<Utc>) -> StoreResult<u64> {
     log_chunks::prune(conn, &time_to_sql(&cutoff))

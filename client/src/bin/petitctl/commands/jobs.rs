@@ -1,6 +1,6 @@
 //! Job commands: `jobs`, `job`, `trigger` (with `--wait`/`--follow`) and `runs`.
 
-use petit_client::proto::{Job, Run, TaskDefinition, TriggerJobResponse};
+use petit_client::proto::{Job, JobView, Run, TaskDefinition, TriggerJobResponse};
 use petit_client::render::{
     dag_tree, fields, format_fire_time, format_proto_duration, job_zone, Cell, Table, TreeLine,
     TreeMark, Zones,
@@ -20,11 +20,12 @@ use crate::out::Out;
 const RECENT_RUNS: u32 = 5;
 
 pub async fn list(client: &Client, out: &mut Out) -> Result<u8, CliError> {
-    let response = client.list_jobs().await?;
+    // JSON is for scripts: the whole jobs. The table needs only the list view.
     if out.is_json() {
-        out.json(&response)?;
+        out.json(&client.list_jobs_in(JobView::Full).await?)?;
         return Ok(SUCCESS);
     }
+    let response = client.list_jobs().await?;
     out.text(&jobs_table(&response.jobs, out.color, out.zones))?;
     Ok(SUCCESS)
 }
