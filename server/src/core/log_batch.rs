@@ -222,6 +222,20 @@ impl LogBatch {
         })
     }
 
+    /// About how many bytes the batch holds on the heap (its text and spans), which is
+    /// what a subscriber that has not read it yet keeps alive.
+    pub fn heap_bytes(&self) -> usize {
+        let chunks: usize = self
+            .chunks
+            .iter()
+            .map(|c| c.text.capacity() + c.spans.capacity() * std::mem::size_of::<(u32, u32)>())
+            .sum();
+        chunks
+            + self.chunks.capacity() * std::mem::size_of::<LogChunk>()
+            + self.run_id.len()
+            + self.task_id.len()
+    }
+
     /// The lines, owned.
     pub fn to_lines(&self) -> Vec<LogLine> {
         self.lines().map(|l| l.to_owned()).collect()

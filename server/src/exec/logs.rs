@@ -7,7 +7,7 @@ use crate::core::{LogBatch, LogChunk};
 
 /// Chunks (each at most one read of a pipe) buffered between a task and the store
 /// before the task is slowed down.
-pub(super) const LOG_CHANNEL: usize = 64;
+pub(super) const LOG_CHANNEL: usize = 8;
 /// Text one batch gathers before it is stored (a single chunk may be larger): large
 /// enough that a flood costs few appends, small enough that the bus, which holds a
 /// bounded number of batches for a subscriber that stalls, holds a bounded number of

@@ -10,10 +10,10 @@ use petit_proto::v1 as pb;
 use prost_types::Timestamp;
 
 use crate::core::job::{Catchup, Overlap};
-use crate::core::LogLineRef;
 use crate::core::{
     DepCondition, JobDef, LogStream, RetryPolicy, RunStatus, TaskDef, TaskStatus, TriggerReason,
 };
+use crate::core::{LogBatch, LogLineRef};
 use crate::engine::SchedulerInfo;
 use crate::events::{Event, EventKind};
 use crate::store::{AuditRecord, LogLine, NodeRecord, NotificationRecord, Run, TaskRun};
@@ -223,21 +223,16 @@ pub fn log_line_ref(l: LogLineRef<'_>) -> pb::LogLine {
 }
 
 /// The contract's events for one of the bus's: one per line for a batch of log lines,
-/// else one.
-pub fn events(e: &Event) -> Vec<pb::Event> {
-    match e.log() {
-        Some(batch) => {
-            let base = event(e);
-            batch
-                .lines()
-                .map(|line| pb::Event {
-                    log: Some(log_line_ref(line)),
-                    ..base.clone()
-                })
-                .collect()
-        }
-        None => vec![event(e)],
-    }
+/// else one. Made one at a time, as a stream sends them: a batch of thousands of lines
+/// is never held as thousands of messages.
+pub fn events(e: &Event) -> impl Iterator<Item = pb::Event> + Send + '_ {
+    let base = event(e);
+    let single = e.log().is_none().then(|| base.clone());
+    let lines = e.log().into_iter().flat_map(LogBatch::lines);
+    single.into_iter().chain(lines.map(move |line| pb::Event {
+        log: Some(log_line_ref(line)),
+        ..base.clone()
+    }))
 }
 
 /// The contract's event for one of the bus's, a log batch's without its lines (see
@@ -544,7 +539,7 @@ mod tests {
             ),
         ];
         for (e, kind, run_id, task_id) in cases {
-            let all = events(&e);
+            let all: Vec<pb::Event> = events(&e).collect();
             assert_eq!(all.len(), 1);
             let pb = &all[0];
             assert_eq!(pb.r#type, kind as i32);
