@@ -75,6 +75,7 @@ build:
 bench:
 	rm -f target/bench-table.tsv
 	$(CARGO) bench -p petit-server --bench engine
+	$(CARGO) bench -p petit-server --bench logs
 	$(CARGO) bench -p petit-server --bench log_memory
 	$(CARGO) bench -p petit-server --bench log_append
 	$(CARGO) bench -p petit-server --bench rest

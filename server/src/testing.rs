@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::{self, ConfigErrors, GlobalConfig};
-use crate::core::{JobDef, LogStream};
+use crate::core::{JobDef, LogChunk, LogStream};
 use crate::engine::{Engine, EngineError, EngineOptions};
 use crate::events::{Event, EventKind, RecvError, Subscription};
 use crate::exec::{StopReason, Task, TaskContext};
@@ -273,7 +273,7 @@ impl ExecutionTracker {
 /// A `TaskContext` for unit-testing a `Task` implementation without an engine: it
 /// records the lines the task logs and lets the test ask the task to stop.
 pub struct MockTaskContext {
-    lines: mpsc::Receiver<(LogStream, String)>,
+    lines: mpsc::Receiver<LogChunk>,
     stop: watch::Sender<Option<StopReason>>,
 }
 
@@ -301,8 +301,8 @@ impl MockTaskContext {
     /// The lines logged so far.
     pub fn lines(&mut self) -> Vec<(LogStream, String)> {
         let mut out = Vec::new();
-        while let Ok(line) = self.lines.try_recv() {
-            out.push(line);
+        while let Ok(chunk) = self.lines.try_recv() {
+            out.extend(chunk.lines().map(|line| (chunk.stream, line.to_string())));
         }
         out
     }

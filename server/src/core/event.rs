@@ -3,9 +3,12 @@
 //! data in one place: a run event's kind from the run's status, a task event's from
 //! the task run's.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 
-use crate::core::{LogLine, Run, RunStatus, TaskRun, TaskStatus};
+use crate::core::log_batch::LogBatch;
+use crate::core::{Run, RunStatus, TaskRun, TaskStatus};
 
 /// What changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,8 +53,12 @@ pub enum Event {
         task: TaskRun,
         message: Option<String>,
     },
-    /// A line of a task's output (the line has its own time).
-    Log { job_id: String, line: LogLine },
+    /// Lines of a task's output, as one batch (they were stored together and carry its
+    /// time); the contract sends one `LOG_LINE` event per line.
+    Log {
+        job_id: String,
+        batch: Arc<LogBatch>,
+    },
     /// The scheduler was paused or resumed.
     Scheduler { time: DateTime<Utc>, paused: bool },
     /// One job was paused or resumed.
@@ -134,7 +141,7 @@ impl Event {
             | Event::JobPause { time, .. }
             | Event::Skipped { time, .. }
             | Event::Notification { time, .. } => *time,
-            Event::Log { line, .. } => line.time,
+            Event::Log { batch, .. } => batch.time,
         }
     }
 
@@ -156,7 +163,7 @@ impl Event {
         match self {
             Event::Run { run, .. } => Some(&run.id),
             Event::Task { task, .. } => Some(&task.run_id),
-            Event::Log { line, .. } => Some(&line.run_id),
+            Event::Log { batch, .. } => Some(&batch.run_id),
             Event::Notification { run_id, .. } => Some(run_id).filter(|r| !r.is_empty()),
             Event::Scheduler { .. } | Event::JobPause { .. } | Event::Skipped { .. } => None,
         }
@@ -167,7 +174,7 @@ impl Event {
     pub fn task_id(&self) -> Option<&str> {
         match self {
             Event::Task { task, .. } => Some(&task.task_id),
-            Event::Log { line, .. } => Some(&line.task_id),
+            Event::Log { batch, .. } => Some(&batch.task_id),
             _ => None,
         }
         .map(String::as_str)
@@ -189,9 +196,10 @@ impl Event {
         }
     }
 
-    pub fn log(&self) -> Option<&LogLine> {
+    /// Log events: the lines.
+    pub fn log(&self) -> Option<&LogBatch> {
         match self {
-            Event::Log { line, .. } => Some(line),
+            Event::Log { batch, .. } => Some(batch),
             _ => None,
         }
     }

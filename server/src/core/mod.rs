@@ -7,6 +7,7 @@ pub mod duration;
 pub mod environment;
 pub mod event;
 pub mod job;
+pub mod log_batch;
 pub mod notify;
 pub mod run;
 pub mod schedule;
@@ -18,6 +19,7 @@ pub use job::{
     Backoff, Condition, DepCondition, JobDef, JobDependency, RetryCondition, RetryPolicy, TaskDef,
     TaskKind,
 };
+pub use log_batch::{LogBatch, LogChunk, LogLineRef};
 pub use run::{LogLine, Run, TaskRun};
 pub use schedule::{Schedule, ScheduleError};
 pub use status::{LogStream, RunStatus, TaskStatus, TriggerReason};

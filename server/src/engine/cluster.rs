@@ -27,7 +27,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use super::owner::{Command, Owner};
 use super::{EngineError, View};
 use crate::core::job::Overlap;
-use crate::core::{JobDef, Run, RunStatus};
+use crate::core::{JobDef, LogBatch, Run, RunStatus};
 use crate::events::{Event, EventBus};
 use crate::store::{
     ClaimLimits, ClusterStore, LogPageLimit, LogPosition, LogStart, NodeInfo, NodeRecord, NoteKind,
@@ -534,10 +534,10 @@ impl LogRelay {
                 }
             }
             let job = job_id.clone().unwrap_or_default();
-            for line in page.lines {
+            for batch in LogBatch::group(page.lines) {
                 bus.publish_relayed(Event::Log {
                     job_id: job.clone(),
-                    line,
+                    batch: Arc::new(batch),
                 });
             }
             if page.next.is_none() {

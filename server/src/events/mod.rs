@@ -4,7 +4,14 @@
 //!
 //! Log lines, by far the most frequent events, travel apart from the others: a
 //! subscriber says whether it wants every run's lines, one run's, or none, and one that
-//! wants one run's lines never sees another run's.
+//! wants one run's lines never sees another run's. They travel in batches (one event
+//! per store append, up to `exec`'s batch size of text), on rings bounded in bytes as
+//! well as in number (`log_ring.rs`): a subscriber stalled on them holds at most
+//! [`LOG_BYTES_PER_EVENT`] times the capacity, whatever the batches' sizes.
+
+mod log_ring;
+
+use log_ring::{LogReceiver, LogRing};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -36,15 +43,19 @@ pub struct EventBus {
     inner: Arc<Channels>,
 }
 
+/// The bytes of log batches a log ring keeps per event of capacity (1 MiB for the
+/// default 4,096: a few hundred thousand short lines, or 16 pieces of 64 KiB).
+pub const LOG_BYTES_PER_EVENT: usize = 256;
+
 #[derive(Debug)]
 struct Channels {
     capacity: usize,
     /// Every event but log lines.
     state: broadcast::Sender<Arc<Event>>,
     /// Every log line, for subscribers of all of them.
-    logs: broadcast::Sender<Arc<Event>>,
+    logs: Arc<LogRing>,
     /// Log lines by run, for the runs someone follows.
-    run_logs: Mutex<HashMap<String, broadcast::Sender<Arc<Event>>>>,
+    run_logs: Mutex<HashMap<String, Arc<LogRing>>>,
     observers: Vec<Arc<dyn EventObserver>>,
 }
 
@@ -58,7 +69,7 @@ impl EventBus {
             inner: Arc::new(Channels {
                 capacity,
                 state: broadcast::channel(capacity).0,
-                logs: broadcast::channel(capacity).0,
+                logs: log_ring(capacity),
                 run_logs: Mutex::new(HashMap::new()),
                 observers,
             }),
@@ -77,13 +88,12 @@ impl EventBus {
     fn send(&self, event: Arc<Event>) {
         let channels = &*self.inner;
         // No subscriber is fine: nobody is watching.
-        if let Event::Log { line, .. } = &*event {
-            if channels.logs.receiver_count() > 0 {
-                let _ = channels.logs.send(event.clone());
-            }
+        if let Event::Log { batch, .. } = &*event {
+            let bytes = batch.heap_bytes();
+            channels.logs.send(event.clone(), bytes);
             let run_logs = channels.run_logs.lock().expect("bus lock");
-            if let Some(tx) = run_logs.get(&line.run_id) {
-                let _ = tx.send(event);
+            if let Some(ring) = run_logs.get(&batch.run_id) {
+                ring.send(event, bytes);
             }
             return;
         }
@@ -91,7 +101,9 @@ impl EventBus {
         let _ = channels.state.send(event);
         if let Some(Some(run_id)) = ended {
             // The run's followers have its end; their log channel closes after it.
-            channels.run_logs.lock().expect("bus lock").remove(&run_id);
+            if let Some(ring) = channels.run_logs.lock().expect("bus lock").remove(&run_id) {
+                ring.close();
+            }
         }
     }
 
@@ -133,7 +145,7 @@ impl EventBus {
                 Some(
                     run_logs
                         .entry(run_id)
-                        .or_insert_with(|| broadcast::channel(channels.capacity).0)
+                        .or_insert_with(|| log_ring(channels.capacity))
                         .subscribe(),
                 )
             }
@@ -146,7 +158,11 @@ impl EventBus {
 /// published before a state change is received before it.
 pub struct Subscription {
     state: broadcast::Receiver<Arc<Event>>,
-    logs: Option<broadcast::Receiver<Arc<Event>>>,
+    logs: Option<LogReceiver>,
+}
+
+fn log_ring(capacity: usize) -> Arc<LogRing> {
+    LogRing::new(capacity, capacity.saturating_mul(LOG_BYTES_PER_EVENT))
 }
 
 impl Subscription {

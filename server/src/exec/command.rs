@@ -1,6 +1,6 @@
 //! `CommandTask`: spawns a program (no shell) in its own process group, with the
 //! environment `environment.rs` composes and petitd's original umask, streams its
-//! stdout and stderr line by line while waiting for it, and on timeout or cancel sends
+//! stdout and stderr (in chunks of lines, `capture.rs`) while waiting for it, and on timeout or cancel sends
 //! SIGTERM to the whole group, then SIGKILL after a grace period.
 
 use std::collections::BTreeMap;
@@ -12,21 +12,16 @@ use std::time::Duration;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use std::os::unix::fs::OpenOptionsExt;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::process::Command;
-use tokio::sync::mpsc;
 
 use std::ffi::OsString;
 
+use super::capture::read_chunks;
 use super::environment::{denied, resolve_program};
 use super::ledger::Ledger;
 use super::substitute::parse_outputs;
 use super::task::{Task, TaskContext, TaskOutcome};
 use crate::core::{EnvPolicy, LogStream};
-
-/// Longest line kept whole; longer lines are split (a task printing megabytes without a
-/// newline must not exhaust memory).
-const MAX_LINE_BYTES: usize = 64 * 1024;
 
 /// How long stdout/stderr may stay open after the main process exits (a background
 /// child holding the pipes) before the rest of the process group is terminated.
@@ -222,10 +217,10 @@ impl CommandTask {
     ) -> TaskOutcome {
         let mut readers = tokio::task::JoinSet::new();
         if let Some(out) = child.stdout.take() {
-            readers.spawn(read_lines(out, LogStream::Stdout, ctx.log_sender()));
+            readers.spawn(read_chunks(out, LogStream::Stdout, ctx.log_sender()));
         }
         if let Some(err) = child.stderr.take() {
-            readers.spawn(read_lines(err, LogStream::Stderr, ctx.log_sender()));
+            readers.spawn(read_chunks(err, LogStream::Stderr, ctx.log_sender()));
         }
 
         let status = tokio::select! {
@@ -309,35 +304,5 @@ async fn drain(readers: &mut tokio::task::JoinSet<()>, pgid: Option<Pid>, mark: 
         super::marked::signal_marked_async(mark, Signal::SIGKILL).await;
         readers.abort_all();
         while readers.join_next().await.is_some() {}
-    }
-}
-
-async fn read_lines<R: AsyncRead + Unpin>(
-    stream: R,
-    which: LogStream,
-    tx: mpsc::Sender<(LogStream, String)>,
-) {
-    let mut reader = BufReader::with_capacity(16 * 1024, stream);
-    let mut buf = Vec::with_capacity(256);
-    loop {
-        buf.clear();
-        // Read up to a newline, but never hold more than MAX_LINE_BYTES.
-        let mut limited = (&mut reader).take(MAX_LINE_BYTES as u64);
-        match limited.read_until(b'\n', &mut buf).await {
-            Ok(0) => return,
-            Ok(_) => {
-                if buf.last() == Some(&b'\n') {
-                    buf.pop();
-                    if buf.last() == Some(&b'\r') {
-                        buf.pop();
-                    }
-                }
-                let line = String::from_utf8_lossy(&buf).into_owned();
-                if tx.send((which, line)).await.is_err() {
-                    return;
-                }
-            }
-            Err(_) => return,
-        }
     }
 }

@@ -1,31 +1,43 @@
-//! A task's output on its way to the store and the bus: read concurrently from both
-//! streams, written in batches, then published.
+//! A task's output on its way to the store and the bus: chunks of lines read from both
+//! streams (`capture.rs`) are gathered into batches, each batch is written in one store
+//! append, then published as one event.
 
 use super::*;
+use crate::core::{LogBatch, LogChunk};
 
-/// Log lines buffered between a task and the store before the task is slowed down.
-pub(super) const LOG_CHANNEL: usize = 1024;
-/// Log lines written in one store call at most.
-pub(super) const LOG_BATCH: usize = 512;
+/// Chunks (each at most one read of a pipe) buffered between a task and the store
+/// before the task is slowed down.
+pub(super) const LOG_CHANNEL: usize = 8;
+/// Text one batch gathers before it is stored (a single chunk may be larger): large
+/// enough that a flood costs few appends, small enough that the bus, which holds a
+/// bounded number of batches for a subscriber that stalls, holds a bounded number of
+/// bytes.
+pub(super) const BATCH_BYTES: usize = 64 * 1024;
 
 /// Moves a task's log lines to the store in batches, then onto the bus (stored before
 /// published, so a follower that reads the store after subscribing misses nothing).
-/// Returns the last sequence number used.
+/// A batch takes what is queued when the last one was stored: under a flood batches
+/// grow to [`BATCH_BYTES`], a quiet task's lines go on at once. Returns the last
+/// sequence number used.
 pub(super) async fn pump_logs(
     env: Arc<ExecEnv>,
     job_id: String,
     (run_id, task_id, attempt): (String, String, u32),
     mut seq: u64,
-    mut rx: mpsc::Receiver<(LogStream, String)>,
+    mut rx: mpsc::Receiver<LogChunk>,
     mut finish: oneshot::Receiver<()>,
 ) -> u64 {
     let mut finishing = false;
+    // A chunk that did not fit in the last batch: the next one starts with it.
+    let mut carried: Option<LogChunk> = None;
     loop {
-        let first = if finishing {
+        let first = if let Some(chunk) = carried.take() {
+            Some(chunk)
+        } else if finishing {
             rx.recv().await
         } else {
             tokio::select! {
-                line = rx.recv() => line,
+                chunk = rx.recv() => chunk,
                 _ = &mut finish => {
                     // The attempt is over: take what is buffered, then stop.
                     finishing = true;
@@ -35,38 +47,38 @@ pub(super) async fn pump_logs(
             }
         };
         let Some(first) = first else { return seq };
-        let mut batch = Vec::with_capacity(16);
-        batch.push(first);
-        while batch.len() < LOG_BATCH {
+        let mut bytes = first.text().len();
+        let mut chunks = vec![first];
+        while bytes < BATCH_BYTES {
             match rx.try_recv() {
-                Ok(line) => batch.push(line),
+                Ok(chunk) if bytes + chunk.text().len() > BATCH_BYTES => {
+                    carried = Some(chunk);
+                    break;
+                }
+                Ok(chunk) => {
+                    bytes += chunk.text().len();
+                    chunks.push(chunk);
+                }
                 Err(_) => break,
             }
         }
-        let now = Utc::now();
-        let records: Vec<LogLine> = batch
-            .into_iter()
-            .map(|(stream, line)| {
-                seq += 1;
-                LogLine {
-                    run_id: run_id.clone(),
-                    seq,
-                    task_id: task_id.clone(),
-                    attempt,
-                    stream,
-                    line,
-                    time: now,
-                }
-            })
-            .collect();
-        if let Err(e) = env.store.append_logs(records.clone()).await {
+        let batch = LogBatch::new(
+            (run_id.clone(), task_id.clone(), attempt),
+            Utc::now(),
+            seq + 1,
+            chunks,
+        );
+        if batch.is_empty() {
+            continue;
+        }
+        seq += batch.len() as u64;
+        let batch = Arc::new(batch);
+        if let Err(e) = env.store.append_log_batch(batch.clone()).await {
             tracing::error!(run = %run_id, task = %task_id, "cannot store log lines: {e}");
         }
-        for record in records {
-            env.bus.publish(Event::Log {
-                job_id: job_id.clone(),
-                line: record,
-            });
-        }
+        env.bus.publish(Event::Log {
+            job_id: job_id.clone(),
+            batch,
+        });
     }
 }

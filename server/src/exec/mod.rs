@@ -4,6 +4,7 @@
 //! store before publishing it on the bus.
 
 mod attempt;
+mod capture;
 mod command;
 pub mod environment;
 pub mod ledger;
@@ -32,8 +33,8 @@ pub use command::CommandTask;
 pub use task::{StopReason, Task, TaskContext, TaskOutcome};
 
 use crate::core::{
-    Condition, EnvPolicy, JobDef, LogLine, LogStream, RetryCondition, Run, RunStatus, TaskDef,
-    TaskKind, TaskRun, TaskStatus,
+    Condition, EnvPolicy, JobDef, RetryCondition, Run, RunStatus, TaskDef, TaskKind, TaskRun,
+    TaskStatus,
 };
 use crate::events::{Event, EventBus};
 use crate::store::{LogPageLimit, LogStart, Store};

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::core::LogStream;
+use crate::core::{LogChunk, LogStream};
 
 /// Why a task is asked to stop before it has finished.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,7 +56,7 @@ pub struct TaskContext {
     pub task_id: String,
     /// 1 for the first attempt.
     pub attempt: u32,
-    logs: mpsc::Sender<(LogStream, String)>,
+    logs: mpsc::Sender<LogChunk>,
     stop: watch::Receiver<Option<StopReason>>,
     deadline: Option<Instant>,
 }
@@ -65,7 +65,7 @@ impl TaskContext {
     pub fn new(
         ids: (String, String, String),
         attempt: u32,
-        logs: mpsc::Sender<(LogStream, String)>,
+        logs: mpsc::Sender<LogChunk>,
         stop: watch::Receiver<Option<StopReason>>,
         timeout: Option<Duration>,
     ) -> TaskContext {
@@ -84,11 +84,11 @@ impl TaskContext {
     /// Emits one line of output. Waits when the log pipeline is saturated (a chatty task
     /// is slowed down rather than buffered without bound).
     pub async fn log(&self, stream: LogStream, line: impl Into<String>) {
-        let _ = self.logs.send((stream, line.into())).await;
+        let _ = self.logs.send(LogChunk::line(stream, line.into())).await;
     }
 
-    /// A sender for log lines, for tasks that read output on other tasks.
-    pub fn log_sender(&self) -> mpsc::Sender<(LogStream, String)> {
+    /// A sender for chunks of log lines, for tasks that read output on other tasks.
+    pub fn log_sender(&self) -> mpsc::Sender<LogChunk> {
         self.logs.clone()
     }
 

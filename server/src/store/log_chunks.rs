@@ -9,18 +9,20 @@ use chrono::DateTime;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{LogLine, LogPage, LogPageLimit, LogPosition, LogStart, StoreError, StoreResult};
+use crate::core::log_batch::{LogBatch, LogChunk};
 use crate::core::LogStream;
 
-/// One line as a chunk holds it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct ChunkLine {
+/// One line as a chunk holds it, borrowed from the chunk's blob (or from the lines
+/// being appended).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ChunkLine<'a> {
     /// Position in its batch.
     pos: u64,
     attempt: u32,
     seq: u64,
     /// Nanoseconds since the Unix epoch.
     time: i64,
-    line: String,
+    line: &'a str,
 }
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
@@ -44,20 +46,90 @@ fn get_varint(data: &[u8], at: &mut usize) -> Option<u64> {
     None
 }
 
-fn encode(lines: &[ChunkLine]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(lines.iter().map(|l| l.line.len() + 16).sum());
-    for l in lines {
-        put_varint(&mut out, l.pos);
-        put_varint(&mut out, u64::from(l.attempt));
-        put_varint(&mut out, l.seq);
-        out.extend_from_slice(&l.time.to_le_bytes());
-        put_varint(&mut out, l.line.len() as u64);
-        out.extend_from_slice(l.line.as_bytes());
+fn get_usize(data: &[u8], at: &mut usize) -> Option<usize> {
+    usize::try_from(get_varint(data, at)?).ok()
+}
+
+/// How a chunk in the second format begins: a zero written as a two-byte varint,
+/// which the first format (a line's position, written shortest) never starts with.
+const V2: [u8; 2] = [0x80, 0x00];
+
+// Two formats. The first (written until issue 11's chunked pipeline): per line its
+// position, attempt, seq, time and text. The second: `V2`, then segments, each a run of
+// lines with consecutive positions and seqs and one attempt and time, said once:
+//   pos0, attempt, seq0, time (8 bytes LE), n, text length, text,
+//   n × (gap, length): each line's start after the previous line's end (or the text's
+//   start), and its length, in bytes of `text` (which may hold separators between lines,
+//   as the capture read them: stored as read, in one copy).
+
+/// Appends one segment: `n` lines, spans of `text` (as `(start, end)`, in order).
+fn put_segment(
+    out: &mut Vec<u8>,
+    head: (u64, u32, u64, i64),
+    text: &str,
+    n: usize,
+    spans: impl Iterator<Item = (usize, usize)>,
+) {
+    let (pos, attempt, seq, time) = head;
+    put_varint(out, pos);
+    put_varint(out, u64::from(attempt));
+    put_varint(out, seq);
+    out.extend_from_slice(&time.to_le_bytes());
+    put_varint(out, n as u64);
+    put_varint(out, text.len() as u64);
+    out.extend_from_slice(text.as_bytes());
+    let mut end = 0;
+    for (s, e) in spans {
+        put_varint(out, (s - end) as u64);
+        put_varint(out, (e - s) as u64);
+        end = e;
+    }
+}
+
+/// Lines in the second format, each run of them that can share a segment in one.
+fn encode(lines: &[ChunkLine<'_>]) -> Vec<u8> {
+    let mut out =
+        Vec::with_capacity(V2.len() + lines.iter().map(|l| l.line.len() + 2).sum::<usize>());
+    out.extend_from_slice(&V2);
+    let mut rest = lines;
+    while let Some(first) = rest.first() {
+        let n = 1 + rest
+            .windows(2)
+            .take_while(|w| {
+                w[1].pos == w[0].pos + 1
+                    && w[1].seq == w[0].seq.wrapping_add(1)
+                    && w[1].attempt == w[0].attempt
+                    && w[1].time == w[0].time
+            })
+            .count();
+        let (run, after) = rest.split_at(n);
+        let text: String = run.iter().map(|l| l.line).collect();
+        let mut at = 0;
+        let spans = run.iter().map(|l| {
+            at += l.line.len();
+            (at - l.line.len(), at)
+        });
+        put_segment(
+            &mut out,
+            (first.pos, first.attempt, first.seq, first.time),
+            &text,
+            n,
+            spans,
+        );
+        rest = after;
     }
     out
 }
 
-fn decode(data: &[u8]) -> Option<Vec<ChunkLine>> {
+/// A chunk's lines, either format.
+fn decode(data: &[u8]) -> Option<Vec<ChunkLine<'_>>> {
+    match data.strip_prefix(&V2) {
+        Some(segments) => decode_v2(segments),
+        None => decode_v1(data),
+    }
+}
+
+fn decode_v1(data: &[u8]) -> Option<Vec<ChunkLine<'_>>> {
     let mut lines = Vec::new();
     let mut at = 0;
     while at < data.len() {
@@ -66,8 +138,8 @@ fn decode(data: &[u8]) -> Option<Vec<ChunkLine>> {
         let seq = get_varint(data, &mut at)?;
         let time = i64::from_le_bytes(data.get(at..at + 8)?.try_into().ok()?);
         at += 8;
-        let len = usize::try_from(get_varint(data, &mut at)?).ok()?;
-        let line = String::from_utf8(data.get(at..at + len)?.to_vec()).ok()?;
+        let len = get_usize(data, &mut at)?;
+        let line = std::str::from_utf8(data.get(at..at.checked_add(len)?)?).ok()?;
         at += len;
         lines.push(ChunkLine {
             pos,
@@ -76,6 +148,36 @@ fn decode(data: &[u8]) -> Option<Vec<ChunkLine>> {
             time,
             line,
         });
+    }
+    Some(lines)
+}
+
+fn decode_v2(data: &[u8]) -> Option<Vec<ChunkLine<'_>>> {
+    let mut lines = Vec::new();
+    let mut at = 0;
+    while at < data.len() {
+        let pos = get_varint(data, &mut at)?;
+        let attempt = u32::try_from(get_varint(data, &mut at)?).ok()?;
+        let seq = get_varint(data, &mut at)?;
+        let time = i64::from_le_bytes(data.get(at..at.checked_add(8)?)?.try_into().ok()?);
+        at += 8;
+        let n = get_usize(data, &mut at)?;
+        let len = get_usize(data, &mut at)?;
+        let text = std::str::from_utf8(data.get(at..at.checked_add(len)?)?).ok()?;
+        at += len;
+        lines.reserve(n.min(data.len()));
+        let mut end = 0usize;
+        for i in 0..n {
+            let start = end.checked_add(get_usize(data, &mut at)?)?;
+            end = start.checked_add(get_usize(data, &mut at)?)?;
+            lines.push(ChunkLine {
+                pos: pos.checked_add(i as u64)?,
+                attempt,
+                seq: seq.wrapping_add(i as u64),
+                time,
+                line: text.get(start..end)?,
+            });
+        }
     }
     Some(lines)
 }
@@ -91,9 +193,55 @@ fn corrupt(id: i64) -> rusqlite::Error {
 /// (run id, task id, stream): what the byte cap applies to.
 type StreamKey<'a> = (&'a str, &'a str, LogStream);
 
+/// What one append writes for one stream: its lines encoded, their count and bytes,
+/// and whether they were over the cap on their own (then every older line of the
+/// stream goes, and the oldest of these too: they were cut before being written).
+struct StreamAppend<'a> {
+    key: StreamKey<'a>,
+    blob: Vec<u8>,
+    count: usize,
+    bytes: i64,
+    over: bool,
+}
+
+/// How many of an append's lines (of one stream, `sizes` their lengths in order,
+/// `total` their sum) go before they are written, and whether they are over the cap
+/// on their own: the fewest oldest lines that bring them under it.
+fn cut_to_cap(sizes: impl Iterator<Item = usize>, total: usize, cap: usize) -> (usize, bool) {
+    if total <= cap {
+        return (0, false);
+    }
+    let excess = total - cap;
+    let mut dropped = 0;
+    let mut cut = 0;
+    for size in sizes {
+        if dropped >= excess {
+            break;
+        }
+        dropped += size;
+        cut += 1;
+    }
+    (cut, true)
+}
+
+/// Refuses an append to a run that is not stored.
+fn check_runs<'a>(conn: &Connection, runs: impl IntoIterator<Item = &'a str>) -> StoreResult<()> {
+    let failed = |e: rusqlite::Error| StoreError::sqlite("cannot append logs", e);
+    let mut exists = conn
+        .prepare_cached("SELECT 1 FROM runs WHERE id = ?1")
+        .map_err(failed)?;
+    for run_id in runs {
+        if !exists.exists([run_id]).map_err(failed)? {
+            return Err(StoreError::RunNotFound {
+                run_id: run_id.to_owned(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Appends `lines` (one batch), then trims each stream they touched back under `cap`.
 pub fn append(conn: &Connection, lines: &[LogLine], cap: usize) -> StoreResult<()> {
-    let failed = |e: rusqlite::Error| StoreError::sqlite("cannot append logs", e);
     if lines.is_empty() {
         return Ok(());
     }
@@ -101,20 +249,9 @@ pub fn append(conn: &Connection, lines: &[LogLine], cap: usize) -> StoreResult<(
     let mut runs: Vec<&str> = lines.iter().map(|l| l.run_id.as_str()).collect();
     runs.sort_unstable();
     runs.dedup();
-    {
-        let mut exists = conn
-            .prepare_cached("SELECT 1 FROM runs WHERE id = ?1")
-            .map_err(failed)?;
-        for run_id in runs {
-            if !exists.exists([run_id]).map_err(failed)? {
-                return Err(StoreError::RunNotFound {
-                    run_id: run_id.to_owned(),
-                });
-            }
-        }
-    }
+    check_runs(conn, runs)?;
     // Group by stream, in order of first appearance.
-    let mut chunks: Vec<(StreamKey, Vec<ChunkLine>, i64)> = Vec::new();
+    let mut streams: Vec<(StreamKey, Vec<ChunkLine>, usize)> = Vec::new();
     for (pos, l) in lines.iter().enumerate() {
         let key = (l.run_id.as_str(), l.task_id.as_str(), l.stream);
         let line = ChunkLine {
@@ -122,17 +259,93 @@ pub fn append(conn: &Connection, lines: &[LogLine], cap: usize) -> StoreResult<(
             attempt: l.attempt,
             seq: l.seq,
             time: l.time.timestamp_nanos_opt().unwrap_or(i64::MAX),
-            line: l.line.clone(),
+            line: &l.line,
         };
-        let bytes = l.line.len() as i64;
-        match chunks.iter_mut().find(|(k, _, _)| *k == key) {
+        match streams.iter_mut().find(|(k, _, _)| *k == key) {
             Some((_, chunk, total)) => {
                 chunk.push(line);
-                *total += bytes;
+                *total += l.line.len();
             }
-            None => chunks.push((key, vec![line], bytes)),
+            None => streams.push((key, vec![line], l.line.len())),
         }
     }
+    let writes = streams.into_iter().map(|(key, lines, total)| {
+        let (cut, over) = cut_to_cap(lines.iter().map(|l| l.line.len()), total, cap);
+        let kept = &lines[cut..];
+        StreamAppend {
+            key,
+            blob: encode(kept),
+            count: kept.len(),
+            bytes: kept.iter().map(|l| l.line.len() as i64).sum(),
+            over,
+        }
+    });
+    write_streams(conn, writes.collect(), cap)
+}
+
+/// Appends a batch as the capture made it: each stream's lines in one row, each chunk
+/// of them one segment whose text is the chunk's own, copied once.
+pub fn append_batch(conn: &Connection, batch: &LogBatch, cap: usize) -> StoreResult<()> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    check_runs(conn, [batch.run_id.as_str()])?;
+    let time = batch.time.timestamp_nanos_opt().unwrap_or(i64::MAX);
+    let mut streams: Vec<LogStream> = Vec::with_capacity(2);
+    for chunk in batch.chunks() {
+        if !streams.contains(&chunk.stream) {
+            streams.push(chunk.stream);
+        }
+    }
+    let mut writes = Vec::with_capacity(streams.len());
+    for stream in streams {
+        let of_stream = || batch.chunks().iter().filter(move |c| c.stream == stream);
+        let total: usize = of_stream().map(LogChunk::line_bytes).sum();
+        let count: usize = of_stream().map(LogChunk::len).sum();
+        let sizes = of_stream().flat_map(|c| c.spans().iter().map(|&(s, e)| (e - s) as usize));
+        let (mut cut, over) = cut_to_cap(sizes, total, cap);
+        let (kept, mut bytes) = (count - cut, 0);
+        let mut blob = Vec::with_capacity(V2.len() + total.min(cap) + 3 * kept + 32);
+        blob.extend_from_slice(&V2);
+        let (mut pos, mut seq) = (0u64, batch.first_seq);
+        for chunk in batch.chunks() {
+            let n = chunk.len();
+            if chunk.stream == stream && cut < n {
+                let spans = &chunk.spans()[cut..];
+                let (base, end) = (spans[0].0 as usize, spans[spans.len() - 1].1 as usize);
+                let skip = cut as u64;
+                put_segment(
+                    &mut blob,
+                    (pos + skip, batch.attempt, seq + skip, time),
+                    &chunk.text()[base..end],
+                    spans.len(),
+                    spans
+                        .iter()
+                        .map(|&(s, e)| (s as usize - base, e as usize - base)),
+                );
+                bytes += spans.iter().map(|&(s, e)| i64::from(e - s)).sum::<i64>();
+            }
+            if chunk.stream == stream {
+                cut = cut.saturating_sub(n);
+            }
+            pos += n as u64;
+            seq += n as u64;
+        }
+        writes.push(StreamAppend {
+            key: (batch.run_id.as_str(), batch.task_id.as_str(), stream),
+            blob,
+            count: kept,
+            bytes,
+            over,
+        });
+    }
+    write_streams(conn, writes, cap)
+}
+
+/// Writes one append's rows (one batch number), then trims each stream back under
+/// `cap`.
+fn write_streams(conn: &Connection, writes: Vec<StreamAppend<'_>>, cap: usize) -> StoreResult<()> {
+    let failed = |e: rusqlite::Error| StoreError::sqlite("cannot append logs", e);
     let batch: i64 = conn
         .prepare_cached(NEXT_BATCH)
         .and_then(|mut stmt| stmt.query_row([], |r| r.get(0)))
@@ -144,22 +357,24 @@ pub fn append(conn: &Connection, lines: &[LogLine], cap: usize) -> StoreResult<(
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )
             .map_err(failed)?;
-        for ((run_id, task_id, stream), chunk, bytes) in &chunks {
+        for w in writes.iter().filter(|w| w.count > 0) {
+            let (run_id, task_id, stream) = w.key;
             insert
                 .execute(params![
                     batch,
                     run_id,
                     task_id,
                     stream.as_str(),
-                    encode(chunk),
-                    chunk.len() as i64,
-                    bytes
+                    w.blob,
+                    w.count as i64,
+                    w.bytes
                 ])
                 .map_err(failed)?;
         }
     }
     let cap = i64::try_from(cap).unwrap_or(i64::MAX);
-    for ((run_id, task_id, stream), _, bytes) in chunks {
+    for w in writes {
+        let (run_id, task_id, stream) = w.key;
         let total: i64 = conn
             .prepare_cached(
                 "INSERT INTO log_totals (run_id, task_id, stream, bytes) VALUES (?1, ?2, ?3, ?4)
@@ -167,13 +382,15 @@ pub fn append(conn: &Connection, lines: &[LogLine], cap: usize) -> StoreResult<(
                  RETURNING bytes",
             )
             .and_then(|mut upsert| {
-                upsert.query_row(params![run_id, task_id, stream.as_str(), bytes], |row| {
+                upsert.query_row(params![run_id, task_id, stream.as_str(), w.bytes], |row| {
                     row.get(0)
                 })
             })
             .map_err(failed)?;
-        if total > cap {
-            trim(conn, run_id, task_id, stream, total - cap).map_err(failed)?;
+        // Over the cap on their own, these lines leave nothing older: all of it goes.
+        let excess = if w.over { total - w.bytes } else { total - cap };
+        if excess > 0 {
+            trim(conn, run_id, task_id, stream, excess).map_err(failed)?;
         }
     }
     Ok(())
@@ -216,18 +433,18 @@ fn trim(
         let blob: Vec<u8> = conn
             .prepare_cached("SELECT lines FROM log_chunks WHERE id = ?1")?
             .query_row([id], |r| r.get(0))?;
-        let mut lines = decode(&blob).ok_or_else(|| corrupt(id))?;
+        let lines = decode(&blob).ok_or_else(|| corrupt(id))?;
         let mut cut = 0;
         while dropped < excess && cut < lines.len() {
             dropped += lines[cut].line.len() as i64;
             cut += 1;
         }
-        lines.drain(..cut);
+        let lines = &lines[cut..];
         let bytes: i64 = lines.iter().map(|l| l.line.len() as i64).sum();
         conn.prepare_cached(
             "UPDATE log_chunks SET lines = ?2, count = ?3, bytes = ?4 WHERE id = ?1",
         )?
-        .execute(params![id, encode(&lines), lines.len() as i64, bytes])?;
+        .execute(params![id, encode(lines), lines.len() as i64, bytes])?;
     }
     conn.prepare_cached(
         "UPDATE log_totals SET bytes = bytes - ?4 WHERE run_id = ?1 AND task_id = ?2 AND stream = ?3",
@@ -327,7 +544,7 @@ pub fn read_page(
                     task_id: task.clone(),
                     attempt: l.attempt,
                     stream,
-                    line: l.line,
+                    line: l.line.to_string(),
                     time: DateTime::from_timestamp_nanos(l.time),
                 },
             ));
@@ -599,36 +816,243 @@ mod tests {
                 attempt: 1,
                 seq: 1,
                 time: 1_700_000_000_123_456_789,
-                line: "hello".into(),
+                line: "hello",
+            },
+            ChunkLine {
+                pos: 1,
+                attempt: 1,
+                seq: 2,
+                time: 1_700_000_000_123_456_789,
+                line: "",
             },
             ChunkLine {
                 pos: 300,
                 attempt: 70000,
                 seq: u64::MAX,
                 time: -5,
-                line: "multi\nline é".into(),
+                line: "multi\nline é",
             },
             ChunkLine {
                 pos: 2,
                 attempt: 0,
                 seq: 0,
                 time: 0,
-                line: String::new(),
+                line: "",
             },
         ];
-        assert_eq!(decode(&encode(&lines)), Some(lines));
+        let blob = encode(&lines);
+        assert!(blob.starts_with(&V2));
+        assert_eq!(decode(&blob), Some(lines.clone()));
+        assert_eq!(decode(&encode(&[])), Some(Vec::new()));
         assert_eq!(decode(&[0x80]), None, "a truncated varint is corrupt");
-        assert_eq!(
-            decode(
-                &encode(&[ChunkLine {
-                    pos: 0,
-                    attempt: 0,
-                    seq: 0,
-                    time: 0,
-                    line: "x".into()
-                }])[..10]
+        for len in 3..blob.len() {
+            // Every cut of a blob is corrupt, or a whole segment short (never a panic).
+            if let Some(got) = decode(&blob[..len]) {
+                assert!(got.len() < lines.len() && lines.starts_with(&got));
+            }
+        }
+        let mut bad = encode(&lines[..1]);
+        let at = bad.len() - 3;
+        bad[at] = 0xff; // invalid UTF-8 in the text
+        assert_eq!(decode(&bad), None);
+    }
+
+    /// The first format, as it was written: chunks stored before the second format
+    /// existed still read.
+    fn encode_v1(lines: &[ChunkLine<'_>]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for l in lines {
+            put_varint(&mut out, l.pos);
+            put_varint(&mut out, u64::from(l.attempt));
+            put_varint(&mut out, l.seq);
+            out.extend_from_slice(&l.time.to_le_bytes());
+            put_varint(&mut out, l.line.len() as u64);
+            out.extend_from_slice(l.line.as_bytes());
+        }
+        out
+    }
+
+    #[test]
+    fn the_first_format_still_reads() {
+        let lines = vec![
+            ChunkLine {
+                pos: 0,
+                attempt: 1,
+                seq: 1,
+                time: 7,
+                line: "old",
+            },
+            ChunkLine {
+                pos: 128,
+                attempt: 2,
+                seq: 9,
+                time: -1,
+                line: "é",
+            },
+        ];
+        let blob = encode_v1(&lines);
+        assert!(!blob.starts_with(&V2));
+        assert_eq!(decode(&blob), Some(lines.clone()));
+        assert_eq!(decode(&encode_v1(&lines[1..])), Some(lines[1..].to_vec()));
+        let short = encode_v1(&lines[..1]);
+        assert_eq!(decode(&short[..10]), None);
+    }
+
+    #[test]
+    fn cutting_to_the_cap_drops_the_fewest_oldest_lines() {
+        let cases: [(&[usize], usize, (usize, bool)); 6] = [
+            (&[3, 3], 6, (0, false)),
+            (&[3, 3], 5, (1, true)),
+            (&[1, 1, 5], 5, (2, true)),
+            (&[1, 1, 5], 4, (3, true)),
+            (&[9], 4, (1, true)),
+            (&[], 0, (0, false)),
+        ];
+        for (sizes, cap, expected) in cases {
+            let total = sizes.iter().sum();
+            assert_eq!(
+                cut_to_cap(sizes.iter().copied(), total, cap),
+                expected,
+                "{sizes:?} under {cap}"
+            );
+        }
+    }
+
+    fn database() -> Connection {
+        let conn = Connection::open_in_memory().expect("database");
+        for sql in super::super::sqlite::MIGRATIONS {
+            conn.execute_batch(sql).expect("migration");
+        }
+        conn.execute(
+            "INSERT INTO runs (id, job_id, status, \"trigger\", params, created_at)
+             VALUES ('r1', 'job', 'running', 'manual', '{}', '2026-01-01T00:00:00Z')",
+            [],
+        )
+        .expect("a run");
+        conn
+    }
+
+    fn everything(conn: &Connection) -> Vec<LogLine> {
+        read_page(
+            conn,
+            "r1",
+            None,
+            LogStart::First,
+            LogPageLimit {
+                lines: 1_000_000,
+                bytes: usize::MAX,
+            },
+        )
+        .expect("read")
+        .lines
+    }
+
+    /// A batch appended as the capture made it is stored exactly as its lines appended
+    /// one by one would be: the same lines kept, in the same order, at the same
+    /// positions, whatever the cap cuts (older appends, or the batch itself).
+    #[test]
+    fn a_batch_is_stored_as_its_lines_would_be() {
+        let chunk = |stream: LogStream, text: &str| {
+            let mut c = LogChunk::new(stream);
+            let mut at = 0;
+            let mut spans = Vec::new();
+            for piece in text.split_inclusive('\n') {
+                let body = piece.trim_end_matches('\n').trim_end_matches('\r');
+                spans.push((at, at + body.len()));
+                at += piece.len();
+            }
+            c.extend(text, spans);
+            c
+        };
+        let batch = |first_seq: u64, chunks: Vec<LogChunk>| {
+            LogBatch::new(
+                ("r1".into(), "t".into(), 2),
+                DateTime::from_timestamp_nanos(1_000 + first_seq as i64),
+                first_seq,
+                chunks,
+            )
+        };
+        let batches = vec![
+            batch(1, vec![chunk(LogStream::Stdout, "aa\r\nbbb\n")]),
+            batch(
+                3,
+                vec![
+                    chunk(LogStream::Stdout, "c\n"),
+                    chunk(LogStream::Stderr, "e1\ne2\n"),
+                    chunk(LogStream::Stdout, "dddd\n\n"),
+                ],
             ),
-            None
+            // Over a 10-byte cap on its own: all older stdout goes, and its first lines.
+            batch(
+                8,
+                vec![chunk(LogStream::Stdout, "123456\n78\n9\nabcdefgh\n")],
+            ),
+            batch(12, vec![chunk(LogStream::Stderr, "x\n")]),
+            batch(13, vec![chunk(LogStream::Stdout, "0123456789A\n")]),
+        ];
+        for cap in [1, 4, 5, 10, 11, 12, 20, 1_000] {
+            let (by_batch, by_line) = (database(), database());
+            for b in &batches {
+                append_batch(&by_batch, b, cap).expect("append a batch");
+                append(&by_line, &b.to_lines(), cap).expect("append lines");
+                assert_eq!(everything(&by_batch), everything(&by_line), "cap {cap}");
+                for (task, start) in [(Some("t"), LogStart::Tail(2)), (None, LogStart::Tail(3))] {
+                    let limit = LogPageLimit {
+                        lines: 2,
+                        bytes: 100,
+                    };
+                    assert_eq!(
+                        read_page(&by_batch, "r1", task, start, limit).expect("read"),
+                        read_page(&by_line, "r1", task, start, limit).expect("read"),
+                        "cap {cap}"
+                    );
+                }
+            }
+            let totals = |conn: &Connection| -> Vec<(String, i64)> {
+                let mut stmt = conn
+                    .prepare("SELECT stream, bytes FROM log_totals ORDER BY stream")
+                    .expect("totals");
+                stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .expect("totals")
+                    .map(|r| r.expect("total"))
+                    .collect()
+            };
+            assert_eq!(totals(&by_batch), totals(&by_line), "cap {cap}");
+            let kept: i64 = everything(&by_batch)
+                .iter()
+                .map(|l| l.line.len() as i64)
+                .sum();
+            assert_eq!(totals(&by_batch).iter().map(|t| t.1).sum::<i64>(), kept);
+        }
+        let all = everything(&{
+            let conn = database();
+            for b in &batches {
+                append_batch(&conn, b, 1_000).expect("append");
+            }
+            conn
+        });
+        let texts: Vec<&str> = all.iter().map(|l| l.line.as_str()).collect();
+        assert_eq!(
+            texts,
+            [
+                "aa",
+                "bbb",
+                "c",
+                "e1",
+                "e2",
+                "dddd",
+                "",
+                "123456",
+                "78",
+                "9",
+                "abcdefgh",
+                "x",
+                "0123456789A"
+            ]
+        );
+        assert_eq!(
+            all.iter().map(|l| l.seq).collect::<Vec<_>>(),
+            (1..=13).collect::<Vec<_>>()
         );
     }
 }

@@ -21,6 +21,7 @@ mod sqlite;
 mod tests;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
@@ -33,7 +34,7 @@ pub use open::{Opened, Storage};
 pub use postgres::{redact as redact_database_url, PostgresConfig, PostgresStore};
 pub use sqlite::SqliteStore;
 
-pub use crate::core::{LogLine, Run, TaskRun};
+pub use crate::core::{LogBatch, LogLine, Run, TaskRun};
 use crate::core::{LogStream, RunStatus};
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -309,6 +310,13 @@ pub trait Store: Send + Sync + 'static {
     /// Appends log lines, keeping at most `max_bytes_per_stream` bytes of each
     /// (run, task, stream): when over, the oldest lines are dropped (the tail is kept).
     async fn append_logs(&self, lines: Vec<LogLine>) -> StoreResult<()>;
+
+    /// Appends a batch of lines as the executor captured them: stored exactly as
+    /// [`Store::append_logs`] of its lines would store them (the same lines kept, at the
+    /// same positions). A store may write the batch as it is, without a string per line.
+    async fn append_log_batch(&self, batch: Arc<LogBatch>) -> StoreResult<()> {
+        self.append_logs(batch.to_lines()).await
+    }
 
     async fn get_run(&self, run_id: &str) -> StoreResult<Option<Run>>;
 

@@ -121,6 +121,7 @@ conformance!(
     logs_keep_any_text,
     logs_keep_the_tail_of_each_stream,
     append_logs_to_unknown_run_fails_whole,
+    log_batches_are_stored_as_their_lines,
     unfinished_runs_are_queued_or_running,
     upsert_jobs_inserts_and_replaces,
     prune_logs_drops_lines_of_old_runs_only,
@@ -750,6 +751,81 @@ async fn append_logs_to_unknown_run_fails_whole(subject: &Subject) -> StoreResul
     assert!(
         store.logs("r1", None).await?.is_empty(),
         "nothing of the call stored"
+    );
+    Ok(())
+}
+
+/// A batch as the executor captures it (chunks of lines, text as read with CRLF and
+/// newlines between lines) is stored exactly as its lines appended as lines would be:
+/// the same lines kept under the cap, in the same order, with the same pages.
+async fn log_batches_are_stored_as_their_lines(subject: &Subject) -> StoreResult<()> {
+    use crate::core::{LogBatch, LogChunk};
+    let store = subject.store();
+    for id in ["by-batch", "by-line"] {
+        store
+            .create_run(run(id, "job", RunStatus::Running, 1), vec![task(id, "t")])
+            .await?;
+    }
+    let chunk = |stream: LogStream, text: &str| {
+        let mut chunk = LogChunk::new(stream);
+        let (mut at, mut spans) = (0, Vec::new());
+        for piece in text.split_inclusive('\n') {
+            let line = piece.trim_end_matches('\n').trim_end_matches('\r');
+            spans.push((at, at + line.len()));
+            at += piece.len();
+        }
+        chunk.extend(text, spans);
+        chunk
+    };
+    let long = format!("{}\n", "L".repeat(60));
+    let batches = [
+        (1, vec![chunk(LogStream::Stdout, "first\r\nsecond é\n")]),
+        (
+            3,
+            vec![
+                chunk(LogStream::Stdout, "out\n"),
+                chunk(LogStream::Stderr, "err 1\nerr 2\n"),
+                chunk(LogStream::Stdout, "\nmore\n"),
+            ],
+        ),
+        // Over the 100-byte cap on its own.
+        (8, vec![chunk(LogStream::Stdout, &long.repeat(3))]),
+        (11, vec![chunk(LogStream::Stderr, "late\n")]),
+    ];
+    for (first_seq, chunks) in batches {
+        let time = at(first_seq as i64);
+        let batch = LogBatch::new(("by-batch".into(), "t".into(), 1), time, first_seq, chunks);
+        let mut lines = batch.to_lines();
+        for line in &mut lines {
+            line.run_id = "by-line".into();
+        }
+        store.append_log_batch(Arc::new(batch)).await?;
+        store.append_logs(lines).await?;
+        let strip = |lines: Vec<LogLine>| -> Vec<LogLine> {
+            lines
+                .into_iter()
+                .map(|l| LogLine {
+                    run_id: String::new(),
+                    ..l
+                })
+                .collect()
+        };
+        assert_eq!(
+            strip(store.logs("by-batch", None).await?),
+            strip(store.logs("by-line", None).await?),
+            "after the batch at {first_seq}"
+        );
+    }
+    let kept = store.logs("by-batch", Some("t")).await?;
+    let long_line = "L".repeat(60);
+    assert_eq!(
+        lines(&kept),
+        ["err 1", "err 2", &long_line, "late"],
+        "stdout keeps only the last long line, stderr all"
+    );
+    assert_eq!(
+        kept.iter().map(|l| l.seq).collect::<Vec<_>>(),
+        [4, 5, 10, 11]
     );
     Ok(())
 }

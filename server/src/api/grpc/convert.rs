@@ -13,6 +13,7 @@ use crate::core::job::{Catchup, Overlap};
 use crate::core::{
     DepCondition, JobDef, LogStream, RetryPolicy, RunStatus, TaskDef, TaskStatus, TriggerReason,
 };
+use crate::core::{LogBatch, LogLineRef};
 use crate::engine::SchedulerInfo;
 use crate::events::{Event, EventKind};
 use crate::store::{AuditRecord, LogLine, NodeRecord, NotificationRecord, Run, TaskRun};
@@ -208,6 +209,34 @@ pub fn into_log_line(l: LogLine) -> pb::LogLine {
     }
 }
 
+/// One line of a batch.
+pub fn log_line_ref(l: LogLineRef<'_>) -> pb::LogLine {
+    pb::LogLine {
+        stream: log_stream(l.stream).into(),
+        time: Some(timestamp(l.time)),
+        run_id: l.run_id.to_string(),
+        task_id: l.task_id.to_string(),
+        attempt: l.attempt,
+        line: l.line.to_string(),
+        seq: l.seq,
+    }
+}
+
+/// The contract's events for one of the bus's: one per line for a batch of log lines,
+/// else one. Made one at a time, as a stream sends them: a batch of thousands of lines
+/// is never held as thousands of messages.
+pub fn events(e: &Event) -> impl Iterator<Item = pb::Event> + Send + '_ {
+    let base = event(e);
+    let single = e.log().is_none().then(|| base.clone());
+    let lines = e.log().into_iter().flat_map(LogBatch::lines);
+    single.into_iter().chain(lines.map(move |line| pb::Event {
+        log: Some(log_line_ref(line)),
+        ..base.clone()
+    }))
+}
+
+/// The contract's event for one of the bus's, a log batch's without its lines (see
+/// [`events`]).
 pub fn event(e: &Event) -> pb::Event {
     let task_id = e.task_id().unwrap_or_default().to_string();
     pb::Event {
@@ -218,7 +247,7 @@ pub fn event(e: &Event) -> pb::Event {
         task_id,
         run: e.run().map(|r| run(r, e.time())),
         task_run: e.task_run().map(|t| task_run(t, e.time())),
-        log: e.log().map(log_line),
+        log: None,
         message: e.message().unwrap_or_default().to_string(),
     }
 }
@@ -491,7 +520,9 @@ mod tests {
             (
                 Event::Log {
                     job_id: "j".into(),
-                    line: log,
+                    batch: std::sync::Arc::new(
+                        crate::core::LogBatch::group(vec![log.clone()]).remove(0),
+                    ),
                 },
                 pb::EventType::LogLine,
                 "r2",
@@ -508,10 +539,15 @@ mod tests {
             ),
         ];
         for (e, kind, run_id, task_id) in cases {
-            let pb = event(&e);
+            let all: Vec<pb::Event> = events(&e).collect();
+            assert_eq!(all.len(), 1);
+            let pb = &all[0];
             assert_eq!(pb.r#type, kind as i32);
             assert_eq!(pb.run_id, run_id);
             assert_eq!(pb.task_id, task_id);
+            if kind == pb::EventType::LogLine {
+                assert_eq!(pb.log, Some(log_line(&log)));
+            }
         }
     }
 

@@ -270,16 +270,18 @@ struct LogCursor {
 }
 
 impl LogCursor {
-    fn wants(&self, line: &LogLine) -> bool {
-        self.task_id.as_ref().is_none_or(|t| *t == line.task_id)
-            && self
-                .sent
-                .get(&line.task_id)
-                .is_none_or(|&seq| line.seq > seq)
+    fn wants(&self, task_id: &str, seq: u64) -> bool {
+        self.task_id.as_ref().is_none_or(|t| t == task_id)
+            && self.sent.get(task_id).is_none_or(|&sent| seq > sent)
     }
 
-    fn record(&mut self, line: &LogLine) {
-        self.sent.insert(line.task_id.clone(), line.seq);
+    fn record(&mut self, task_id: &str, seq: u64) {
+        match self.sent.get_mut(task_id) {
+            Some(sent) => *sent = seq,
+            None => {
+                self.sent.insert(task_id.to_string(), seq);
+            }
+        }
     }
 
     /// Whether this event says the followed task has settled.
@@ -324,9 +326,16 @@ impl LogFollower {
             if event.run_id() != Some(self.run_id.as_str()) {
                 continue;
             }
-            if let Some(line) = event.log() {
-                if self.cursor.wants(line) {
-                    self.send(out, line).await?;
+            if let Some(batch) = event.log() {
+                // A batch of lines: those not sent yet go, one message each.
+                for line in batch.lines() {
+                    if self.cursor.wants(line.task_id, line.seq) {
+                        self.cursor.record(line.task_id, line.seq);
+                        out.send(pb::FollowTaskLogsResponse {
+                            line: Some(convert::log_line_ref(line)),
+                        })
+                        .await?;
+                    }
                 }
             } else if event.ends_run() || self.cursor.settles_task(&event) {
                 return Ok(());
@@ -364,7 +373,7 @@ impl LogFollower {
                 Err(e) => return out.fail(e.into()).await.map(|()| true),
             };
             for line in &page.lines {
-                if self.cursor.wants(line) {
+                if self.cursor.wants(&line.task_id, line.seq) {
                     self.send(out, line).await?;
                 }
             }
@@ -386,7 +395,7 @@ impl LogFollower {
         out: &Outbox<pb::FollowTaskLogsResponse>,
         line: &LogLine,
     ) -> Result<(), ClientGone> {
-        self.cursor.record(line);
+        self.cursor.record(&line.task_id, line.seq);
         out.send(pb::FollowTaskLogsResponse {
             line: Some(convert::log_line(line)),
         })
@@ -443,7 +452,7 @@ mod tests {
                 sent: HashMap::from([("a".to_string(), 3)]),
             };
             assert_eq!(
-                cursor.wants(&l),
+                cursor.wants(&l.task_id, l.seq),
                 want,
                 "{followed:?} {} {}",
                 l.task_id,
@@ -455,10 +464,10 @@ mod tests {
     #[test]
     fn cursor_records_what_it_sent() {
         let mut cursor = LogCursor::default();
-        assert!(cursor.wants(&line("a", 1)));
-        cursor.record(&line("a", 1));
-        assert!(!cursor.wants(&line("a", 1)));
-        assert!(cursor.wants(&line("a", 2)));
+        assert!(cursor.wants("a", 1));
+        cursor.record("a", 1);
+        assert!(!cursor.wants("a", 1));
+        assert!(cursor.wants("a", 2));
     }
 
     #[test]

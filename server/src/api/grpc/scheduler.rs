@@ -139,9 +139,11 @@ impl SchedulerService for PetitApi {
                 match events.recv().await {
                     Ok(event) if exclude_logs && event.kind() == EventKind::LogLine => {}
                     Ok(event) if concerns(&event, job_id.as_deref()) => {
-                        let item = Item::Event(convert::event(&event));
-                        out.send(pb::WatchEventsResponse { item: Some(item) })
-                            .await?;
+                        for e in convert::events(&event) {
+                            let item = Item::Event(e);
+                            out.send(pb::WatchEventsResponse { item: Some(item) })
+                                .await?;
+                        }
                     }
                     Ok(_) => {}
                     Err(RecvError::Lagged(missed)) => {

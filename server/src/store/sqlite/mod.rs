@@ -25,7 +25,7 @@ use self::read::ReadPool;
 use self::writer::Command;
 use super::log_chunks;
 use super::{
-    AuditRecord, ClaimLimits, JobRecord, LogLine, LogPage, LogPageLimit, LogStart,
+    AuditRecord, ClaimLimits, JobRecord, LogBatch, LogLine, LogPage, LogPageLimit, LogStart,
     NotificationRecord, Run, RunPage, Store, StoreError, StoreOptions, StoreResult, TaskRun,
 };
 use crate::core::RunStatus;
@@ -293,6 +293,15 @@ impl Store for SqliteStore {
         }
         let cap = self.log_cap;
         self.write(move |conn| log_chunks::append(conn, &lines, cap))
+            .await
+    }
+
+    async fn append_log_batch(&self, batch: Arc<LogBatch>) -> StoreResult<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let cap = self.log_cap;
+        self.write(move |conn| log_chunks::append_batch(conn, &batch, cap))
             .await
     }
 
