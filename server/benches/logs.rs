@@ -255,8 +255,16 @@ fn record(figure: &str, f: &Figures, original: &str) {
     });
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
+    // The allocator as petitd sets it up (fixed mmap and trim thresholds, two arenas),
+    // before the runtime's threads exist.
+    petit_server::alloc::tune();
+    tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(bench());
+}
+
+async fn bench() {
     println!(
         "median of {ROUNDS} rounds; SQLite file store, cap {} KiB per stream; raw = seq spawned \
          directly, its pipe read in 64 KiB reads",

@@ -27,6 +27,9 @@ pub(super) struct LineSplitter {
     stream: LogStream,
     /// The start of the current line, read but not ended (shorter than a piece).
     partial: Vec<u8>,
+    /// The spans of a run of lines being found, kept between reads so that it is
+    /// allocated once.
+    spans: Vec<(usize, usize)>,
 }
 
 impl LineSplitter {
@@ -34,12 +37,16 @@ impl LineSplitter {
         LineSplitter {
             stream,
             partial: Vec::new(),
+            spans: Vec::new(),
         }
     }
 
     /// The lines that `data` (the next bytes read) completes.
     pub(super) fn split(&mut self, data: &[u8]) -> LogChunk {
-        let mut chunk = LogChunk::with_capacity(self.stream, data.len(), data.len() / 8);
+        // Sized once: every newline ends a line, and each piece cut from a long line or
+        // the line ended first adds at most one more.
+        let lines = memchr::memchr_iter(b'\n', data).count() + data.len() / MAX_LINE_BYTES + 2;
+        let mut chunk = LogChunk::with_capacity(self.stream, data.len(), lines);
         let mut rest = data;
         // The end of a line begun in an earlier read.
         while !self.partial.is_empty() && !rest.is_empty() {
@@ -67,7 +74,8 @@ impl LineSplitter {
         // Lines wholly in this read, in runs of short complete lines (copied with one
         // check and one copy per run), cut where a line is longer than a piece.
         while !rest.is_empty() {
-            let mut lines: Vec<(usize, usize)> = Vec::new();
+            let lines = &mut self.spans;
+            lines.clear();
             let mut at = 0;
             let mut cut = None;
             for nl in memchr::memchr_iter(b'\n', rest) {
@@ -89,9 +97,9 @@ impl LineSplitter {
             if !lines.is_empty() {
                 let run = &rest[..at];
                 match std::str::from_utf8(run) {
-                    Ok(text) => chunk.extend(text, lines),
+                    Ok(text) => chunk.extend(text, lines.drain(..)),
                     Err(_) => {
-                        for (start, end) in lines {
+                        for (start, end) in lines.drain(..) {
                             chunk.push(&String::from_utf8_lossy(&run[start..end]));
                         }
                     }

@@ -8,11 +8,14 @@ use crate::core::{LogBatch, LogChunk};
 /// Chunks (each at most one read of a pipe) buffered between a task and the store
 /// before the task is slowed down.
 pub(super) const LOG_CHANNEL: usize = 8;
-/// Text one batch gathers before it is stored (a single chunk may be larger): large
-/// enough that a flood costs few appends, small enough that the bus, which holds a
-/// bounded number of batches for a subscriber that stalls, holds a bounded number of
-/// bytes.
-pub(super) const BATCH_BYTES: usize = 64 * 1024;
+/// Text one batch gathers before it is stored (a single chunk may be larger): what the
+/// queue holds while the last batch was being stored, so a flood costs one store
+/// transaction per half MiB (the store writes it in rows of its own size); the bus's
+/// log rings are bounded in bytes, so a stalled subscriber holds no more for it.
+pub(super) const BATCH_BYTES: usize = 512 * 1024;
+/// Output after which a task's pump, at its end, has the allocator's free memory
+/// returned to the system (see `alloc.rs`).
+const FLOOD_BYTES: usize = 4 * 1024 * 1024;
 
 /// Moves a task's log lines to the store in batches, then onto the bus (stored before
 /// published, so a follower that reads the store after subscribing misses nothing).
@@ -30,6 +33,7 @@ pub(super) async fn pump_logs(
     let mut finishing = false;
     // A chunk that did not fit in the last batch: the next one starts with it.
     let mut carried: Option<LogChunk> = None;
+    let mut moved = 0usize;
     loop {
         let first = if let Some(chunk) = carried.take() {
             Some(chunk)
@@ -46,7 +50,13 @@ pub(super) async fn pump_logs(
                 }
             }
         };
-        let Some(first) = first else { return seq };
+        let Some(first) = first else {
+            if moved >= FLOOD_BYTES {
+                // The batches' memory is free again: the allocator gives it back soon.
+                crate::alloc::memory_freed();
+            }
+            return seq;
+        };
         let mut bytes = first.text().len();
         let mut chunks = vec![first];
         while bytes < BATCH_BYTES {
@@ -72,6 +82,7 @@ pub(super) async fn pump_logs(
             continue;
         }
         seq += batch.len() as u64;
+        moved += bytes;
         let batch = Arc::new(batch);
         if let Err(e) = env.store.append_log_batch(batch.clone()).await {
             tracing::error!(run = %run_id, task = %task_id, "cannot store log lines: {e}");

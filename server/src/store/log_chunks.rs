@@ -193,16 +193,30 @@ fn corrupt(id: i64) -> rusqlite::Error {
 /// (run id, task id, stream): what the byte cap applies to.
 type StreamKey<'a> = (&'a str, &'a str, LogStream);
 
-/// What one append writes for one stream: its lines encoded, their count and bytes,
-/// and whether they were over the cap on their own (then every older line of the
-/// stream goes, and the oldest of these too: they were cut before being written).
-struct StreamAppend<'a> {
+/// One row an append writes: one stream's lines of one part of the append (`part`: its
+/// batch number's offset from the append's first).
+struct RowWrite<'a> {
+    part: i64,
     key: StreamKey<'a>,
     blob: Vec<u8>,
     count: usize,
     bytes: i64,
+}
+
+/// What one append brings to one stream: the bytes it writes, and whether its lines
+/// were over the cap on their own (then every older line of the stream goes, and the
+/// oldest of these too: they were cut before being written).
+struct StreamTotal<'a> {
+    key: StreamKey<'a>,
+    bytes: i64,
     over: bool,
 }
+
+/// The text of a batch one row holds at most (a single chunk may be larger; a chunk is
+/// one read of a pipe, 64 KiB at most): a large
+/// append is written as several parts, each with its own batch number, so that a page
+/// read decodes a row of this size, not the whole append.
+const PART_BYTES: usize = 64 * 1024;
 
 /// How many of an append's lines (of one stream, `sizes` their lengths in order,
 /// `total` their sum) go before they are written, and whether they are over the cap
@@ -269,82 +283,128 @@ pub fn append(conn: &Connection, lines: &[LogLine], cap: usize) -> StoreResult<(
             None => streams.push((key, vec![line], l.line.len())),
         }
     }
-    let writes = streams.into_iter().map(|(key, lines, total)| {
+    let mut rows = Vec::with_capacity(streams.len());
+    let mut totals = Vec::with_capacity(streams.len());
+    for (key, lines, total) in streams {
         let (cut, over) = cut_to_cap(lines.iter().map(|l| l.line.len()), total, cap);
         let kept = &lines[cut..];
-        StreamAppend {
+        let bytes = kept.iter().map(|l| l.line.len() as i64).sum();
+        rows.push(RowWrite {
+            part: 0,
             key,
             blob: encode(kept),
             count: kept.len(),
-            bytes: kept.iter().map(|l| l.line.len() as i64).sum(),
-            over,
-        }
-    });
-    write_streams(conn, writes.collect(), cap)
+            bytes,
+        });
+        totals.push(StreamTotal { key, bytes, over });
+    }
+    write_rows(conn, rows, totals, cap)
 }
 
-/// Appends a batch as the capture made it: each stream's lines in one row, each chunk
-/// of them one segment whose text is the chunk's own, copied once.
+/// Appends a batch as the capture made it: in parts of about [`PART_BYTES`] of text,
+/// each stream's lines of a part in one row, each chunk of them one segment whose text
+/// is the chunk's own, copied once.
 pub fn append_batch(conn: &Connection, batch: &LogBatch, cap: usize) -> StoreResult<()> {
+    append_in_parts(conn, batch, cap, PART_BYTES)
+}
+
+fn append_in_parts(
+    conn: &Connection,
+    batch: &LogBatch,
+    cap: usize,
+    part_limit: usize,
+) -> StoreResult<()> {
     if batch.is_empty() {
         return Ok(());
     }
     check_runs(conn, [batch.run_id.as_str()])?;
     let time = batch.time.timestamp_nanos_opt().unwrap_or(i64::MAX);
-    let mut streams: Vec<LogStream> = Vec::with_capacity(2);
+    let key = |stream| (batch.run_id.as_str(), batch.task_id.as_str(), stream);
+    // Each stream's lines over the cap on their own are cut, oldest first, before
+    // anything is written: `cut` is how many of its lines are still to skip.
+    let mut streams: Vec<(StreamTotal, usize)> = Vec::with_capacity(2);
     for chunk in batch.chunks() {
-        if !streams.contains(&chunk.stream) {
-            streams.push(chunk.stream);
+        if streams.iter().any(|(s, _)| s.key.2 == chunk.stream) {
+            continue;
         }
-    }
-    let mut writes = Vec::with_capacity(streams.len());
-    for stream in streams {
+        let stream = chunk.stream;
         let of_stream = || batch.chunks().iter().filter(move |c| c.stream == stream);
         let total: usize = of_stream().map(LogChunk::line_bytes).sum();
-        let count: usize = of_stream().map(LogChunk::len).sum();
         let sizes = of_stream().flat_map(|c| c.spans().iter().map(|&(s, e)| (e - s) as usize));
-        let (mut cut, over) = cut_to_cap(sizes, total, cap);
-        let (kept, mut bytes) = (count - cut, 0);
-        let mut blob = Vec::with_capacity(V2.len() + total.min(cap) + 3 * kept + 32);
-        blob.extend_from_slice(&V2);
-        let (mut pos, mut seq) = (0u64, batch.first_seq);
-        for chunk in batch.chunks() {
-            let n = chunk.len();
-            if chunk.stream == stream && cut < n {
-                let spans = &chunk.spans()[cut..];
-                let (base, end) = (spans[0].0 as usize, spans[spans.len() - 1].1 as usize);
-                let skip = cut as u64;
-                put_segment(
-                    &mut blob,
-                    (pos + skip, batch.attempt, seq + skip, time),
-                    &chunk.text()[base..end],
-                    spans.len(),
-                    spans
-                        .iter()
-                        .map(|&(s, e)| (s as usize - base, e as usize - base)),
-                );
-                bytes += spans.iter().map(|&(s, e)| i64::from(e - s)).sum::<i64>();
-            }
-            if chunk.stream == stream {
-                cut = cut.saturating_sub(n);
-            }
-            pos += n as u64;
-            seq += n as u64;
-        }
-        writes.push(StreamAppend {
-            key: (batch.run_id.as_str(), batch.task_id.as_str(), stream),
-            blob,
-            count: kept,
-            bytes,
+        let (cut, over) = cut_to_cap(sizes, total, cap);
+        let total = StreamTotal {
+            key: key(stream),
+            bytes: 0,
             over,
-        });
+        };
+        streams.push((total, cut));
     }
-    write_streams(conn, writes, cap)
+    let mut rows: Vec<RowWrite> = Vec::new();
+    // The rows of the part being filled: at most one per stream.
+    let mut open: Vec<RowWrite> = Vec::with_capacity(2);
+    let (mut part, mut part_bytes, mut pos, mut seq) = (0i64, 0usize, 0u64, batch.first_seq);
+    for chunk in batch.chunks() {
+        if part_bytes > 0 && part_bytes + chunk.text().len() > part_limit {
+            rows.append(&mut open);
+            (part, part_bytes, pos) = (part + 1, 0, 0);
+        }
+        let n = chunk.len();
+        let (total, cut) = streams
+            .iter_mut()
+            .find(|(s, _)| s.key.2 == chunk.stream)
+            .expect("every stream counted");
+        if *cut < n {
+            let spans = &chunk.spans()[*cut..];
+            let (base, end) = (spans[0].0 as usize, spans[spans.len() - 1].1 as usize);
+            let skip = *cut as u64;
+            let row = match open.iter().position(|r| r.key.2 == chunk.stream) {
+                Some(i) => &mut open[i],
+                None => {
+                    // Room for a part's text and two bytes of span per line of 7.
+                    let mut blob = Vec::with_capacity(part_limit.min(PART_BYTES) * 3 / 2);
+                    blob.extend_from_slice(&V2);
+                    open.push(RowWrite {
+                        part,
+                        key: key(chunk.stream),
+                        blob,
+                        count: 0,
+                        bytes: 0,
+                    });
+                    open.last_mut().expect("a row")
+                }
+            };
+            put_segment(
+                &mut row.blob,
+                (pos + skip, batch.attempt, seq + skip, time),
+                &chunk.text()[base..end],
+                spans.len(),
+                spans
+                    .iter()
+                    .map(|&(s, e)| (s as usize - base, e as usize - base)),
+            );
+            let bytes = spans.iter().map(|&(s, e)| i64::from(e - s)).sum::<i64>();
+            row.count += spans.len();
+            row.bytes += bytes;
+            total.bytes += bytes;
+        }
+        *cut = cut.saturating_sub(n);
+        pos += n as u64;
+        seq += n as u64;
+        part_bytes += chunk.text().len();
+    }
+    rows.append(&mut open);
+    let totals = streams.into_iter().map(|(total, _)| total).collect();
+    write_rows(conn, rows, totals, cap)
 }
 
-/// Writes one append's rows (one batch number), then trims each stream back under
-/// `cap`.
-fn write_streams(conn: &Connection, writes: Vec<StreamAppend<'_>>, cap: usize) -> StoreResult<()> {
+/// Writes one append's rows (from the next batch number on, one per part), then trims
+/// each stream it touched back under `cap`.
+fn write_rows(
+    conn: &Connection,
+    rows: Vec<RowWrite<'_>>,
+    totals: Vec<StreamTotal<'_>>,
+    cap: usize,
+) -> StoreResult<()> {
     let failed = |e: rusqlite::Error| StoreError::sqlite("cannot append logs", e);
     let batch: i64 = conn
         .prepare_cached(NEXT_BATCH)
@@ -357,11 +417,11 @@ fn write_streams(conn: &Connection, writes: Vec<StreamAppend<'_>>, cap: usize) -
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )
             .map_err(failed)?;
-        for w in writes.iter().filter(|w| w.count > 0) {
+        for w in rows.iter().filter(|w| w.count > 0) {
             let (run_id, task_id, stream) = w.key;
             insert
                 .execute(params![
-                    batch,
+                    batch + w.part,
                     run_id,
                     task_id,
                     stream.as_str(),
@@ -373,7 +433,7 @@ fn write_streams(conn: &Connection, writes: Vec<StreamAppend<'_>>, cap: usize) -
         }
     }
     let cap = i64::try_from(cap).unwrap_or(i64::MAX);
-    for w in writes {
+    for w in totals {
         let (run_id, task_id, stream) = w.key;
         let total: i64 = conn
             .prepare_cached(
@@ -1054,5 +1114,58 @@ mod tests {
             all.iter().map(|l| l.seq).collect::<Vec<_>>(),
             (1..=13).collect::<Vec<_>>()
         );
+
+        // Written in parts (here of a chunk or two each), a batch keeps the same lines,
+        // totals and trims, and pages read across the parts give each line once.
+        let one_batch = batch(
+            1,
+            batches.iter().flat_map(|b| b.chunks().to_vec()).collect(),
+        );
+        for part_limit in [1, 5, 12] {
+            for cap in [1, 5, 10, 12, 20, 1_000] {
+                let (in_parts, by_line) = (database(), database());
+                for b in [&one_batch, &batches[1], &one_batch] {
+                    let mut b = b.clone();
+                    b.first_seq = everything(&in_parts).last().map_or(1, |l| l.seq + 1);
+                    append_in_parts(&in_parts, &b, cap, part_limit).expect("append");
+                    append(&by_line, &b.to_lines(), cap).expect("append lines");
+                }
+                let want = everything(&by_line);
+                assert_eq!(everything(&in_parts), want, "parts {part_limit} cap {cap}");
+                let rows: i64 = in_parts
+                    .query_row("SELECT COUNT(DISTINCT batch) FROM log_chunks", [], |r| {
+                        r.get(0)
+                    })
+                    .expect("rows");
+                assert!(cap < 20 || rows > 3, "parts {part_limit}: {rows} batches");
+                let mut paged = Vec::new();
+                let mut start = LogStart::First;
+                loop {
+                    let limit = LogPageLimit {
+                        lines: 2,
+                        bytes: 100,
+                    };
+                    let page = read_page(&in_parts, "r1", Some("t"), start, limit).expect("read");
+                    paged.extend(page.lines);
+                    match page.next {
+                        Some(next) => start = LogStart::At(next),
+                        None => break,
+                    }
+                }
+                assert_eq!(paged, want, "paged, parts {part_limit} cap {cap}");
+                let tail = read_page(
+                    &in_parts,
+                    "r1",
+                    None,
+                    LogStart::Tail(3),
+                    LogPageLimit {
+                        lines: 100,
+                        bytes: 1000,
+                    },
+                )
+                .expect("tail");
+                assert_eq!(tail.lines, want[want.len().saturating_sub(3)..]);
+            }
+        }
     }
 }

@@ -21,9 +21,12 @@ use crate::testing::Harness;
 use tokio_util::sync::CancellationToken;
 
 /// Prints many lines fast: far more events than the bus below holds. Lines travel in
-/// batches of up to 64 KiB (one event each), so the flood is 100,000 lines (~590 KB),
-/// a few batches more than the bus's log channel and a forwarder's queue hold (300
-/// lines, as here before, now come as one batch, which laps nobody).
+/// batches of up to 512 KiB (one event each), and the bus's log ring keeps 4 KiB of
+/// them (but always the newest), so `roar` prints 400,000 lines (~2.7 MB): five batches
+/// or more, which lap a watcher that holds one and reads no further (300 lines, as here
+/// before, now come as one batch, which laps nobody). `shout`'s 100,000 lines (~590
+/// KB) stay under the store's cap per stream, so that a follower who lags can still
+/// read every one of them back.
 const LOUD: &str = r#"
 id: loud
 name: Loud
@@ -32,6 +35,10 @@ tasks:
     type: command
     command: seq
     args: ["100000"]
+  - id: roar
+    type: command
+    command: seq
+    args: ["400000"]
 "#;
 
 const LIMIT: Duration = Duration::from_secs(10);
@@ -232,7 +239,7 @@ async fn watching_an_ended_run_sends_its_state_and_ends() {
         messages[0].run.as_ref().map(|r| r.status()),
         Some(pb::RunStatus::Succeeded)
     );
-    assert_eq!(messages[0].task_runs.len(), 1);
+    assert_eq!(messages[0].task_runs.len(), 2, "shout and roar");
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@
 //! store's face: opening, closing, and the [`Store`] calls, each handed to the writer
 //! or to a reader.
 
+mod checkpoint;
 mod read;
 mod rows;
 mod schema;
@@ -73,7 +74,7 @@ impl SqliteStore {
         writer::configure(&conn, path)?;
         schema::migrate(&mut conn, path)?;
 
-        let (commands, writer) = writer::spawn(conn).map_err(|e| {
+        let (commands, writer) = writer::spawn(conn, path).map_err(|e| {
             StoreError::io(format!("{}: cannot start the writer thread", context()), e)
         })?;
         Ok(SqliteStore {

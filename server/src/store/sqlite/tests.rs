@@ -331,3 +331,64 @@ fn run_pages_seek_their_index() {
         assert!(!plan.contains("TEMP B-TREE"), "{sql}\n{plan}");
     }
 }
+
+/// With checkpoints beside the writer (checkpoint.rs) rather than in its commits,
+/// sustained writes still reach the main file and the WAL still starts over: it stays
+/// near the writer's fallback, not the size of everything written.
+#[tokio::test]
+async fn the_wal_stays_bounded_under_sustained_writes() {
+    use crate::core::{LogLine, LogStream};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("petit.db");
+    let options = StoreOptions {
+        max_log_bytes_per_stream: 64 << 20,
+    };
+    let store = SqliteStore::open(&path, options).expect("open");
+    store
+        .create_run(queued_run("r"), vec![])
+        .await
+        .expect("create");
+    let line = "x".repeat(1000);
+    let mut seq = 0;
+    let wal = dir.path().join("petit.db-wal");
+    let mut largest_wal = 0;
+    // 160 appends of 256 KiB: 40 MiB, 10,000 pages, past the writer's fallback twice.
+    for _ in 0..160 {
+        let lines = (0..256)
+            .map(|_| {
+                seq += 1;
+                LogLine {
+                    run_id: "r".into(),
+                    seq,
+                    task_id: "t".into(),
+                    attempt: 1,
+                    stream: LogStream::Stdout,
+                    line: line.clone(),
+                    time: Utc::now(),
+                }
+            })
+            .collect();
+        store.append_logs(lines).await.expect("append");
+        largest_wal = largest_wal.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let main = std::fs::metadata(&path).expect("database").len();
+        if main >= 36 << 20 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the database file holds {main} bytes: no checkpoint copied the WAL into it"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // The WAL was started over after checkpoints: never as large as all that was
+    // written (40 MiB), nor much past the writer's own fallback (16 MiB).
+    assert!(
+        largest_wal < 20 << 20,
+        "the WAL grew to {largest_wal} bytes"
+    );
+    drop(store);
+    assert!(!wal.exists(), "the WAL is removed on close");
+}

@@ -17,6 +17,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::oneshot;
 
+use super::checkpoint::{self, Checkpointer};
 use super::rows::{map_to_sql, run_from_row, time_to_sql, RUN_COLUMNS, TASK_COLUMNS};
 use super::BUSY_TIMEOUT;
 use crate::core::{RunStatus, TaskStatus};
@@ -109,11 +110,21 @@ impl<T: Send + 'static> Applied for Done<T> {
 
 /// Starts the writer thread on `conn` (see [`configure`]); it runs until every sender
 /// of the returned channel is gone and what they sent is committed.
-pub(super) fn spawn(conn: Connection) -> std::io::Result<(mpsc::Sender<Command>, JoinHandle<()>)> {
+pub(super) fn spawn(
+    conn: Connection,
+    path: &Path,
+) -> std::io::Result<(mpsc::Sender<Command>, JoinHandle<()>)> {
     let (commands, queue) = mpsc::channel();
+    let path = path.to_path_buf();
     let writer = std::thread::Builder::new()
         .name("petit-store-writer".into())
-        .spawn(move || run_writer(conn, queue))?;
+        .spawn(move || {
+            let mut conn = conn;
+            let checkpointer = Checkpointer::start(&path);
+            run_writer(&mut conn, queue, checkpointer);
+            // The checkpointer went with the loop: this connection closes last.
+            drop(conn);
+        })?;
     Ok((commands, writer))
 }
 
@@ -139,11 +150,18 @@ pub(super) fn configure(conn: &Connection, path: &Path) -> StoreResult<()> {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(BUSY_TIMEOUT)
     };
-    settings().map_err(failed)
+    settings().map_err(failed)?;
+    // Checkpoints happen beside the writer, not in its commits (checkpoint.rs).
+    checkpoint::hook(conn);
+    Ok(())
 }
 
 /// The writer thread's loop (see the module comment).
-fn run_writer(mut conn: Connection, queue: mpsc::Receiver<Command>) {
+fn run_writer(
+    conn: &mut Connection,
+    queue: mpsc::Receiver<Command>,
+    checkpointer: Option<Checkpointer>,
+) {
     // `recv` fails once every sender is gone and the queue is empty: the store was
     // dropped and everything sent before has been handled.
     while let Ok(first) = queue.recv() {
@@ -154,7 +172,9 @@ fn run_writer(mut conn: Connection, queue: mpsc::Receiver<Command>) {
                 Err(_) => break,
             }
         }
-        commit_batch(&mut conn, batch);
+        commit_batch(conn, batch);
+        // After the answers: a checkpoint never delays them.
+        checkpoint::after_commit(conn, checkpointer.as_ref());
     }
 }
 
