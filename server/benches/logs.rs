@@ -38,26 +38,31 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// Spawns `seq lines` `tasks` times, `parallel` at a time, and reads each stdout pipe
-/// to the end (64 KiB reads, bytes dropped).
-fn raw_pipe(lines: usize, tasks: usize, parallel: usize) -> Duration {
+/// Runs `tasks` processes in waves of at most `parallel`: `wave(n)` starts `n` of them
+/// and waits for them. Returns the time all the waves took.
+fn in_waves(tasks: usize, parallel: usize, mut wave: impl FnMut(usize)) -> Duration {
     let start = Instant::now();
     let mut left = tasks;
     while left > 0 {
-        let batch = left.min(parallel);
-        let children: Vec<_> = (0..batch)
+        let n = left.min(parallel);
+        wave(n);
+        left -= n;
+    }
+    start.elapsed()
+}
+
+/// Spawns `seq lines` `tasks` times, `parallel` at a time, and reads each stdout pipe
+/// to the end (64 KiB reads, bytes dropped).
+fn raw_pipe(lines: usize, tasks: usize, parallel: usize) -> Duration {
+    in_waves(tasks, parallel, |n| {
+        let readers: Vec<_> = (0..n)
             .map(|_| {
-                Command::new("seq")
+                let mut child = Command::new("seq")
                     .arg(lines.to_string())
                     .stdout(Stdio::piped())
                     .stderr(Stdio::piped())
                     .spawn()
-                    .expect("spawn seq")
-            })
-            .collect();
-        let readers: Vec<_> = children
-            .into_iter()
-            .map(|mut child| {
+                    .expect("spawn seq");
                 std::thread::spawn(move || {
                     let mut out = child.stdout.take().expect("stdout");
                     let mut buf = vec![0u8; 64 * 1024];
@@ -77,18 +82,13 @@ fn raw_pipe(lines: usize, tasks: usize, parallel: usize) -> Duration {
         for r in readers {
             assert!(r.join().expect("reader") > 0);
         }
-        left -= batch;
-    }
-    start.elapsed()
+    })
 }
 
 /// `sh -c 'seq N | cat >/dev/null'`, `tasks` times, `parallel` at a time.
 fn raw_shell(lines: usize, tasks: usize, parallel: usize) -> Duration {
-    let start = Instant::now();
-    let mut left = tasks;
-    while left > 0 {
-        let batch = left.min(parallel);
-        let children: Vec<_> = (0..batch)
+    in_waves(tasks, parallel, |n| {
+        let children: Vec<_> = (0..n)
             .map(|_| {
                 Command::new("sh")
                     .arg("-c")
@@ -100,9 +100,7 @@ fn raw_shell(lines: usize, tasks: usize, parallel: usize) -> Duration {
         for mut c in children {
             assert!(c.wait().expect("wait").success());
         }
-        left -= batch;
-    }
-    start.elapsed()
+    })
 }
 
 fn job_yaml(tasks: usize, lines: usize) -> String {

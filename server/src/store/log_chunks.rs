@@ -782,16 +782,7 @@ mod tests {
     /// covering index: none scans the chunks, sorts them, or reads rows it then drops.
     #[test]
     fn appends_run_no_scan() {
-        let conn = Connection::open_in_memory().expect("database");
-        for sql in super::super::sqlite::MIGRATIONS {
-            conn.execute_batch(sql).expect("migration");
-        }
-        conn.execute(
-            "INSERT INTO runs (id, job_id, status, \"trigger\", params, created_at)
-             VALUES ('r1', 'job', 'running', 'manual', '{}', '2026-01-01T00:00:00Z')",
-            [],
-        )
-        .expect("a run");
+        let conn = database();
         let line = |seq: u64, stream: LogStream, text: &str| LogLine {
             run_id: "r1".into(),
             seq,
