@@ -18,10 +18,12 @@ fmt-check:
 lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-# The end-to-end tests drive the real binaries: build them first. Every test binary
-# runs even when one fails, so a red run lists all its failures.
+# The end-to-end tests drive the real binaries, which `cargo test` builds (each binary's
+# crate has an integration test of its own) with the same features as the tests: one
+# build of the workspace, not two (a separate `cargo build --bins` has no dev-dependency
+# features, so it compiled petit-server and everything under tokio a second time). Every
+# test binary runs even when one fails, so a red run lists all its failures.
 test:
-	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace --no-fail-fast
 
 # The longer variants: more schemathesis examples, the cluster's every-second job for
@@ -29,7 +31,7 @@ test:
 # test`; PETIT_CRASH_SEED replays a run), 20 s of 200 clients (3 s in `make test`).
 # Not part of CI's run.
 test-long: test-tools
-	$(CARGO) build --workspace --bins
+	$(CARGO) test --workspace --no-run
 	PETIT_SCHEMATHESIS_EXAMPLES=200 $(CARGO) test -p petit-tests --test openapi --no-fail-fast
 	PETIT_CLUSTER_SECONDS=30 PETIT_CLUSTER_TRIGGERS=1000 $(CARGO) test -p petit-tests --test cluster --no-fail-fast
 	PETIT_CRASH_KILLS=25 $(CARGO) test -p petit-tests --test crash_loop --no-fail-fast
