@@ -845,3 +845,52 @@ tasks:
     assert_eq!(out.logs("inline").await, vec!["inline inline"]);
     assert_eq!(out.logs("file").await, vec!["file says world"]);
 }
+
+/// A run started the moment it is triggered stores its first tasks' starts in the
+/// write that claims it, and then one write per step: a task's end with the starts it
+/// lets run, the last end with the run's. One task: 2 commits (it was 3); a chain of
+/// three: 4. Counted on the SQLite writer, whose transactions these are.
+#[tokio::test]
+async fn a_run_costs_one_commit_per_step_its_first_tasks_starting_with_its_claim() {
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        Arc::new(SqliteStore::open(&dir.path().join("petit.db"), StoreOptions::default()).unwrap());
+    let one = job("id: one\ntasks:\n  - {id: t, command: 'true'}\n");
+    let chain = job(
+        "id: chain\ntasks:\n  - {id: a, command: 'true'}\n  - {id: b, command: 'true', depends_on: [a]}\n  - {id: c, command: 'true', depends_on: [b]}\n",
+    );
+    let engine = Engine::start(vec![one, chain], store.clone(), EngineOptions::default())
+        .await
+        .unwrap();
+
+    for (job_id, commits, tasks) in [("one", 2, &["t"][..]), ("chain", 4, &["a", "b", "c"])] {
+        let before = store.commits();
+        let events = engine.subscribe();
+        let run = engine
+            .trigger(job_id, BTreeMap::new(), false)
+            .await
+            .unwrap();
+        let tracker = petit_server::testing::ExecutionTracker::follow(events, &run.id).await;
+        assert_eq!(
+            store.commits() - before,
+            commits,
+            "{job_id}: {:?}",
+            tracker.events
+        );
+        assert_eq!(tracker.start_order(), tasks, "{job_id}");
+        for pair in tasks.windows(2) {
+            tracker.assert_completed_before(pair[0], pair[1]);
+        }
+        let stored = store.get_run(&run.id).await.unwrap().unwrap();
+        assert_eq!(stored.status, RunStatus::Succeeded, "{stored:?}");
+        for task in store.task_runs(&run.id).await.unwrap() {
+            assert_eq!(task.status, TaskStatus::Succeeded, "{task:?}");
+            assert_eq!(task.attempts, 1, "{task:?}");
+            assert!(
+                task.started_at.is_some() && task.started_at <= task.ended_at,
+                "{task:?}"
+            );
+        }
+    }
+    engine.shutdown(Duration::from_secs(5)).await;
+}

@@ -24,7 +24,7 @@ use crate::core::clock::{Clock, Wake};
 use crate::core::job::{Catchup, Overlap};
 use crate::core::{JobDef, Run, RunStatus, TaskRun, TaskStatus, TriggerReason};
 use crate::events::{Event, EventBus};
-use crate::exec::{execute_run, finish_run, ExecEnv, StopReason};
+use crate::exec::{execute_run, finish_run, open_tasks, ExecEnv, StopReason};
 use crate::store::Store;
 
 /// What the handles (and the run tasks) ask of the owner.
@@ -842,10 +842,18 @@ impl Owner {
             && self.registry.queued() == 0
             && self.registry.running() < self.options.max_concurrent_runs.max(1)
             && (unlimited || self.registry.running_of(&job.id) < job.max_concurrency as usize);
+        // Claimed at once, its first tasks' starts go in that same write: the walk
+        // starts them without one of its own (one write fewer per run).
+        let mut opening = tasks.clone();
+        let opened = match claim_now {
+            true => open_tasks(&job, &self.env, &mut opening),
+            false => Vec::new(),
+        };
         let claimed = match claim_now {
             true => {
+                let starts = opened.iter().map(|&i| opening[i].clone()).collect();
                 self.store
-                    .create_claimed_run(run.clone(), tasks.clone(), self.clock.now())
+                    .create_claimed_run(run.clone(), tasks.clone(), starts, self.clock.now())
                     .await?
             }
             false => {
@@ -874,13 +882,10 @@ impl Owner {
                 });
             match next {
                 Some(Queued {
-                    job,
-                    tasks,
-                    run: queued,
-                    ..
+                    job, run: queued, ..
                 }) if queued.id == claimed.id => {
                     self.note_run(&claimed);
-                    self.start(job, claimed, tasks);
+                    self.start_opened(job, claimed, opening, opened);
                 }
                 // Not reached: the queue was empty and the limits let it start.
                 other => {
@@ -948,6 +953,18 @@ impl Owner {
 
     /// Executes a claimed run on a task of its own.
     pub(super) fn start(&mut self, job: Arc<JobDef>, run: Run, tasks: Vec<TaskRun>) {
+        self.start_opened(job, run, tasks, Vec::new());
+    }
+
+    /// [`Self::start`] of a run whose tasks `opened` were begun and stored with its
+    /// claim (`exec::open_tasks`).
+    fn start_opened(
+        &mut self,
+        job: Arc<JobDef>,
+        run: Run,
+        tasks: Vec<TaskRun>,
+        opened: Vec<usize>,
+    ) {
         let (stop, stop_rx) = watch::channel(None);
         let stop_timer = stop.clone();
         let (done_tx, done) = watch::channel(None);
@@ -991,7 +1008,7 @@ impl Owner {
             });
         }
         let body = async move {
-            let finished = execute_run(env.clone(), job, run, tasks, stop_rx).await;
+            let finished = execute_run(env.clone(), job, run, tasks, opened, stop_rx).await;
             // The slot is free before the end is visible.
             if let Some(commands) = &commands {
                 let _ = commands.send(Command::Ending {

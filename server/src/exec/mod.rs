@@ -82,19 +82,21 @@ pub struct Finished {
 /// `run` is claimed (`running`, with its start time, in the store). `tasks` are the
 /// run's task records: all pending for a new run; for a run resumed after a crash,
 /// settled tasks are kept and `interrupted` ones are retried if their policy allows,
-/// else failed.
+/// else failed. `opened`: tasks whose first attempt was begun ([`open_tasks`]) and
+/// stored with the run's claim; the walk starts them without a write of its own.
 pub async fn execute_run(
     env: Arc<ExecEnv>,
     job: Arc<JobDef>,
     mut run: Run,
     tasks: Vec<TaskRun>,
+    opened: Vec<usize>,
     stop: watch::Receiver<Option<StopReason>>,
 ) -> Finished {
     run.error = None;
     env.bus.publish(Event::of_run(run.clone()));
     tracing::info!(job = %job.id, run = %run.id, trigger = %run.trigger, "run started");
 
-    let mut walk = Walk::new(env.clone(), job.clone(), &run, tasks, stop.clone());
+    let mut walk = Walk::new(env.clone(), job.clone(), &run, tasks, &opened, stop.clone());
     walk.run_to_end().await;
 
     let reason = *stop.borrow();
@@ -124,6 +126,37 @@ pub async fn execute_run(
     run.ended_at = Some(Utc::now());
     let (tasks, held) = walk.take_ended();
     Finished { run, tasks, held }
+}
+
+/// Begins the first attempt of each task a new run's walk would start the moment it
+/// begins, in `tasks` (the run's pending records, in job order), and returns their
+/// indices in the order the walk starts them: tasks with no dependencies whose
+/// condition holds without any, that need only a slot of the run (no pool), as many
+/// as the run's task limit lets run. Their starts can then go in the write that claims
+/// the run ([`Store::create_claimed_run`]), one write fewer per run, and
+/// [`execute_run`] is told they are open.
+pub fn open_tasks(job: &JobDef, env: &ExecEnv, tasks: &mut [TaskRun]) -> Vec<usize> {
+    if env.shared_pools.is_some() || tasks.len() != job.tasks.len() {
+        return Vec::new();
+    }
+    let opened: Vec<usize> = job
+        .dag
+        .topological_order()
+        .iter()
+        .copied()
+        .filter(|&i| {
+            let task = &job.tasks[i];
+            job.dag.parents(i).is_empty()
+                && walk::condition_holds(task.condition, &[])
+                && task.resources.is_empty()
+                && tasks[i].status == TaskStatus::Pending
+        })
+        .take(env.max_concurrent_tasks.max(1))
+        .collect();
+    for &i in &opened {
+        attempt::begin_attempt(&mut tasks[i]);
+    }
+    opened
 }
 
 /// A duration as a job file would write it: `2h`, `90s`, `1500ms`.

@@ -35,6 +35,9 @@ pub(super) struct Walk {
     run_slots_held: Vec<OwnedSemaphorePermit>,
     /// Ready tasks the walk starts itself, waiting for a slot of the run, in order.
     waiting: VecDeque<usize>,
+    /// Tasks begun and stored with the run's claim, with their run slots: started
+    /// first, without a write.
+    opened: Vec<(usize, Permits)>,
 }
 
 impl Walk {
@@ -43,6 +46,7 @@ impl Walk {
         job: Arc<JobDef>,
         run: &Run,
         tasks: Vec<TaskRun>,
+        opened: &[usize],
         stop: watch::Receiver<Option<StopReason>>,
     ) -> Walk {
         let mut config = job.config.clone();
@@ -59,9 +63,20 @@ impl Walk {
                     .unwrap_or_else(|| TaskRun::pending(&run.id, &t.id))
             })
             .collect();
-        let started = records.iter().map(|r| r.status.is_terminal()).collect();
+        let mut started: Vec<bool> = records.iter().map(|r| r.status.is_terminal()).collect();
+        let run_slots = Arc::new(Semaphore::new(env.max_concurrent_tasks.max(1)));
+        let mut open = Vec::new();
+        for &i in opened {
+            // `open_tasks` opens no more than the run's slots; one it could not would
+            // be left to find_ready, as the running record of a resumed run is.
+            let slot = run_slots.clone().try_acquire_owned();
+            if let (Some(false), Ok(permit)) = (started.get(i).copied(), slot) {
+                started[i] = true;
+                open.push((i, (vec![permit], None)));
+            }
+        }
         Walk {
-            run_slots: Arc::new(Semaphore::new(env.max_concurrent_tasks.max(1))),
+            run_slots,
             env,
             job,
             run_id: run.id.clone(),
@@ -75,12 +90,31 @@ impl Walk {
             held: Vec::new(),
             run_slots_held: Vec::new(),
             waiting: VecDeque::new(),
+            opened: open,
         }
     }
 
     /// Walks the DAG until nothing runs or can start. The last ends are left unstored
     /// ([`Walk::take_ended`]), for the run's end to store with them.
     pub(super) async fn run_to_end(&mut self) {
+        // The tasks opened with the claim: their starts are stored already.
+        let reason = *self.stop.borrow();
+        for (i, permits) in std::mem::take(&mut self.opened) {
+            match reason {
+                Some(_) => {
+                    let record = stopped_record(self.records[i].clone(), reason);
+                    self.end(i, (record, None));
+                }
+                None => {
+                    self.env.bus.publish(Event::of_task(
+                        &self.job.id,
+                        self.records[i].clone(),
+                        None,
+                    ));
+                    self.spawn(i, Some(permits));
+                }
+            }
+        }
         self.advance().await;
         while let Some(joined) = self.running.join_next_with_id().await {
             self.settle(joined);

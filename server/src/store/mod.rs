@@ -258,19 +258,26 @@ pub trait Store: Send + Sync + 'static {
         message: &str,
     ) -> StoreResult<Option<Run>>;
 
-    /// [`Store::create_run`], then [`Store::claim_run`] of that run at `at`: for a run
-    /// that may start the moment it is queued, in one write where the store can. The
-    /// claimed run, or `None` when it was created but stays queued (the claim failed:
-    /// the queue claims it later); an error when it was not created.
+    /// [`Store::create_run`], then [`Store::claim_run`] of that run at `at` and, once
+    /// claimed, [`Store::update_task_runs`] with `opening` (the starts of the tasks
+    /// the run begins with): for a run that may start the moment it is queued, in one
+    /// write where the store can. The claimed run, or `None` when it was created but
+    /// stays queued (the claim failed: the queue claims it later, and `opening` was
+    /// not stored); an error when it was not created.
     async fn create_claimed_run(
         &self,
         run: Run,
         tasks: Vec<TaskRun>,
+        opening: Vec<TaskRun>,
         at: DateTime<Utc>,
     ) -> StoreResult<Option<Run>> {
         let run_id = run.id.clone();
         self.create_run(run, tasks).await?;
-        Ok(self.claim_run(&run_id, at).await.ok().flatten())
+        let claimed = self.claim_run(&run_id, at).await.ok().flatten();
+        if claimed.is_some() && !opening.is_empty() {
+            self.update_task_runs(opening).await?;
+        }
+        Ok(claimed)
     }
 
     /// Replaces a run's mutable fields (status, times, error).

@@ -15,6 +15,7 @@ mod writer;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -46,6 +47,8 @@ pub struct SqliteStore {
     commands: Option<mpsc::Sender<Command>>,
     writer: Option<JoinHandle<()>>,
     readers: Arc<ReadPool>,
+    /// Transactions the writer has committed: see [`SqliteStore::commits`].
+    commits: Arc<AtomicU64>,
     /// Bytes of log kept per stream (see [`StoreOptions`]).
     log_cap: usize,
     /// Why writes fail now (a full or read-only file system), until one succeeds.
@@ -59,6 +62,13 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// How many transactions the writer has committed since the store opened (one per
+    /// batch of writes that arrived together): what a run costs the disk, counted in
+    /// tests and benches.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+
     /// Opens (creating if needed, with its parent directory) the database at `path`
     /// and brings its schema up to date. This blocks briefly; it is meant for start-up.
     pub fn open(path: &Path, options: StoreOptions) -> StoreResult<SqliteStore> {
@@ -74,7 +84,8 @@ impl SqliteStore {
         writer::configure(&conn, path)?;
         schema::migrate(&mut conn, path)?;
 
-        let (commands, writer) = writer::spawn(conn, path).map_err(|e| {
+        let commits = Arc::new(AtomicU64::new(0));
+        let (commands, writer) = writer::spawn(conn, path, commits.clone()).map_err(|e| {
             StoreError::io(format!("{}: cannot start the writer thread", context()), e)
         })?;
         Ok(SqliteStore {
@@ -82,6 +93,7 @@ impl SqliteStore {
             commands: Some(commands),
             writer: Some(writer),
             readers: Arc::new(ReadPool::new(path.to_path_buf())),
+            commits,
             log_cap: options.max_log_bytes_per_stream,
             failing: std::sync::Mutex::new(None),
             identity: file_identity(path),
@@ -231,11 +243,16 @@ impl Store for SqliteStore {
         &self,
         run: Run,
         tasks: Vec<TaskRun>,
+        opening: Vec<TaskRun>,
         at: DateTime<Utc>,
     ) -> StoreResult<Option<Run>> {
         self.write(move |conn| {
             writer::create_run(conn, &run, &tasks)?;
-            Ok(writer::claim_run(conn, &run.id, at).ok().flatten())
+            let claimed = writer::claim_run(conn, &run.id, at).ok().flatten();
+            if claimed.is_some() {
+                writer::update_task_runs(conn, &opening)?;
+            }
+            Ok(claimed)
         })
         .await
     }

@@ -10,6 +10,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 
@@ -113,6 +114,7 @@ impl<T: Send + 'static> Applied for Done<T> {
 pub(super) fn spawn(
     conn: Connection,
     path: &Path,
+    commits: Arc<AtomicU64>,
 ) -> std::io::Result<(mpsc::Sender<Command>, JoinHandle<()>)> {
     let (commands, queue) = mpsc::channel();
     let path = path.to_path_buf();
@@ -121,7 +123,7 @@ pub(super) fn spawn(
         .spawn(move || {
             let mut conn = conn;
             let checkpointer = Checkpointer::start(&path);
-            run_writer(&mut conn, queue, checkpointer);
+            run_writer(&mut conn, queue, checkpointer, &commits);
             // The checkpointer went with the loop: this connection closes last.
             drop(conn);
         })?;
@@ -161,6 +163,7 @@ fn run_writer(
     conn: &mut Connection,
     queue: mpsc::Receiver<Command>,
     checkpointer: Option<Checkpointer>,
+    commits: &AtomicU64,
 ) {
     // `recv` fails once every sender is gone and the queue is empty: the store was
     // dropped and everything sent before has been handled.
@@ -172,7 +175,7 @@ fn run_writer(
                 Err(_) => break,
             }
         }
-        commit_batch(conn, batch);
+        commit_batch(conn, batch, commits);
         // After the answers: a checkpoint never delays them.
         checkpoint::after_commit(conn, checkpointer.as_ref());
     }
@@ -181,10 +184,18 @@ fn run_writer(
 /// One transaction for the whole batch; each command in its own savepoint so that one
 /// bad command (a duplicate run id, say) fails alone. When the transaction itself
 /// cannot be committed, every command fails with it.
-fn commit_batch(conn: &mut Connection, mut pending: VecDeque<Box<dyn Pending>>) {
+fn commit_batch(
+    conn: &mut Connection,
+    mut pending: VecDeque<Box<dyn Pending>>,
+    commits: &AtomicU64,
+) {
     let mut applied = Vec::with_capacity(pending.len());
     match apply_all(conn, &mut pending, &mut applied) {
-        Ok(()) => applied.into_iter().for_each(|done| done.answer()),
+        Ok(()) => {
+            // Counted before anyone hears of it.
+            commits.fetch_add(1, Ordering::Relaxed);
+            applied.into_iter().for_each(|done| done.answer());
+        }
         Err(e) => {
             // A full or read-only disk is reported once by the store, not per batch.
             if crate::store::error::sqlite_unavailable(&e) {
