@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use petit_server::config::{parse_job, GlobalConfig};
-use petit_server::core::RunStatus;
+use petit_server::core::{RunStatus, TaskRun, TaskStatus, TriggerReason};
 use petit_server::events::{Event, Logs};
-use petit_server::store::{MemoryStore, SqliteStore, Store, StoreOptions};
+use petit_server::store::{MemoryStore, Run, SqliteStore, Store, StoreOptions};
 use petit_server::testing::run_to_end;
 use petit_server::{Engine, EngineOptions};
 
@@ -395,10 +395,15 @@ async fn task_cases() {
         8,
     )
     .await;
-    let (mut petit, mut direct) = (Vec::new(), Vec::new());
+    let floor_dir = tempfile::tempdir().expect("tempdir");
+    let floor_store =
+        SqliteStore::open(&floor_dir.path().join("floor.db"), StoreOptions::default())
+            .expect("store");
+    let (mut petit, mut direct, mut durable) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..ONE_ROUNDS {
         petit.push(trigger_to_end(&engine, "one").await);
         direct.push(raw_async(&["/bin/true"]).await);
+        durable.push(durable_chain(&floor_store, 1).await);
     }
     engine.shutdown(Duration::from_secs(1)).await;
     let (p, r) = (median(petit), median(direct));
@@ -410,6 +415,7 @@ async fn task_cases() {
         "≤ 1.5 ms",
         "4.47 ms",
     );
+    durable_floor("1 task", p, median(durable));
 
     // A 50-task chain against the same 50 spawns in a shell loop (the whole `sh -c`).
     let dir = tempfile::tempdir().expect("tempdir");
@@ -421,7 +427,8 @@ async fn task_cases() {
         }
     }
     let engine = daemon_engine(dir.path(), &chain, 8).await;
-    let (mut petit, mut shell, mut rust) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut petit, mut shell, mut rust, mut durable) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..MANY_ROUNDS {
         petit.push(trigger_to_end(&engine, "chain").await);
         shell.push(raw_async(&["sh", "-c", "for i in $(seq 50); do /bin/true; done"]).await);
@@ -430,6 +437,7 @@ async fn task_cases() {
                 .await
                 .expect("raw"),
         );
+        durable.push(durable_chain(&floor_store, 50).await);
     }
     engine.shutdown(Duration::from_secs(1)).await;
     let (p, r, s) = (median(petit), median(shell), median(rust));
@@ -447,6 +455,7 @@ async fn task_cases() {
         "≤ 1.2×",
         "2.40×",
     );
+    durable_floor("50-task chain", p, median(durable));
 
     // 200 independent tasks, 16 at a time, against `xargs -P16` (the same argv).
     let dir = tempfile::tempdir().expect("tempdir");
@@ -469,6 +478,79 @@ async fn task_cases() {
         r,
         "≤ 1.1×",
         "2.58×",
+    );
+}
+
+/// The floor under a durable chain of `n` `/bin/true` tasks: the same spawns one
+/// after the other, with the writes the engine must make, made directly on a SQLite
+/// store: the run created and claimed with the first task's start, then before each
+/// next spawn the task's end with that start in one write (an end is durable before
+/// its dependents run), and the last end with the run's.
+async fn durable_chain(store: &SqliteStore, n: usize) -> Duration {
+    let start = Instant::now();
+    let now = chrono::Utc::now();
+    let run = Run {
+        id: uuid::Uuid::now_v7().to_string(),
+        job_id: "floor".into(),
+        status: RunStatus::Queued,
+        trigger: TriggerReason::Manual,
+        params: BTreeMap::new(),
+        created_at: now,
+        started_at: None,
+        ended_at: None,
+        error: None,
+        triggered_by: None,
+        scheduled_for: None,
+        definition: None,
+        retry_of: None,
+    };
+    let mut tasks: Vec<TaskRun> = (0..n)
+        .map(|i| TaskRun::pending(&run.id, &format!("t{i}")))
+        .collect();
+    let begin = |task: &mut TaskRun| {
+        task.status = TaskStatus::Running;
+        task.attempts = 1;
+        task.started_at = Some(chrono::Utc::now());
+    };
+    let mut first = tasks[0].clone();
+    begin(&mut first);
+    let mut run = store
+        .create_claimed_run(run, tasks.clone(), vec![first.clone()], now)
+        .await
+        .expect("claim")
+        .expect("claimed");
+    tasks[0] = first;
+    for i in 0..n {
+        raw_async(&["/bin/true"]).await;
+        let mut writes = Vec::with_capacity(2);
+        tasks[i].status = TaskStatus::Succeeded;
+        tasks[i].exit_code = Some(0);
+        tasks[i].ended_at = Some(chrono::Utc::now());
+        writes.push(tasks[i].clone());
+        if i + 1 < n {
+            begin(&mut tasks[i + 1]);
+            writes.push(tasks[i + 1].clone());
+            store.update_task_runs(writes).await.expect("step");
+        } else {
+            run.status = RunStatus::Succeeded;
+            run.ended_at = Some(chrono::Utc::now());
+            store.finish_run(run.clone(), writes).await.expect("end");
+        }
+    }
+    start.elapsed()
+}
+
+/// Prints and records `petit` against the durable floor of the same case (see
+/// [`durable_chain`]): what is left of the overhead once the writes it must make are
+/// counted in the raw cost.
+fn durable_floor(case: &str, petit: Duration, floor: Duration) {
+    row(
+        &format!("{case} vs spawns + its writes, direct"),
+        "raw: the same spawns with the run's store writes, made directly",
+        petit,
+        floor,
+        "—",
+        "—",
     );
 }
 

@@ -60,6 +60,17 @@ pub(super) fn after_commit(conn: &Connection, checkpointer: Option<&Checkpointer
     }
 }
 
+/// After a commit made inline, on its caller's thread ([`super::writer::Shared`]): a
+/// checkpoint when one is due, always on the checkpoint thread (the caller is not
+/// held up by one; without that thread, the writer thread's next commit sees the
+/// same WAL and checkpoints).
+pub(super) fn after_inline_commit(checkpointer: Option<&Checkpointer>) {
+    let pages = WAL_PAGES.with(Cell::take);
+    if let (true, Some(checkpointer)) = (pages >= CHECKPOINT_PAGES, checkpointer) {
+        checkpointer.wake();
+    }
+}
+
 /// Copies as much of the WAL into the database as readers allow.
 fn checkpoint(conn: &Connection) {
     let done = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));

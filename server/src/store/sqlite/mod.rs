@@ -15,7 +15,6 @@ mod writer;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -47,8 +46,8 @@ pub struct SqliteStore {
     commands: Option<mpsc::Sender<Command>>,
     writer: Option<JoinHandle<()>>,
     readers: Arc<ReadPool>,
-    /// Transactions the writer has committed: see [`SqliteStore::commits`].
-    commits: Arc<AtomicU64>,
+    /// The write connection, shared with the writer thread (for inline writes).
+    shared: Arc<writer::Shared>,
     /// Bytes of log kept per stream (see [`StoreOptions`]).
     log_cap: usize,
     /// Why writes fail now (a full or read-only file system), until one succeeds.
@@ -66,7 +65,7 @@ impl SqliteStore {
     /// batch of writes that arrived together): what a run costs the disk, counted in
     /// tests and benches.
     pub fn commits(&self) -> u64 {
-        self.commits.load(Ordering::Relaxed)
+        self.shared.commits()
     }
 
     /// Opens (creating if needed, with its parent directory) the database at `path`
@@ -84,8 +83,7 @@ impl SqliteStore {
         writer::configure(&conn, path)?;
         schema::migrate(&mut conn, path)?;
 
-        let commits = Arc::new(AtomicU64::new(0));
-        let (commands, writer) = writer::spawn(conn, path, commits.clone()).map_err(|e| {
+        let (commands, writer, shared) = writer::spawn(conn, path).map_err(|e| {
             StoreError::io(format!("{}: cannot start the writer thread", context()), e)
         })?;
         Ok(SqliteStore {
@@ -93,7 +91,7 @@ impl SqliteStore {
             commands: Some(commands),
             writer: Some(writer),
             readers: Arc::new(ReadPool::new(path.to_path_buf())),
-            commits,
+            shared,
             log_cap: options.max_log_bytes_per_stream,
             failing: std::sync::Mutex::new(None),
             identity: file_identity(path),
@@ -140,11 +138,43 @@ impl SqliteStore {
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
         let (command, committed) = Command::new(write);
-        self.commands
-            .as_ref()
-            .ok_or(StoreError::WriterStopped)?
-            .send(command)
-            .map_err(|_| StoreError::WriterStopped)?;
+        self.send(command, committed).await
+    }
+
+    /// A small write (a few rows of run or task state), committed on this thread when
+    /// the writer thread has nothing queued or under way, else handed to it as
+    /// [`Self::write`] does: a task's durable step without two thread wake-ups (see
+    /// the writer's module comment). Never for log batches, which may take
+    /// milliseconds: those stay off the runtime's threads.
+    async fn write_small<T, F>(&self, write: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let (command, mut committed) = Command::new(write);
+        match self.shared.try_inline(command) {
+            Ok(()) => {
+                let result = committed
+                    .try_recv()
+                    .map_err(|_| StoreError::WriterStopped)?;
+                self.note_write(&result);
+                result
+            }
+            Err(command) => self.send(command, committed).await,
+        }
+    }
+
+    async fn send<T>(
+        &self,
+        command: Command,
+        committed: tokio::sync::oneshot::Receiver<StoreResult<T>>,
+    ) -> StoreResult<T> {
+        let commands = self.commands.as_ref().ok_or(StoreError::WriterStopped)?;
+        self.shared.sending();
+        if commands.send(command).is_err() {
+            self.shared.unsent();
+            return Err(StoreError::WriterStopped);
+        }
         // A dropped reply sender means the writer died with our command in hand.
         let result = committed.await.map_err(|_| StoreError::WriterStopped)?;
         self.note_write(&result);
@@ -229,13 +259,13 @@ impl Store for SqliteStore {
     }
 
     async fn create_run(&self, run: Run, tasks: Vec<TaskRun>) -> StoreResult<()> {
-        self.write(move |conn| writer::create_run(conn, &run, &tasks))
+        self.write_small(move |conn| writer::create_run(conn, &run, &tasks))
             .await
     }
 
     async fn claim_run(&self, run_id: &str, at: DateTime<Utc>) -> StoreResult<Option<Run>> {
         let run_id = run_id.to_owned();
-        self.write(move |conn| writer::claim_run(conn, &run_id, at))
+        self.write_small(move |conn| writer::claim_run(conn, &run_id, at))
             .await
     }
 
@@ -246,7 +276,7 @@ impl Store for SqliteStore {
         opening: Vec<TaskRun>,
         at: DateTime<Utc>,
     ) -> StoreResult<Option<Run>> {
-        self.write(move |conn| {
+        self.write_small(move |conn| {
             writer::create_run(conn, &run, &tasks)?;
             let claimed = writer::claim_run(conn, &run.id, at).ok().flatten();
             if claimed.is_some() {
@@ -263,7 +293,7 @@ impl Store for SqliteStore {
         at: DateTime<Utc>,
     ) -> StoreResult<Option<Run>> {
         let limits = limits.clone();
-        self.write(move |conn| writer::claim_next(conn, &limits, at))
+        self.write_small(move |conn| writer::claim_next(conn, &limits, at))
             .await
     }
 
@@ -279,26 +309,27 @@ impl Store for SqliteStore {
     ) -> StoreResult<Option<Run>> {
         let run_id = run_id.to_owned();
         let message = message.to_owned();
-        self.write(move |conn| writer::cancel_queued(conn, &run_id, at, &message))
+        self.write_small(move |conn| writer::cancel_queued(conn, &run_id, at, &message))
             .await
     }
 
     async fn update_run(&self, run: Run) -> StoreResult<()> {
-        self.write(move |conn| writer::update_run(conn, &run)).await
+        self.write_small(move |conn| writer::update_run(conn, &run))
+            .await
     }
 
     async fn update_task_run(&self, task: TaskRun) -> StoreResult<()> {
-        self.write(move |conn| writer::update_task_run(conn, &task))
+        self.write_small(move |conn| writer::update_task_run(conn, &task))
             .await
     }
 
     async fn update_task_runs(&self, tasks: Vec<TaskRun>) -> StoreResult<()> {
-        self.write(move |conn| Ok(writer::update_task_runs(conn, &tasks)))
+        self.write_small(move |conn| Ok(writer::update_task_runs(conn, &tasks)))
             .await?
     }
 
     async fn finish_run(&self, run: Run, tasks: Vec<TaskRun>) -> StoreResult<()> {
-        self.write(move |conn| {
+        self.write_small(move |conn| {
             let tasks = writer::update_task_runs(conn, &tasks);
             Ok(tasks.and(writer::update_run(conn, &run)))
         })
