@@ -6,6 +6,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,7 +19,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -237,63 +238,79 @@ impl Connection {
     }
 }
 
-/// The requests in flight on one connection, and whether there has been any.
+/// The requests in flight on one connection, and when the last one ended: counters a
+/// request updates without waking anyone (the idle watch reads them when its own timer
+/// fires, so a request costs no wake-up and no timer change).
 #[derive(Clone)]
 struct Activity {
-    state: Arc<watch::Sender<InFlightCount>>,
+    state: Arc<ActivityState>,
 }
 
-#[derive(Debug, Clone, Copy, Default)]
-struct InFlightCount {
-    now: usize,
-    started_any: bool,
+struct ActivityState {
+    /// When the connection began; `last_end` counts from it.
+    base: tokio::time::Instant,
+    in_flight: AtomicUsize,
+    started_any: AtomicBool,
+    /// Nanoseconds from `base` to the end of the last request.
+    last_end: AtomicU64,
 }
 
 /// One request in flight, until dropped.
 struct InFlight {
-    state: Arc<watch::Sender<InFlightCount>>,
+    state: Arc<ActivityState>,
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.state.send_modify(|c| c.now -= 1);
+        let state = &self.state;
+        let since = u64::try_from(state.base.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        state.last_end.fetch_max(since, Ordering::Relaxed);
+        // Release: a watch that sees the count drop sees this end's time too.
+        state.in_flight.fetch_sub(1, Ordering::Release);
     }
 }
 
 impl Activity {
     fn new() -> Activity {
         Activity {
-            state: Arc::new(watch::Sender::new(InFlightCount::default())),
+            state: Arc::new(ActivityState {
+                base: tokio::time::Instant::now(),
+                in_flight: AtomicUsize::new(0),
+                started_any: AtomicBool::new(false),
+                last_end: AtomicU64::new(0),
+            }),
         }
     }
 
     fn begin(&self) -> InFlight {
-        self.state.send_modify(|c| {
-            c.now += 1;
-            c.started_any = true;
-        });
+        self.state.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.state.started_any.store(true, Ordering::Relaxed);
         InFlight {
             state: self.state.clone(),
         }
     }
 
     /// Resolves once no request has been in flight for `idle` (or, before the first
-    /// request, for `first`: a connection that never asks anything goes sooner). Each
-    /// change of the count starts the period again.
+    /// request, for `first` from the connection's start: a connection that never asks
+    /// anything goes sooner). It looks when a period could have run out: while
+    /// requests are in flight, once every `idle`; otherwise at the last end + `idle`.
     async fn idle(&self, first: Duration, idle: Duration) {
-        let mut state = self.state.subscribe();
+        let state = &self.state;
         loop {
-            let count = *state.borrow_and_update();
-            if count.now > 0 {
-                // `self` holds the sender, so the channel never closes under us.
-                let _ = state.changed().await;
-                continue;
+            let now = tokio::time::Instant::now();
+            let in_flight = state.in_flight.load(Ordering::Acquire);
+            let deadline = if in_flight > 0 {
+                now + idle
+            } else if state.started_any.load(Ordering::Relaxed) {
+                let last_end = Duration::from_nanos(state.last_end.load(Ordering::Relaxed));
+                state.base + last_end + idle
+            } else {
+                state.base + first
+            };
+            if in_flight == 0 && deadline <= now {
+                return;
             }
-            let wait = if count.started_any { idle } else { first };
-            tokio::select! {
-                () = tokio::time::sleep(wait) => return,
-                _ = state.changed() => {}
-            }
+            tokio::time::sleep_until(deadline).await;
         }
     }
 }
@@ -337,6 +354,24 @@ mod tests {
         assert!(!watch.is_finished(), "closed early");
         after(2).await;
         assert!(watch.is_finished(), "not closed when idle");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_that_ends_while_the_watch_sleeps_starts_the_period_again() {
+        let activity = Activity::new();
+        let watch = watch(&activity, 2, 10);
+        after(1).await;
+        drop(activity.begin());
+        // The watch sleeps until 1 + 10; a request ending at 8 moves that to 18.
+        after(7).await;
+        drop(activity.begin());
+        after(9).await;
+        assert!(!watch.is_finished(), "closed 9 s after a request");
+        after(2).await;
+        assert!(
+            watch.is_finished(),
+            "not closed 11 s after the last request"
+        );
     }
 
     #[tokio::test(start_paused = true)]
