@@ -195,8 +195,10 @@ pub struct View {
     pub upcoming: HashMap<String, Arc<[DateTime<Utc>]>>,
     /// Jobs paused on their own (`PauseJob`).
     pub paused_jobs: HashSet<String>,
-    /// Each job's newest run as it now stands (jobs that never ran have none).
-    pub last_runs: HashMap<String, Run>,
+    /// Each job's newest run as it now stands (jobs that never ran have none). Shared:
+    /// a run that did not change is the same `Arc`, so readers that keep what they
+    /// built from it (the API's job cache) compare pointers, not runs.
+    pub last_runs: HashMap<String, Arc<Run>>,
     pub paused: bool,
     pub stopping: bool,
     pub running: usize,
@@ -465,7 +467,12 @@ impl Engine {
 
     /// The newest run of a job, as the engine last saw it (no store read).
     pub fn last_run(&self, job_id: &str) -> Option<Run> {
-        self.inner.view.borrow().last_runs.get(job_id).cloned()
+        self.inner
+            .view
+            .borrow()
+            .last_runs
+            .get(job_id)
+            .map(|run| Run::clone(run))
     }
 
     pub fn state(&self) -> SchedulerInfo {

@@ -204,7 +204,12 @@ impl Owner {
         let store = self.store.clone();
         let ids: Vec<String> = self.jobs.keys().cloned().collect();
         let last_runs = store.last_runs(&ids).await?;
-        self.view.send_modify(|v| v.last_runs = last_runs);
+        self.view.send_modify(|v| {
+            v.last_runs = last_runs
+                .into_iter()
+                .map(|(job, run)| (job, Arc::new(run)))
+                .collect();
+        });
         if self.cluster.is_some() {
             // The queue and the other nodes' runs are the cluster's: only what this
             // node's earlier epochs left is this node's to resume.
@@ -591,7 +596,11 @@ impl Owner {
         let jobs = self.jobs.clone();
         self.view.send_modify(|v| {
             v.jobs = jobs;
-            v.last_runs.extend(added_last);
+            v.last_runs.extend(
+                added_last
+                    .into_iter()
+                    .map(|(job, run)| (job, Arc::new(run))),
+            );
         });
         self.publish_upcoming();
         tracing::info!(
@@ -1150,14 +1159,15 @@ impl Owner {
     }
 
     /// Keeps the view's last run of the job current: a new run replaces it, a change of
-    /// the same run updates it.
+    /// the same run updates it (a note of the run as it already stands keeps the `Arc`).
     pub(super) fn note_run(&self, run: &Run) {
         self.view
             .send_modify(|v| match v.last_runs.get_mut(&run.job_id) {
-                Some(last) if last.id > run.id => {}
-                Some(last) => *last = run.clone(),
+                Some(last) if last.id > run.id || **last == *run => {}
+                Some(last) => *last = Arc::new(run.clone()),
                 None => {
-                    v.last_runs.insert(run.job_id.clone(), run.clone());
+                    v.last_runs
+                        .insert(run.job_id.clone(), Arc::new(run.clone()));
                 }
             });
     }

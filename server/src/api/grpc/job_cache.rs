@@ -3,9 +3,10 @@
 //! and their REST routes, which write the JSON each entry keeps.
 //!
 //! An entry is made of what the engine publishes for the job (its definition, its armed
-//! fire instants, its newest run, its pause); while those are the same (the same `Arc`s,
-//! an equal run), the entry is. An entry whose newest run is going is not kept: its
-//! duration grows with the clock, so it is built for each call.
+//! fire instants, its newest run, its pause); while those are the same `Arc`s (the
+//! engine keeps a run that did not change in the same one) and the pause is, the entry
+//! is. An entry whose newest run is going is not kept: its duration grows with the
+//! clock, so it is built for each call.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -43,7 +44,7 @@ impl Shape {
 struct Inputs {
     def: Arc<JobDef>,
     armed: Option<Arc<[DateTime<Utc>]>>,
-    last: Option<Run>,
+    last: Option<Arc<Run>>,
     paused: bool,
 }
 
@@ -65,7 +66,11 @@ impl Inputs {
                 _ => false,
             }
             && self.paused == view.paused_jobs.contains(&def.id)
-            && self.last.as_ref() == view.last_runs.get(&def.id)
+            && match (&self.last, view.last_runs.get(&def.id)) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            }
     }
 
     /// Whether the view depends on the time of the call (a going run's duration).
@@ -76,13 +81,16 @@ impl Inputs {
     }
 }
 
-/// One job's views, each built (and written as JSON) the first time it is asked for.
+/// One job's views, each built (and written as JSON or as protobuf) the first time it
+/// is asked for.
 pub struct JobEntry {
     inputs: Inputs,
     full: pb::Job,
     basic: OnceLock<pb::Job>,
     full_json: OnceLock<Result<Vec<u8>, JsonError>>,
     basic_json: OnceLock<Result<Vec<u8>, JsonError>>,
+    full_proto: OnceLock<Vec<u8>>,
+    basic_proto: OnceLock<Vec<u8>>,
 }
 
 impl JobEntry {
@@ -94,7 +102,7 @@ impl JobEntry {
         let full = convert::job(
             &inputs.def,
             &fires,
-            inputs.last.as_ref(),
+            inputs.last.as_deref(),
             inputs.paused,
             now,
         );
@@ -104,6 +112,8 @@ impl JobEntry {
             basic: OnceLock::new(),
             full_json: OnceLock::new(),
             basic_json: OnceLock::new(),
+            full_proto: OnceLock::new(),
+            basic_proto: OnceLock::new(),
         }
     }
 
@@ -126,6 +136,17 @@ impl JobEntry {
         })
         .as_deref()
         .map_err(|e| *e)
+    }
+}
+
+impl JobEntry {
+    /// The view as an encoded `pb::Job` message (what gRPC sends of it).
+    pub fn proto(&self, shape: Shape) -> &[u8] {
+        let cell = match shape {
+            Shape::Full => &self.full_proto,
+            Shape::Basic => &self.basic_proto,
+        };
+        cell.get_or_init(|| prost::Message::encode_to_vec(self.job(shape)))
     }
 }
 
@@ -268,7 +289,7 @@ pub fn get_json(entry: &JobEntry) -> Result<Vec<u8>, JsonError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::config::{parse_job, GlobalConfig};
     use crate::core::{RunStatus, TriggerReason};
@@ -303,9 +324,15 @@ tasks:
         Inputs {
             def: Arc::new(def),
             armed,
-            last,
+            last: last.map(Arc::new),
             paused,
         }
+    }
+
+    /// An entry of the test job: with a run (ended or going) or none, paused or not.
+    pub(in crate::api::grpc) fn entry(with_run: bool, paused: bool) -> JobEntry {
+        let last = with_run.then(|| run(!paused));
+        JobEntry::build(inputs(last, paused), Utc::now())
     }
 
     fn run(ended: bool) -> Run {
@@ -401,7 +428,7 @@ tasks:
             jobs: Arc::new([(def.id.clone(), def.clone())].into()),
             upcoming: [(def.id.clone(), base.armed.clone().unwrap())].into(),
             paused_jobs: Default::default(),
-            last_runs: [(def.id.clone(), run(true))].into(),
+            last_runs: [(def.id.clone(), base.last.clone().unwrap())].into(),
             paused: false,
             stopping: false,
             running: 0,
@@ -418,8 +445,16 @@ tasks:
         assert!(base.matches(&paused, &def));
 
         let mut newer = clone_view(&view);
-        newer.last_runs.insert(def.id.clone(), run(false));
+        newer.last_runs.insert(def.id.clone(), Arc::new(run(false)));
         assert!(!base.matches(&newer, &def));
+
+        // The engine replaces a run that changed: an equal run in another `Arc` is
+        // taken as a change (the entry is built again, never shown stale).
+        let mut renewed = clone_view(&view);
+        renewed
+            .last_runs
+            .insert(def.id.clone(), Arc::new(run(true)));
+        assert!(!base.matches(&renewed, &def));
         assert!(Inputs::of(&newer, &def).live(), "a going run is not kept");
 
         let mut rearmed = clone_view(&view);

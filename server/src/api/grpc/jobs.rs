@@ -36,7 +36,7 @@ impl PetitApi {
     }
 
     /// A loaded job's entry in the job cache; NOT_FOUND for another id.
-    fn job_entry(&self, job_id: &str) -> Result<Arc<JobEntry>, Status> {
+    pub(super) fn job_entry(&self, job_id: &str) -> Result<Arc<JobEntry>, Status> {
         let job_id = required("job_id", job_id)?;
         self.jobs
             .one(&self.engine, job_id)

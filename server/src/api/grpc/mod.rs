@@ -4,6 +4,7 @@
 
 mod audit;
 pub mod convert;
+mod direct;
 mod error;
 mod job_cache;
 mod jobs;
@@ -91,6 +92,12 @@ impl PetitApi {
             .into_iter()
             .map(|n| convert::node(n, this.as_deref()))
             .collect())
+    }
+
+    /// `GetJob` and `ListJobs` written from the job cache's bytes (see `direct`): routes
+    /// to merge beside [`PetitApi::routes`], whose own answers they take over.
+    pub fn direct_routes(self) -> axum::Router {
+        direct::routes(self)
     }
 
     /// The three services, routed by their gRPC paths (`/petit.v1.JobService/...`).
