@@ -489,21 +489,12 @@ async fn task_cases() {
 async fn durable_chain(store: &SqliteStore, n: usize) -> Duration {
     let start = Instant::now();
     let now = chrono::Utc::now();
-    let run = Run {
-        id: uuid::Uuid::now_v7().to_string(),
-        job_id: "floor".into(),
-        status: RunStatus::Queued,
-        trigger: TriggerReason::Manual,
-        params: BTreeMap::new(),
-        created_at: now,
-        started_at: None,
-        ended_at: None,
-        error: None,
-        triggered_by: None,
-        scheduled_for: None,
-        definition: None,
-        retry_of: None,
-    };
+    let run = Run::queued(
+        uuid::Uuid::now_v7().to_string(),
+        "floor",
+        TriggerReason::Manual,
+        now,
+    );
     let mut tasks: Vec<TaskRun> = (0..n)
         .map(|i| TaskRun::pending(&run.id, &format!("t{i}")))
         .collect();

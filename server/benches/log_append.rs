@@ -8,7 +8,6 @@
 //! chunk. Run with `make bench` (or `cargo bench -p petit-server --bench log_append`);
 //! nothing here asserts a time.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -28,19 +27,9 @@ const SMALL_CAP: usize = 16 * 1024;
 
 fn run(id: &str) -> Run {
     Run {
-        id: id.into(),
-        job_id: "bench".into(),
         status: RunStatus::Running,
-        trigger: TriggerReason::Manual,
-        params: BTreeMap::new(),
-        created_at: Utc::now(),
         started_at: Some(Utc::now()),
-        ended_at: None,
-        error: None,
-        triggered_by: None,
-        scheduled_for: None,
-        definition: None,
-        retry_of: None,
+        ..Run::queued(id, "bench", TriggerReason::Manual, Utc::now())
     }
 }
 

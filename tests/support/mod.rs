@@ -5,6 +5,7 @@
 //! builds them before running any test; `make test` does too).
 
 pub mod postgres;
+pub mod raw;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -13,7 +13,7 @@ use petit_proto::v1::scheduler_service_client::SchedulerServiceClient;
 use petit_proto::v1::{
     GetHealthRequest, GetRunRequest, RunStatus, TriggerJobRequest, WatchEventsRequest,
 };
-use petit_tests::{eventually, jobs_dir, trigger, Daemon, HELLO_JOB};
+use petit_tests::{eventually, jobs_dir, raw, trigger, Daemon, HELLO_JOB};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -409,68 +409,6 @@ async fn a_non_grpc_content_type_on_a_grpc_path_is_415() {
     }
 }
 
-/// Request bytes sent as they are (tonic adds the message prefix), and response bytes
-/// kept as they come: to send what no generated client would.
-#[derive(Default, Clone, Copy)]
-struct RawCodec;
-
-impl tonic::codec::Codec for RawCodec {
-    type Encode = Vec<u8>;
-    type Decode = Vec<u8>;
-    type Encoder = RawCodec;
-    type Decoder = RawCodec;
-    fn encoder(&mut self) -> RawCodec {
-        RawCodec
-    }
-    fn decoder(&mut self) -> RawCodec {
-        RawCodec
-    }
-}
-
-impl tonic::codec::Encoder for RawCodec {
-    type Item = Vec<u8>;
-    type Error = tonic::Status;
-    fn encode(
-        &mut self,
-        item: Vec<u8>,
-        dst: &mut tonic::codec::EncodeBuf<'_>,
-    ) -> Result<(), tonic::Status> {
-        use bytes::BufMut;
-        dst.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl tonic::codec::Decoder for RawCodec {
-    type Item = Vec<u8>;
-    type Error = tonic::Status;
-    fn decode(
-        &mut self,
-        src: &mut tonic::codec::DecodeBuf<'_>,
-    ) -> Result<Option<Vec<u8>>, tonic::Status> {
-        use bytes::Buf;
-        let mut out = vec![0; src.remaining()];
-        src.copy_to_slice(&mut out);
-        Ok(Some(out))
-    }
-}
-
-async fn raw_call(
-    channel: &tonic::transport::Channel,
-    path: &'static str,
-    body: Vec<u8>,
-) -> Result<Vec<u8>, tonic::Status> {
-    let mut grpc = tonic::client::Grpc::new(channel.clone());
-    grpc.ready().await.expect("channel ready");
-    grpc.unary(
-        tonic::Request::new(body),
-        http::uri::PathAndQuery::from_static(path),
-        RawCodec,
-    )
-    .await
-    .map(tonic::Response::into_inner)
-}
-
 /// `GetJob` and `ListJobs` are written from the job cache's bytes, beside tonic: their
 /// requests are checked as tonic checks them, and their answers decode as the messages.
 #[tokio::test]
@@ -487,14 +425,14 @@ async fn the_job_reads_answered_from_cached_bytes_check_requests_as_tonic_does()
     let request = GetJobRequest {
         job_id: "hello".into(),
     };
-    let reply = raw_call(&channel, GET, request.encode_to_vec())
+    let reply = raw::unary(&channel, GET, request.encode_to_vec())
         .await
         .expect("GetJob");
     let job = GetJobResponse::decode(&reply[..])
         .expect("a GetJobResponse")
         .job;
     assert_eq!(job.expect("a job").id, "hello");
-    let reply = raw_call(&channel, LIST, ListJobsRequest::default().encode_to_vec())
+    let reply = raw::unary(&channel, LIST, ListJobsRequest::default().encode_to_vec())
         .await
         .expect("ListJobs");
     let list = ListJobsResponse::decode(&reply[..]).expect("a ListJobsResponse");
@@ -503,7 +441,7 @@ async fn the_job_reads_answered_from_cached_bytes_check_requests_as_tonic_does()
 
     // A field whose length runs past the message: not protobuf.
     for path in [GET, LIST] {
-        let status = raw_call(&channel, path, vec![0x0a, 0x05, b'h'])
+        let status = raw::unary(&channel, path, vec![0x0a, 0x05, b'h'])
             .await
             .expect_err("a broken message");
         assert_eq!(status.code(), tonic::Code::Internal, "{path}: {status:?}");
@@ -512,12 +450,12 @@ async fn the_job_reads_answered_from_cached_bytes_check_requests_as_tonic_does()
     let unknown = GetJobRequest {
         job_id: "nope".into(),
     };
-    let status = raw_call(&channel, GET, unknown.encode_to_vec())
+    let status = raw::unary(&channel, GET, unknown.encode_to_vec())
         .await
         .expect_err("no such job");
     assert_eq!(status.code(), tonic::Code::NotFound, "{status:?}");
     assert!(status.message().contains("nope"), "{status:?}");
-    let status = raw_call(&channel, GET, Vec::new())
+    let status = raw::unary(&channel, GET, Vec::new())
         .await
         .expect_err("no id");
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
@@ -526,7 +464,7 @@ async fn the_job_reads_answered_from_cached_bytes_check_requests_as_tonic_does()
         page_token: "not a token".into(),
         ..Default::default()
     };
-    let status = raw_call(&channel, LIST, bad_page.encode_to_vec())
+    let status = raw::unary(&channel, LIST, bad_page.encode_to_vec())
         .await
         .expect_err("a bad token");
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
@@ -534,7 +472,7 @@ async fn the_job_reads_answered_from_cached_bytes_check_requests_as_tonic_does()
         page_token: "x".repeat(5 * 1024 * 1024),
         ..Default::default()
     };
-    let status = raw_call(&channel, LIST, huge.encode_to_vec())
+    let status = raw::unary(&channel, LIST, huge.encode_to_vec())
         .await
         .expect_err("a 5 MiB request");
     assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");

@@ -5,14 +5,10 @@
 
 use std::collections::{BTreeSet, VecDeque};
 
-use petit_tests::{jobs_dir, Daemon, HELLO_JOB};
-use prost::bytes::{Buf, BufMut};
+use petit_tests::{jobs_dir, raw, Daemon, HELLO_JOB};
 use prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage, Value};
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
-use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::Channel;
-use tonic::Status;
 
 /// What the tests ask a reflection service, whatever its version.
 enum Question {
@@ -75,47 +71,6 @@ macro_rules! reflection_client {
 
 reflection_client!(ask_v1alpha, tonic_reflection::pb::v1alpha);
 reflection_client!(ask_v1, tonic_reflection::pb::v1);
-
-/// Passes message bytes through untouched: the caller encodes and decodes them with
-/// descriptors learnt from reflection, as grpcurl does.
-#[derive(Debug, Clone, Copy, Default)]
-struct RawCodec;
-
-impl Codec for RawCodec {
-    type Encode = Vec<u8>;
-    type Decode = Vec<u8>;
-    type Encoder = RawCodec;
-    type Decoder = RawCodec;
-
-    fn encoder(&mut self) -> RawCodec {
-        RawCodec
-    }
-
-    fn decoder(&mut self) -> RawCodec {
-        RawCodec
-    }
-}
-
-impl Encoder for RawCodec {
-    type Item = Vec<u8>;
-    type Error = Status;
-
-    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl Decoder for RawCodec {
-    type Item = Vec<u8>;
-    type Error = Status;
-
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
-        let mut bytes = vec![0; src.remaining()];
-        src.copy_to_slice(&mut bytes);
-        Ok(Some(bytes))
-    }
-}
 
 async fn list_services<F, Fut>(ask: F) -> BTreeSet<String>
 where
@@ -210,15 +165,10 @@ where
     request
         .try_set_field_by_name("page_size", Value::U32(10))
         .expect("page_size");
-    let mut grpc = tonic::client::Grpc::new(daemon.channel().await);
-    grpc.ready().await.expect("ready");
-    let path = PathAndQuery::try_from(format!("/{}/{}", service.full_name(), method.name()))
-        .expect("path");
-    let response = grpc
-        .unary(tonic::Request::new(request.encode_to_vec()), path, RawCodec)
+    let path = format!("/{}/{}", service.full_name(), method.name());
+    let response = raw::unary(&daemon.channel().await, &path, request.encode_to_vec())
         .await
-        .expect("ListJobs, called dynamically")
-        .into_inner();
+        .expect("ListJobs, called dynamically");
     let response =
         DynamicMessage::decode(method.output(), response.as_slice()).expect("a ListJobsResponse");
     let jobs = response.get_field_by_name("jobs").expect("jobs field");

@@ -32,6 +32,33 @@ pub struct Run {
     pub retry_of: Option<String>,
 }
 
+impl Run {
+    /// A queued run with no parameters and nothing else said about it: the fields a
+    /// caller does not set (`Run { status, ..Run::queued(...) }`).
+    pub fn queued(
+        id: impl Into<String>,
+        job_id: impl Into<String>,
+        trigger: TriggerReason,
+        created_at: DateTime<Utc>,
+    ) -> Run {
+        Run {
+            id: id.into(),
+            job_id: job_id.into(),
+            status: RunStatus::Queued,
+            trigger,
+            params: BTreeMap::new(),
+            created_at,
+            started_at: None,
+            ended_at: None,
+            error: None,
+            triggered_by: None,
+            scheduled_for: None,
+            definition: None,
+            retry_of: None,
+        }
+    }
+}
+
 /// One task of one run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskRun {

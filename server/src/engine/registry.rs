@@ -181,31 +181,16 @@ impl Registry {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
     use std::path::Path;
 
     use super::*;
     use crate::config::{parse_job, GlobalConfig};
-    use crate::core::{RunStatus, TriggerReason};
+    use crate::core::TriggerReason;
 
     fn queued(job: &Arc<JobDef>, id: &str) -> Queued {
         Queued {
             job: job.clone(),
-            run: Run {
-                id: id.to_string(),
-                job_id: job.id.clone(),
-                status: RunStatus::Queued,
-                trigger: TriggerReason::Manual,
-                params: BTreeMap::new(),
-                created_at: chrono::Utc::now(),
-                started_at: None,
-                ended_at: None,
-                error: None,
-                triggered_by: None,
-                scheduled_for: None,
-                definition: None,
-                retry_of: None,
-            },
+            run: Run::queued(id, &job.id, TriggerReason::Manual, chrono::Utc::now()),
             tasks: Vec::new(),
             unlimited: false,
         }

@@ -181,19 +181,13 @@ mod tests {
     #[test]
     fn run_tokens_name_the_last_run_of_the_page() {
         let run = |id: &str, secs: i64, nanos: u32| Run {
-            id: id.into(),
-            job_id: "job".into(),
             status: crate::core::RunStatus::Succeeded,
-            trigger: crate::core::TriggerReason::Manual,
-            params: Default::default(),
-            created_at: DateTime::from_timestamp(secs, nanos).unwrap(),
-            started_at: None,
-            ended_at: None,
-            error: None,
-            triggered_by: None,
-            scheduled_for: None,
-            definition: None,
-            retry_of: None,
+            ..Run::queued(
+                id,
+                "job",
+                crate::core::TriggerReason::Manual,
+                DateTime::from_timestamp(secs, nanos).unwrap(),
+            )
         };
         let page = RunsPage::parse(2, "").unwrap();
         assert_eq!(page.store_page().limit, 3);

@@ -1,7 +1,7 @@
 //! The SQLite store's own guarantees, beyond the conformance suite: opening and
 //! migrating, the WAL left behind (or not) on close, and a dead writer.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 
 use chrono::Utc;
@@ -12,21 +12,7 @@ use crate::core::{RunStatus, TaskStatus, TriggerReason};
 use crate::store::{ClaimLimits, Run, Store, StoreError, StoreOptions};
 
 fn queued_run(id: &str) -> Run {
-    Run {
-        id: id.into(),
-        job_id: "job".into(),
-        status: RunStatus::Queued,
-        trigger: TriggerReason::Manual,
-        params: BTreeMap::new(),
-        created_at: Utc::now(),
-        started_at: None,
-        ended_at: None,
-        error: None,
-        triggered_by: None,
-        scheduled_for: None,
-        definition: None,
-        retry_of: None,
-    }
+    Run::queued(id, "job", TriggerReason::Manual, Utc::now())
 }
 
 fn schema_version(path: &Path) -> i64 {

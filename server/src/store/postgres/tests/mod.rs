@@ -11,7 +11,6 @@ mod membership;
 mod notes;
 mod queue;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +18,6 @@ use chrono::{DateTime, TimeZone, Utc};
 use tokio::sync::broadcast;
 
 use super::PostgresStore;
-use crate::core::RunStatus;
 use crate::core::TriggerReason;
 use crate::store::tests::{postgres_database, test_options};
 use crate::store::{NodeInfo, Note, Run};
@@ -37,21 +35,7 @@ pub(super) fn at(secs: i64) -> DateTime<Utc> {
 }
 
 pub(super) fn run(id: &str, job_id: &str, created: i64) -> Run {
-    Run {
-        id: id.into(),
-        job_id: job_id.into(),
-        status: RunStatus::Queued,
-        trigger: TriggerReason::Manual,
-        params: BTreeMap::new(),
-        created_at: at(created),
-        started_at: None,
-        ended_at: None,
-        error: None,
-        triggered_by: None,
-        scheduled_for: None,
-        definition: None,
-        retry_of: None,
-    }
+    Run::queued(id, job_id, TriggerReason::Manual, at(created))
 }
 
 pub(super) fn node(id: &str) -> NodeInfo {
