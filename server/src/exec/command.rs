@@ -18,7 +18,7 @@ use std::ffi::OsString;
 
 use super::capture::read_chunks;
 use super::environment::{denied, resolve_program};
-use super::ledger::Ledger;
+use super::ledger::{Ledger, StartSpan};
 use super::substitute::parse_outputs;
 use super::task::{Task, TaskContext, TaskOutcome};
 use crate::core::{EnvPolicy, LogStream};
@@ -180,7 +180,9 @@ impl CommandTask {
         if let Some(dir) = &self.working_dir {
             cmd.current_dir(dir);
         }
-        let child = match cmd.spawn() {
+        // The span the leader's start time lies in, for the ledger (see `StartSpan`).
+        let (spawned, started) = StartSpan::around(|| cmd.spawn());
+        let child = match spawned {
             Ok(child) => child,
             Err(e) => {
                 let place = self
@@ -197,8 +199,8 @@ impl CommandTask {
         };
         let pgid = child.id().map(|id| Pid::from_raw(id as i32));
         let recorded = self.ledger.as_deref().zip(child.id());
-        if let Some((ledger, pid)) = recorded {
-            ledger.record(pid, &mark);
+        if let (Some((ledger, pid)), Some(started)) = (recorded, started) {
+            ledger.record(pid, started, &mark);
         }
         let outcome = self.wait(ctx, child, pgid, &mark).await;
         if let Some((ledger, pid)) = recorded {

@@ -1,6 +1,7 @@
 //! The process ledger: a directory (beside the database) holding one append-only file,
 //! `groups`, where each running task process group is recorded: a line
-//! `+ <group id> <leader's start time> <mark>` when it starts, `- <group id>` when it
+//! `+ <group id> <earliest>-<latest> <mark>` when it starts (the span of clock ticks
+//! since boot the leader's start time lies in), `- <group id>` when it
 //! ends. A daemon killed with `kill -9` cannot stop its tasks; its watchdog, or the
 //! next start, reads the ledger and kills the groups still listed (a `+` without its
 //! `-`) before the runs resume, so a retried task never runs beside its orphaned
@@ -15,7 +16,15 @@
 //!
 //! A group is killed only when it is provably ours: while any member of a process group
 //! lives, Linux never hands its id out as a new pid, so a group whose leader is gone is
-//! still the recorded one; a live leader must have the recorded start time.
+//! still the recorded one; a live leader must have started within the recorded span.
+//!
+//! The span is read off `CLOCK_BOOTTIME` just before and just after the spawn, the
+//! clock the kernel stamps a new process with (and `/proc/PID/stat` reports, in ticks):
+//! a `clock_gettime` in the vDSO where reading the leader's own start time took an
+//! `openat` and a `read` of procfs on the task's critical path, and left procfs entries
+//! the kernel had to tear down at its exit (~35 µs a task). A pid is only handed out
+//! again after it has gone round the whole pid space, which no system does within the
+//! span's few milliseconds. An exact start time (an older petitd's) still reads.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -72,15 +81,12 @@ impl Ledger {
     ///
     /// Synchronous on purpose, and called right after the (equally synchronous)
     /// fork/exec: until the record is written a crash orphans the process unseen, so the
-    /// window is kept to one procfs read and one `write`, microseconds beside the spawn
-    /// itself, instead of trips through the blocking pool.
+    /// window is kept to one `write`, microseconds beside the spawn itself, instead of
+    /// trips through the blocking pool. `started`: [`StartSpan::around`] the spawn.
     /// `mark` is the attempt's mark (see `marked`): its processes that left the group
     /// are killed with it.
-    pub fn record(&self, pid: u32, mark: &str) {
-        let Some(start) = start_time(pid) else {
-            return;
-        };
-        let line = format!("+ {pid} {start} {mark}\n");
+    pub fn record(&self, pid: u32, started: StartSpan, mark: &str) {
+        let line = format!("+ {pid} {}-{} {mark}\n", started.earliest, started.latest);
         let Ok(mut open) = self.file.lock() else {
             return;
         };
@@ -123,8 +129,8 @@ impl Ledger {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return 0;
         };
-        // By group id: the leader's start time and the mark, as recorded.
-        let mut listed: HashMap<i32, (Option<u64>, Option<String>)> = HashMap::new();
+        // By group id: the span of the leader's start time and the mark, as recorded.
+        let mut listed: HashMap<i32, (Option<StartSpan>, Option<String>)> = HashMap::new();
         let mut files = Vec::new();
         for entry in entries.flatten() {
             let path = entry.path();
@@ -135,7 +141,7 @@ impl Ledger {
                     let (op, pid) = (fields.next(), fields.next().and_then(|p| p.parse().ok()));
                     match (op, pid) {
                         (Some("+"), Some(pid)) => {
-                            let start = fields.next().and_then(|s| s.parse().ok());
+                            let start = fields.next().and_then(StartSpan::parse);
                             let mark = fields.next().map(str::to_string);
                             listed.insert(pid, (start, mark));
                         }
@@ -150,7 +156,7 @@ impl Ledger {
                 // An older petitd's file per group: "<start time> <mark>" (or the start
                 // time alone).
                 let mut fields = text.split_whitespace();
-                let start = fields.next().and_then(|s| s.parse().ok());
+                let start = fields.next().and_then(StartSpan::parse);
                 let mark = fields.next().map(str::to_string);
                 listed.insert(pid, (start, mark));
             }
@@ -171,7 +177,7 @@ impl Ledger {
                 continue;
             };
             let ours = match start_time(pid as u32) {
-                Some(now) => now == recorded,
+                Some(now) => recorded.holds(now),
                 // The leader is gone; members left in its group are still ours.
                 None => true,
             };
@@ -237,6 +243,63 @@ fn open_append(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
+/// The clock ticks since boot (`CLOCK_BOOTTIME` in the unit of `/proc/PID/stat`'s
+/// start times, `sysconf(_SC_CLK_TCK)` a second) a process group leader started within.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StartSpan {
+    pub earliest: u64,
+    pub latest: u64,
+}
+
+impl StartSpan {
+    /// The span of a process spawned by `spawn`: the clock read before and after it,
+    /// widened by a tick each way (the kernel's stamp and the vDSO's clock may round
+    /// at different instants of the same tick).
+    pub fn around<T>(spawn: impl FnOnce() -> T) -> (T, Option<StartSpan>) {
+        let before = boot_ticks();
+        let spawned = spawn();
+        let span = before.zip(boot_ticks()).map(|(b, a)| StartSpan {
+            earliest: b.saturating_sub(1),
+            latest: a + 1,
+        });
+        (spawned, span)
+    }
+
+    /// `<earliest>-<latest>`, or an exact start time as an older petitd wrote it.
+    fn parse(text: &str) -> Option<StartSpan> {
+        let (earliest, latest) = match text.split_once('-') {
+            Some((a, b)) => (a.parse().ok()?, b.parse().ok()?),
+            None => {
+                let exact = text.parse().ok()?;
+                (exact, exact)
+            }
+        };
+        (earliest <= latest).then_some(StartSpan { earliest, latest })
+    }
+
+    fn holds(&self, start: u64) -> bool {
+        (self.earliest..=self.latest).contains(&start)
+    }
+}
+
+/// Now, in clock ticks since boot, as `/proc/PID/stat` counts a start time.
+fn boot_ticks() -> Option<u64> {
+    use nix::time::{clock_gettime, ClockId};
+    use nix::unistd::{sysconf, SysconfVar};
+    use std::sync::OnceLock;
+    static TICKS_PER_SECOND: OnceLock<Option<u64>> = OnceLock::new();
+    let per_second = (*TICKS_PER_SECOND.get_or_init(|| {
+        sysconf(SysconfVar::CLK_TCK)
+            .ok()
+            .flatten()
+            .and_then(|t| u64::try_from(t).ok())
+            .filter(|&t| (1..=1_000_000_000).contains(&t))
+    }))?;
+    let now = clock_gettime(ClockId::CLOCK_BOOTTIME).ok()?;
+    let nanos = u64::try_from(now.tv_sec()).ok()? * 1_000_000_000 + now.tv_nsec() as u64;
+    Some(nanos / (1_000_000_000 / per_second))
+}
+
 /// The start time of process `pid` (clock ticks since boot, field 22 of
 /// `/proc/PID/stat`).
 fn start_time(pid: u32) -> Option<u64> {
@@ -254,14 +317,24 @@ fn parse_start_time(stat: &str) -> Option<u64> {
 mod tests {
     use super::*;
 
-    fn sleeper() -> std::process::Child {
+    /// A `sleep 30` in a group of its own, and the span its start lies in.
+    fn sleeper() -> (std::process::Child, StartSpan) {
         use std::os::unix::process::CommandExt;
-        std::process::Command::new("sleep")
-            .arg("30")
-            .process_group(0)
-            .spawn()
-            .unwrap()
+        let (child, span) = StartSpan::around(|| {
+            std::process::Command::new("sleep")
+                .arg("30")
+                .process_group(0)
+                .spawn()
+                .unwrap()
+        });
+        (child, span.expect("CLOCK_BOOTTIME"))
     }
+
+    /// A span that holds nothing recent: for records that are removed again.
+    const LONG_AGO: StartSpan = StartSpan {
+        earliest: 0,
+        latest: 0,
+    };
 
     fn killed(child: &mut std::process::Child) -> bool {
         use std::os::unix::process::ExitStatusExt;
@@ -272,8 +345,8 @@ mod tests {
     fn kills_recorded_groups_and_spares_recycled_pids() {
         let dir = tempfile::tempdir().unwrap();
         let ledger = Ledger::open(&dir.path().join("pids")).unwrap();
-        let mut child = sleeper();
-        ledger.record(child.id(), "no-such-mark");
+        let (mut child, span) = sleeper();
+        ledger.record(child.id(), span, "no-such-mark");
         // A record whose start time does not match: a pid recycled by someone else
         // (our own test process here, which must survive).
         let me = std::process::id();
@@ -295,10 +368,10 @@ mod tests {
     fn an_ended_group_is_not_killed_and_the_file_empties_when_nothing_runs() {
         let dir = tempfile::tempdir().unwrap();
         let ledger = Ledger::open(dir.path()).unwrap();
-        let mut ended = sleeper();
-        let mut running = sleeper();
-        ledger.record(ended.id(), "m1");
-        ledger.record(running.id(), "m2");
+        let (mut ended, ended_span) = sleeper();
+        let (mut running, running_span) = sleeper();
+        ledger.record(ended.id(), ended_span, "m1");
+        ledger.record(running.id(), running_span, "m2");
         ledger.remove(ended.id());
         let text = std::fs::read_to_string(ledger.path()).unwrap();
         assert_eq!(text.lines().count(), 3, "{text}");
@@ -317,7 +390,7 @@ mod tests {
         let ledger = Ledger::open(dir.path()).unwrap();
         let me = std::process::id();
         for _ in 0..2000 {
-            ledger.record(me, "x");
+            ledger.record(me, LONG_AGO, "x");
             ledger.remove(me);
         }
         let len = std::fs::metadata(ledger.path()).unwrap().len();
@@ -328,13 +401,13 @@ mod tests {
     fn a_large_file_with_groups_listed_is_rewritten_whole() {
         let dir = tempfile::tempdir().unwrap();
         let ledger = Ledger::open(dir.path()).unwrap();
-        let mut child = sleeper();
-        ledger.record(child.id(), "kept");
+        let (mut child, span) = sleeper();
+        ledger.record(child.id(), span, "kept");
         let me = std::process::id();
         let mut open = ledger.file.lock().unwrap();
         open.len = REWRITE_OVER;
         drop(open);
-        ledger.record(me, "gone");
+        ledger.record(me, LONG_AGO, "gone");
         ledger.remove(me);
         let text = std::fs::read_to_string(ledger.path()).unwrap();
         assert_eq!(text.lines().count(), 1, "{text}");
@@ -347,7 +420,7 @@ mod tests {
     fn reads_an_older_petitds_files() {
         let dir = tempfile::tempdir().unwrap();
         let ledger = Ledger::open(dir.path()).unwrap();
-        let mut child = sleeper();
+        let (mut child, _) = sleeper();
         let start = start_time(child.id()).unwrap();
         std::fs::write(
             dir.path().join(child.id().to_string()),
@@ -356,6 +429,33 @@ mod tests {
         .unwrap();
         assert_eq!(ledger.kill_orphans(), 1);
         assert!(killed(&mut child));
+    }
+
+    #[test]
+    fn the_span_around_a_spawn_holds_the_start_time_procfs_reports() {
+        for _ in 0..50 {
+            let (mut child, span) =
+                StartSpan::around(|| std::process::Command::new("/bin/true").spawn().unwrap());
+            let span = span.expect("CLOCK_BOOTTIME");
+            let start = start_time(child.id()).expect("the child is not reaped yet");
+            assert!(span.holds(start), "{start} outside {span:?}");
+            // Two ticks of widening and the spawn's own (well under a second).
+            assert!(span.latest - span.earliest < 100, "{span:?}");
+            child.wait().unwrap();
+        }
+    }
+
+    #[test]
+    fn parses_spans_and_an_older_petitds_exact_start_times() {
+        let span = |earliest, latest| Some(StartSpan { earliest, latest });
+        assert_eq!(StartSpan::parse("120-123"), span(120, 123));
+        assert_eq!(StartSpan::parse("77"), span(77, 77));
+        assert_eq!(StartSpan::parse("9-3"), None);
+        assert_eq!(StartSpan::parse("-3"), None);
+        assert_eq!(StartSpan::parse("1-"), None);
+        assert_eq!(StartSpan::parse("x"), None);
+        assert!(span(5, 7).unwrap().holds(5) && span(5, 7).unwrap().holds(7));
+        assert!(!span(5, 7).unwrap().holds(8) && !span(5, 7).unwrap().holds(4));
     }
 
     #[test]
