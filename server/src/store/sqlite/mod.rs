@@ -276,15 +276,8 @@ impl Store for SqliteStore {
         opening: Vec<TaskRun>,
         at: DateTime<Utc>,
     ) -> StoreResult<Option<Run>> {
-        self.write_small(move |conn| {
-            writer::create_run(conn, &run, &tasks)?;
-            let claimed = writer::claim_run(conn, &run.id, at).ok().flatten();
-            if claimed.is_some() {
-                writer::update_task_runs(conn, &opening)?;
-            }
-            Ok(claimed)
-        })
-        .await
+        self.write_small(move |conn| writer::create_claimed_run(conn, run, tasks, opening, at))
+            .await
     }
 
     async fn claim_next(

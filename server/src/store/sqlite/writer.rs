@@ -345,6 +345,35 @@ pub(super) fn create_run(conn: &Connection, run: &Run, tasks: &[TaskRun]) -> Sto
     insert_run(conn, run, tasks).map_err(|e| refused_run(run, e))
 }
 
+/// A new run inserted as claimed (`running` from `at`) with its tasks, `opening`'s
+/// records in place of the pending ones they begin: one insert per row, where
+/// inserting it queued, then claiming it and beginning its tasks, wrote each row (and
+/// the run's entry in the status index) twice.
+pub(super) fn create_claimed_run(
+    conn: &Connection,
+    mut run: Run,
+    mut tasks: Vec<TaskRun>,
+    opening: Vec<TaskRun>,
+    at: DateTime<Utc>,
+) -> StoreResult<Option<Run>> {
+    check_new_run(&run, &tasks)?;
+    for open in opening {
+        match tasks.iter_mut().find(|t| t.task_id == open.task_id) {
+            Some(slot) => *slot = open,
+            None => {
+                return Err(StoreError::TaskRunNotFound {
+                    run_id: open.run_id,
+                    task_id: open.task_id,
+                })
+            }
+        }
+    }
+    run.status = RunStatus::Running;
+    run.started_at = Some(at);
+    insert_run(conn, &run, &tasks).map_err(|e| refused_run(&run, e))?;
+    Ok(Some(run))
+}
+
 /// Why a new run could not be inserted: its id or its fire already stored, or a
 /// failure.
 fn refused_run(run: &Run, e: rusqlite::Error) -> StoreError {
