@@ -39,6 +39,11 @@ const SCHEDULER_PAUSED: &str = "scheduler_paused";
 /// How long a connection waits for a lock (a checkpoint, another process) before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Prepared statements each connection keeps (rusqlite's default is 16): the writer
+/// alone uses some 40 (runs, tasks, logs, audit, notifications, pruning), and one
+/// evicted is parsed again at its next use.
+const STATEMENT_CACHE: usize = 64;
+
 /// A [`Store`] in a SQLite file.
 pub struct SqliteStore {
     path: PathBuf,

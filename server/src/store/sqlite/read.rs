@@ -95,6 +95,7 @@ impl ReadPool {
         )
         .map_err(cannot_open)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(cannot_open)?;
+        conn.set_prepared_statement_cache_capacity(super::STATEMENT_CACHE);
         // A small page cache per reader: a long log read through each of them would
         // otherwise leave each holding its 2 MiB default for good, and the file's pages
         // are in the OS's cache anyway.

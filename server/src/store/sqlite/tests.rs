@@ -378,3 +378,66 @@ async fn the_wal_stays_bounded_under_sustained_writes() {
     drop(store);
     assert!(!wal.exists(), "the WAL is removed on close");
 }
+
+/// A batch is one transaction, each command undone alone when it fails (in a
+/// savepoint when the batch holds several, by rolling the transaction back when it
+/// holds one); the failing command's answer is its own error, the others' their
+/// results, and nothing of the failed one is left.
+#[test]
+fn a_failing_write_is_undone_alone_in_a_batch_and_alone() {
+    use super::writer::{commit_commands, Command};
+    use std::sync::atomic::AtomicU64;
+
+    let mut conn = Connection::open_in_memory().expect("database");
+    for sql in MIGRATIONS {
+        conn.execute_batch(sql).expect("migration");
+    }
+    let insert = |id: &'static str| {
+        Command::new(move |conn: &Connection| {
+            conn.execute("INSERT INTO settings (key, value) VALUES (?1, 'v')", [id])
+                .map(drop)
+                .map_err(|e| StoreError::sqlite("insert", e))
+        })
+    };
+    // Writes a row, then fails: the row must not stay.
+    let half_done = |id: &'static str| {
+        Command::new(move |conn: &Connection| {
+            conn.execute("INSERT INTO settings (key, value) VALUES (?1, 'v')", [id])
+                .map_err(|e| StoreError::sqlite("insert", e))?;
+            Err::<(), _>(StoreError::Invalid(format!("{id} refused")))
+        })
+    };
+    let keys = |conn: &Connection| -> Vec<String> {
+        let mut stmt = conn
+            .prepare("SELECT key FROM settings ORDER BY key")
+            .unwrap();
+        stmt.query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    let commits = AtomicU64::new(0);
+
+    let (a, a_done) = insert("a");
+    let (bad, bad_done) = half_done("b");
+    let (dup, dup_done) = insert("a");
+    let (c, c_done) = insert("c");
+    commit_commands(&mut conn, vec![a, bad, dup, c], &commits);
+    let answer = |mut rx: tokio::sync::oneshot::Receiver<_>| rx.try_recv().expect("answered");
+    assert!(answer(a_done).is_ok());
+    assert!(matches!(answer(bad_done), Err(StoreError::Invalid(m)) if m == "b refused"));
+    assert!(answer(dup_done).is_err(), "a duplicate key fails");
+    assert!(answer(c_done).is_ok());
+    assert_eq!(keys(&conn), ["a", "c"]);
+    assert!(conn.is_autocommit(), "the transaction is over");
+
+    // Alone in its batch: the transaction is rolled back, and the next one is fine.
+    let (bad, bad_done) = half_done("d");
+    commit_commands(&mut conn, vec![bad], &commits);
+    assert!(matches!(answer(bad_done), Err(StoreError::Invalid(_))));
+    assert!(conn.is_autocommit());
+    let (e, e_done) = insert("e");
+    commit_commands(&mut conn, vec![e], &commits);
+    assert!(answer(e_done).is_ok());
+    assert_eq!(keys(&conn), ["a", "c", "e"]);
+}
