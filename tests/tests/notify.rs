@@ -290,17 +290,19 @@ async fn a_receiver_that_never_answers_holds_up_no_run() {
 #[tokio::test]
 async fn commands_get_the_json_and_petit_yaml_gives_the_default() {
     let out_dir = tempfile::tempdir().unwrap();
-    let sink = out_dir.path().join("got.json");
+    // A file per delivery: the two may run at once, and appends to one file would
+    // interleave.
+    let sink = out_dir.path().join("got");
+    std::fs::create_dir(&sink).unwrap();
     let config = format!(
         r#"
 notify:
   on: [success, retry]
   targets:
-    - command: ["sh", "-c", "cat >> {}; echo >> {}"]
+    - command: ["sh", "-c", "cat > \"$(mktemp -p {})\""]
       timeout: 10s
 "#,
         sink.display(),
-        sink.display()
     );
     let jobs = jobs_dir(&[
         (
@@ -337,13 +339,14 @@ notify:
     assert!(attempts
         .iter()
         .all(|a| a.outcome == "delivered" && a.target == "command sh"));
-    let text = std::fs::read_to_string(&sink).unwrap();
-    let bodies: Vec<serde_json::Value> = text
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap())
+    let bodies: Vec<serde_json::Value> = std::fs::read_dir(&sink)
+        .unwrap()
+        .map(|entry| {
+            let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+        })
         .collect();
-    assert_eq!(bodies.len(), 2, "{text}");
+    assert_eq!(bodies.len(), 2, "{bodies:?}");
     assert!(bodies
         .iter()
         .all(|b| b["job"] == "hello" && b["run_id"] == run.id.as_str()));
