@@ -314,11 +314,7 @@ fn apply_all(
     applied: &mut Vec<Box<dyn Applied>>,
 ) -> rusqlite::Result<()> {
     run(conn, "BEGIN")?;
-    let outcome = match pending.len() {
-        1 => apply_alone(conn, pending, applied),
-        _ => apply_each(conn, pending, applied),
-    };
-    match outcome {
+    match apply_each(conn, pending, applied) {
         Ok(true) => run(conn, "COMMIT").inspect_err(|_| rollback(conn)),
         Ok(false) => {
             rollback(conn);
@@ -331,44 +327,37 @@ fn apply_all(
     }
 }
 
-/// The one command of a batch, in the transaction; `Ok(false)` when it failed (its
-/// answer is its own error, the transaction to be rolled back).
-fn apply_alone(
-    conn: &Connection,
-    pending: &mut VecDeque<Box<dyn Pending>>,
-    applied: &mut Vec<Box<dyn Applied>>,
-) -> rusqlite::Result<bool> {
-    let Some(command) = pending.pop_front() else {
-        return Ok(true);
-    };
-    let done = command.apply(conn);
-    let succeeded = done.succeeded();
-    applied.push(done);
-    Ok(succeeded)
-}
-
 /// Each command of a batch in a savepoint of its own, so that one that fails is undone
-/// alone.
+/// alone. A command alone in its batch has none: should it fail, rolling the whole
+/// transaction back undoes the same (`Ok(false)`: its answer is its own error).
 fn apply_each(
     conn: &Connection,
     pending: &mut VecDeque<Box<dyn Pending>>,
     applied: &mut Vec<Box<dyn Applied>>,
 ) -> rusqlite::Result<bool> {
+    let savepoints = pending.len() > 1;
+    let mut succeeded = true;
     while let Some(command) = pending.pop_front() {
-        if let Err(e) = run(conn, "SAVEPOINT command") {
-            pending.push_front(command);
-            return Err(e);
+        if savepoints {
+            if let Err(e) = run(conn, "SAVEPOINT command") {
+                pending.push_front(command);
+                return Err(e);
+            }
         }
         let done = command.apply(conn);
-        let outcome = match done.succeeded() {
-            true => run(conn, "RELEASE command"),
-            // Undone, and the savepoint released: the batch's transaction goes on.
-            false => run(conn, "ROLLBACK TO command").and_then(|()| run(conn, "RELEASE command")),
-        };
+        let ok = done.succeeded();
         applied.push(done);
-        outcome?;
+        match (savepoints, ok) {
+            (false, _) => succeeded = ok,
+            (true, true) => run(conn, "RELEASE command")?,
+            // Undone, and the savepoint released: the batch's transaction goes on.
+            (true, false) => {
+                run(conn, "ROLLBACK TO command")?;
+                run(conn, "RELEASE command")?;
+            }
+        }
     }
-    Ok(true)
+    Ok(succeeded)
 }
 
 /// Runs a statement of no parameters and no rows, prepared once per connection.
