@@ -90,10 +90,6 @@ impl Deliveries {
         let mut queue = self.queue;
         let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
         tokio::spawn(async move {
-            // Built at the first webhook: it loads the system's root certificates (a
-            // file read and ~150 certificates parsed, some 50 KiB kept), which a
-            // daemon without webhooks never needs.
-            let mut client: Option<reqwest::Client> = None;
             while let Some(occasion) = queue.recv().await {
                 let Some(job) = engine.job(occasion.event.job_id()) else {
                     continue;
@@ -102,21 +98,12 @@ impl Deliveries {
                 if !rule.wants(occasion.on) || rule.targets.is_empty() {
                     continue;
                 }
-                let wants_http = rule
-                    .targets
-                    .iter()
-                    .any(|t| matches!(t, NotifyTarget::Webhook { .. }));
-                if wants_http && client.is_none() {
-                    let built = tokio::task::spawn_blocking(send::http_client).await;
-                    client = Some(built.unwrap_or_else(|_| send::http_client()));
-                }
                 let payload = Arc::new(
                     Payload::build(&engine, occasion.on, &occasion.event, &api_base).await,
                 );
                 for target in &rule.targets {
                     let delivery = Delivery {
                         engine: engine.clone(),
-                        client: client.clone(),
                         target: target.clone(),
                         payload: payload.clone(),
                     };
@@ -136,8 +123,6 @@ impl Deliveries {
 /// One message to one target, with its retries.
 struct Delivery {
     engine: Engine,
-    /// Always there for a webhook (see `Deliveries::start`).
-    client: Option<reqwest::Client>,
     target: NotifyTarget,
     payload: Arc<Payload>,
 }
@@ -156,20 +141,16 @@ impl Delivery {
                     secret,
                     timeout,
                     ..
-                } => match &self.client {
-                    Some(client) => {
-                        send::webhook(
-                            client,
-                            url,
-                            headers,
-                            secret.as_deref(),
-                            &self.payload.body,
-                            *timeout,
-                        )
-                        .await
-                    }
-                    None => Err("no HTTP client was built".to_string()),
-                },
+                } => {
+                    send::webhook(
+                        url,
+                        headers,
+                        secret.as_deref(),
+                        &self.payload.body,
+                        *timeout,
+                    )
+                    .await
+                }
                 NotifyTarget::Command { argv, timeout } => {
                     send::command(argv, &self.payload.body, *timeout).await
                 }

@@ -20,7 +20,20 @@ pub fn backoff(attempt: u32) -> Duration {
     Duration::from_secs(1u64 << attempt.saturating_sub(1).min(6)).min(MAX_BACKOFF)
 }
 
-pub fn http_client() -> reqwest::Client {
+/// The client of every webhook, built at the first one, off the executor: it loads the
+/// system's root certificates (a file read and ~150 certificates parsed, some 50 KiB
+/// kept), which a daemon without webhooks never needs.
+async fn shared_client() -> &'static reqwest::Client {
+    static CLIENT: tokio::sync::OnceCell<reqwest::Client> = tokio::sync::OnceCell::const_new();
+    CLIENT
+        .get_or_init(|| async {
+            let built = tokio::task::spawn_blocking(http_client).await;
+            built.unwrap_or_else(|_| http_client())
+        })
+        .await
+}
+
+fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
         .user_agent(concat!("petitd/", env!("CARGO_PKG_VERSION")))
         // A redirect could hand the signed body to another host.
@@ -38,14 +51,14 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
 }
 
 pub async fn webhook(
-    client: &reqwest::Client,
     url: &str,
     headers: &BTreeMap<String, String>,
     secret: Option<&str>,
     body: &[u8],
     timeout: Duration,
 ) -> Result<String, String> {
-    let mut request = client
+    let mut request = shared_client()
+        .await
         .post(url)
         .timeout(timeout)
         .header(reqwest::header::CONTENT_TYPE, "application/json");
