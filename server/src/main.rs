@@ -615,14 +615,16 @@ fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
             signals = notify_stopping(signals, systemd);
         }
         tracing::info!(jobs = job_count, dir = %args.jobs.display(), "jobs loaded");
-        let tls = serve_options.tls.is_some();
-        tracing::info!(%addr, tls, "listening (gRPC, REST under /api)");
+        // Before "listening", which says petitd is ready: a SIGHUP or a changed job
+        // file right after it must reload, not be lost (or, for SIGHUP, stop petitd).
         reload_on_sighup(&engine)?;
         if args.watch {
             petit_server::watch::start(&engine, &args.jobs, args.config.as_deref(), log_reload)
                 .with_context(|| format!("cannot watch {}", args.jobs.display()))?;
             tracing::info!(dir = %args.jobs.display(), "watching the job files");
         }
+        let tls = serve_options.tls.is_some();
+        tracing::info!(%addr, tls, "listening (gRPC, REST under /api)");
         serve::serve(listener, engine, signals, serve_options).await
     })?;
     if let Some(mut watchdog) = watchdog {
