@@ -494,6 +494,9 @@ fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
     // Before anything slow, so that a busy port fails at once.
     let listener = TcpListener::bind(&args.listen)
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {}", args.listen, bind_error(&e)))?;
+    // What `--watch` checks the files against once its watch is set up (see
+    // `watch::start`): a change before that has no event.
+    let loaded_at = std::time::SystemTime::now();
     let global = load_config(args.config.as_deref())?;
     let bound = listener.local_addr()?;
     let tokens = args.tokens.clone().or_else(|| global.auth_tokens.clone());
@@ -619,8 +622,14 @@ fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
         // file right after it must reload, not be lost (or, for SIGHUP, stop petitd).
         reload_on_sighup(&engine)?;
         if args.watch {
-            petit_server::watch::start(&engine, &args.jobs, args.config.as_deref(), log_reload)
-                .with_context(|| format!("cannot watch {}", args.jobs.display()))?;
+            petit_server::watch::start(
+                &engine,
+                &args.jobs,
+                args.config.as_deref(),
+                loaded_at,
+                log_reload,
+            )
+            .with_context(|| format!("cannot watch {}", args.jobs.display()))?;
             tracing::info!(dir = %args.jobs.display(), "watching the job files");
         }
         let tls = serve_options.tls.is_some();
