@@ -135,9 +135,11 @@ mod linux {
         // none (the watch was not there yet). Checked here, before petitd says it is
         // ready: a stat per job file, as the load itself read each.
         let missed = changed_since(jobs, config, loaded_at);
+        if missed {
+            tracing::info!("job files modified since petitd read them at start: reloading");
+        }
         tokio::spawn(async move {
             if missed {
-                tracing::info!("job files modified since petitd read them at start: reloading");
                 report(engine.reload().await);
             }
             loop {
