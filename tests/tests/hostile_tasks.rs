@@ -1,6 +1,6 @@
 //! Tasks that misbehave on purpose: one prints a single 100 MB line, one prints bytes
 //! that are not UTF-8, one closes its output and keeps running, one stops itself
-//! (SIGSTOP). petitd stays responsive, stores logs within their bound, keeps text
+//! (SIGSTOP), one leaves a FIFO where its `$PETIT_OUTPUT` file was. petitd stays responsive, stores logs within their bound, keeps text
 //! lossily rather than rejecting it, and ends each run as its job says.
 
 use std::time::Duration;
@@ -117,4 +117,35 @@ async fn a_task_that_stops_itself_is_ended_by_its_timeout() {
     // The daemon still works.
     let again = trigger(&channel, "stopped", &[]).await;
     assert_eq!(ended(&channel, &again.id).await.status(), RunStatus::Failed);
+}
+
+/// A FIFO in place of the outputs file: reading it would wait for a writer that never
+/// comes (and, being a quick file read, on one of the runtime's threads). The run ends,
+/// with no outputs, and the next task runs.
+#[tokio::test]
+async fn a_fifo_left_as_the_outputs_file_is_not_waited_on() {
+    let jobs = jobs_dir(&[(
+        "fifo.yaml",
+        "id: fifo\ntasks:\n  - {id: t, command: sh, args: ['-c', 'rm \"$PETIT_OUTPUT\" && mkfifo \"$PETIT_OUTPUT\"']}\n  - {id: after, command: 'true', depends_on: [t]}\n",
+    )]);
+    let daemon = Daemon::start(jobs.path());
+    let channel = daemon.channel().await;
+    let run = trigger(&channel, "fifo", &[]).await;
+    let run = ended(&channel, &run.id).await;
+    assert_eq!(run.status(), RunStatus::Succeeded, "{run:?}");
+    let tasks = RunServiceClient::new(channel.clone())
+        .list_task_runs(ListTaskRunsRequest {
+            run_id: run.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("tasks")
+        .into_inner()
+        .task_runs;
+    assert!(
+        tasks
+            .iter()
+            .all(|t| t.status() == TaskStatus::Succeeded && t.outputs.is_empty()),
+        "{tasks:?}"
+    );
 }
