@@ -136,7 +136,6 @@ async fn a_fifo_left_as_the_outputs_file_is_not_waited_on() {
     let tasks = RunServiceClient::new(channel.clone())
         .list_task_runs(ListTaskRunsRequest {
             run_id: run.id.clone(),
-            ..Default::default()
         })
         .await
         .expect("tasks")
