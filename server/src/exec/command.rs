@@ -82,6 +82,20 @@ fn read_outputs(path: &std::path::Path) -> std::io::Result<Result<String, String
     Ok(String::from_utf8(bytes).map_err(|_| "$PETIT_OUTPUT is not UTF-8 text".to_string()))
 }
 
+/// Creates (or empties) the outputs file, 0600 whatever the umask. Non-blocking: a
+/// FIFO at the path (left by a process that outlived an earlier attempt) is an error
+/// (ENXIO, no reader), not an open that waits for one on a runtime thread; a regular
+/// file ignores the flag.
+fn create_outputs_file(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+        .open(path)
+}
+
 #[async_trait::async_trait]
 impl Task for CommandTask {
     async fn run(&self, ctx: TaskContext) -> TaskOutcome {
@@ -90,13 +104,7 @@ impl Task for CommandTask {
         // one system call on a small file in petitd's own scratch directory (a few
         // microseconds), where `tokio::fs` would make each a trip through the blocking
         // pool, two thread wake-ups apiece, more than the work itself.
-        let created = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&self.output_file);
-        if let Err(e) = created {
+        if let Err(e) = create_outputs_file(&self.output_file) {
             return TaskOutcome::Failed {
                 exit_code: None,
                 error: format!(
@@ -333,5 +341,24 @@ mod tests {
         // A task that left a FIFO in its place: no writer will come, an open would wait.
         nix::unistd::mkfifo(&path, nix::sys::stat::Mode::S_IRWXU).unwrap();
         assert_eq!(read_outputs(&path).unwrap(), Ok(String::new()));
+    }
+
+    #[test]
+    fn the_outputs_file_is_created_private_and_a_fifo_there_is_refused_not_waited_on() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.out");
+        std::fs::write(&path, "left over").unwrap();
+        create_outputs_file(&path).unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(meta.len(), 0, "emptied");
+        std::fs::remove_file(&path).unwrap();
+        create_outputs_file(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        std::fs::remove_file(&path).unwrap();
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let refused = create_outputs_file(&path).unwrap_err();
+        assert_eq!(refused.raw_os_error(), Some(nix::libc::ENXIO), "{refused}");
     }
 }
