@@ -410,6 +410,21 @@ pub async fn get_run(channel: &tonic::transport::Channel, run_id: &str) -> petit
         .expect("run")
 }
 
+/// A run's task runs, as `ListTaskRuns` returns them.
+pub async fn task_runs(
+    channel: &tonic::transport::Channel,
+    run_id: &str,
+) -> Vec<petit_proto::v1::TaskRun> {
+    petit_proto::v1::run_service_client::RunServiceClient::new(channel.clone())
+        .list_task_runs(petit_proto::v1::ListTaskRunsRequest {
+            run_id: run_id.into(),
+        })
+        .await
+        .unwrap_or_else(|s| panic!("list_task_runs {run_id}: {s}"))
+        .into_inner()
+        .task_runs
+}
+
 /// The resident memory (VmRSS) of process `pid`, in KiB.
 pub fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");

@@ -17,7 +17,9 @@ use petit_proto::v1::run_service_client::RunServiceClient;
 use petit_proto::v1::scheduler_service_client::SchedulerServiceClient;
 use petit_proto::v1::*;
 use petit_tests::postgres::TestPostgres;
-use petit_tests::{eventually, get_run, job_runs, jobs_dir, petitctl_run, trigger, Daemon};
+use petit_tests::{
+    eventually, get_run, job_runs, jobs_dir, petitctl_run, task_runs, trigger, Daemon,
+};
 use tempfile::TempDir;
 use tonic::transport::Channel;
 
@@ -286,14 +288,7 @@ async fn a_killed_nodes_run_is_taken_over_and_finishes_elsewhere() {
         "a's log:\n{}",
         std::fs::read_to_string(&stderr_of_a).unwrap_or_default()
     );
-    let tasks = RunServiceClient::new(channel.clone())
-        .list_task_runs(ListTaskRunsRequest {
-            run_id: run.id.clone(),
-        })
-        .await
-        .expect("tasks")
-        .into_inner()
-        .task_runs;
+    let tasks = task_runs(&channel, &run.id).await;
     assert_eq!(tasks[0].attempts, 2, "{tasks:?}");
     let listed = nodes(&channel).await;
     let a_row = listed.iter().find(|n| n.id == "a").expect("a listed");

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use petit_proto::v1::run_service_client::RunServiceClient;
 use petit_proto::v1::*;
-use petit_tests::{alive, eventually, job_runs, jobs_dir, trigger, Daemon};
+use petit_tests::{alive, eventually, job_runs, jobs_dir, task_runs, trigger, Daemon};
 use tonic::transport::Channel;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -83,17 +83,6 @@ async fn all_runs(channel: &Channel) -> BTreeMap<String, Run> {
         );
     }
     runs
-}
-
-async fn task_runs(channel: &Channel, run_id: &str) -> Vec<TaskRun> {
-    RunServiceClient::new(channel.clone())
-        .list_task_runs(ListTaskRunsRequest {
-            run_id: run_id.into(),
-        })
-        .await
-        .expect("task runs")
-        .into_inner()
-        .task_runs
 }
 
 fn unfinished(run: &Run) -> bool {

@@ -5,10 +5,9 @@
 
 use std::time::Duration;
 
-use petit_proto::v1::run_service_client::RunServiceClient;
 use petit_proto::v1::scheduler_service_client::SchedulerServiceClient;
 use petit_proto::v1::*;
-use petit_tests::{eventually, get_run, jobs_dir, run_log, trigger, Daemon};
+use petit_tests::{eventually, get_run, jobs_dir, run_log, task_runs, trigger, Daemon};
 use tonic::transport::Channel;
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -102,14 +101,7 @@ async fn a_task_that_stops_itself_is_ended_by_its_timeout() {
     let run = trigger(&channel, "stopped", &[]).await;
     let run = ended(&channel, &run.id).await;
     assert_eq!(run.status(), RunStatus::Failed, "{run:?}");
-    let tasks = RunServiceClient::new(channel.clone())
-        .list_task_runs(ListTaskRunsRequest {
-            run_id: run.id.clone(),
-        })
-        .await
-        .expect("tasks")
-        .into_inner()
-        .task_runs;
+    let tasks = task_runs(&channel, &run.id).await;
     assert!(
         tasks[0].error.contains("timed out") || tasks[0].error.contains("timeout"),
         "{tasks:?}"
@@ -133,14 +125,7 @@ async fn a_fifo_left_as_the_outputs_file_is_not_waited_on() {
     let run = trigger(&channel, "fifo", &[]).await;
     let run = ended(&channel, &run.id).await;
     assert_eq!(run.status(), RunStatus::Succeeded, "{run:?}");
-    let tasks = RunServiceClient::new(channel.clone())
-        .list_task_runs(ListTaskRunsRequest {
-            run_id: run.id.clone(),
-        })
-        .await
-        .expect("tasks")
-        .into_inner()
-        .task_runs;
+    let tasks = task_runs(&channel, &run.id).await;
     assert!(
         tasks
             .iter()

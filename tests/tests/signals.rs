@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use petit_proto::v1::run_service_client::RunServiceClient;
 use petit_proto::v1::*;
-use petit_tests::{alive, eventually, get_run, jobs_dir, trigger, Daemon, SLOW_JOB};
+use petit_tests::{alive, eventually, get_run, jobs_dir, task_runs, trigger, Daemon, SLOW_JOB};
 use tonic::transport::Channel;
 
 const WAIT: Duration = Duration::from_secs(8);
@@ -122,14 +122,7 @@ async fn assert_interrupted_after_restart(
     let channel = daemon.channel().await;
     let slow = get_run(&channel, &slow.id).await;
     assert_eq!(slow.status(), RunStatus::Interrupted, "{slow:?}");
-    let tasks = RunServiceClient::new(channel.clone())
-        .list_task_runs(ListTaskRunsRequest {
-            run_id: slow.id.clone(),
-        })
-        .await
-        .expect("list_task_runs")
-        .into_inner()
-        .task_runs;
+    let tasks = task_runs(&channel, &slow.id).await;
     assert_eq!(tasks[0].status(), TaskStatus::Interrupted, "{tasks:?}");
     assert_intact(&channel, quick).await;
 }
