@@ -137,3 +137,48 @@ async fn catch_up_after_a_restart_and_history_bounds_at_start() {
     .await;
     assert!(kept.iter().all(|r| r.status() == RunStatus::Succeeded));
 }
+
+/// A failed root under forty layers of two tasks, each depending on both tasks of the
+/// layer before, and a last task that runs whatever they did (`condition: all_done`):
+/// the layers are skipped, and the last task's start gathers the outputs upstream of
+/// it. 2^40 paths lead from it to the root; a walk along each (as petitd once made it)
+/// never ends. Each task is visited once, and the run ends at once.
+#[tokio::test]
+async fn a_task_under_a_lattice_of_skipped_tasks_starts_and_the_run_ends() {
+    let mut yaml = String::from("id: lattice\ntasks:\n  - {id: root, command: \"false\"}\n");
+    let mut previous = vec!["root".to_string()];
+    for layer in 0..40 {
+        let ids = vec![format!("a{layer}"), format!("b{layer}")];
+        for id in &ids {
+            yaml += &format!(
+                "  - {{id: {id}, command: \"true\", depends_on: [{}]}}\n",
+                previous.join(", ")
+            );
+        }
+        previous = ids;
+    }
+    yaml += &format!(
+        "  - {{id: last, command: sh, args: ['-c', 'echo reached'], condition: all_done, depends_on: [{}]}}\n",
+        previous.join(", ")
+    );
+    let jobs = jobs_dir(&[("lattice.yaml", yaml.as_str())]);
+    let daemon = Daemon::start(jobs.path());
+    let channel = daemon.channel().await;
+
+    let run = trigger(&channel, "lattice").await.unwrap();
+    let run = ended(&channel, &run.id).await;
+    assert_eq!(run.status(), RunStatus::Failed, "{run:?}");
+    let tasks = petit_tests::task_runs(&channel, &run.id).await;
+    assert_eq!(tasks.len(), 82);
+    let status = |id: &str| {
+        tasks
+            .iter()
+            .find(|t| t.task_id == id)
+            .map(|t| t.status())
+            .unwrap_or_else(|| panic!("no task {id}"))
+    };
+    assert_eq!(status("root"), TaskStatus::Failed);
+    assert_eq!(status("a0"), TaskStatus::Skipped);
+    assert_eq!(status("b39"), TaskStatus::Skipped);
+    assert_eq!(status("last"), TaskStatus::Succeeded);
+}

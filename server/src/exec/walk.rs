@@ -283,10 +283,7 @@ impl Walk {
     /// already stored.
     pub(super) fn spawn(&mut self, i: usize, started: Option<Permits>) {
         let task = self.job.tasks[i].clone();
-        let mut outputs = BTreeMap::new();
-        for &p in self.job.dag.parents(i) {
-            collect_upstream_outputs(&self.job, &self.records, p, &mut outputs);
-        }
+        let outputs = upstream_outputs(&self.job, &self.records, i);
         let attempt = TaskAttempts {
             env: self.env.clone(),
             job_id: self.job.id.clone(),
@@ -346,27 +343,88 @@ pub(super) fn condition_holds(condition: Condition, parents: &[TaskStatus]) -> b
     }
 }
 
-/// Outputs of task `p` and of everything upstream of it, by task id.
-pub(super) fn collect_upstream_outputs(
+/// The outputs of every task upstream of task `i` that succeeded, by task id (an entry,
+/// empty or not, for each: a placeholder reading a task that succeeded without the key
+/// says so, not that the task failed). Each upstream task is visited once, without
+/// recursion: paths that meet again (a lattice of skipped tasks) are not walked again,
+/// and a long chain does not deepen the stack.
+pub(super) fn upstream_outputs(
     job: &JobDef,
     records: &[TaskRun],
-    p: usize,
-    into: &mut BTreeMap<String, BTreeMap<String, String>>,
-) {
-    if into.contains_key(&records[p].task_id) {
-        return;
+    i: usize,
+) -> BTreeMap<String, BTreeMap<String, String>> {
+    let mut outputs = BTreeMap::new();
+    let mut seen = vec![false; records.len()];
+    let mut stack = job.dag.parents(i).to_vec();
+    while let Some(p) = stack.pop() {
+        if std::mem::replace(&mut seen[p], true) {
+            continue;
+        }
+        if records[p].status == TaskStatus::Succeeded {
+            outputs.insert(records[p].task_id.clone(), records[p].outputs.clone());
+        }
+        stack.extend(job.dag.parents(p).iter().filter(|&&g| !seen[g]));
     }
-    if records[p].status == TaskStatus::Succeeded {
-        into.insert(records[p].task_id.clone(), records[p].outputs.clone());
-    }
-    for &g in job.dag.parents(p) {
-        collect_upstream_outputs(job, records, g, into);
-    }
+    outputs
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Forty layers of two tasks, each depending on both of the layer before, under a
+    /// root that failed: every path to the root (2^40 of them) meets the others, and
+    /// the walk visits each task once. Succeeded tasks give an entry each, empty or not.
+    #[test]
+    fn upstream_outputs_visit_each_task_once() {
+        let mut yaml = String::from("id: lattice\ntasks:\n  - {id: root, command: \"false\"}\n");
+        let mut previous = vec!["root".to_string()];
+        for layer in 0..40 {
+            let ids = [format!("a{layer}"), format!("b{layer}")];
+            for id in &ids {
+                yaml += &format!(
+                    "  - {{id: {id}, command: \"true\", depends_on: [{}]}}\n",
+                    previous.join(", ")
+                );
+            }
+            previous = ids.to_vec();
+        }
+        yaml += &format!(
+            "  - {{id: last, command: \"true\", condition: all_done, depends_on: [{}]}}\n",
+            previous.join(", ")
+        );
+        let job = crate::config::parse_job(
+            &yaml,
+            std::path::Path::new("lattice.yaml"),
+            &crate::config::GlobalConfig::default(),
+        )
+        .expect("job");
+        let mut records: Vec<TaskRun> = job
+            .tasks
+            .iter()
+            .map(|t| {
+                let mut r = TaskRun::pending("r", &t.id);
+                r.status = TaskStatus::Skipped;
+                r
+            })
+            .collect();
+        records[0].status = TaskStatus::Failed;
+        let last = job.tasks.len() - 1;
+        assert!(upstream_outputs(&job, &records, last).is_empty());
+
+        // Two of the layer tasks succeeded, one of them with an output.
+        records[1].status = TaskStatus::Succeeded;
+        records[1].outputs = BTreeMap::from([("rows".to_string(), "42".to_string())]);
+        records[4].status = TaskStatus::Succeeded;
+        let got = upstream_outputs(&job, &records, last);
+        let want = BTreeMap::from([
+            (records[1].task_id.clone(), records[1].outputs.clone()),
+            (records[4].task_id.clone(), BTreeMap::new()),
+        ]);
+        assert_eq!(got, want);
+        // Only what is upstream: a0 sees nothing but the root.
+        assert!(upstream_outputs(&job, &records, 1).is_empty());
+    }
 
     #[test]
     pub(super) fn conditions() {
