@@ -3,9 +3,9 @@
 //!
 //! - `cron`: `Schedule::next_after`, as a job's timer is armed: every 5 minutes in UTC,
 //!   and daily at 02:30 in Europe/Paris (a zone with DST);
-//! - `ready`: `Dag::ready`, which tasks a run's walk may start given those settled:
-//!   a 1,000-task chain half done, a wide DAG (one root, 998 tasks beside each other,
-//!   one sink) with its root done, and every call a whole walk of the chain makes;
+//! - `ready`: a run's whole walk through `Readiness` (which tasks may start as others
+//!   settle) of a 1,000-task chain, a wide DAG (one root, 998 tasks beside each other,
+//!   one sink), and a 20,000-task chain (linear: 20 times the 1,000);
 //! - `json`: a `ListJobsResponse` of 10 and 50 jobs (three tasks, a schedule with five
 //!   next fires, a last run) encoded by `petit_proto::json` as the REST path writes it
 //!   (with the previous reply's size as capacity); and for 50 jobs the whole pure part
@@ -34,7 +34,7 @@ use petit_proto::json::to_json;
 use petit_proto::v1 as pb;
 use petit_server::api::grpc::convert;
 use petit_server::config::{parse_job, GlobalConfig};
-use petit_server::core::{Dag, JobDef, Run, RunStatus, Schedule, TriggerReason};
+use petit_server::core::{Dag, JobDef, Readiness, Run, RunStatus, Schedule, TriggerReason};
 
 /// One measured case: its name (`group/function`), what it does once, and the raw
 /// limit it compares with, if any.
@@ -92,32 +92,17 @@ fn wide(n: usize) -> Dag {
     Dag::build(&tasks).expect("a wide DAG")
 }
 
-/// `Dag::ready` with the first `done` tasks (in topological order) settled and started.
-fn ready_case(dag: Dag, done: usize) -> Box<dyn FnMut()> {
-    let mut started = vec![false; dag.len()];
-    for &i in &dag.topological_order()[..done] {
-        started[i] = true;
-    }
-    let settled = started.clone();
+/// A run's whole walk of `dag` as `exec/walk.rs` makes it: the readiness set up, then
+/// each ready task handed out and settled, until none is left.
+fn walk_case(dag: Dag) -> Box<dyn FnMut()> {
     Box::new(move || {
-        let ready = dag.ready(black_box(&started), |p| settled[p]);
-        black_box(ready);
-    })
-}
-
-/// Every `Dag::ready` call of a chain's whole walk: one per settled task.
-fn chain_walk_case(n: usize) -> Box<dyn FnMut()> {
-    let dag = chain(n);
-    Box::new(move || {
-        let mut started = vec![false; n];
-        let mut settled = vec![false; n];
-        loop {
-            let ready = dag.ready(&started, |p| settled[p]);
-            let Some(&next) = ready.first() else { break };
-            started[next] = true;
-            settled[next] = true;
+        let mut readiness = Readiness::new(black_box(&dag), |_| false);
+        let mut walked = 0;
+        while let Some(i) = readiness.next(&dag) {
+            readiness.settle(&dag, i);
+            walked += 1;
         }
-        black_box(settled);
+        assert_eq!(walked, dag.len());
     })
 }
 
@@ -246,19 +231,19 @@ fn cases() -> Vec<Case> {
             op: cron_case("0 30 2 * * *", chrono_tz::Europe::Paris),
         },
         Case {
-            name: "ready/chain_1000_half_done",
-            raw: None,
-            op: ready_case(chain(1_000), 500),
-        },
-        Case {
-            name: "ready/wide_1000_root_done",
-            raw: None,
-            op: ready_case(wide(1_000), 1),
-        },
-        Case {
             name: "ready/chain_1000_whole_walk",
             raw: None,
-            op: chain_walk_case(1_000),
+            op: walk_case(chain(1_000)),
+        },
+        Case {
+            name: "ready/wide_1000_whole_walk",
+            raw: None,
+            op: walk_case(wide(1_000)),
+        },
+        Case {
+            name: "ready/chain_20000_whole_walk",
+            raw: None,
+            op: walk_case(chain(20_000)),
         },
         Case {
             name: "json/list_jobs_10",
@@ -334,7 +319,7 @@ fn callgrind_body(name: &str, n: usize) {
 fn callgrind_runs(name: &str) -> usize {
     match name.split('/').next() {
         Some("yaml") => 1,
-        Some("ready") if name.ends_with("whole_walk") => 5,
+        Some("ready") if name.contains("20000") => 5,
         Some("ready") | Some("json") => 200,
         _ => 2_000,
     }

@@ -13,7 +13,7 @@ pub mod run;
 pub mod schedule;
 pub mod status;
 
-pub use dag::{Dag, DagError};
+pub use dag::{Dag, DagError, Readiness};
 pub use environment::{EnvPolicy, Inherit};
 pub use job::{
     Backoff, Condition, DepCondition, JobDef, JobDependency, RetryCondition, RetryPolicy, TaskDef,

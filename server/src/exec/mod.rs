@@ -33,8 +33,8 @@ pub use command::CommandTask;
 pub use task::{StopReason, Task, TaskContext, TaskOutcome};
 
 use crate::core::{
-    Condition, EnvPolicy, JobDef, RetryCondition, Run, RunStatus, TaskDef, TaskKind, TaskRun,
-    TaskStatus,
+    Condition, EnvPolicy, JobDef, Readiness, RetryCondition, Run, RunStatus, TaskDef, TaskKind,
+    TaskRun, TaskStatus,
 };
 use crate::events::{Event, EventBus};
 use crate::store::{LogPageLimit, LogStart, Store};

@@ -23,6 +23,8 @@ pub(super) struct Walk {
     config: Arc<BTreeMap<String, String>>,
     records: Vec<TaskRun>,
     started: Vec<bool>,
+    /// Which tasks have all their dependencies settled, for `find_ready`.
+    readiness: Readiness,
     run_slots: Arc<Semaphore>,
     stop: watch::Receiver<Option<StopReason>>,
     running: JoinSet<(usize, Settled)>,
@@ -64,6 +66,7 @@ impl Walk {
             })
             .collect();
         let mut started: Vec<bool> = records.iter().map(|r| r.status.is_terminal()).collect();
+        let readiness = Readiness::new(&job.dag, |i| started[i]);
         let run_slots = Arc::new(Semaphore::new(env.max_concurrent_tasks.max(1)));
         let mut open = Vec::new();
         for &i in opened {
@@ -83,6 +86,7 @@ impl Walk {
             config: Arc::new(config),
             records,
             started,
+            readiness,
             stop,
             running: JoinSet::new(),
             by_tokio_id: HashMap::new(),
@@ -165,6 +169,7 @@ impl Walk {
 
     /// A task's end, to be stored with the next write.
     fn end(&mut self, i: usize, ended: Ended) {
+        self.readiness.settle(&self.job.dag, i);
         self.records[i] = ended.0.clone();
         self.ended.push(ended);
     }
@@ -238,22 +243,16 @@ impl Walk {
     }
 
     /// Marks every task whose dependencies have all settled: skipped (an end), or
-    /// ready: in `waiting` when the walk starts it, else in `spawns`. One pass in
-    /// topological order suffices: a skip settles at once, before its children are
-    /// seen.
+    /// ready: in `waiting` when the walk starts it, else in `spawns`; in topological
+    /// order. A skip settles at once, making its children ready in the same call. The
+    /// cost is that of the tasks made ready since the last call, not a pass over all.
     fn find_ready(&mut self, spawns: &mut Vec<usize>) {
         let job = self.job.clone();
-        for &i in job.dag.topological_order() {
+        while let Some(i) = self.readiness.next(&job.dag) {
             if self.started[i] {
                 continue;
             }
             let parents = job.dag.parents(i);
-            if !parents
-                .iter()
-                .all(|&p| self.records[p].status.is_terminal())
-            {
-                continue;
-            }
             self.started[i] = true;
             let task = &job.tasks[i];
             let statuses: Vec<TaskStatus> =
