@@ -355,8 +355,12 @@ mod tests {
         assert_eq!(walk(&dag, &[], &[]), vec![0, 1, 2, 3]);
         assert_eq!(walk(&dag, &[], &[1]), vec![0, 1, 2, 3]);
         // Written out of order: the file's order is not the walk's.
-        let dag = build(&[("load", &["transform"]), ("extract", &[]), ("transform", &["extract"])])
-            .unwrap();
+        let dag = build(&[
+            ("load", &["transform"]),
+            ("extract", &[]),
+            ("transform", &["extract"]),
+        ])
+        .unwrap();
         assert_eq!(walk(&dag, &[], &[]), vec![1, 2, 0]);
     }
 
@@ -383,7 +387,16 @@ mod tests {
         let n = 200_000;
         let ids: Vec<String> = (0..n).map(|i| format!("t{i}")).collect();
         let tasks: Vec<(&str, Vec<&str>)> = (0..n)
-            .map(|i| (ids[i].as_str(), if i == 0 { vec![] } else { vec![ids[i - 1].as_str()] }))
+            .map(|i| {
+                (
+                    ids[i].as_str(),
+                    if i == 0 {
+                        vec![]
+                    } else {
+                        vec![ids[i - 1].as_str()]
+                    },
+                )
+            })
             .collect();
         let dag = Dag::build(&tasks).unwrap();
         let order = walk(&dag, &[], &[]);
