@@ -182,3 +182,45 @@ async fn a_task_under_a_lattice_of_skipped_tasks_starts_and_the_run_ends() {
     assert_eq!(status("b39"), TaskStatus::Skipped);
     assert_eq!(status("last"), TaskStatus::Succeeded);
 }
+
+/// Outputs reach the tasks downstream, and a placeholder reading a key that a task
+/// which succeeded did not write says so (not that the task failed), whether or not
+/// that task wrote other keys.
+#[tokio::test]
+async fn a_missing_output_of_a_task_that_succeeded_is_named_as_such() {
+    let yaml = r#"id: outputs
+tasks:
+  - {id: quiet, command: "true"}
+  - {id: speaks, command: sh, args: ["-c", 'echo "rows=42" >> "$PETIT_OUTPUT"']}
+  - id: reads_quiet
+    command: echo
+    args: ['${tasks.quiet.outputs.rows}']
+    depends_on: [quiet]
+  - id: reads_speaks
+    command: sh
+    args: ["-c", 'test "$1" = 42 && test "$PETIT_OUTPUT_SPEAKS_ROWS" = 42', "-", '${tasks.speaks.outputs.rows}']
+    depends_on: [speaks, quiet]
+"#;
+    let jobs = jobs_dir(&[("outputs.yaml", yaml)]);
+    let daemon = Daemon::start(jobs.path());
+    let channel = daemon.channel().await;
+
+    let run = trigger(&channel, "outputs").await.unwrap();
+    let run = ended(&channel, &run.id).await;
+    assert_eq!(run.status(), RunStatus::Failed, "{run:?}");
+    let tasks = petit_tests::task_runs(&channel, &run.id).await;
+    let task = |id: &str| {
+        tasks
+            .iter()
+            .find(|t| t.task_id == id)
+            .unwrap_or_else(|| panic!("no task {id}"))
+    };
+    assert_eq!(task("reads_speaks").status(), TaskStatus::Succeeded);
+    let quiet = task("reads_quiet");
+    assert_eq!(quiet.status(), TaskStatus::Failed);
+    assert!(
+        quiet.error.contains("task 'quiet' wrote no output 'rows'"),
+        "{:?}",
+        quiet.error
+    );
+}

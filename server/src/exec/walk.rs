@@ -10,10 +10,11 @@
 //! crash, takes its slots and stores its start itself, once the ends before it are
 //! stored.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 
 use super::attempt::{begin_attempt, stopped_record, Ended, Permits, Settled, TaskAttempts};
 use super::*;
+use crate::core::job::{Placeholder, Template};
 
 /// The walk over one run's DAG.
 pub(super) struct Walk {
@@ -282,7 +283,7 @@ impl Walk {
     /// already stored.
     pub(super) fn spawn(&mut self, i: usize, started: Option<Permits>) {
         let task = self.job.tasks[i].clone();
-        let outputs = upstream_outputs(&self.job, &self.records, i);
+        let outputs = upstream_outputs(&self.job, &self.records, i, &tasks_read(&task));
         let attempt = TaskAttempts {
             env: self.env.clone(),
             job_id: self.job.id.clone(),
@@ -342,15 +343,18 @@ pub(super) fn condition_holds(condition: Condition, parents: &[TaskStatus]) -> b
     }
 }
 
-/// The outputs of every task upstream of task `i` that succeeded, by task id (an entry,
-/// empty or not, for each: a placeholder reading a task that succeeded without the key
-/// says so, not that the task failed). Each upstream task is visited once, without
-/// recursion: paths that meet again (a lattice of skipped tasks) are not walked again,
-/// and a long chain does not deepen the stack.
+/// The outputs of the tasks upstream of task `i` that succeeded, by task id: those that
+/// wrote some, and those `reads` names even when they wrote none (a placeholder reading
+/// a task that succeeded without the key says so, not that the task failed). An
+/// upstream success with no outputs that nothing names adds nothing, so a start in a
+/// long chain of tasks without outputs inserts nothing. Each upstream task is visited
+/// once, without recursion: paths that meet again (a lattice of skipped tasks) are not
+/// walked again, and a long chain does not deepen the stack.
 pub(super) fn upstream_outputs(
     job: &JobDef,
     records: &[TaskRun],
     i: usize,
+    reads: &HashSet<String>,
 ) -> BTreeMap<String, BTreeMap<String, String>> {
     let mut outputs = BTreeMap::new();
     let mut seen = vec![false; records.len()];
@@ -359,12 +363,35 @@ pub(super) fn upstream_outputs(
         if std::mem::replace(&mut seen[p], true) {
             continue;
         }
-        if records[p].status == TaskStatus::Succeeded {
-            outputs.insert(records[p].task_id.clone(), records[p].outputs.clone());
+        let record = &records[p];
+        if record.status == TaskStatus::Succeeded
+            && (!record.outputs.is_empty() || reads.contains(&record.task_id))
+        {
+            outputs.insert(record.task_id.clone(), record.outputs.clone());
         }
         stack.extend(job.dag.parents(p).iter().filter(|&&g| !seen[g]));
     }
     outputs
+}
+
+/// The tasks whose outputs `task` reads by name (`${tasks.T.outputs.K}` in its program,
+/// arguments, environment values or working directory).
+pub(super) fn tasks_read(task: &TaskDef) -> HashSet<String> {
+    let mut names = HashSet::new();
+    let mut add = |template: &Template| {
+        for (placeholder, _) in template.placeholders() {
+            if let Placeholder::TaskOutput { task, .. } = placeholder {
+                names.insert(task.to_string());
+            }
+        }
+    };
+    let (program, args) = task.kind.templates();
+    add(program);
+    args.into_iter().for_each(&mut add);
+    for text in task.environment.values().chain(&task.working_dir) {
+        add(&Template::parse(text));
+    }
+    names
 }
 
 #[cfg(test)]
@@ -409,20 +436,41 @@ mod tests {
             .collect();
         records[0].status = TaskStatus::Failed;
         let last = job.tasks.len() - 1;
-        assert!(upstream_outputs(&job, &records, last).is_empty());
+        let none = HashSet::new();
+        assert!(upstream_outputs(&job, &records, last, &none).is_empty());
 
         // Two of the layer tasks succeeded, one of them with an output.
         records[1].status = TaskStatus::Succeeded;
         records[1].outputs = BTreeMap::from([("rows".to_string(), "42".to_string())]);
         records[4].status = TaskStatus::Succeeded;
-        let got = upstream_outputs(&job, &records, last);
-        let want = BTreeMap::from([
-            (records[1].task_id.clone(), records[1].outputs.clone()),
-            (records[4].task_id.clone(), BTreeMap::new()),
-        ]);
-        assert_eq!(got, want);
+        let with_outputs = (records[1].task_id.clone(), records[1].outputs.clone());
+        assert_eq!(
+            upstream_outputs(&job, &records, last, &none),
+            BTreeMap::from([with_outputs.clone()])
+        );
+        // One that wrote none is there when the task names it.
+        let reads = HashSet::from([records[4].task_id.clone()]);
+        assert_eq!(
+            upstream_outputs(&job, &records, last, &reads),
+            BTreeMap::from([with_outputs, (records[4].task_id.clone(), BTreeMap::new())])
+        );
         // Only what is upstream: a0 sees nothing but the root.
-        assert!(upstream_outputs(&job, &records, 1).is_empty());
+        assert!(upstream_outputs(&job, &records, 1, &reads).is_empty());
+    }
+
+    #[test]
+    fn the_tasks_read_are_those_named_in_a_task_output_placeholder() {
+        let job = crate::config::parse_job(
+            "id: j\ntasks:\n  - {id: a, command: \"true\"}\n  - {id: b, command: \"true\"}\n  \
+             - {id: c, command: \"true\"}\n  - id: d\n    command: echo\n    \
+             args: ['${tasks.a.outputs.x}', '${config.k}']\n    environment: {V: '${tasks.b.outputs.y}'}\n    \
+             depends_on: [a, b, c]\nconfig: {k: v}\n",
+            std::path::Path::new("j.yaml"),
+            &crate::config::GlobalConfig::default(),
+        )
+        .expect("job");
+        let reads = tasks_read(&job.tasks[3]);
+        assert_eq!(reads, HashSet::from(["a".to_string(), "b".to_string()]));
     }
 
     #[test]
