@@ -29,6 +29,14 @@ async fn ended(channel: &Channel, run_id: &str) -> Run {
     .await
 }
 
+/// The task run of `id` among a run's `tasks`.
+fn task<'a>(tasks: &'a [TaskRun], id: &str) -> &'a TaskRun {
+    tasks
+        .iter()
+        .find(|t| t.task_id == id)
+        .unwrap_or_else(|| panic!("no task {id}"))
+}
+
 async fn runs(channel: &Channel, job_id: &str) -> Vec<Run> {
     JobServiceClient::new(channel.clone())
         .list_job_runs(ListJobRunsRequest {
@@ -170,13 +178,7 @@ async fn a_task_under_a_lattice_of_skipped_tasks_starts_and_the_run_ends() {
     assert_eq!(run.status(), RunStatus::Failed, "{run:?}");
     let tasks = petit_tests::task_runs(&channel, &run.id).await;
     assert_eq!(tasks.len(), 82);
-    let status = |id: &str| {
-        tasks
-            .iter()
-            .find(|t| t.task_id == id)
-            .map(|t| t.status())
-            .unwrap_or_else(|| panic!("no task {id}"))
-    };
+    let status = |id: &str| task(&tasks, id).status();
     assert_eq!(status("root"), TaskStatus::Failed);
     assert_eq!(status("a0"), TaskStatus::Skipped);
     assert_eq!(status("b39"), TaskStatus::Skipped);
@@ -209,14 +211,8 @@ tasks:
     let run = ended(&channel, &run.id).await;
     assert_eq!(run.status(), RunStatus::Failed, "{run:?}");
     let tasks = petit_tests::task_runs(&channel, &run.id).await;
-    let task = |id: &str| {
-        tasks
-            .iter()
-            .find(|t| t.task_id == id)
-            .unwrap_or_else(|| panic!("no task {id}"))
-    };
-    assert_eq!(task("reads_speaks").status(), TaskStatus::Succeeded);
-    let quiet = task("reads_quiet");
+    assert_eq!(task(&tasks, "reads_speaks").status(), TaskStatus::Succeeded);
+    let quiet = task(&tasks, "reads_quiet");
     assert_eq!(quiet.status(), TaskStatus::Failed);
     assert!(
         quiet.error.contains("task 'quiet' wrote no output 'rows'"),
