@@ -29,6 +29,18 @@ async fn ended(channel: &Channel, run_id: &str) -> Run {
     .await
 }
 
+/// Job `job_id` (written as `<job_id>.yaml`) run once by a petitd of its own: the
+/// ended run and its task runs.
+async fn run_once(job_id: &str, yaml: &str) -> (Run, Vec<TaskRun>) {
+    let jobs = jobs_dir(&[(format!("{job_id}.yaml").as_str(), yaml)]);
+    let daemon = Daemon::start(jobs.path());
+    let channel = daemon.channel().await;
+    let run = trigger(&channel, job_id).await.unwrap();
+    let run = ended(&channel, &run.id).await;
+    let tasks = petit_tests::task_runs(&channel, &run.id).await;
+    (run, tasks)
+}
+
 /// The task run of `id` among a run's `tasks`.
 fn task<'a>(tasks: &'a [TaskRun], id: &str) -> &'a TaskRun {
     tasks
@@ -169,14 +181,8 @@ async fn a_task_under_a_lattice_of_skipped_tasks_starts_and_the_run_ends() {
         "  - {{id: last, command: sh, args: ['-c', 'echo reached'], condition: all_done, depends_on: [{}]}}\n",
         previous.join(", ")
     );
-    let jobs = jobs_dir(&[("lattice.yaml", yaml.as_str())]);
-    let daemon = Daemon::start(jobs.path());
-    let channel = daemon.channel().await;
-
-    let run = trigger(&channel, "lattice").await.unwrap();
-    let run = ended(&channel, &run.id).await;
+    let (run, tasks) = run_once("lattice", &yaml).await;
     assert_eq!(run.status(), RunStatus::Failed, "{run:?}");
-    let tasks = petit_tests::task_runs(&channel, &run.id).await;
     assert_eq!(tasks.len(), 82);
     let status = |id: &str| task(&tasks, id).status();
     assert_eq!(status("root"), TaskStatus::Failed);
@@ -203,14 +209,8 @@ tasks:
     args: ["-c", 'test "$1" = 42 && test "$PETIT_OUTPUT_SPEAKS_ROWS" = 42', "-", '${tasks.speaks.outputs.rows}']
     depends_on: [speaks, quiet]
 "#;
-    let jobs = jobs_dir(&[("outputs.yaml", yaml)]);
-    let daemon = Daemon::start(jobs.path());
-    let channel = daemon.channel().await;
-
-    let run = trigger(&channel, "outputs").await.unwrap();
-    let run = ended(&channel, &run.id).await;
+    let (run, tasks) = run_once("outputs", yaml).await;
     assert_eq!(run.status(), RunStatus::Failed, "{run:?}");
-    let tasks = petit_tests::task_runs(&channel, &run.id).await;
     assert_eq!(task(&tasks, "reads_speaks").status(), TaskStatus::Succeeded);
     let quiet = task(&tasks, "reads_quiet");
     assert_eq!(quiet.status(), TaskStatus::Failed);
