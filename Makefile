@@ -80,11 +80,17 @@ bench:
 	$(CARGO) bench -p petit-server --bench logs
 	$(CARGO) bench -p petit-server --bench log_memory
 	$(CARGO) bench -p petit-server --bench log_append
-	$(CARGO) bench -p petit-server --bench rest
-	$(CARGO) build --release -p petit-server --bin petitd
+	# The crates petitd is made of, answering health with nothing of Petit: the floor
+	# of the API's figures and of memory (server/examples/stack_floor.rs), each built
+	# as the petitd it is compared with.
+	$(CARGO) build --profile bench -p petit-server --example stack_floor
+	PETIT_STACK_FLOOR=$(CURDIR)/target/release/examples/stack_floor $(CARGO) bench -p petit-server --bench rest
+	$(CARGO) build --release -p petit-server --bin petitd --example stack_floor
 	# Benches build their own petitd into target/release too: measure a copy.
 	cp target/release/petitd target/petitd-release
-	PETITD=$(CURDIR)/target/petitd-release $(CARGO) bench -p petit-server --bench idle
+	cp target/release/examples/stack_floor target/stack_floor-release
+	PETITD=$(CURDIR)/target/petitd-release PETIT_STACK_FLOOR=$(CURDIR)/target/stack_floor-release \
+	  $(CARGO) bench -p petit-server --bench idle
 	$(CARGO) bench -p petit-server --bench history
 	$(CARGO) bench -p petit-server --bench micro
 	$(CARGO) bench -p petit-server --bench cluster

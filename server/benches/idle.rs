@@ -3,8 +3,11 @@
 //! `/proc/PID/smaps`), and the CPU time and wake-ups (context switches of all its
 //! threads) over `IDLE_BENCH_SECONDS` (default 10; the issue measured one minute) of
 //! idleness, with 4 jobs and with 1,000 (each with a daily schedule). The raw limit for
-//! memory is a process that does nothing (`sleep`), for start-up a process start
-//! (`petitd --version`). `PETITD=/a/petitd:/b/petitd` compares builds. Nothing asserts.
+//! memory is the crates petitd is made of doing the least a petitd does
+//! (`PETIT_STACK_FLOOR`, the `stack_floor` example `make bench` builds, measured as
+//! petitd is), beside a process that does nothing (`sleep`); for start-up a process
+//! start (`petitd --version`). `PETITD=/a/petitd:/b/petitd` compares builds. Nothing
+//! asserts.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -193,6 +196,22 @@ fn binaries() -> Vec<PathBuf> {
     }
 }
 
+/// The `stack_floor` example's binary, when `PETIT_STACK_FLOOR` names it.
+fn stack_floor() -> Option<PathBuf> {
+    let Some(path) = std::env::var_os("PETIT_STACK_FLOOR").map(PathBuf::from) else {
+        println!("idle: PETIT_STACK_FLOOR unset (make bench sets it): the crates' floor skipped");
+        return None;
+    };
+    if path.exists() {
+        return Some(path);
+    }
+    println!(
+        "idle: PETIT_STACK_FLOOR={} does not exist: the crates' floor skipped",
+        path.display()
+    );
+    None
+}
+
 fn main() {
     let seconds: u64 = std::env::var("IDLE_BENCH_SECONDS")
         .ok()
@@ -209,6 +228,23 @@ fn main() {
         "idle: a process doing nothing (sleep): {} resident; {seconds} s of idleness each",
         mib(floor.total)
     );
+    // The floor of a petitd's memory: its crates serving health, with nothing of Petit.
+    let stack = stack_floor().map(|binary| {
+        let (daemon, _, _) = start(&binary, 0);
+        std::thread::sleep(Duration::from_secs(2));
+        let mem = resident(daemon.child.id(), &binary);
+        println!(
+            "idle: the crates alone ({}): {} resident (binary {}, libraries {}, heap and anonymous {}, stacks {}; {} threads)",
+            binary.display(),
+            mib(mem.total),
+            mib(mem.binary),
+            mib(mem.libraries),
+            mib(mem.heap_and_anon),
+            mib(mem.stacks),
+            threads(daemon.child.id()),
+        );
+        mem
+    });
     let list = binaries();
     for (b, petitd) in list.iter().enumerate() {
         println!("  petitd {}", petitd.display());
@@ -276,8 +312,17 @@ fn main() {
                         mib(mem.binary),
                         mib(mem.heap_and_anon)
                     ),
-                    raw: format!("{} (sleep)", mib(floor.total)),
-                    ratio: table::ratio(mem.total as f64, floor.total as f64),
+                    raw: match stack {
+                        Some(stack) => format!(
+                            "{} (its crates alone: binary {}, heap {}); sleep {}",
+                            mib(stack.total),
+                            mib(stack.binary),
+                            mib(stack.heap_and_anon),
+                            mib(floor.total)
+                        ),
+                        None => format!("{} (sleep)", mib(floor.total)),
+                    },
+                    ratio: table::ratio(mem.total as f64, stack.unwrap_or(floor).total as f64),
                     target,
                     original,
                 });

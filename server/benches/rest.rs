@@ -14,6 +14,12 @@
 //! `PETITD=/old/petitd:/new/petitd` compares builds (a saved binary of an older commit):
 //! each gets its own daemons, and their loads take turns, so that both see the same
 //! machine. The jobs fire at 02:00 UTC only, so that no fire lands inside a load.
+//!
+//! `PETIT_STACK_FLOOR` (set by `make bench`) names the `stack_floor` example: the crates
+//! petitd is built from answering health with nothing of Petit (`GET /api/health`,
+//! `grpc.health.v1.Health/Check`). Its loads take turns with the floor's, and the
+//! floor's rows compare petitd's health call with it: what this machine and these
+//! crates allow any call at all.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -33,6 +39,9 @@ mod table;
 /// wrk's and h2load's shape: 2 threads, 32 connections, one request at a time each.
 const THREADS: u32 = 2;
 const CONNECTIONS: u32 = 32;
+
+/// The crates' floor's gRPC call: the standard health check, for the whole server.
+const STACK_HEALTH: &str = "/grpc.health.v1.Health/Check";
 
 fn job_yaml(id: &str) -> String {
     format!(
@@ -365,6 +374,19 @@ fn report(transport: &str, what: &str, load: &Load, floor: &Load) {
 
 /// A summary-table row of the last build measured.
 fn record(transport: &str, what: &str, case: &Case, load: &Load, floor: &Load, rest: bool) {
+    record_against(transport, what, case, load, (floor, "health"), rest);
+}
+
+/// A summary-table row against `raw` (a load and what it was).
+fn record_against(
+    transport: &str,
+    what: &str,
+    case: &Case,
+    load: &Load,
+    raw: (&Load, &str),
+    rest: bool,
+) {
+    let (floor, raw_what) = raw;
     let void = if load.failed > 0 {
         " (FAILED: void)"
     } else {
@@ -377,7 +399,7 @@ fn record(transport: &str, what: &str, case: &Case, load: &Load, floor: &Load, r
             "{:.0} req/s, p99 {:.2} ms, {:.1} µs CPU{void}",
             load.per_second, load.p99_ms, load.cpu_us_per_request
         ),
-        raw: format!("{:.0} req/s (health)", floor.per_second),
+        raw: format!("{:.0} req/s ({raw_what})", floor.per_second),
         ratio: table::ratio(load.per_second, floor.per_second),
         target: if rest { case.targets.0 } else { case.targets.1 },
         original: if rest { case.original } else { "—" },
@@ -415,8 +437,18 @@ struct Case {
 
 /// Runs every case on every daemon (one per binary), `rounds` times, the daemons taking
 /// turns, and reports the medians per binary; the first case is the floor.
-fn run_cases(daemons: &[Daemon], cases: &[Case], seconds: u64, rounds: usize, tools: (bool, bool)) {
+/// `stack`: the crates' floor, loaded with the floor case in each round.
+fn run_cases(
+    daemons: &[Daemon],
+    stack: Option<&Daemon>,
+    cases: &[Case],
+    seconds: u64,
+    rounds: usize,
+    tools: (bool, bool),
+) {
     let (with_wrk, with_h2load) = tools;
+    // stack_loads[transport]: the crates' floor, the rounds.
+    let mut stack_loads = vec![Vec::new(); 2];
     for case in cases {
         println!(
             "      {} replies {} bytes of JSON",
@@ -436,6 +468,24 @@ fn run_cases(daemons: &[Daemon], cases: &[Case], seconds: u64, rounds: usize, to
                     let request = (case.grpc_request)();
                     loads[1][c][d].push(h2load(daemon, case.grpc_method, &request, seconds));
                 }
+            }
+            if let (0, Some(stack)) = (c, stack) {
+                if with_wrk {
+                    stack_loads[0].push(wrk(stack, "/api/health", seconds));
+                }
+                if with_h2load {
+                    stack_loads[1].push(h2load(stack, STACK_HEALTH, &[], seconds));
+                }
+            }
+        }
+    }
+    if let Some(stack) = stack {
+        println!("    the crates alone: {}", stack.binary.display());
+        for (t, transport) in ["REST", "gRPC"].into_iter().enumerate() {
+            if !stack_loads[t].is_empty() {
+                let load = median(&stack_loads[t]);
+                let what = ["GET /api/health", "Health/Check"][t];
+                report(transport, what, &load, &load);
             }
         }
     }
@@ -458,7 +508,14 @@ fn run_cases(daemons: &[Daemon], cases: &[Case], seconds: u64, rounds: usize, to
                 let load = median(&loads[t][c][d]);
                 report(transport, &what, &load, &floor);
                 if d + 1 == daemons.len() {
-                    record(transport, &what, case, &load, &floor, t == 0);
+                    match (c, stack_loads[t].is_empty()) {
+                        (0, false) => {
+                            let stack = median(&stack_loads[t]);
+                            let raw = (&stack, "its crates alone");
+                            record_against(transport, &what, case, &load, raw, t == 0);
+                        }
+                        _ => record(transport, &what, case, &load, &floor, t == 0),
+                    }
                 }
             }
         }
@@ -509,6 +566,11 @@ async fn main() {
     );
     let health = || GetHealthRequest {}.encode_to_vec();
 
+    let stack =
+        std::env::var_os("PETIT_STACK_FLOOR").map(|path| Daemon::start(Path::new(&path), 0));
+    if stack.is_none() {
+        println!("rest: PETIT_STACK_FLOOR unset (make bench sets it): the crates' floor skipped");
+    }
     let small = daemons(&binaries, 10).await;
     let cases = [
         Case {
@@ -528,7 +590,7 @@ async fn main() {
             original: "56,388 req/s = 0.79×, p99 2.2 ms",
         },
     ];
-    run_cases(&small, &cases, seconds, rounds, tools);
+    run_cases(&small, stack.as_ref(), &cases, seconds, rounds, tools);
     drop(small);
 
     let large = daemons(&binaries, 1000).await;
@@ -570,5 +632,5 @@ async fn main() {
             original: "3,090 req/s (all 1,000)",
         },
     ];
-    run_cases(&large, &cases, seconds, rounds, tools);
+    run_cases(&large, None, &cases, seconds, rounds, tools);
 }
