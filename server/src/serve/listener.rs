@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::ConnectInfo;
 use axum::Router;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -26,6 +25,7 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 use super::limits::{ConnectionLimits, RefusalLog};
+use crate::api::rest::RestService;
 
 /// How often a burst of refused connections (or of failed accepts) is logged.
 const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
@@ -35,15 +35,17 @@ const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
 /// lets finished runs and closing connections give some back.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// Serves `app` on `listener` until `stop` is cancelled, then asks every connection to
-/// close (HTTP/2 GOAWAY, HTTP/1 after the response in progress) and waits for them.
+/// Serves `services` on `listener` until `stop` is cancelled, then asks every connection
+/// to close (HTTP/2 GOAWAY, HTTP/1 after the response in progress) and waits for them.
+/// `services`: the REST shim, for the paths it claims, and the router for the rest.
 pub async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     limits: ConnectionLimits,
-    app: Router,
+    services: (RestService, Router),
     stop: CancellationToken,
 ) {
+    let (rest, app) = services;
     let limits = Arc::new(limits);
     let builder = Arc::new(http_builder(&limits));
     let permits = Arc::new(Semaphore::new(limits.max_connections));
@@ -79,6 +81,7 @@ pub async fn serve(
             peer,
             limits: limits.clone(),
             builder: builder.clone(),
+            rest: rest.clone(),
             app: app.clone(),
             stop: stop.clone(),
         };
@@ -151,6 +154,7 @@ struct Connection {
     peer: SocketAddr,
     limits: Arc<ConnectionLimits>,
     builder: Arc<auto::Builder<TokioExecutor>>,
+    rest: RestService,
     app: Router,
     stop: CancellationToken,
 }
@@ -192,14 +196,19 @@ impl Connection {
         let service = {
             let activity = activity.clone();
             let app = self.app.clone();
-            let peer = self.peer;
+            let rest = self.rest.clone();
             hyper::service::service_fn(move |request: http::Request<Incoming>| {
                 let in_flight = activity.begin();
                 let app = app.clone();
+                let rest = rest.clone();
                 async move {
-                    let mut request = request.map(Body::new);
-                    request.extensions_mut().insert(ConnectInfo(peer));
-                    let response = app.oneshot(request).await?;
+                    // No extension is added: nothing reads one, and the first would
+                    // allocate the request's extension map.
+                    let request = request.map(Body::new);
+                    let response = match rest.claims(request.uri().path()) {
+                        true => rest.call(request).await,
+                        false => app.oneshot(request).await?,
+                    };
                     // The request counts as in flight until its response body is
                     // done (or dropped): a stream keeps the connection busy.
                     Ok::<_, Infallible>(response.map(|body| {

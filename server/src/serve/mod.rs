@@ -111,14 +111,15 @@ pub async fn serve(
             auth::middleware,
         ))
         .fallback(unknown_path);
-    // REST routes are all under `/api`; gRPC paths (`/package.Service/Method`) never
-    // are, so the two sets merge without overlap. Paths neither answers reach
-    // `unknown_path`. The checks of gRPC requests apply to the services' own routes
-    // only (not the fallback).
+    // The checks of gRPC requests apply to the services' own routes only (not the
+    // fallback). REST paths are all under `/api` and gRPC paths
+    // (`/package.Service/Method`) never are: the listener hands the REST shim its own
+    // paths before the router (`rest::RestService`). Paths neither answers reach
+    // `unknown_path`.
     let app = grpc
         .route_layer(axum::middleware::from_fn(grpc_request::check))
-        .merge(rest::router(api, auth))
         .merge(scrape);
+    let rest = rest::RestService::new(api, auth);
     // Start-up is done: what loading the jobs and building the routes freed (parse
     // trees, the OpenAPI document's tree) goes back to the system.
     crate::alloc::memory_freed();
@@ -126,7 +127,13 @@ pub async fn serve(
     let close = CancellationToken::new();
     // The server runs on its own task, so that it keeps answering (health says
     // NOT_SERVING, runs show as interrupted) while the engine stops below.
-    let mut server = tokio::spawn(listener::serve(listener, tls, limits, app, close.clone()));
+    let mut server = tokio::spawn(listener::serve(
+        listener,
+        tls,
+        limits,
+        (rest, app),
+        close.clone(),
+    ));
     tokio::select! {
         ended = &mut server => {
             ended?;

@@ -486,6 +486,70 @@ async fn authorization_and_grpc_metadata_headers_reach_the_service() {
 }
 
 #[tokio::test]
+async fn the_listeners_shim_claims_the_paths_the_router_routes_and_answers_alike() {
+    let service = RestService::new(FakeJobs, crate::auth::Authenticator::default());
+    let router = rest();
+    // The shim also claims `/api/`, which the router's `/api/{*rest}` leaves out (its
+    // fallback then says "no such path"): the shim says "no route", a 404 either way.
+    let paths = [
+        ("/api", true),
+        ("/api/", true),
+        ("/api/jobs", true),
+        ("/api/jobs/hello", true),
+        ("/api/jobs/hello/extra", true),
+        ("/api/nope", true),
+        ("/apiary", false),
+        ("/ap", false),
+        ("/", false),
+        ("/metrics", false),
+        ("/petit.v1.JobService/GetJob", false),
+    ];
+    let bytes = |r: axum::response::Response| axum::body::to_bytes(r.into_body(), 1 << 20);
+    // HEAD: the same status and length, no body, as axum's routes answer it.
+    let head = || {
+        Request::head("/api/jobs/hello")
+            .body(Body::empty())
+            .expect("request")
+    };
+    let answered = service.call(head()).await;
+    let routed = router.clone().oneshot(head()).await.expect("infallible");
+    assert_eq!(answered.status(), routed.status());
+    assert_eq!(
+        answered.headers().get("content-length"),
+        routed.headers().get("content-length")
+    );
+    assert!(bytes(answered).await.expect("body").is_empty());
+    for (path, claimed) in paths {
+        assert_eq!(service.claims(path), claimed, "{path}");
+        let request = || Request::get(path).body(Body::empty()).expect("request");
+        let routed = router.clone().oneshot(request()).await.expect("infallible");
+        // The router has no fallback: axum's bare 404 for what it does not route.
+        let router_routes = !(routed.status() == StatusCode::NOT_FOUND
+            && routed.headers().get(CONTENT_TYPE).is_none());
+        assert_eq!(router_routes, claimed && path != "/api/", "{path}");
+        if !claimed {
+            continue;
+        }
+        let answered = service.call(request()).await;
+        if path == "/api/" {
+            assert_eq!(answered.status(), StatusCode::NOT_FOUND);
+            let body: Value =
+                serde_json::from_slice(&bytes(answered).await.expect("body")).expect("JSON");
+            assert_eq!(body, error(5, "no route for GET /api/"));
+            continue;
+        }
+        assert_eq!(answered.status(), routed.status(), "{path}");
+        assert_eq!(
+            answered.headers().get("content-length"),
+            routed.headers().get("content-length"),
+            "{path}"
+        );
+        let answered = bytes(answered).await.expect("body");
+        assert_eq!(answered, bytes(routed).await.expect("body"), "{path}");
+    }
+}
+
+#[tokio::test]
 async fn merges_with_the_grpc_router() {
     // Both routers must coexist on one listener: the REST router sets no fallback and
     // claims only `/api…`, tonic claims `/{service}/…` and the fallback.
