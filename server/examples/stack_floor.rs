@@ -40,6 +40,15 @@ fn main() -> anyhow::Result<()> {
         mallopt(M_MMAP_THRESHOLD, 128 * 1024);
         mallopt(M_TRIM_THRESHOLD, 4 * 1024 * 1024);
     }
+    // Private, as petitd's database is (SQLite gives its WAL files the same mode).
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&db)?;
+    }
     let sqlite = rusqlite::Connection::open(&db)?;
     let mode: String = sqlite.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
     sqlite.execute_batch("CREATE TABLE IF NOT EXISTS runs (id TEXT PRIMARY KEY, status TEXT)")?;
