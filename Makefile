@@ -5,7 +5,7 @@ CARGO ?= cargo
 JOBS ?= examples/jobs
 CONFIG ?= examples/petit.yaml
 
-.PHONY: all fmt fmt-check lint test test-long test-tools fuzz check build bench boundaries run ci
+.PHONY: all fmt fmt-check lint test test-long test-tools fuzz check build bench hot-text boundaries run ci
 
 all: fmt lint boundaries test build
 
@@ -95,6 +95,14 @@ bench:
 	$(CARGO) bench -p petit-server --bench micro
 	$(CARGO) bench -p petit-server --bench cluster
 	$(CARGO) bench -p petit-server --bench table
+
+# The order of petitd's code (server/hot-text.txt, see server/build.rs): the functions
+# it runs at start-up, serving reads of the API and running jobs, found by running it
+# under callgrind (needs valgrind and curl). Run it again after changes that add or
+# rename much of what those paths run; names it no longer finds cost nothing.
+hot-text:
+	$(CARGO) build --release -p petit-server --bin petitd -p petit-client --bin petitctl
+	server/hot-text.sh target/release/petitd target/release/petitctl server/hot-text.txt
 
 # The clients must never depend on server code, SQLite, YAML parsing or the REST stack.
 boundaries:

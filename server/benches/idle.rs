@@ -134,6 +134,109 @@ fn resident(pid: u32, binary: &Path) -> Resident {
     r
 }
 
+/// The binary's code resident in `pid`, in KiB: in all, and outside `.text.hot` (the
+/// functions build.rs lays out first, from server/hot-text.txt), with that section's
+/// size. Read from the binary's section headers and `/proc/PID/pagemap`'s present bits;
+/// `None` when either cannot be read. Code resident outside `.text.hot` beyond a few
+/// 64 KiB windows says that the list has aged: `make hot-text` renews it.
+fn code_layout(pid: u32, binary: &Path) -> Option<(u64, u64, u64)> {
+    let elf = std::fs::read(binary).ok()?;
+    let u16_at = |o: usize| Some(u16::from_le_bytes(elf.get(o..o + 2)?.try_into().ok()?) as usize);
+    let u32_at = |o: usize| Some(u32::from_le_bytes(elf.get(o..o + 4)?.try_into().ok()?) as usize);
+    let u64_at = |o: usize| Some(u64::from_le_bytes(elf.get(o..o + 8)?.try_into().ok()?));
+    let (shoff, shentsize) = (u64_at(0x28)? as usize, u16_at(0x3a)?);
+    let (shnum, shstrndx) = (u16_at(0x3c)?, u16_at(0x3e)?);
+    let names = u64_at(shoff + shstrndx * shentsize + 24)? as usize;
+    let mut hot = (0, 0);
+    for i in 0..shnum {
+        let header = shoff + i * shentsize;
+        let name = &elf.get(names + u32_at(header)?..)?;
+        if name.starts_with(b".text.hot\0") {
+            hot = (u64_at(header + 16)?, u64_at(header + 32)?);
+        }
+    }
+    // A position-independent petitd: its first mapping (offset 0) is its base address.
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
+    let real = std::fs::canonicalize(binary).ok()?;
+    let mut base = None;
+    let mut code = Vec::new();
+    for line in maps.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.len() < 6 || Path::new(fields[5]) != real {
+            continue;
+        }
+        let (start, end) = fields[0].split_once('-')?;
+        let (start, end) = (
+            u64::from_str_radix(start, 16).ok()?,
+            u64::from_str_radix(end, 16).ok()?,
+        );
+        if fields[2].trim_start_matches('0').is_empty() && base.is_none() {
+            base = Some(start);
+        }
+        if fields[1].contains('x') {
+            code.push((start, end));
+        }
+    }
+    let base = base?;
+    let mut pagemap = std::fs::File::open(format!("/proc/{pid}/pagemap")).ok()?;
+    let (mut all, mut outside) = (0, 0);
+    for (start, end) in code {
+        let mut entries = vec![0u8; ((end - start) / 4096 * 8) as usize];
+        std::io::Seek::seek(&mut pagemap, std::io::SeekFrom::Start(start / 4096 * 8)).ok()?;
+        pagemap.read_exact(&mut entries).ok()?;
+        for (i, entry) in entries.chunks_exact(8).enumerate() {
+            if u64::from_le_bytes(entry.try_into().ok()?) >> 63 == 1 {
+                let at = start + i as u64 * 4096 - base;
+                all += 4;
+                if !(hot.0..hot.0 + hot.1).contains(&at) {
+                    outside += 4;
+                }
+            }
+        }
+    }
+    Some((all, outside, hot.1 / 1024))
+}
+
+/// How `code_layout` reads in a report line.
+fn code_words(pid: u32, binary: &Path) -> String {
+    match code_layout(pid, binary) {
+        Some((all, _, 0)) => format!("code {}, no .text.hot", mib(all)),
+        Some((all, outside, hot)) => format!(
+            "code {} of which {} outside the {} of .text.hot",
+            mib(all),
+            mib(outside),
+            mib(hot)
+        ),
+        None => "code: unread".to_string(),
+    }
+}
+
+/// petitd's watchdog (`petitd watchdog`, a child of the daemon): its resident KiB and
+/// proportional KiB (PSS: the pages it shares with the daemon counted half).
+fn watchdog(pid: u32) -> Option<(u64, u64)> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let child = tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+        .flat_map(|list| {
+            list.split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok())
+                .collect::<Vec<_>>()
+        })
+        .find(|child| {
+            std::fs::read(format!("/proc/{child}/cmdline"))
+                .is_ok_and(|cmd| cmd.split(|&b| b == 0).any(|arg| arg == b"watchdog"))
+        })?;
+    let rollup = std::fs::read_to_string(format!("/proc/{child}/smaps_rollup")).ok()?;
+    let field = |name: &str| {
+        rollup.lines().find_map(|line| {
+            let value = line.strip_prefix(name)?.trim().trim_end_matches(" kB");
+            value.trim().parse::<u64>().ok()
+        })
+    };
+    Some((field("Rss:")?, field("Pss:")?))
+}
+
 /// utime + stime in ms, and each thread's context switches (by thread id).
 fn cpu_and_switches(pid: u32) -> (f64, std::collections::HashMap<String, u64>) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -283,13 +386,14 @@ fn main() {
             let after = resident(pid, petitd);
             println!(
                 "    {jobs:>4} jobs: start-up to healthy {:.1} ms, {:.0} ms CPU (a bare process start: {:.1} ms); \
-                 resident {} (binary {}, libraries {}, heap and anonymous {}, stacks {}; {} threads), \
-                 {} after {seconds} s; idle: {:.0} ms CPU, {} wake-ups",
+                 resident {} (binary {} ({}), libraries {}, heap and anonymous {}, stacks {}; {} threads), \
+                 {} after {seconds} s; idle: {:.0} ms CPU, {} wake-ups; its watchdog {}",
                 startup.as_secs_f64() * 1e3,
                 startup_cpu,
                 version_start.as_secs_f64() * 1e3,
                 mib(mem.total),
                 mib(mem.binary),
+                code_words(pid, petitd),
                 mib(mem.libraries),
                 mib(mem.heap_and_anon),
                 mib(mem.stacks),
@@ -297,6 +401,10 @@ fn main() {
                 mib(after.total),
                 cpu1 - cpu0,
                 wakeups(&sw0, &sw1),
+                match watchdog(pid) {
+                    Some((rss, pss)) => format!("{} resident, {} PSS", mib(rss), mib(pss)),
+                    None => "not found".to_string(),
+                },
             );
             if b + 1 == list.len() {
                 let (target, original) = match jobs {
@@ -326,6 +434,17 @@ fn main() {
                     target,
                     original,
                 });
+                if let (4, Some((rss, pss))) = (jobs, watchdog(pid)) {
+                    table::record(table::Row {
+                        section: "idle",
+                        figure: "resident memory idle, its watchdog process",
+                        petit: format!("{} ({} PSS)", mib(rss), mib(pss)),
+                        raw: String::new(),
+                        ratio: String::new(),
+                        target: "—",
+                        original: "none",
+                    });
+                }
                 if jobs == 1000 {
                     table::record(table::Row {
                         section: "idle",
