@@ -60,19 +60,32 @@ fn hot_text_wanted() -> bool {
 }
 
 /// The linker script: one output section `.text.hot` ahead of `.text`, holding the
-/// listed functions in the list's order. LLVM names a function it expects to run
-/// rarely `.text.unlikely.NAME`, so each name is matched in both forms. A line that is
-/// not a plain section-name pattern (letters, digits, `_ . $ *`) is skipped.
+/// listed functions tier by tier (`# tier:` lines part them). Within a tier they keep
+/// the order the compiler emitted them in (one input section description a tier), so
+/// that a function stays beside the callees it was compiled with. LLVM names a
+/// function it expects to run rarely `.text.unlikely.NAME`, so each name is matched in
+/// both forms. A line that is not a plain section-name pattern (letters, digits,
+/// `_ . $ *`) is skipped.
 fn hot_text_script(list: &str) -> String {
-    let mut script = String::from("SECTIONS {\n  .text.hot : {\n");
+    let mut tiers: Vec<Vec<&str>> = vec![Vec::new()];
     for name in list.lines().map(str::trim) {
+        if name.starts_with("# tier:") {
+            tiers.push(Vec::new());
+        }
         let plain = name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"_.$*".contains(&b));
-        if name.is_empty() || name.starts_with('#') || !plain {
-            continue;
+        if !name.is_empty() && plain {
+            tiers.last_mut().expect("a tier").push(name);
         }
-        let _ = writeln!(script, "    *(.text.{name} .text.unlikely.{name})");
+    }
+    let mut script = String::from("SECTIONS {\n  .text.hot : {\n");
+    for tier in tiers.iter().filter(|tier| !tier.is_empty()) {
+        script.push_str("    *(\n");
+        for name in tier {
+            let _ = writeln!(script, "      .text.{name} .text.unlikely.{name}");
+        }
+        script.push_str("    )\n");
     }
     script.push_str("  }\n}\nINSERT BEFORE .text;\n");
     script

@@ -67,6 +67,10 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         ledger: PathBuf,
     },
+    /// Copies a run history from one store to another (a SQLite file to a cluster's
+    /// PostgreSQL, or back): runs with their tasks, logs and notifications, the audit
+    /// record, the pauses. Runs the target already has are left alone, so it can run
+    /// again; a SQLite side must not be in use by a petitd
     Migrate {
         /// The source: `sqlite:PATH` (or a plain path), or a postgres:// URL.
         #[arg(long, value_name = "DB")]
