@@ -30,6 +30,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // the REST shim routes by); `file_descriptor_set().encode_to_vec()` drops them.
     let bytes = compiler.encode_file_descriptor_set();
     std::fs::write(out.join("petit_descriptor.bin"), &bytes)?;
+    // The same set without the comments and source positions (over half its bytes,
+    // and most of what a descriptor pool built from it keeps in memory): what the
+    // REST shim keeps for its whole life. Reflection and the OpenAPI document, which
+    // show the comments, read the full set.
+    let mut lean = protox::Compiler::new(["proto"])?;
+    lean.include_imports(true)
+        .include_source_info(false)
+        .open_files(PROTOS)?;
+    std::fs::write(
+        out.join("petit_descriptor_lean.bin"),
+        lean.encode_file_descriptor_set(),
+    )?;
     let fds = prost_types::FileDescriptorSet::decode(bytes.as_slice())?;
     std::fs::write(
         out.join("petit.v1.json.rs"),

@@ -17,6 +17,12 @@ pub mod json;
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/petit_descriptor.bin"));
 
+/// [`FILE_DESCRIPTOR_SET`] without source info (the protos' comments and positions):
+/// the same types, services and options in less than half the bytes, for what needs
+/// the descriptors but not their documentation (the REST shim's request messages).
+pub const FILE_DESCRIPTOR_SET_LEAN: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/petit_descriptor_lean.bin"));
+
 /// Fully-qualified names of the Petit services.
 pub const SERVICES: &[&str] = &[
     "petit.v1.SchedulerService",

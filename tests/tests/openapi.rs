@@ -106,6 +106,17 @@ async fn the_document_lists_every_route_and_is_valid() {
         doc["components"]["securitySchemes"]["bearer"]["scheme"],
         "bearer"
     );
+    // Operations carry the protos' comments: the document is written from the full
+    // descriptor set, not from the copy without comments the routes are read from.
+    let list = &doc["paths"]["/api/jobs"]["get"];
+    let view = list["parameters"]
+        .as_array()
+        .and_then(|p| p.iter().find(|p| p["name"] == "view"))
+        .unwrap_or_else(|| panic!("GET /api/jobs has no view parameter: {list}"));
+    assert!(
+        view["description"].as_str().is_some_and(|d| d.len() > 10),
+        "the view parameter has no description: {view}"
+    );
 
     let Some(venv) = venv() else { return };
     let dir = tempfile::tempdir().unwrap();

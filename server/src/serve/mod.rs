@@ -8,6 +8,7 @@
 
 mod grpc_request;
 mod health;
+mod lazy;
 mod limits;
 mod listener;
 mod tls;
@@ -36,6 +37,7 @@ use crate::api::rest;
 use crate::auth::{self, Authenticator};
 use crate::engine::Engine;
 use crate::metrics::Metrics;
+use lazy::Lazy;
 
 /// How long connections may take to close once the engine has stopped and every
 /// stream has been ended; past it the server stops anyway.
@@ -80,26 +82,14 @@ pub async fn serve(
     let health = health::HealthService::new(engine.clone());
     let streams = CancellationToken::new();
 
-    // Both reflection versions list everything this port answers: the Petit services,
-    // health, and both reflection versions (each builder would list only itself).
-    let reflection = || {
-        tonic_reflection::server::Builder::configure()
-            .include_reflection_service(false)
-            .register_encoded_file_descriptor_set(petit_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(
-                tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
-            )
-    };
     let scrape = crate::metrics::router(metrics, engine.clone(), auth.clone());
     let api = PetitApi::new(engine.clone(), streams.clone()).with_exposure(exposure);
     let grpc = api
         .clone()
         .routes()
         .add_service(health.clone().server())
-        .add_service(reflection().build_v1()?)
-        .add_service(reflection().build_v1alpha()?)
+        .add_service(reflection_v1())
+        .add_service(reflection_v1alpha())
         .prepare()
         .into_axum_router()
         // The two hottest reads, from the job cache's encoded bytes.
@@ -167,6 +157,45 @@ pub async fn serve(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Both reflection versions list everything this port answers: the Petit services,
+/// health, and both reflection versions (each builder would list only itself). The
+/// full descriptor set, with the protos' comments, so that `grpcurl describe` shows
+/// them.
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .include_reflection_service(false)
+        .register_encoded_file_descriptor_set(petit_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
+}
+
+/// `grpc.reflection.v1`, built at its first call (see `lazy`).
+fn reflection_v1() -> Lazy<
+    tonic_reflection::server::v1::ServerReflectionServer<
+        impl tonic_reflection::server::v1::ServerReflection,
+    >,
+> {
+    Lazy::new(|| {
+        reflection()
+            .build_v1()
+            .expect("the embedded descriptor sets are valid (a unit test builds them)")
+    })
+}
+
+/// `grpc.reflection.v1alpha`, as `reflection_v1`.
+fn reflection_v1alpha() -> Lazy<
+    tonic_reflection::server::v1alpha::ServerReflectionServer<
+        impl tonic_reflection::server::v1alpha::ServerReflection,
+    >,
+> {
+    Lazy::new(|| {
+        reflection()
+            .build_v1alpha()
+            .expect("the embedded descriptor sets are valid (a unit test builds them)")
+    })
 }
 
 /// A path no service answers: gRPC clients get UNIMPLEMENTED, anyone else a 404 that
