@@ -111,7 +111,7 @@ pub async fn serve(
         .merge(scrape);
     let rest = rest::RestService::new(api, auth);
     // Start-up is done: what loading the jobs and building the routes freed (parse
-    // trees, the OpenAPI document's tree) goes back to the system.
+    // trees, the descriptor set's decoding) goes back to the system.
     crate::alloc::memory_freed();
 
     let close = CancellationToken::new();
