@@ -39,7 +39,7 @@ for i in $(seq 1 300); do
     "$i" "$((i % 60))" >"$work/jobs/daily_$i.yaml"
 done
 
-# Children too (the watchdog is `petitd watchdog`), but not the tasks' programs.
+# Children too (the watchdog, forked), but not the tasks' programs.
 valgrind --tool=callgrind --demangle=no --dump-instr=no \
   --trace-children=yes --trace-children-skip='/usr/*,/bin/*,/sbin/*' \
   --callgrind-out-file="$work/cg.%p" \

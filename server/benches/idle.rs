@@ -211,7 +211,7 @@ fn code_words(pid: u32, binary: &Path) -> String {
     }
 }
 
-/// petitd's watchdog (`petitd watchdog`, a child of the daemon): its resident KiB and
+/// petitd's watchdog (`petitd-watchdog`, a child the daemon forks): its resident KiB and
 /// proportional KiB (PSS: the pages it shares with the daemon counted half).
 fn watchdog(pid: u32) -> Option<(u64, u64)> {
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
@@ -224,8 +224,8 @@ fn watchdog(pid: u32) -> Option<(u64, u64)> {
                 .collect::<Vec<_>>()
         })
         .find(|child| {
-            std::fs::read(format!("/proc/{child}/cmdline"))
-                .is_ok_and(|cmd| cmd.split(|&b| b == 0).any(|arg| arg == b"watchdog"))
+            std::fs::read_to_string(format!("/proc/{child}/comm"))
+                .is_ok_and(|comm| comm.trim_end() == petit_server::exec::watchdog::NAME)
         })?;
     let rollup = std::fs::read_to_string(format!("/proc/{child}/smaps_rollup")).ok()?;
     let field = |name: &str| {

@@ -15,6 +15,7 @@ use petit_server::auth::{self, Authenticator, Keyring, Role};
 use petit_server::config::{self, GlobalConfig};
 use petit_server::core::schedule::parse_duration;
 use petit_server::engine::ClusterOptions;
+use petit_server::exec::watchdog::Watchdog;
 use petit_server::metrics::Metrics;
 use petit_server::private_files;
 use petit_server::serve::{self, ConnectionLimits, ServeOptions, TlsFiles};
@@ -59,14 +60,6 @@ enum Command {
     #[command(
         after_help = "Example: petitd migrate --from sqlite:/var/lib/petit/petit.db --to postgres://petit@db.internal/petit --db-password-file /etc/petit/db-password"
     )]
-    /// (Internal) Started by petitd itself: waits for its parent petitd to exit, then
-    /// kills the task process groups its process ledger still lists, so that a crash
-    /// (`kill -9`, out of memory) leaves no task running until the next start.
-    #[command(hide = true)]
-    Watchdog {
-        #[arg(long, value_name = "DIR")]
-        ledger: PathBuf,
-    },
     /// Copies a run history from one store to another (a SQLite file to a cluster's
     /// PostgreSQL, or back): runs with their tasks, logs and notifications, the audit
     /// record, the pauses. Runs the target already has are left alone, so it can run
@@ -304,7 +297,6 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Validate { dir, config }) => validate(&dir, config.as_deref()),
         Some(Command::Token { action }) => token(action),
-        Some(Command::Watchdog { ledger }) => watchdog(&ledger),
         Some(Command::Migrate {
             from,
             to,
@@ -339,47 +331,6 @@ fn validate(dir: &Path, config: Option<&Path>) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
-}
-
-/// `petitd watchdog`: stdin is a pipe whose other end only the parent petitd holds; it
-/// reads end of file when that petitd is gone, however it went.
-fn watchdog(ledger: &Path) -> anyhow::Result<ExitCode> {
-    use std::io::Read;
-    let mut buf = [0u8; 64];
-    let mut stdin = std::io::stdin().lock();
-    loop {
-        match stdin.read(&mut buf) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => break,
-        }
-    }
-    let ledger = petit_server::exec::ledger::Ledger::open(ledger)
-        .with_context(|| format!("cannot open the process ledger {}", ledger.display()))?;
-    let killed = ledger.kill_orphans();
-    if killed > 0 {
-        eprintln!("petitd watchdog: petitd is gone; killed {killed} task process group(s) it left running");
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Starts this daemon's watchdog (see `watchdog`): in a process group of its own, so
-/// that a Ctrl-C meant for petitd does not reach it. Its stdin's write end is this
-/// process's alone (pipes are close-on-exec: tasks never hold it).
-fn spawn_watchdog(ledger: &Path) -> anyhow::Result<std::process::Child> {
-    use std::os::unix::process::CommandExt;
-    let exe = std::env::current_exe().context("cannot find petitd's own executable")?;
-    std::process::Command::new(exe)
-        .arg("watchdog")
-        .arg("--ledger")
-        .arg(ledger)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .process_group(0)
-        .env_clear()
-        .spawn()
-        .context("cannot start petitd's watchdog")
 }
 
 /// `petitd migrate`: opens both stores and copies the history across.
@@ -491,6 +442,10 @@ fn token(action: TokenCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
+    // First, while this process has one thread and has allocated next to nothing: the
+    // watchdog shares its pages (see `exec::watchdog`). It acts once armed, below.
+    // SAFETY: nothing has started a thread yet (the trimmer starts next).
+    let mut watchdog = Some(unsafe { Watchdog::fork() }.context("cannot start petitd's watchdog")?);
     petit_server::alloc::tune();
     init_logging(args.log_format);
     // While this process has one thread: it changes the environment.
@@ -592,12 +547,20 @@ fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
             tracing::warn!("{change}");
         }
     }
-    // The ledger's directory exists once the engine opens it; the watchdog only reads
-    // it after petitd is gone.
-    let watchdog = match &options.process_ledger {
-        Some(ledger) => Some(spawn_watchdog(ledger)?),
-        None => None,
-    };
+    // Now the ledger is this daemon's own. Its directory exists once the engine opens
+    // it; the watchdog only reads it after petitd is gone. Without one (`--in-memory`)
+    // there is nothing for a watchdog to do.
+    match &options.process_ledger {
+        Some(ledger) => watchdog
+            .as_mut()
+            .map_or(Ok(()), |watchdog| watchdog.arm(ledger))
+            .context("petitd's watchdog is gone")?,
+        None => {
+            if let Some(watchdog) = watchdog.take() {
+                watchdog.stop();
+            }
+        }
+    }
     let store_options = StoreOptions {
         max_log_bytes_per_stream: global.max_log_bytes_per_stream,
     };
@@ -640,10 +603,9 @@ fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
         tracing::info!(%addr, tls, "listening (gRPC, REST under /api)");
         serve::serve(listener, engine, signals, serve_options).await
     })?;
-    if let Some(mut watchdog) = watchdog {
-        // A clean stop: its stdin closes now, it finds the ledger empty and exits.
-        drop(watchdog.stdin.take());
-        let _ = watchdog.wait();
+    if let Some(watchdog) = watchdog {
+        // A clean stop: its pipe closes now, it finds the ledger empty and exits.
+        watchdog.stop();
     }
     Ok(ExitCode::SUCCESS)
 }

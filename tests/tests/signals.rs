@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 
 use petit_proto::v1::run_service_client::RunServiceClient;
 use petit_proto::v1::*;
-use petit_tests::{alive, eventually, get_run, jobs_dir, task_runs, trigger, Daemon, SLOW_JOB};
+use petit_tests::{
+    alive, bin, eventually, get_run, jobs_dir, run_to_exit, task_runs, trigger, Daemon, SLOW_JOB,
+};
 use tonic::transport::Channel;
 
 const WAIT: Duration = Duration::from_secs(8);
@@ -176,6 +178,44 @@ async fn after_sigkill_the_watchdog_kills_orphaned_task_processes() {
     drop(jobs);
 }
 
+/// A second petitd started on a database in use stops (the first holds its lock), and
+/// so does the watchdog it forked: unarmed, it leaves the ledger, which is the first
+/// daemon's, alone, and the first daemon's task goes on.
+#[tokio::test]
+async fn a_refused_second_daemon_leaves_the_first_ones_tasks_alone() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let pidfile = scratch.path().join("nap.pid");
+    let (first, pid, _run, jobs) = crash_ready(&pidfile).await;
+    let output = run_to_exit(
+        std::process::Command::new(bin("petitd"))
+            .arg("--jobs")
+            .arg(jobs.path())
+            .arg("--db")
+            .arg(&first.db)
+            .args(["--listen", "127.0.0.1:0"]),
+        WAIT,
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("in use by another petitd"), "{stderr}");
+    // petitd waits for its watchdog before it exits: the watchdog is gone too.
+    assert!(alive(pid), "the first daemon's task was killed:\n{stderr}");
+    let mut ledger = first.db.clone().into_os_string();
+    ledger.push(".pids");
+    assert!(
+        petit_tests::ledger_groups(std::path::Path::new(&ledger)).contains(&pid),
+        "the first daemon's ledger lost its task"
+    );
+    // The first daemon's own watchdog still does its work.
+    let (_data, _) = first.crash();
+    eventually(
+        WAIT,
+        "the first daemon's watchdog to kill its task",
+        || async { (!alive(pid)).then_some(()) },
+    )
+    .await;
+}
+
 /// A clean stop ends the watchdog with petitd.
 #[tokio::test]
 async fn the_watchdog_ends_with_a_clean_stop() {
@@ -225,7 +265,7 @@ async fn crash_ready(
     (daemon, pid, run, jobs)
 }
 
-/// The pid of petitd's watchdog: its child running `petitd watchdog`.
+/// The pid of petitd's watchdog: its child named `petitd-watchdog`.
 fn watchdog_of(petitd: i32) -> Option<i32> {
     std::fs::read_dir("/proc")
         .ok()?
@@ -234,9 +274,8 @@ fn watchdog_of(petitd: i32) -> Option<i32> {
             let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
             let ppid: i32 = stat.rsplit(") ").next()?.split(' ').nth(1)?.parse().ok()?;
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-            (ppid == petitd && cmdline.split(|&b| b == 0).any(|arg| arg == b"watchdog"))
-                .then_some(pid)
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+            (ppid == petitd && comm.trim_end() == "petitd-watchdog").then_some(pid)
         })
 }
 

@@ -18,6 +18,7 @@ mod shell;
 pub mod substitute;
 mod task;
 mod walk;
+pub mod watchdog;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
